@@ -1,0 +1,19 @@
+"""minbert: a BERT encoder written from scratch in PyTorch, and a multitask fine-tuning toolkit."""
+
+from minbert.errors import CheckpointError, ConfigError, DataError, MinbertError
+from minbert.model import BertConfig, BertModel, BertOutput
+from minbert.optim import AdamW
+from minbert.tokenizer import Tokenizer
+
+__version__ = "0.1.0"
+__all__ = [
+    "AdamW",
+    "BertConfig",
+    "BertModel",
+    "BertOutput",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "MinbertError",
+    "Tokenizer",
+]

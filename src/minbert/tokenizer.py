@@ -1,0 +1,106 @@
+"""WordPiece tokenization through the `tokenizers` library, set up the way BERT checkpoints expect."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+from minbert.errors import CheckpointError
+from minbert.model.loading import resolve_model_dir
+
+
+class Tokenizer:
+    """`encode(texts, pairs)` -> padded `input_ids`, `attention_mask`, `token_type_ids` tensors."""
+
+    def __init__(self, backend: HFTokenizer, model_max_length: int = 512):
+        self.backend = backend
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        self.model_max_length = model_max_length
+        self.pad_id = self._special_id("[PAD]")
+        self.cls_id = self._special_id("[CLS]")
+        self.sep_id = self._special_id("[SEP]")
+
+    def _special_id(self, token: str) -> int:
+        token_id = self.backend.token_to_id(token)
+        if token_id is None:
+            raise CheckpointError(f"the vocabulary has no {token} token")
+        return token_id
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None) -> Tokenizer:
+        """From the checkpoint's vocab.txt (lower-casing per tokenizer_config.json), else its tokenizer.json."""
+        directory = resolve_model_dir(path)
+        settings = {}
+        if (directory / "tokenizer_config.json").exists():
+            settings = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+        max_length = min(int(settings.get("model_max_length", 512)), _max_positions(directory))
+        vocab = directory / "vocab.txt"
+        if vocab.exists():
+            return cls(_bert_wordpiece(vocab, lowercase=settings.get("do_lower_case", True),
+                                       strip_accents=settings.get("strip_accents")), max_length)
+        if (directory / "tokenizer.json").exists():
+            return cls(HFTokenizer.from_file(str(directory / "tokenizer.json")), max_length)
+        raise CheckpointError(f"{directory}: no vocab.txt or tokenizer.json")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size()
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.backend.encode(text, add_special_tokens=False).tokens
+
+    def encode(self, texts: str | Sequence[str], pairs: Sequence[str] | None = None,
+               max_length: int = 512) -> dict[str, torch.Tensor]:
+        """Encode a batch, padded to its longest member. With `pairs`, each row is `[CLS] a [SEP] b [SEP]`
+        (token types 0 then 1), truncated longest-first to `max_length` (capped at the model's maximum)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if pairs is not None:
+            pairs = [pairs] if isinstance(pairs, str) else list(pairs)
+            if len(pairs) != len(texts):
+                raise ValueError(f"got {len(texts)} first sentences but {len(pairs)} second sentences")
+        max_length = min(max_length, self.model_max_length)
+        self.backend.enable_truncation(max_length, strategy="longest_first")
+        self.backend.enable_padding(pad_id=self.pad_id, pad_token="[PAD]")
+        try:
+            inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
+            encodings = self.backend.encode_batch(inputs)
+        finally:
+            self.backend.no_truncation()
+            self.backend.no_padding()
+        return {
+            "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),
+            "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long),
+            "token_type_ids": torch.tensor([e.type_ids for e in encodings], dtype=torch.long),
+        }
+
+
+def _max_positions(directory: Path) -> int:
+    try:
+        return int(json.loads((directory / "config.json").read_text(encoding="utf-8"))["max_position_embeddings"])
+    except (OSError, KeyError, ValueError):
+        return 512
+
+
+def _bert_wordpiece(vocab: Path, lowercase: bool, strip_accents: bool | None) -> HFTokenizer:
+    """BERT's pipeline: clean + (lower-case) normalizer, whitespace/punctuation split, WordPiece, [CLS]/[SEP]."""
+    tokenizer = HFTokenizer(WordPiece.from_file(str(vocab), unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=lowercase
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    if cls_id is None or sep_id is None:
+        raise CheckpointError(f"{vocab}: the vocabulary lacks [CLS] or [SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return tokenizer
