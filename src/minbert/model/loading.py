@@ -182,7 +182,7 @@ def load_encoder_weights(model: BertModel, state: dict[str, torch.Tensor], sourc
         encoder.update({name: expected[name] for name in missing})
     elif missing:
         raise CheckpointError(f"{source}: missing encoder weight {missing[0]!r} ({len(missing)} missing in all)")
-    for name, tensor in encoder.items():
+    for name, tensor in sorted(encoder.items()):
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise CheckpointError(
                 f"{source}: {name!r} has shape {list(tensor.shape)}, the model (config.json) expects "
