@@ -34,6 +34,59 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    import json
+
+    from minbert.data.files import FORMATS, KNOWN_FILES, read_examples, resolve_data_dir
+
+    directory = resolve_data_dir(args.data_dir)
+    report = {}
+    for (kind, split), name in KNOWN_FILES.items():
+        path = directory / name
+        if not path.exists():
+            continue
+        loaded = read_examples(path, FORMATS[kind], labelled=split != "test", strict=args.strict)
+        report[name] = {"rows": len(loaded.examples),
+                        "skipped": [{"line": s.line, "reason": s.reason} for s in loaded.skipped]}
+    if not report:
+        print(f"minbert: no known data files in {directory}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"data directory: {directory}")
+    for name, entry in report.items():
+        print(f"  {name:<30} {entry['rows']:>7,} rows loaded, {len(entry['skipped'])} skipped")
+        for skipped in entry["skipped"]:
+            print(f"      line {skipped['line']}: {skipped['reason']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from minbert.training.config import load_config
+    from minbert.training.run import train_run
+
+    config = load_config(args.config, args.overrides)
+    train_run(config, data_dir=args.data_dir, overwrite=args.overwrite, strict=args.strict)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from minbert.training.inference import evaluate_run
+
+    evaluate_run(args.run, data_dir=args.data_dir)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from minbert.training.inference import load_run
+
+    predictor = load_run(args.run)
+    for text, label in zip(args.text, predictor.predict_sentiment(args.text, task=args.task), strict=True):
+        print(f"{label}\t{text}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minbert", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -42,6 +95,35 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print a model's configuration and parameter counts")
     info.add_argument("--model", default=None, help="HF-layout model directory (default: embedded MiniLM)")
     info.set_defaults(run=cmd_info)
+
+    def data_dir_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", default=None,
+                       help="data directory (default: $MINBERT_DATA, then ./data, then ../shared/data)")
+
+    data = sub.add_parser("data", help="validate every known data file and report skipped rows")
+    data_dir_flag(data)
+    data.add_argument("--json", action="store_true", help="print {file: {rows, skipped: [{line, reason}]}}")
+    data.add_argument("--strict", action="store_true", help="stop at the first bad row")
+    data.set_defaults(run=cmd_data)
+
+    train = sub.add_parser("train", help="train a run from a TOML config plus key=value overrides")
+    train.add_argument("--config", required=True, help="TOML config file")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.lr=2e-5 tasks.sst.dropout=0.1")
+    data_dir_flag(train)
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    train.add_argument("--strict", action="store_true", help="abort on the first bad data row")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="re-compute dev metrics from a saved run's best checkpoint")
+    evaluate.add_argument("--run", required=True, help="run directory")
+    data_dir_flag(evaluate)
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="predict with a saved run")
+    predict.add_argument("--run", required=True, help="run directory")
+    predict.add_argument("--task", default=None, help="task name (default: the run's only sentiment task)")
+    predict.add_argument("--text", action="append", required=True, help="a sentence (repeatable)")
+    predict.set_defaults(run=cmd_predict)
     return parser
 
 

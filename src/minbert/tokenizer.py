@@ -56,29 +56,39 @@ class Tokenizer:
     def tokenize(self, text: str) -> list[str]:
         return self.backend.encode(text, add_special_tokens=False).tokens
 
-    def encode(self, texts: str | Sequence[str], pairs: Sequence[str] | None = None,
-               max_length: int = 512) -> dict[str, torch.Tensor]:
-        """Encode a batch, padded to its longest member. With `pairs`, each row is `[CLS] a [SEP] b [SEP]`
+    def encode_ids(self, texts: str | Sequence[str], pairs: Sequence[str] | None = None,
+                   max_length: int = 512) -> list[tuple[list[int], list[int]]]:
+        """Unpadded (token ids, token type ids) per row. With `pairs`, each row is `[CLS] a [SEP] b [SEP]`
         (token types 0 then 1), truncated longest-first to `max_length` (capped at the model's maximum)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         if pairs is not None:
             pairs = [pairs] if isinstance(pairs, str) else list(pairs)
             if len(pairs) != len(texts):
                 raise ValueError(f"got {len(texts)} first sentences but {len(pairs)} second sentences")
-        max_length = min(max_length, self.model_max_length)
-        self.backend.enable_truncation(max_length, strategy="longest_first")
-        self.backend.enable_padding(pad_id=self.pad_id, pad_token="[PAD]")
+        self.backend.enable_truncation(min(max_length, self.model_max_length), strategy="longest_first")
         try:
             inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
             encodings = self.backend.encode_batch(inputs)
         finally:
             self.backend.no_truncation()
-            self.backend.no_padding()
-        return {
-            "input_ids": torch.tensor([e.ids for e in encodings], dtype=torch.long),
-            "attention_mask": torch.tensor([e.attention_mask for e in encodings], dtype=torch.long),
-            "token_type_ids": torch.tensor([e.type_ids for e in encodings], dtype=torch.long),
-        }
+        return [(e.ids, e.type_ids) for e in encodings]
+
+    def pad(self, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
+        """Pad (ids, type ids) rows to the longest: `input_ids`, `attention_mask`, `token_type_ids` tensors."""
+        longest = max((len(ids) for ids, _ in rows), default=0)
+        input_ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
+        token_type_ids = torch.zeros((len(rows), longest), dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, (ids, types) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.as_tensor(ids)
+            token_type_ids[i, : len(ids)] = torch.as_tensor(types)
+            attention_mask[i, : len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+    def encode(self, texts: str | Sequence[str], pairs: Sequence[str] | None = None,
+               max_length: int = 512) -> dict[str, torch.Tensor]:
+        """Encode a batch (see `encode_ids`), padded to its longest member."""
+        return self.pad(self.encode_ids(texts, pairs, max_length))
 
 
 def _max_positions(directory: Path) -> int:

@@ -1,0 +1,88 @@
+"""Examples -> token ids (once, at load time) -> padded batches, with length bucketing.
+
+A pair task is either cross-encoded (one sequence `[CLS] a [SEP] b [SEP]` per example) or siamese (each distinct
+sentence is its own sequence, encoded once per batch however many pairs share it; `Batch.index` says which rows
+form each pair).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from minbert.data.files import Example
+from minbert.tokenizer import Tokenizer
+
+BUCKET_BATCHES = 50  # training sorts by length within windows of this many batches, then shuffles the batches
+
+
+@dataclass
+class Batch:
+    task: str
+    inputs: dict[str, Tensor]  # input_ids, attention_mask, token_type_ids: (N, T)
+    labels: Tensor | None  # (B,), None for unlabelled files
+    positions: list[int]  # the examples' positions in their TaskData (predictions go back there)
+    index: Tensor | None = None  # siamese pairs: (B, 2) rows of `inputs`; None: row i is example i
+
+    def to(self, device: torch.device) -> Batch:
+        inputs = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
+        labels = None if self.labels is None else self.labels.to(device, non_blocking=True)
+        index = None if self.index is None else self.index.to(device, non_blocking=True)
+        return Batch(self.task, inputs, labels, self.positions, index)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+class TaskData:
+    """One split of one task, tokenized."""
+
+    def __init__(self, task: str, examples: list[Example], tokenizer: Tokenizer, max_length: int,
+                 siamese: bool = False, label_dtype: torch.dtype = torch.long):
+        self.task = task
+        self.examples = examples
+        self.tokenizer = tokenizer
+        self.siamese = siamese
+        self.labelled = bool(examples) and all(e.label is not None for e in examples)
+        self.labels = torch.tensor([e.label for e in examples], dtype=label_dtype) if self.labelled else None
+        if siamese:
+            sentences = sorted({t for e in examples for t in e.texts})
+            row_of = {s: i for i, s in enumerate(sentences)}
+            self.rows = tokenizer.encode_ids(sentences, max_length=max_length)
+            self.pair_rows = np.array([[row_of[t] for t in e.texts] for e in examples], dtype=np.int64).reshape(-1, 2)
+            row_lengths = np.array([len(ids) for ids, _ in self.rows])
+            self.lengths = row_lengths[self.pair_rows].max(axis=1) if len(examples) else row_lengths
+        else:
+            texts = [e.texts[0] for e in examples]
+            pairs = [e.texts[1] for e in examples] if examples and len(examples[0].texts) == 2 else None
+            self.rows = tokenizer.encode_ids(texts, pairs, max_length=max_length)
+            self.lengths = np.array([len(ids) for ids, _ in self.rows])
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def batches(self, batch_size: int, shuffle: bool, bucketing: bool, rng: np.random.Generator | None = None,
+                ) -> list[list[int]]:
+        """Example positions per batch. Without shuffling, bucketing sorts globally (inference: least padding);
+        with shuffling, it sorts within random windows and then shuffles the batches."""
+        order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
+        if bucketing:
+            window = batch_size * BUCKET_BATCHES if shuffle else max(len(self), 1)
+            order = np.concatenate([chunk[np.argsort(self.lengths[chunk], kind="stable")]
+                                    for chunk in np.array_split(order, max(1, -(-len(self) // window)))])
+        batches = [order[i:i + batch_size].tolist() for i in range(0, len(self), batch_size)]
+        if shuffle and bucketing:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def collate(self, positions: list[int]) -> Batch:
+        labels = self.labels[positions] if self.labels is not None else None
+        if not self.siamese:
+            return Batch(self.task, self.tokenizer.pad([self.rows[p] for p in positions]), labels, positions)
+        pair_rows = self.pair_rows[positions]  # (B, 2) rows in self.rows
+        distinct, index = np.unique(pair_rows, return_inverse=True)  # each distinct sentence is encoded once
+        inputs = self.tokenizer.pad([self.rows[r] for r in distinct])
+        return Batch(self.task, inputs, labels, positions, torch.from_numpy(index.reshape(-1, 2)))

@@ -1,0 +1,177 @@
+"""Readers for the CS224N tab-separated files, with row-level validation.
+
+Columns are found by header name (the SST and CFIMDB test files carry an extra leading column). A bad row is
+reported with file:line and reason and skipped (or, with strict=True, aborts the load); a label is never invented
+and no row is dropped without a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minbert.errors import DataError
+
+log = logging.getLogger("minbert")
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """Which columns hold the texts and the label, and what a valid label is."""
+
+    text_columns: tuple[str, ...]
+    label_column: str
+    num_classes: int | None = None  # classification: labels are the integers 0..num_classes-1
+    score_range: tuple[float, float] | None = None  # regression: labels are numbers in [low, high]
+    id_column: str = "id"
+
+    def check_label(self, raw: str) -> tuple[float | int | None, str | None]:
+        """(label, None) for a valid label, (None, reason) otherwise."""
+        raw = raw.strip()
+        if not raw:
+            return None, f"empty {self.label_column} (no label)"
+        try:
+            value = float(raw)
+        except ValueError:
+            return None, f"{self.label_column} {raw!r} is not a number"
+        if not math.isfinite(value):
+            return None, f"{self.label_column} {raw!r} is not a finite number"
+        if self.num_classes is not None:
+            if value != int(value) or not 0 <= value < self.num_classes:
+                return None, f"{self.label_column} {raw!r} is not a class in 0..{self.num_classes - 1}"
+            return int(value), None
+        low, high = self.score_range
+        if not low <= value <= high:
+            return None, f"{self.label_column} {raw!r} is outside {low:g}..{high:g}"
+        return value, None
+
+
+FORMATS = {
+    "sst": FileFormat(("sentence",), "sentiment", num_classes=5),
+    "cfimdb": FileFormat(("sentence",), "sentiment", num_classes=2),
+    "quora": FileFormat(("sentence1", "sentence2"), "is_duplicate", num_classes=2),
+    "sts": FileFormat(("sentence1", "sentence2"), "similarity", score_range=(0.0, 5.0)),
+}
+
+# The data sets' files in a data directory, by (data set, split).
+KNOWN_FILES = {
+    (kind, split): name
+    for kind, stem in [("sst", "ids-sst"), ("cfimdb", "ids-cfimdb"), ("quora", "quora"), ("sts", "sts")]
+    for split, name in [("train", f"{stem}-train.csv"), ("dev", f"{stem}-dev.csv"),
+                        ("test", f"{stem}-test-student.csv")]
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    texts: tuple[str, ...]  # one sentence, or a pair
+    label: float | int | None  # a class index or a score; None in unlabelled (test) files
+    line: int  # where the row starts in its file, for error messages
+
+
+@dataclass
+class SkippedRow:
+    line: int
+    reason: str
+
+
+@dataclass
+class LoadedFile:
+    path: Path
+    examples: list[Example] = field(default_factory=list)
+    skipped: list[SkippedRow] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"{self.path.name}: {len(self.examples)} rows loaded, {len(self.skipped)} skipped"
+
+
+def read_examples(path: str | Path, fmt: FileFormat, labelled: bool = True, strict: bool = False) -> LoadedFile:
+    """Read one file. `labelled=False` for test files (no label column needed; labels are None)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    # surrogateescape keeps undecodable bytes visible per row, so one bad row does not sink the whole file
+    text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    if not text.strip():
+        raise DataError(f"{path}: empty file (expected a header line)")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t")
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    needed = [fmt.id_column, *fmt.text_columns] + ([fmt.label_column] if labelled else [])
+    for column in needed:
+        if column not in header:
+            raise DataError(f"{path}:1: missing column {column!r} (header has {', '.join(map(repr, header))})")
+
+    loaded = LoadedFile(path)
+
+    def skip(line: int, reason: str) -> None:
+        if strict:
+            raise DataError(f"{path}:{line}: {reason}")
+        log.warning("%s:%d: skipped row: %s", path, line, reason)
+        loaded.skipped.append(SkippedRow(line, reason))
+
+    end_of_previous = reader.line_num  # 1: the header
+    for row in reader:
+        line, end_of_previous = end_of_previous + 1, reader.line_num
+        if not any((v or "").strip() for k, v in row.items() if k is not None):
+            continue  # a blank line is not a row
+        if line != reader.line_num:
+            skip(line, f"the row runs over lines {line}-{reader.line_num} (unbalanced quote?)")
+            continue
+        if None in row:
+            skip(line, f"{len(header) + len(row[None])} fields, the header has {len(header)}")
+            continue
+        values = {k: (v if v is not None else "") for k, v in row.items()}
+        bad = [c for c in needed if any("\udc80" <= ch <= "\udcff" for ch in values[c])]
+        if bad:
+            skip(line, f"non-UTF-8 bytes in {bad[0]}")
+            continue
+        example_id = values[fmt.id_column].strip()
+        texts = tuple(values[c].strip() for c in fmt.text_columns)
+        empty = [c for c, t in zip(fmt.text_columns, texts, strict=True) if not t]
+        if not example_id:
+            skip(line, f"empty {fmt.id_column}")
+            continue
+        if empty:
+            skip(line, f"empty {empty[0]}")
+            continue
+        label = None
+        if labelled:
+            label, reason = fmt.check_label(values[fmt.label_column])
+            if reason:
+                skip(line, reason)
+                continue
+        loaded.examples.append(Example(example_id, texts, label, line))
+    if loaded.skipped:
+        log.warning("%s", loaded.summary())
+    return loaded
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def resolve_data_dir(flag: str | Path | None = None) -> Path:
+    """--data-dir, then $MINBERT_DATA, then ./data, then ../shared/data (from here, then from the checkout)."""
+    if flag:
+        if not Path(flag).is_dir():
+            raise DataError(f"--data-dir {flag}: no such directory")
+        return Path(flag)
+    if env := os.environ.get("MINBERT_DATA"):
+        if not Path(env).is_dir():
+            raise DataError(f"MINBERT_DATA={env}: no such directory")
+        return Path(env)
+    candidates = [Path("data"), Path("../shared/data"), _repo_root() / "data", _repo_root().parent / "shared" / "data"]
+    for candidate in candidates:
+        if any((candidate / name).exists() for name in KNOWN_FILES.values()):
+            return candidate
+    looked = ", ".join(str(c) for c in ["--data-dir (not given)", "$MINBERT_DATA (not set)", *candidates])
+    raise DataError(f"no data directory found; looked in: {looked}")

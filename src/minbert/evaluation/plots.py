@@ -1,0 +1,50 @@
+"""Error-analysis figures written into a run directory (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_confusion(counts: np.ndarray, title: str, path: str | Path, labels: Sequence[str] | None = None) -> None:
+    k = counts.shape[0]
+    labels = list(labels) if labels else [str(i) for i in range(k)]
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2, 1.2 * k + 1.5))
+    ax.imshow(counts, cmap="Blues")
+    for gold in range(k):
+        for pred in range(k):
+            color = "white" if counts[gold, pred] > counts.max() / 2 else "black"
+            ax.text(pred, gold, str(counts[gold, pred]), ha="center", va="center", color=color)
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_learning_curves(history: list[dict], path: str | Path) -> None:
+    """Per-epoch train loss and dev metric for every task."""
+    tasks = sorted({t for epoch in history for t in epoch.get("dev", {})})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [e["epoch"] for e in history]
+    for task in tasks:
+        axes[0].plot(epochs, [e["train_loss"].get(task, np.nan) for e in history], marker="o", label=task)
+        axes[1].plot(epochs, [e["dev"][task]["score"] for e in history], marker="o", label=task)
+    axes[0].set_title("train loss")
+    axes[1].set_title("dev metric (accuracy / Pearson r)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

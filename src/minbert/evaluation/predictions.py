@@ -1,0 +1,32 @@
+"""Prediction files in the CS224N starter's format: a header line `id \t <column> `, then `id , prediction `."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from minbert.errors import DataError
+
+
+def write_predictions(path: str | Path, header: str, ids: Sequence[str], predictions: Sequence) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"id \t {header} \n")
+        for example_id, prediction in zip(ids, predictions, strict=True):
+            f.write(f"{example_id} , {prediction} \n")
+
+
+def read_predictions(path: str | Path) -> tuple[str, list[tuple[str, str]]]:
+    """(header column, [(id, prediction text)]) from a file written by write_predictions."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or not lines[0].startswith("id \t "):
+        raise DataError(f"{path}:1: expected the header 'id \\t <column>'")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        if " , " not in line:
+            raise DataError(f"{path}:{number}: expected 'id , prediction'")
+        example_id, prediction = line.split(" , ", 1)
+        rows.append((example_id.strip(), prediction.strip()))
+    return lines[0][len("id \t "):].strip(), rows

@@ -1,0 +1,222 @@
+"""The run configuration: a TOML file plus `key=value` overrides, checked against this schema before any work.
+
+Unknown keys are an error naming the nearest valid key; values are type-checked (an int is accepted where a float
+is expected); names of techniques (poolings, heads, losses, ...) are checked against their registries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from minbert.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""  # HF-layout directory; "" = the embedded all-MiniLM-L6-v2
+    freeze: str = "none"  # "none" | "encoder" (the starter's "pretrain" mode: only the heads train)
+    max_length: int = 128  # tokens per sequence (a pair counts as one sequence when cross-encoded)
+
+
+@dataclass
+class TaskConfig:
+    data: str = ""  # the file format: sst | cfimdb | quora | sts
+    train: str = ""  # file names in the data directory; "" = the data set's standard file
+    dev: str = ""
+    test: str = ""
+    pooling: str = "cls"  # see minbert.tasks.pooling.POOLINGS
+    head: str = "linear"  # see minbert.tasks.heads
+    hidden_layers: int = 0  # extra hidden layers in an "mlp" head
+    hidden_size: int = 0  # width of those layers; 0 = the encoder's hidden size
+    dropout: float = 0.3
+    loss: str = ""  # "" = the task kind's default
+    batch_size: int = 0  # 0 = train.batch_size
+    loss_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-6
+    warmup_ratio: float = 0.0  # fraction of all steps with a linear warm-up
+    decay: str = "constant"  # constant | linear (to 0 at the end) | exponential (gamma per epoch)
+    gamma: float = 0.9
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    precision: str = "auto"  # fp32 | bf16 | auto (bf16 where the hardware has it)
+    sampler: str = "sequential"  # see minbert.training.samplers
+    bucketing: bool = True  # draw batches from length buckets (less padding), then shuffle the batches
+    eval_batch_size: int = 64
+    max_train_examples: int = 0  # 0 = all; else a fixed random subsample per task (quick looks, tests)
+    max_eval_examples: int = 0
+
+
+@dataclass
+class RunConfig:
+    name: str = ""  # run directory name under output_dir; "" = the config file's stem
+    seed: int = 11711
+    data_dir: str = ""  # "" = --data-dir, then $MINBERT_DATA, then ./data, then ../shared/data
+    output_dir: str = "runs"
+    device: str = "auto"  # auto | cpu | cuda
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+CHOICES = {
+    "model.freeze": ("none", "encoder"),
+    "train.decay": ("constant", "linear", "exponential"),
+    "train.precision": ("fp32", "bf16", "auto"),
+    "device": ("auto", "cpu", "cuda"),
+}
+POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "model.max_length"}
+NON_NEGATIVE = {"train.lr", "train.weight_decay", "train.eps", "train.grad_clip", "train.warmup_ratio",
+                "train.max_train_examples", "train.max_eval_examples", "dropout", "batch_size", "loss_weight",
+                "hidden_layers", "hidden_size"}
+
+
+def _nearest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+
+
+def _check_type(value: Any, kind: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(kind)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (types.UnionType, typing.Union):
+        for option in typing.get_args(kind):
+            try:
+                return _check_type(value, option, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {value!r} has the wrong type")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is type(None) and value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a table, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else key
+        if key not in hints:
+            raise ConfigError(f"unknown key {path!r}{_nearest(key, names)}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            kwargs[key] = _build(kind, value, path)
+        elif typing.get_origin(kind) is dict:
+            _, item = typing.get_args(kind)
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a table of named entries")
+            kwargs[key] = {name: _build(item, v, f"{path}.{name}") for name, v in value.items()}
+        else:
+            kwargs[key] = _check_type(value, kind, path)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.lr=2e-5` -> (["train", "lr"], 2e-05). Values are TOML; a bare word is a string."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def merge(base: dict, path: list[str], value: Any) -> None:
+    node = base
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {'.'.join(path)}: {part!r} is not a table")
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+    """Read a TOML file (or start from `base`), apply `key=value` overrides, check everything."""
+    values: dict = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        values.setdefault("name", path.stem)
+    for override in overrides:
+        merge(values, *parse_override(override))
+    config = _build(RunConfig, values, "")
+    validate(config)
+    return config
+
+
+def validate(config: RunConfig) -> None:
+    """Impossible values and unknown technique names, one clear message each."""
+    from minbert.tasks import registry_names  # late: the registries import torch modules
+
+    def check(where: str, value: Any) -> None:
+        leaf = where.split(".")[-1]
+        if where in CHOICES and value not in CHOICES[where]:
+            raise ConfigError(f"{where} = {value!r} is not one of {', '.join(CHOICES[where])}")
+        if where in POSITIVE and value <= 0:
+            raise ConfigError(f"{where} = {value!r} must be > 0")
+        if (where in NON_NEGATIVE or leaf in NON_NEGATIVE) and value < 0:
+            raise ConfigError(f"{where} = {value!r} must be >= 0")
+
+    for section in ("model", "train"):
+        for f in dataclasses.fields(getattr(config, section)):
+            check(f"{section}.{f.name}", getattr(getattr(config, section), f.name))
+    check("device", config.device)
+    if not config.tasks:
+        raise ConfigError("no tasks: add at least one [tasks.NAME] table with a `data` format")
+    if not 0 <= config.train.warmup_ratio <= 1:
+        raise ConfigError(f"train.warmup_ratio = {config.train.warmup_ratio} must be in [0, 1]")
+    registries = registry_names()
+    if config.train.sampler not in registries["sampler"]:
+        raise ConfigError(f"train.sampler = {config.train.sampler!r} is not one of "
+                          f"{', '.join(registries['sampler'])}")
+    for name, task in config.tasks.items():
+        for f in dataclasses.fields(task):
+            check(f"tasks.{name}.{f.name}", getattr(task, f.name))
+        if task.data not in registries["data"]:
+            raise ConfigError(f"tasks.{name}.data = {task.data!r} is not one of {', '.join(registries['data'])}")
+        if not 0 <= task.dropout < 1:
+            raise ConfigError(f"tasks.{name}.dropout = {task.dropout} must be in [0, 1)")
+        for kind in ("pooling", "head", "loss"):
+            value = getattr(task, kind)
+            if value and value not in registries[kind]:
+                raise ConfigError(f"tasks.{name}.{kind} = {value!r} is not one of {', '.join(registries[kind])}")

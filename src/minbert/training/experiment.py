@@ -1,0 +1,115 @@
+"""Build everything a run needs from its config: device, tokenizer, model, tokenized data, optimizer."""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from minbert.data.batching import TaskData
+from minbert.data.files import KNOWN_FILES, Example, read_examples, resolve_data_dir
+from minbert.device import resolve_device, resolve_precision
+from minbert.errors import ConfigError
+from minbert.model.bert import BertModel
+from minbert.model.loading import resolve_model_dir
+from minbert.optim import AdamW, decay_groups
+from minbert.tasks.kinds import KINDS
+from minbert.tasks.model import MultitaskModel
+from minbert.tokenizer import Tokenizer
+from minbert.training.config import RunConfig
+
+log = logging.getLogger("minbert")
+SPLITS = ("train", "dev", "test")
+TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Experiment:
+    config: RunConfig
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    tokenizer: Tokenizer
+    model: MultitaskModel
+    model_dir: Path  # where the encoder and tokenizer came from
+    data: dict[str, dict[str, TaskData]]  # task -> split -> data (splits without a file are absent)
+
+    def copy_tokenizer_files(self, directory: Path) -> None:
+        """So a checkpoint directory is a complete HF-layout model (encoder + tokenizer)."""
+        for name in TOKENIZER_FILES:
+            if (self.model_dir / name).exists():
+                shutil.copy2(self.model_dir / name, directory / name)
+
+
+def task_file(config: RunConfig, task: str, split: str) -> str:
+    chosen = getattr(config.tasks[task], split)
+    return chosen or KNOWN_FILES.get((config.tasks[task].data, split), "")
+
+
+def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
+    if not limit or len(examples) <= limit:
+        return examples
+    keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=limit, replace=False))
+    return [examples[i] for i in keep]
+
+
+def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None, strict: bool = False,
+                   splits: tuple[str, ...] = SPLITS) -> dict[str, dict[str, TaskData]]:
+    directory = resolve_data_dir(data_dir or config.data_dir or None)
+    data: dict[str, dict[str, TaskData]] = {}
+    for task, task_config in config.tasks.items():
+        kind = KINDS[task_config.data]
+        data[task] = {}
+        for split in splits:
+            name = task_file(config, task, split)
+            if not name:
+                continue
+            path = directory / name
+            if not path.exists():
+                if split == "test":
+                    log.info("%s: no test file %s; test predictions skipped", task, path)
+                    continue
+                raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
+            loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict)
+            limit = {"train": config.train.max_train_examples}.get(split, config.train.max_eval_examples)
+            examples = subsample(loaded.examples, limit, config.seed)
+            data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
+                                         label_dtype=torch.long if kind.is_classification else torch.float32)
+        missing = [split for split in ("train", "dev") if split in splits and split not in data[task]]
+        if missing:
+            raise ConfigError(f"tasks.{task}: no {missing[0]} file (train and dev files are required)")
+    return data
+
+
+def build_model(config: RunConfig, model_dir: Path) -> MultitaskModel:
+    return MultitaskModel(BertModel.from_pretrained(model_dir), config.tasks, freeze=config.model.freeze)
+
+
+def build_experiment(config: RunConfig, data_dir: str | None = None, strict: bool = False,
+                     splits: tuple[str, ...] = SPLITS) -> Experiment:
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    model_dir = resolve_model_dir(config.model.path or None)
+    tokenizer = Tokenizer.from_pretrained(model_dir)
+    data = load_task_data(config, tokenizer, data_dir, strict, splits)
+    seed_everything(config.seed)  # the heads' initialisation does not depend on how much data was read
+    model = build_model(config, model_dir).to(device)
+    return Experiment(config, device, resolve_precision(config.train.precision, device), tokenizer, model,
+                      model_dir, data)
+
+
+def build_optimizer(config: RunConfig, model: MultitaskModel) -> AdamW:
+    """Weight decay on matrices only; frozen parameters are left out."""
+    train = config.train
+    groups = decay_groups(model, train.weight_decay)
+    return AdamW([g for g in groups if g["params"]], lr=train.lr, betas=tuple(train.betas), eps=train.eps)

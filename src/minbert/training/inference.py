@@ -1,0 +1,82 @@
+"""Using a finished run: reload its best checkpoint, re-evaluate it, predict with it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from minbert.data.batching import TaskData
+from minbert.data.files import Example
+from minbert.device import resolve_device, resolve_precision
+from minbert.errors import ConfigError
+from minbert.model.bert import BertModel
+from minbert.model.config import BertConfig
+from minbert.tasks.model import MultitaskModel
+from minbert.tokenizer import Tokenizer
+from minbert.training.config import RunConfig, load_config
+from minbert.training.experiment import Experiment, load_task_data
+from minbert.training.loop import predict, score
+
+
+class MultitaskBERT:
+    """A trained run, ready to predict: `MultitaskBERT.load("runs/sst-finetune")`."""
+
+    def __init__(self, config: RunConfig, model: MultitaskModel, tokenizer: Tokenizer, run_dir: Path):
+        self.config, self.model, self.tokenizer, self.run_dir = config, model, tokenizer, run_dir
+        device = resolve_device(config.device)
+        self.experiment = Experiment(config, device, resolve_precision(config.train.precision, device), tokenizer,
+                                     model.to(device).eval(), run_dir / "best", {})
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> MultitaskBERT:
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.toml").exists():
+            raise ConfigError(f"{run_dir}: not a run directory (no config.toml)")
+        config = load_config(run_dir / "config.toml")
+        best = run_dir / "best"
+        model = MultitaskModel(BertModel(BertConfig.from_json(best / "config.json")), config.tasks,
+                               freeze=config.model.freeze)
+        model.load_checkpoint(best)
+        return cls(config, model, Tokenizer.from_pretrained(best), run_dir)
+
+    def _task(self, task: str | None, sentiment: bool) -> str:
+        if task is not None:
+            if task not in self.config.tasks:
+                raise ConfigError(f"task {task!r} is not in this run (it has {', '.join(self.config.tasks)})")
+            return task
+        chosen = [t for t, c in self.config.tasks.items() if c.data in ("sst", "cfimdb")] if sentiment else []
+        if len(chosen) != 1:
+            raise ConfigError(f"name a task with --task (this run has {', '.join(self.config.tasks)})")
+        return chosen[0]
+
+    def _predict(self, task: str, texts: Sequence[tuple[str, ...]]) -> list:
+        examples = [Example(str(i), tuple(t), None, i + 1) for i, t in enumerate(texts)]
+        data = TaskData(task, examples, self.tokenizer, self.config.model.max_length)
+        return predict(self.model, data, self.experiment).tolist()
+
+    def predict_sentiment(self, texts: Sequence[str], task: str | None = None) -> list[int]:
+        """Class indices (SST: 0 very negative .. 4 very positive; CFIMDB: 0 negative, 1 positive)."""
+        return self._predict(self._task(task, sentiment=True), [(t,) for t in texts])
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, dict]:
+    """Re-compute the dev metrics of a run's best checkpoint and print them beside the recorded ones."""
+    loaded = MultitaskBERT.load(run_dir)
+    data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev",))
+    recorded = {}
+    metrics_path = Path(run_dir) / "metrics.json"
+    if metrics_path.exists():
+        recorded = json.loads(metrics_path.read_text(encoding="utf-8")).get("final_dev", {})
+    results = {}
+    for task, splits in data.items():
+        with torch.no_grad():
+            predictions = predict(loaded.model, splits["dev"], loaded.experiment)
+        results[task] = {"metric": loaded.model.heads[task].kind.metric,
+                         "score": score(loaded.model, task, splits["dev"], predictions)}
+        before = recorded.get(task, {}).get("score")
+        note = f" (recorded {before:.4f})" if before is not None else ""
+        print(f"{task:<10} dev {results[task]['metric']:<9} {results[task]['score']:.4f}{note}")
+    return results

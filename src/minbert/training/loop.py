@@ -1,0 +1,159 @@
+"""The one training loop: single-task, multitask and (later) staged runs all go through `Trainer.fit`."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from minbert.data.batching import TaskData
+from minbert.device import autocast
+from minbert.errors import MinbertError
+from minbert.evaluation.metrics import accuracy, pearson, selection_score
+from minbert.tasks.model import MultitaskModel
+from minbert.training.config import TrainConfig
+from minbert.training.experiment import Experiment, build_optimizer
+from minbert.training.samplers import SAMPLERS
+
+log = logging.getLogger("minbert")
+
+
+class TrainingError(MinbertError):
+    """Training cannot go on (a non-finite loss, ...)."""
+
+
+def lr_factor(train: TrainConfig, step: int, epoch: int, total_steps: int) -> float:
+    """Linear warm-up over warmup_ratio of all steps, then constant, linear decay to 0, or gamma**epoch."""
+    warmup = int(train.warmup_ratio * total_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if train.decay == "linear":
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    if train.decay == "exponential":
+        return train.gamma**epoch
+    return 1.0
+
+
+@torch.no_grad()
+def predict(model: MultitaskModel, data: TaskData, experiment: Experiment) -> np.ndarray:
+    """Predictions for every example of `data`, in file order (batches are length-sorted, then put back)."""
+    model.eval()
+    kind = model.heads[data.task].kind
+    out = np.zeros(len(data), dtype=np.int64 if kind.is_classification else np.float64)
+    for positions in data.batches(experiment.config.train.eval_batch_size, shuffle=False, bucketing=True):
+        batch = data.collate(positions).to(experiment.device)
+        with autocast(experiment.device, experiment.autocast_dtype):
+            outputs = model(batch)
+        out[positions] = kind.predict(outputs).cpu().numpy()
+    return out
+
+
+def score(model: MultitaskModel, task: str, data: TaskData, predictions: np.ndarray) -> float:
+    kind = model.heads[task].kind
+    labels = data.labels.numpy()
+    return pearson(predictions, labels) if kind.metric == "pearson" else accuracy(predictions, labels)
+
+
+class Trainer:
+    def __init__(self, experiment: Experiment, on_epoch_end: Callable[[dict], None] | None = None):
+        self.exp = experiment
+        self.config = experiment.config
+        self.model = experiment.model
+        self.optimizer = build_optimizer(self.config, self.model)
+        self.sampler = SAMPLERS[self.config.train.sampler]()
+        self.rng = np.random.default_rng(self.config.seed)
+        self.on_epoch_end = on_epoch_end
+        self.step = 0
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+
+    def task_batch_size(self, task: str) -> int:
+        return self.config.tasks[task].batch_size or self.config.train.batch_size
+
+    def epoch_plan(self, epoch: int) -> list:
+        train = self.config.train
+        batches = {task: splits["train"].batches(self.task_batch_size(task), shuffle=True,
+                                                 bucketing=train.bucketing, rng=self.rng)
+                   for task, splits in self.exp.data.items()}
+        return self.sampler.plan(batches, epoch, train.epochs, self.rng)
+
+    def evaluate(self, split: str = "dev") -> dict[str, dict]:
+        results = {}
+        for task, splits in self.exp.data.items():
+            if split not in splits:
+                continue
+            predictions = predict(self.model, splits[split], self.exp)
+            results[task] = {"metric": self.model.heads[task].kind.metric,
+                             "score": score(self.model, task, splits[split], predictions)}
+        return results
+
+    def train_step(self, step_batches: list, epoch: int, total_steps: int, losses: dict) -> int:
+        """One optimizer update over the step's batches; returns the number of examples seen."""
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * lr_factor(self.config.train, self.step, epoch, total_steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        seen = 0
+        for task, positions in step_batches:
+            batch = self.exp.data[task]["train"].collate(positions).to(self.exp.device)
+            with autocast(self.exp.device, self.exp.autocast_dtype):
+                loss = self.model.loss(batch)
+            if not torch.isfinite(loss):
+                ids = [self.exp.data[task]["train"].examples[p].id for p in positions]
+                raise TrainingError(f"non-finite loss {loss.item()} at step {self.step}, task {task}; "
+                                    f"example ids: {', '.join(ids)}")
+            (self.model.heads[task].loss_weight * loss).backward()
+            losses[task].append(loss.item())
+            seen += len(batch)
+        if self.config.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                           self.config.train.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return seen
+
+    def fit(self) -> list[dict]:
+        train = self.config.train
+        history = []
+        total_steps = len(self.epoch_plan(0)) * train.epochs  # plans have a fixed length for a given config
+        self.rng = np.random.default_rng(self.config.seed)  # the probe above must not shift the real draws
+        columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
+                   TimeRemainingColumn()]
+        with Progress(*columns, transient=False) as progress:
+            for epoch in range(train.epochs):
+                plan = self.epoch_plan(epoch)
+                bar = progress.add_task("train", total=len(plan), epoch=f"{epoch + 1}/{train.epochs}", loss=math.nan,
+                                        rate=0.0)
+                self.model.train()
+                losses: dict[str, list[float]] = defaultdict(list)
+                start, seen = time.perf_counter(), 0
+                for step_batches in plan:
+                    seen += self.train_step(step_batches, epoch, total_steps, losses)
+                    recent = [v for task_losses in losses.values() for v in task_losses[-20:]]
+                    progress.update(bar, advance=1, loss=float(np.mean(recent)),
+                                    rate=seen / (time.perf_counter() - start))
+                train_time = time.perf_counter() - start
+                dev = self.evaluate("dev")
+                record = {
+                    "epoch": epoch + 1,
+                    "train_loss": {task: float(np.mean(v)) for task, v in losses.items()},
+                    "dev": dev,
+                    "selection_score": selection_score({t: (r["metric"], r["score"]) for t, r in dev.items()}),
+                    "train_seconds": round(train_time, 2),
+                    "eval_seconds": round(time.perf_counter() - start - train_time, 2),
+                    "train_examples_per_second": round(seen / train_time, 2),
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                }
+                history.append(record)
+                log.info("epoch %d: %s; selection %.4f; %.0f s train (%.1f ex/s), %.0f s eval", epoch + 1,
+                         ", ".join(f"{t} {r['metric']} {r['score']:.4f}" for t, r in dev.items()),
+                         record["selection_score"], train_time, record["train_examples_per_second"],
+                         record["eval_seconds"])
+                if self.on_epoch_end:
+                    self.on_epoch_end(record)
+        return history

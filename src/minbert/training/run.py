@@ -1,0 +1,129 @@
+"""A run directory: resolved config, log, metrics, best checkpoint, predictions and figures.
+
+runs/<name>/
+  config.toml       the resolved config (every default filled in)
+  train.log         the log
+  metrics.json      per-epoch train loss, dev metrics, times; the best epoch; final dev and wall time
+  best/             the best checkpoint: config.json + model.safetensors (+ tokenizer files), HF layout
+  predictions/      {sst,para,sts,cfimdb}-{dev,test}-output.csv from the best checkpoint
+  figures/          confusion matrices, learning curves
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from minbert.errors import ConfigError
+from minbert.evaluation.metrics import confusion_matrix
+from minbert.evaluation.plots import plot_confusion, plot_learning_curves
+from minbert.evaluation.predictions import write_predictions
+from minbert.training.config import RunConfig
+from minbert.training.experiment import Experiment, build_experiment
+from minbert.training.loop import Trainer, predict, score
+
+log = logging.getLogger("minbert")
+
+
+def prepare_run_dir(config: RunConfig, overwrite: bool) -> Path:
+    run_dir = Path(config.output_dir) / config.name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{run_dir} already exists; pass --overwrite to replace it, or set name=...")
+        shutil.rmtree(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(config.to_toml(), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the run directory {run_dir}: {exc.strerror}") from None
+    return run_dir
+
+
+def attach_log_file(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("minbert")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler
+
+
+def write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def write_outputs(exp: Experiment, run_dir: Path) -> dict[str, dict]:
+    """Predictions for dev and test, confusion matrices; returns the dev metrics of the loaded checkpoint."""
+    figures = run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    dev_metrics = {}
+    for task, splits in exp.data.items():
+        kind = exp.model.heads[task].kind
+        for split in ("dev", "test"):
+            if split not in splits:
+                continue
+            data = splits[split]
+            predictions = predict(exp.model, data, exp)
+            shown = predictions if kind.is_classification else [f"{p:.4f}" for p in predictions]
+            write_predictions(run_dir / "predictions" / f"{kind.file_prefix}-{split}-output.csv",
+                              kind.prediction_header, [e.id for e in data.examples], shown)
+            if split == "dev":
+                dev_metrics[task] = {"metric": kind.metric, "score": score(exp.model, task, data, predictions)}
+                if kind.is_classification:
+                    k = kind.format.num_classes
+                    counts = confusion_matrix(predictions, data.labels.numpy(), k)
+                    dev_metrics[task]["confusion"] = counts.tolist()
+                    plot_confusion(counts, f"{task} dev (accuracy {dev_metrics[task]['score']:.3f})",
+                                   figures / f"{task}-confusion.png")
+    return dev_metrics
+
+
+def print_summary(config: RunConfig, metrics: dict) -> None:
+    table = Table(title=f"{config.name}: dev scores of the best checkpoint (epoch {metrics['best']['epoch']})")
+    table.add_column("task")
+    table.add_column("metric")
+    table.add_column("dev", justify="right")
+    for task, result in metrics["final_dev"].items():
+        table.add_row(task, result["metric"], f"{result['score']:.4f}")
+    table.add_row("selection score", "", f"{metrics['best']['selection_score']:.4f}")
+    table.add_row("wall time", "", f"{metrics['wall_seconds'] / 60:.1f} min")
+    Console().print(table)
+
+
+def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False) -> Path:
+    started = time.perf_counter()
+    run_dir = prepare_run_dir(config, overwrite)
+    handler = attach_log_file(run_dir)
+    try:
+        exp = build_experiment(config, data_dir, strict)
+        for task, splits in exp.data.items():
+            log.info("%s: %s", task, ", ".join(f"{split} {len(d)}" for split, d in splits.items()))
+        metrics: dict = {"name": config.name, "epochs": [], "best": None}
+
+        def on_epoch_end(record: dict) -> None:
+            metrics["epochs"].append(record)
+            if metrics["best"] is None or record["selection_score"] > metrics["best"]["selection_score"]:
+                metrics["best"] = {"epoch": record["epoch"], "selection_score": record["selection_score"],
+                                   "dev": record["dev"]}
+                exp.model.save(run_dir / "best")
+                exp.copy_tokenizer_files(run_dir / "best")
+                log.info("epoch %d is the best so far: saved %s", record["epoch"], run_dir / "best")
+            write_json(run_dir / "metrics.json", metrics)
+
+        Trainer(exp, on_epoch_end).fit()
+        exp.model.load_checkpoint(run_dir / "best")
+        metrics["final_dev"] = write_outputs(exp, run_dir)
+        plot_learning_curves(metrics["epochs"], run_dir / "figures" / "learning-curves.png")
+        metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+        write_json(run_dir / "metrics.json", metrics)
+        print_summary(config, metrics)
+        return run_dir
+    finally:
+        logging.getLogger("minbert").removeHandler(handler)
+        handler.close()
