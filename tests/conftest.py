@@ -61,3 +61,78 @@ def random_batch(vocab_size: int, batch: int = 5, length: int = 17, seed: int = 
     input_ids = input_ids * attention_mask
     token_type_ids = torch.randint(0, 2, (batch, length), generator=g) * attention_mask
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+WORDS = ("the a film movie good bad great awful boring fun plot actor is was not very and but it this "
+         "dog cat sat ran on mat how do i what why who learn python code fast slow man woman plays guitar").split()
+
+
+def write_tsv(path: Path, header: list[str], rows: list[list]) -> Path:
+    lines = ["\t".join(header)] + ["\t".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def make_tiny_model_dir(directory: Path, seed: int = 0) -> Path:
+    """A random 2-layer BERT with a small vocabulary covering WORDS, in HF layout."""
+    from minbert import BertModel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", "'", *WORDS]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    torch.manual_seed(seed)
+    BertModel(tiny_config(vocab_size=len(vocab), max_position_embeddings=64)).save_pretrained(directory)
+    return directory
+
+
+def make_tiny_data_dir(directory: Path, n_train: int = 48, n_dev: int = 16, seed: int = 0) -> Path:
+    """Small SST/CFIMDB/Quora/STS files in the CS224N layout, with a learnable signal."""
+    import random
+
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def sentence(k: int = 6) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, k)))
+
+    def sentiment_rows(n: int, classes: int, labelled: bool) -> list[list]:
+        rows = []
+        for i in range(n):
+            label = i % classes
+            text = f"{'great ' * (label + 1)}{sentence()}"
+            rows.append([i, f"id{i}", text] + ([label] if labelled else []))
+        return rows
+
+    def pair_rows(n: int, labelled: bool, score: bool) -> list[list]:
+        rows = []
+        for i in range(n):
+            a = sentence()
+            same = i % 2 == 0
+            b = a if same else sentence()
+            label = (4.0 + rng.random() if same else rng.random() * 2) if score else float(same)
+            rows.append([i, f"p{i}", a, b] + ([round(label, 2)] if labelled else []))
+        return rows
+
+    for stem, classes in (("ids-sst", 5), ("ids-cfimdb", 2)):
+        write_tsv(directory / f"{stem}-train.csv", ["", "id", "sentence", "sentiment"],
+                  sentiment_rows(n_train, classes, True))
+        write_tsv(directory / f"{stem}-dev.csv", ["", "id", "sentence", "sentiment"],
+                  sentiment_rows(n_dev, classes, True))
+        write_tsv(directory / f"{stem}-test-student.csv", ["0", "", "id", "sentence"],
+                  [[i, *row] for i, row in enumerate(sentiment_rows(n_dev, classes, False))])
+    for stem, label_column, is_score in (("quora", "is_duplicate", False), ("sts", "similarity", True)):
+        header = ["", "id", "sentence1", "sentence2"]
+        write_tsv(directory / f"{stem}-train.csv", [*header, label_column], pair_rows(n_train, True, is_score))
+        write_tsv(directory / f"{stem}-dev.csv", [*header, label_column], pair_rows(n_dev, True, is_score))
+        write_tsv(directory / f"{stem}-test-student.csv", header, pair_rows(n_dev, False, is_score))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> Path:
+    return make_tiny_data_dir(tmp_path_factory.mktemp("tiny-data"))

@@ -79,9 +79,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from minbert.training.inference import load_run
+    from minbert.training.inference import MultitaskBERT
 
-    predictor = load_run(args.run)
+    predictor = MultitaskBERT.load(args.run)
     for text, label in zip(args.text, predictor.predict_sentiment(args.text, task=args.task), strict=True):
         print(f"{label}\t{text}")
     return 0
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print a model's configuration and parameter counts")
     info.add_argument("--model", default=None, help="HF-layout model directory (default: embedded MiniLM)")
-    info.set_defaults(run=cmd_info)
+    info.set_defaults(handler=cmd_info)
 
     def data_dir_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", default=None,
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_flag(data)
     data.add_argument("--json", action="store_true", help="print {file: {rows, skipped: [{line, reason}]}}")
     data.add_argument("--strict", action="store_true", help="stop at the first bad row")
-    data.set_defaults(run=cmd_data)
+    data.set_defaults(handler=cmd_data)
 
     train = sub.add_parser("train", help="train a run from a TOML config plus key=value overrides")
     train.add_argument("--config", required=True, help="TOML config file")
@@ -112,18 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_flag(train)
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     train.add_argument("--strict", action="store_true", help="abort on the first bad data row")
-    train.set_defaults(run=cmd_train)
+    train.set_defaults(handler=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="re-compute dev metrics from a saved run's best checkpoint")
     evaluate.add_argument("--run", required=True, help="run directory")
     data_dir_flag(evaluate)
-    evaluate.set_defaults(run=cmd_evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="predict with a saved run")
     predict.add_argument("--run", required=True, help="run directory")
     predict.add_argument("--task", default=None, help="task name (default: the run's only sentiment task)")
     predict.add_argument("--text", action="append", required=True, help="a sentence (repeatable)")
-    predict.set_defaults(run=cmd_predict)
+    predict.set_defaults(handler=cmd_predict)
     return parser
 
 
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
-        return args.run(args)
+        return args.handler(args)
     except MinbertError as exc:
         print(f"minbert: error: {exc}", file=sys.stderr)
         return 2

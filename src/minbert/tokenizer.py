@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import normalizers, pre_tokenizers, processors
+from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from minbert.errors import CheckpointError
@@ -113,4 +113,8 @@ def _bert_wordpiece(vocab: Path, lowercase: bool, strip_accents: bool | None) ->
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
     )
+    tokenizer.decoder = decoders.WordPiece()
+    # registered as special so decoding skips them (their ids stay those of vocab.txt)
+    tokenizer.add_special_tokens([t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+                                  if tokenizer.token_to_id(t) is not None])
     return tokenizer

@@ -1,0 +1,88 @@
+"""A whole single-task run on a tiny random model and tiny fixture data, then evaluate and predict from it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minbert import BertModel
+from minbert.cli import main
+from minbert.errors import ConfigError
+from minbert.evaluation.predictions import read_predictions
+from minbert.training.inference import MultitaskBERT
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+    out = tmp_path_factory.mktemp("runs")
+    config = out / "tiny-sst.toml"
+    config.write_text(f"""
+output_dir = "{out}"
+[model]
+path = "{tiny_model_dir}"
+max_length = 32
+[train]
+epochs = 2
+batch_size = 8
+lr = 1e-3
+[tasks.sst]
+data = "sst"
+""")
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "train.seed_is_not_a_key=1"]
+                ) == 2  # an unknown override stops before any work
+    assert not (out / "tiny-sst").exists()
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
+    return out / "tiny-sst", config, tiny_data_dir
+
+
+def test_run_directory_contents(finished_run):
+    run_dir, _, _ = finished_run
+    for name in ("config.toml", "train.log", "metrics.json", "best/model.safetensors", "best/config.json",
+                 "best/vocab.txt", "predictions/sst-dev-output.csv", "predictions/sst-test-output.csv",
+                 "figures/sst-confusion.png", "figures/learning-curves.png"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    for epoch in metrics["epochs"]:
+        assert set(epoch["train_loss"]) == {"sst"} and epoch["train_seconds"] > 0
+        assert 0 <= epoch["dev"]["sst"]["score"] <= 1
+    best = max(metrics["epochs"], key=lambda e: e["selection_score"])
+    assert metrics["best"]["epoch"] == best["epoch"]
+    assert metrics["final_dev"]["sst"]["score"] == pytest.approx(best["dev"]["sst"]["score"])
+    assert sum(map(sum, metrics["final_dev"]["sst"]["confusion"])) == 16
+    header, rows = read_predictions(run_dir / "predictions" / "sst-dev-output.csv")
+    assert header == "Predicted_Sentiment" and len(rows) == 16 and {p for _, p in rows} <= set("01234")
+    assert "epoch 2:" in (run_dir / "train.log").read_text()
+
+
+def test_best_checkpoint_loads_as_an_encoder(finished_run):
+    run_dir, _, _ = finished_run
+    encoder = BertModel.from_pretrained(run_dir / "best")
+    assert encoder.config.hidden_size == 64
+
+
+def test_existing_run_is_not_overwritten(finished_run):
+    run_dir, config, data_dir = finished_run
+    assert main(["train", "--config", str(config), "--data-dir", str(data_dir)]) == 2
+    assert (run_dir / "metrics.json").exists()
+
+
+def test_evaluate_reproduces_the_recorded_dev_score(finished_run, capsys):
+    run_dir, _, data_dir = finished_run
+    assert main(["evaluate", "--run", str(run_dir), "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    recorded = json.loads((run_dir / "metrics.json").read_text())["final_dev"]["sst"]["score"]
+    assert f"sst        dev accuracy  {recorded:.4f} (recorded {recorded:.4f})" in out
+
+
+def test_predict_sentiment(finished_run, capsys):
+    run_dir, _, _ = finished_run
+    assert main(["predict", "--run", str(run_dir), "--text", "great great film", "--text", "bad plot"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[1] for line in lines] == ["great great film", "bad plot"]
+    assert all(line.split("\t")[0] in "01234" for line in lines)
+    loaded = MultitaskBERT.load(run_dir)
+    assert loaded.predict_sentiment(["great great film", "bad plot"]) == [int(line[0]) for line in lines]
+    with pytest.raises(ConfigError, match="task 'sts' is not in this run"):
+        loaded.predict_sentiment(["x"], task="sts")
