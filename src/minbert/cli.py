@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from minbert.errors import MinbertError
 
@@ -62,11 +63,26 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+QUICK = ["train.max_train_examples=800", "train.max_eval_examples=400", "train.epochs=1"]
+
+
+def default_config() -> Path:
+    """configs/multitask.toml here, else in the minbert checkout this package was installed from."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / "configs" / "multitask.toml").exists():
+            return root / "configs" / "multitask.toml"
+    raise MinbertError("no --config given and no configs/multitask.toml found here or in the minbert checkout")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from minbert.training.config import load_config
     from minbert.training.run import train_run
 
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.quick:  # a first look: the same pipeline on a small subsample, in its own run directory
+        config = load_config(args.config or default_config(), overrides)
+        overrides = [*QUICK, f"name={config.name}-quick", *overrides]
+    config = load_config(args.config or default_config(), overrides)
     train_run(config, data_dir=args.data_dir, overwrite=args.overwrite, strict=args.strict)
     return 0
 
@@ -107,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(handler=cmd_data)
 
     train = sub.add_parser("train", help="train a run from a TOML config plus key=value overrides")
-    train.add_argument("--config", required=True, help="TOML config file")
+    train.add_argument("--config", default=None, help="TOML config file (default: configs/multitask.toml)")
+    train.add_argument("--quick", action="store_true",
+                       help=f"a small subsample for a first look ({' '.join(QUICK)})")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.lr=2e-5 tasks.sst.dropout=0.1")
     data_dir_flag(train)
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")

@@ -65,15 +65,17 @@ class TaskData:
         return len(self.examples)
 
     def batches(self, batch_size: int, shuffle: bool, bucketing: bool, rng: np.random.Generator | None = None,
-                ) -> list[list[int]]:
-        """Example positions per batch. Without shuffling, bucketing sorts globally (inference: least padding);
-        with shuffling, it sorts within random windows and then shuffles the batches."""
-        order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
-        if bucketing:
-            window = batch_size * BUCKET_BATCHES if shuffle else max(len(self), 1)
+                positions: np.ndarray | None = None) -> list[list[int]]:
+        """Example positions (default: all; repeats allowed) per batch. Without shuffling, bucketing sorts globally
+        (inference: least padding); with shuffling, it sorts within random windows, then shuffles the batches."""
+        order = np.arange(len(self)) if positions is None else np.asarray(positions)
+        if shuffle:
+            order = order[rng.permutation(len(order))]
+        if bucketing and len(order):
+            window = batch_size * BUCKET_BATCHES if shuffle else len(order)
             order = np.concatenate([chunk[np.argsort(self.lengths[chunk], kind="stable")]
-                                    for chunk in np.array_split(order, max(1, -(-len(self) // window)))])
-        batches = [order[i:i + batch_size].tolist() for i in range(0, len(self), batch_size)]
+                                    for chunk in np.array_split(order, -(-len(order) // window))])
+        batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
         if shuffle and bucketing:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches

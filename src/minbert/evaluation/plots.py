@@ -48,3 +48,25 @@ def plot_learning_curves(history: list[dict], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_similarity(predictions: Sequence[float], labels: Sequence[float], bins: list[dict], title: str,
+                    path: str | Path) -> None:
+    """Predicted vs gold scatter, and the mean absolute error per gold-score bin."""
+    fig, (scatter, per_bin) = plt.subplots(1, 2, figsize=(11, 4.5))
+    scatter.scatter(labels, predictions, s=6, alpha=0.4)
+    scatter.plot([0, 5], [0, 5], color="gray", linewidth=1)
+    scatter.set_xlabel("gold similarity")
+    scatter.set_ylabel("predicted")
+    scatter.set_title(title)
+    names = [b["bin"] for b in bins]
+    errors = [b["mean_abs_error"] or 0.0 for b in bins]
+    per_bin.bar(names, errors)
+    for i, b in enumerate(bins):
+        per_bin.text(i, errors[i], f"n={b['count']}", ha="center", va="bottom", fontsize=8)
+    per_bin.set_xlabel("gold bin")
+    per_bin.set_ylabel("mean |error|")
+    per_bin.set_title("error per gold-score bin")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

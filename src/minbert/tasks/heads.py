@@ -1,15 +1,39 @@
-"""Task heads: pooled features (B, D) -> task outputs (B, K). Chosen by name in a task's config."""
+"""Task heads, chosen by name in a task's config.
+
+A head turns pooled sentence vectors into `logits` (class logits, one pair logit, or a cosine) and says how
+logits map onto the label's scale (`to_score`, used by similarity tasks: 0..5 for STS).
+
+- feature heads (`linear`, `mlp`): one vector per example: the pooled sequence, or for siamese pairs the
+  concatenation of the chosen pair features (u, v, |u-v|, u*v, u+v). On a score range: low + (high-low)*sigmoid.
+- similarity heads (`cosine`, `relu_cosine`): siamese pairs only, no parameters: cos(u, v), mapped to the range
+  as low + (high-low)*(1+cos)/2, or high*ReLU(cos).
+"""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+PAIR_FEATURES = {
+    "u": lambda u, v: u,
+    "v": lambda u, v: v,
+    "abs_diff": lambda u, v: (u - v).abs(),
+    "product": lambda u, v: u * v,
+    "sum": lambda u, v: u + v,
+}
 
-class FeedForwardHead(nn.Module):
+
+class FeatureHead(nn.Module):
     """dropout -> [linear -> ReLU -> dropout] x hidden_layers -> linear."""
 
-    def __init__(self, in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0):
+    needs_pairs = False
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0,
+                 pair_features: tuple[str, ...] = ()):
         super().__init__()
+        self.pair_features = pair_features
+        in_dim = in_dim * len(pair_features) if pair_features else in_dim
         width = hidden_size or in_dim
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         for i in range(hidden_layers):
@@ -17,18 +41,48 @@ class FeedForwardHead(nn.Module):
         layers.append(nn.Linear(width if hidden_layers else in_dim, out_dim))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, features: Tensor) -> Tensor:
-        return self.net(features)
+    def forward(self, pooled: Tensor, pairs: Tensor | None = None) -> Tensor:
+        if pairs is not None:  # siamese: (B, 2) rows of `pooled`
+            u, v = pooled[pairs[:, 0]], pooled[pairs[:, 1]]
+            pooled = torch.cat([PAIR_FEATURES[name](u, v) for name in self.pair_features], dim=-1)
+        return self.net(pooled)
+
+    def to_score(self, logits: Tensor, low: float, high: float) -> Tensor:
+        return low + (high - low) * torch.sigmoid(logits.view(-1))
 
 
-def linear_head(in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0):
-    """dropout + linear: hidden_layers is ignored."""
-    return FeedForwardHead(in_dim, out_dim, dropout)
+def linear_head(in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0,
+                pair_features: tuple[str, ...] = ()) -> FeatureHead:
+    """dropout + linear (hidden_layers is ignored)."""
+    return FeatureHead(in_dim, out_dim, dropout, 0, 0, pair_features)
 
 
-def mlp_head(in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0):
+def mlp_head(in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0,
+             pair_features: tuple[str, ...] = ()) -> FeatureHead:
     """An MLP with at least one hidden ReLU layer."""
-    return FeedForwardHead(in_dim, out_dim, dropout, max(hidden_layers, 1), hidden_size)
+    return FeatureHead(in_dim, out_dim, dropout, max(hidden_layers, 1), hidden_size, pair_features)
 
 
-HEADS = {"linear": linear_head, "mlp": mlp_head}
+class CosineHead(nn.Module):
+    """cos(u, v) -> low + (high - low) * (1 + cos) / 2  (STS: 2.5 * (1 + cos))."""
+
+    needs_pairs = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, pooled: Tensor, pairs: Tensor | None = None) -> Tensor:
+        return F.cosine_similarity(pooled[pairs[:, 0]].float(), pooled[pairs[:, 1]].float(), dim=-1)
+
+    def to_score(self, logits: Tensor, low: float, high: float) -> Tensor:
+        return low + (high - low) * (1 + logits) / 2
+
+
+class ReluCosineHead(CosineHead):
+    """cos(u, v) -> high * ReLU(cos)  (STS: 5 * ReLU(cos))."""
+
+    def to_score(self, logits: Tensor, low: float, high: float) -> Tensor:
+        return high * torch.relu(logits)
+
+
+HEADS = {"linear": linear_head, "mlp": mlp_head, "cosine": CosineHead, "relu_cosine": ReluCosineHead}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from minbert.data.files import FORMATS, FileFormat
+from minbert.tasks.losses import TaskOutput
 
 
 @dataclass(frozen=True)
@@ -28,15 +28,14 @@ class TaskKind:
     def is_classification(self) -> bool:
         return self.format.num_classes is not None
 
-    def predict(self, outputs: Tensor) -> Tensor:
-        """Model outputs -> what the prediction files hold: a class index, or a similarity score."""
-        outputs = outputs.float()
+    def predict(self, output: TaskOutput) -> Tensor:
+        """Model output -> what the prediction files hold: a class index, or a similarity score."""
         if self.format.num_classes is not None and self.num_outputs > 1:
-            return outputs.argmax(dim=-1)
+            return output.logits.float().argmax(dim=-1)
         if self.format.num_classes is not None:  # one logit: binary
-            return (outputs.view(-1) > 0).long()
+            return (output.logits.float().view(-1) > 0).long()
         low, high = self.format.score_range
-        return outputs.view(-1).clamp(low, high)
+        return output.score.float().view(-1).clamp(low, high)
 
 
 KINDS = {
@@ -45,7 +44,3 @@ KINDS = {
     "quora": TaskKind("quora", FORMATS["quora"], 1, "bce", "accuracy", "para", "Predicted_Is_Paraphrase"),
     "sts": TaskKind("sts", FORMATS["sts"], 1, "mse", "pearson", "sts", "Predicted_Similiarity"),
 }
-
-
-def labels_tensor(kind: TaskKind, labels: list) -> Tensor:
-    return torch.tensor(labels, dtype=torch.long if kind.is_classification else torch.float32)

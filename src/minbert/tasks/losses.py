@@ -1,34 +1,96 @@
-"""Losses: (task outputs, labels) -> scalar. Each a small class, chosen by name in a task's config."""
+"""Losses: (task output, labels) -> scalar. Each a small class, chosen by name in a task's config.
+
+A TaskOutput carries `logits` (what the head computed: class logits, a pair logit, or a cosine) and `score`
+(the prediction on the label's scale). Cosine losses need a cosine head.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+@dataclass
+class TaskOutput:
+    logits: Tensor  # (B, K) class logits, or (B,) a pair logit / a cosine
+    score: Tensor  # predictions on the label scale: logits for classification, 0..5 for STS
 
 
 class CrossEntropy(nn.Module):
     """Multi-class classification on logits (B, K) with integer labels."""
 
-    def forward(self, outputs: Tensor, labels: Tensor) -> Tensor:
-        return F.cross_entropy(outputs.float(), labels.long())
+    def __init__(self, score_range: tuple[float, float] | None = None):
+        super().__init__()
+
+    def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
+        return F.cross_entropy(output.logits.float(), labels.long())
 
 
-class BinaryCrossEntropy(nn.Module):
+class BinaryCrossEntropy(CrossEntropy):
     """Binary classification on one logit per example, labels 0/1."""
 
-    def forward(self, outputs: Tensor, labels: Tensor) -> Tensor:
-        return F.binary_cross_entropy_with_logits(outputs.float().view(-1), labels.float())
+    def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(output.logits.float().view(-1), labels.float())
 
 
-class MeanSquaredError(nn.Module):
-    """Regression on one score per example."""
+class MeanSquaredError(CrossEntropy):
+    """Regression: MSE between the predicted score and the label."""
 
-    def forward(self, outputs: Tensor, labels: Tensor) -> Tensor:
-        return F.mse_loss(outputs.float().view(-1), labels.float())
+    def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
+        return F.mse_loss(output.score.float().view(-1), labels.float())
+
+
+class CosineRegression(nn.Module):
+    """MSE between cos(u, v) and the label mapped linearly onto [target_low, target_high]."""
+
+    target_low, target_high = -1.0, 1.0
+    needs_cosine = True
+
+    def __init__(self, score_range: tuple[float, float] | None = None):
+        super().__init__()
+        self.low, self.high = score_range or (0.0, 1.0)
+
+    def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
+        unit = (labels.float() - self.low) / (self.high - self.low)
+        target = self.target_low + (self.target_high - self.target_low) * unit
+        return F.mse_loss(output.logits.float().view(-1), target)
+
+
+class CosineEmbedding(CosineRegression):
+    """MSE between cos and the label rescaled to [-1, 1] (STS 0 -> -1, 5 -> 1)."""
+
+
+class CosineMSE(CosineRegression):
+    """MSE between cos and the label rescaled to [0, 1] (label / 5), sentence-transformers' CosineSimilarityLoss."""
+
+    target_low = 0.0
+
+
+class CoSENT(nn.Module):
+    """CoSENT (Su 2022): log(1 + sum over pairs (i, j) with y_i > y_j of exp(scale * (s_j - s_i))).
+    Only the order of the similarities matters, which suits cosine geometry."""
+
+    def __init__(self, score_range: tuple[float, float] | None = None, scale: float = 20.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
+        s = output.logits.float().view(-1) * self.scale
+        differences = s[None, :] - s[:, None]  # [i, j] = s_j - s_i
+        wrong_order = labels[:, None] > labels[None, :]  # pairs that should have s_i > s_j
+        differences = differences[wrong_order]
+        zero = torch.zeros(1, device=s.device)
+        return torch.logsumexp(torch.cat([zero, differences]), dim=0)
 
 
 LOSSES: dict[str, type[nn.Module]] = {
     "cross_entropy": CrossEntropy,
     "bce": BinaryCrossEntropy,
     "mse": MeanSquaredError,
+    "cosine_embedding": CosineEmbedding,
+    "cosine_mse": CosineMSE,
+    "cosent": CoSENT,
 }

@@ -10,44 +10,67 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from minbert.data.batching import Batch
-from minbert.errors import CheckpointError
+from minbert.errors import CheckpointError, ConfigError
 from minbert.model.bert import BertModel, BertOutput
 from minbert.model.loading import load_encoder_weights, native_to_hf
 from minbert.tasks.heads import HEADS
 from minbert.tasks.kinds import KINDS, TaskKind
-from minbert.tasks.losses import LOSSES
+from minbert.tasks.losses import LOSSES, TaskOutput
 from minbert.tasks.pooling import POOLINGS
-from minbert.training.config import TaskConfig
+from minbert.training.config import RunConfig, TaskConfig
 
 ENCODER_PREFIX = "bert."  # checkpoint keys: bert.<HF names> for the encoder, heads.<task>.<...> for the rest
 
 
 class TaskModule(nn.Module):
-    """pooling -> head for one task, plus its loss."""
+    """pooling -> (pair features) -> head for one task, plus its loss."""
 
     def __init__(self, kind: TaskKind, config: TaskConfig, hidden_size: int):
         super().__init__()
         self.kind = kind
+        self.siamese = kind.is_pair and config.pair_encoding == "siamese"
         self.pooling = POOLINGS[config.pooling]()
-        in_dim = self.pooling.output_dim(hidden_size)
-        self.head = HEADS[config.head](in_dim, kind.num_outputs, config.dropout, config.hidden_layers,
-                                       config.hidden_size)
-        self.loss_fn = LOSSES[config.loss or kind.default_loss]()
+        features = tuple(config.pair_features) if self.siamese else ()
+        self.head = HEADS[config.head](self.pooling.output_dim(hidden_size), kind.num_outputs, config.dropout,
+                                       config.hidden_layers, config.hidden_size, features)
+        self.loss_fn = LOSSES[config.loss or kind.default_loss](kind.format.score_range)
         self.loss_weight = config.loss_weight
 
-    def forward(self, output: BertOutput, batch: Batch) -> Tensor:
-        return self.head(self.pooling(output, batch.inputs["attention_mask"]))
+    def forward(self, output: BertOutput, batch: Batch, common: nn.Module) -> TaskOutput:
+        pooled = common(self.pooling(output, batch.inputs["attention_mask"]))  # (N sequences, D)
+        logits = self.head(pooled, batch.index if self.siamese else None)
+        if self.kind.is_classification:
+            return TaskOutput(logits, logits)
+        return TaskOutput(logits, self.head.to_score(logits, *self.kind.format.score_range))
+
+
+def common_layers(count: int, width: int, dropout: float) -> nn.Module:
+    """Dense layers shared by every task between pooling and the heads (identity when count is 0)."""
+    layers: list[nn.Module] = []
+    for _ in range(count):
+        layers += [nn.Linear(width, width), nn.GELU(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
 
 
 class MultitaskModel(nn.Module):
-    def __init__(self, encoder: BertModel, tasks: dict[str, TaskConfig], freeze: str = "none"):
+    def __init__(self, encoder: BertModel, tasks: dict[str, TaskConfig], freeze: str = "none",
+                 common_count: int = 0, common_dropout: float = 0.1):
         super().__init__()
         self.encoder = encoder
-        self.heads = nn.ModuleDict({name: TaskModule(KINDS[cfg.data], cfg, encoder.config.hidden_size)
-                                    for name, cfg in tasks.items()})
+        hidden = encoder.config.hidden_size
+        self.heads = nn.ModuleDict({name: TaskModule(KINDS[cfg.data], cfg, hidden) for name, cfg in tasks.items()})
+        widths = {POOLINGS[c.pooling]().output_dim(hidden) for c in tasks.values()}
+        if common_count and len(widths) > 1:
+            raise ConfigError("model.common_layers needs every task's pooling to give the same width")
+        self.common = common_layers(common_count, widths.pop() if widths else hidden, common_dropout)
         self.freeze = freeze
         if freeze == "encoder":
             self.encoder.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, config: RunConfig, encoder: BertModel) -> MultitaskModel:
+        return cls(encoder, config.tasks, config.model.freeze, config.model.common_layers,
+                   config.model.common_dropout)
 
     def train(self, mode: bool = True) -> MultitaskModel:
         super().train(mode)
@@ -61,17 +84,17 @@ class MultitaskModel(nn.Module):
                 return self.encoder(**inputs)
         return self.encoder(**inputs)
 
-    def forward(self, batch: Batch) -> Tensor:
-        return self.heads[batch.task](self.encode(batch.inputs), batch)
+    def forward(self, batch: Batch) -> TaskOutput:
+        return self.heads[batch.task](self.encode(batch.inputs), batch, self.common)
 
-    def loss(self, batch: Batch, outputs: Tensor | None = None) -> Tensor:
-        module = self.heads[batch.task]
-        outputs = self(batch) if outputs is None else outputs
-        return module.loss_fn(outputs, batch.labels)
+    def loss(self, batch: Batch, output: TaskOutput | None = None) -> Tensor:
+        output = self(batch) if output is None else output
+        return self.heads[batch.task].loss_fn(output, batch.labels)
 
     def checkpoint_state(self) -> dict[str, Tensor]:
         state = {ENCODER_PREFIX + k: v for k, v in native_to_hf(self.encoder.state_dict()).items()}
         state.update({f"heads.{k}": v for k, v in self.heads.state_dict().items()})
+        state.update({f"common.{k}": v for k, v in self.common.state_dict().items()})
         return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
     def save(self, directory: str | Path) -> None:
@@ -88,7 +111,9 @@ class MultitaskModel(nn.Module):
         state = load_file(path)
         load_encoder_weights(self.encoder, {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}, str(path))
         heads = {k.removeprefix("heads."): v for k, v in state.items() if k.startswith("heads.")}
+        common = {k.removeprefix("common."): v for k, v in state.items() if k.startswith("common.")}
         try:
             self.heads.load_state_dict(heads, strict=True)
+            self.common.load_state_dict(common, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: the task heads do not match the run's config ({exc})") from None

@@ -25,6 +25,8 @@ class ModelConfig:
     path: str = ""  # HF-layout directory; "" = the embedded all-MiniLM-L6-v2
     freeze: str = "none"  # "none" | "encoder" (the starter's "pretrain" mode: only the heads train)
     max_length: int = 128  # tokens per sequence (a pair counts as one sequence when cross-encoded)
+    common_layers: int = 0  # dense + GELU + dropout layers shared by every task, between pooling and heads
+    common_dropout: float = 0.1
 
 
 @dataclass
@@ -34,7 +36,9 @@ class TaskConfig:
     dev: str = ""
     test: str = ""
     pooling: str = "cls"  # see minbert.tasks.pooling.POOLINGS
-    head: str = "linear"  # see minbert.tasks.heads
+    pair_encoding: str = "cross"  # pair tasks: cross ([CLS] a [SEP] b [SEP]) | siamese (each sentence alone)
+    pair_features: list[str] = field(default_factory=lambda: ["u", "v", "abs_diff", "product"])  # siamese
+    head: str = "linear"  # see minbert.tasks.heads.HEADS
     hidden_layers: int = 0  # extra hidden layers in an "mlp" head
     hidden_size: int = 0  # width of those layers; 0 = the encoder's hidden size
     dropout: float = 0.3
@@ -56,7 +60,12 @@ class TrainConfig:
     gamma: float = 0.9
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     precision: str = "auto"  # fp32 | bf16 | auto (bf16 where the hardware has it)
-    sampler: str = "sequential"  # see minbert.training.samplers
+    sampler: str = "sequential"  # see minbert.training.samplers.SAMPLERS
+    update: str = "local"  # round_robin: local (a step per task batch) | global (one step on the summed losses)
+    alpha: float = 0.5  # proportional sampling: p_task ~ N_task ** alpha
+    balancing: str = "full"  # full | trimmed | padded | ratios such as "1:2:1" (in task order)
+    steps_per_epoch: int = 0  # sampling schedules: 0 = as many steps as all tasks' batches
+    select_best_by: str = "overall"  # overall (mean normalised dev metric) | two_of_three (improves 2+ tasks)
     bucketing: bool = True  # draw batches from length buckets (less padding), then shuffle the batches
     eval_batch_size: int = 64
     max_train_examples: int = 0  # 0 = all; else a fixed random subsample per task (quick looks, tests)
@@ -85,12 +94,14 @@ CHOICES = {
     "model.freeze": ("none", "encoder"),
     "train.decay": ("constant", "linear", "exponential"),
     "train.precision": ("fp32", "bf16", "auto"),
+    "train.update": ("local", "global"),
+    "train.select_best_by": ("overall", "two_of_three"),
     "device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "model.max_length"}
 NON_NEGATIVE = {"train.lr", "train.weight_decay", "train.eps", "train.grad_clip", "train.warmup_ratio",
-                "train.max_train_examples", "train.max_eval_examples", "dropout", "batch_size", "loss_weight",
-                "hidden_layers", "hidden_size"}
+                "train.max_train_examples", "train.max_eval_examples", "train.steps_per_epoch", "train.alpha",
+                "model.common_layers", "dropout", "batch_size", "loss_weight", "hidden_layers", "hidden_size"}
 
 
 def _nearest(key: str, valid: list[str]) -> str:
@@ -196,6 +207,8 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"{where} = {value!r} must be > 0")
         if (where in NON_NEGATIVE or leaf in NON_NEGATIVE) and value < 0:
             raise ConfigError(f"{where} = {value!r} must be >= 0")
+        if leaf.endswith("dropout") and not 0 <= value < 1:
+            raise ConfigError(f"{where} = {value!r} must be in [0, 1)")
 
     for section in ("model", "train"):
         for f in dataclasses.fields(getattr(config, section)):
@@ -205,6 +218,7 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("no tasks: add at least one [tasks.NAME] table with a `data` format")
     if not 0 <= config.train.warmup_ratio <= 1:
         raise ConfigError(f"train.warmup_ratio = {config.train.warmup_ratio} must be in [0, 1]")
+    parse_balancing(config.train.balancing, len(config.tasks))
     registries = registry_names()
     if config.train.sampler not in registries["sampler"]:
         raise ConfigError(f"train.sampler = {config.train.sampler!r} is not one of "
@@ -214,9 +228,50 @@ def validate(config: RunConfig) -> None:
             check(f"tasks.{name}.{f.name}", getattr(task, f.name))
         if task.data not in registries["data"]:
             raise ConfigError(f"tasks.{name}.data = {task.data!r} is not one of {', '.join(registries['data'])}")
-        if not 0 <= task.dropout < 1:
-            raise ConfigError(f"tasks.{name}.dropout = {task.dropout} must be in [0, 1)")
         for kind in ("pooling", "head", "loss"):
             value = getattr(task, kind)
             if value and value not in registries[kind]:
                 raise ConfigError(f"tasks.{name}.{kind} = {value!r} is not one of {', '.join(registries[kind])}")
+        check_task_pieces(name, task)
+
+
+def check_task_pieces(name: str, task: TaskConfig) -> None:
+    """Combinations that cannot work: a cosine head on a cross-encoded pair, a cosine loss on a classifier..."""
+    from minbert.tasks.heads import HEADS, PAIR_FEATURES
+    from minbert.tasks.kinds import KINDS
+    from minbert.tasks.losses import LOSSES
+
+    kind = KINDS[task.data]
+    if task.pair_encoding not in ("cross", "siamese"):
+        raise ConfigError(f"tasks.{name}.pair_encoding = {task.pair_encoding!r} is not one of cross, siamese")
+    siamese = kind.is_pair and task.pair_encoding == "siamese"
+    if siamese:
+        unknown = [f for f in task.pair_features if f not in PAIR_FEATURES]
+        if unknown or not task.pair_features:
+            raise ConfigError(f"tasks.{name}.pair_features = {task.pair_features} must be a non-empty list of "
+                              f"{', '.join(PAIR_FEATURES)}")
+    if getattr(HEADS[task.head], "needs_pairs", False) and not (siamese and not kind.is_classification):
+        raise ConfigError(f"tasks.{name}.head = {task.head!r} scores the cosine of two sentence vectors: it needs "
+                          "a similarity task with pair_encoding = 'siamese'")
+    loss = LOSSES[task.loss or kind.default_loss]
+    if getattr(loss, "needs_cosine", False) and not getattr(HEADS[task.head], "needs_pairs", False):
+        raise ConfigError(f"tasks.{name}.loss = {task.loss!r} compares a cosine with the label: it needs head = "
+                          "'cosine' or 'relu_cosine'")
+    if kind.is_classification and (task.loss or kind.default_loss) not in ("cross_entropy", "bce"):
+        raise ConfigError(f"tasks.{name}.loss = {task.loss!r} is a regression loss; {task.data} is classification")
+    if not kind.is_classification and (task.loss or kind.default_loss) in ("cross_entropy", "bce"):
+        raise ConfigError(f"tasks.{name}.loss = {task.loss!r} is a classification loss; {task.data} is regression")
+
+
+def parse_balancing(balancing: str, num_tasks: int) -> list[float] | None:
+    """None for full / trimmed / padded; a list of per-task ratios for "1:2:1"."""
+    if balancing in ("full", "trimmed", "padded"):
+        return None
+    try:
+        ratios = [float(r) for r in balancing.split(":")]
+    except ValueError:
+        ratios = []
+    if len(ratios) != num_tasks or any(r <= 0 for r in ratios):
+        raise ConfigError(f"train.balancing = {balancing!r}: use full, trimmed, padded, or {num_tasks} positive "
+                          f"ratios such as {':'.join(['1'] * num_tasks)}")
+    return ratios

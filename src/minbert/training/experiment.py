@@ -84,6 +84,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
             limit = {"train": config.train.max_train_examples}.get(split, config.train.max_eval_examples)
             examples = subsample(loaded.examples, limit, config.seed)
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
+                                         siamese=kind.is_pair and task_config.pair_encoding == "siamese",
                                          label_dtype=torch.long if kind.is_classification else torch.float32)
         missing = [split for split in ("train", "dev") if split in splits and split not in data[task]]
         if missing:
@@ -92,7 +93,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
 
 
 def build_model(config: RunConfig, model_dir: Path) -> MultitaskModel:
-    return MultitaskModel(BertModel.from_pretrained(model_dir), config.tasks, freeze=config.model.freeze)
+    return MultitaskModel.from_config(config, BertModel.from_pretrained(model_dir))
 
 
 def build_experiment(config: RunConfig, data_dir: str | None = None, strict: bool = False,

@@ -37,8 +37,7 @@ class MultitaskBERT:
             raise ConfigError(f"{run_dir}: not a run directory (no config.toml)")
         config = load_config(run_dir / "config.toml")
         best = run_dir / "best"
-        model = MultitaskModel(BertModel(BertConfig.from_json(best / "config.json")), config.tasks,
-                               freeze=config.model.freeze)
+        model = MultitaskModel.from_config(config, BertModel(BertConfig.from_json(best / "config.json")))
         model.load_checkpoint(best)
         return cls(config, model, Tokenizer.from_pretrained(best), run_dir)
 
@@ -54,7 +53,8 @@ class MultitaskBERT:
 
     def _predict(self, task: str, texts: Sequence[tuple[str, ...]]) -> list:
         examples = [Example(str(i), tuple(t), None, i + 1) for i, t in enumerate(texts)]
-        data = TaskData(task, examples, self.tokenizer, self.config.model.max_length)
+        data = TaskData(task, examples, self.tokenizer, self.config.model.max_length,
+                        siamese=self.model.heads[task].siamese)
         return predict(self.model, data, self.experiment).tolist()
 
     def predict_sentiment(self, texts: Sequence[str], task: str | None = None) -> list[int]:

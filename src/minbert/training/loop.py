@@ -19,7 +19,7 @@ from minbert.evaluation.metrics import accuracy, pearson, selection_score
 from minbert.tasks.model import MultitaskModel
 from minbert.training.config import TrainConfig
 from minbert.training.experiment import Experiment, build_optimizer
-from minbert.training.samplers import SAMPLERS
+from minbert.training.samplers import SAMPLERS, balance
 
 log = logging.getLogger("minbert")
 
@@ -61,14 +61,16 @@ def score(model: MultitaskModel, task: str, data: TaskData, predictions: np.ndar
 
 
 class Trainer:
-    def __init__(self, experiment: Experiment, on_epoch_end: Callable[[dict], None] | None = None):
+    def __init__(self, experiment: Experiment, on_epoch_end: Callable[[dict], None] | None = None,
+                 on_step: Callable[[int, dict[str, float], float], None] | None = None):
         self.exp = experiment
         self.config = experiment.config
         self.model = experiment.model
         self.optimizer = build_optimizer(self.config, self.model)
-        self.sampler = SAMPLERS[self.config.train.sampler]()
+        self.sampler = SAMPLERS[self.config.train.sampler](self.config.train)
         self.rng = np.random.default_rng(self.config.seed)
         self.on_epoch_end = on_epoch_end
+        self.on_step = on_step
         self.step = 0
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
 
@@ -77,8 +79,10 @@ class Trainer:
 
     def epoch_plan(self, epoch: int) -> list:
         train = self.config.train
+        chosen = balance({task: len(splits["train"]) for task, splits in self.exp.data.items()}, train.balancing,
+                         self.rng)
         batches = {task: splits["train"].batches(self.task_batch_size(task), shuffle=True,
-                                                 bucketing=train.bucketing, rng=self.rng)
+                                                 bucketing=train.bucketing, rng=self.rng, positions=chosen[task])
                    for task, splits in self.exp.data.items()}
         return self.sampler.plan(batches, epoch, train.epochs, self.rng)
 
@@ -97,7 +101,7 @@ class Trainer:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * lr_factor(self.config.train, self.step, epoch, total_steps)
         self.optimizer.zero_grad(set_to_none=True)
-        seen = 0
+        seen, step_losses = 0, {}
         for task, positions in step_batches:
             batch = self.exp.data[task]["train"].collate(positions).to(self.exp.device)
             with autocast(self.exp.device, self.exp.autocast_dtype):
@@ -108,12 +112,15 @@ class Trainer:
                                     f"example ids: {', '.join(ids)}")
             (self.model.heads[task].loss_weight * loss).backward()
             losses[task].append(loss.item())
+            step_losses[task] = losses[task][-1]
             seen += len(batch)
         if self.config.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
                                            self.config.train.grad_clip)
         self.optimizer.step()
         self.step += 1
+        if self.on_step:
+            self.on_step(self.step, step_losses, self.optimizer.param_groups[0]["lr"])
         return seen
 
     def fit(self) -> list[dict]:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from torch.utils.tensorboard import SummaryWriter
 
 from minbert.errors import ConfigError
-from minbert.evaluation.metrics import confusion_matrix
-from minbert.evaluation.plots import plot_confusion, plot_learning_curves
+from minbert.evaluation.metrics import confusion_matrix, sts_bins
+from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
 from minbert.evaluation.predictions import write_predictions
 from minbert.training.config import RunConfig
 from minbert.training.experiment import Experiment, build_experiment
@@ -54,6 +55,17 @@ def attach_log_file(run_dir: Path) -> logging.Handler:
     return handler
 
 
+def improves(record: dict, best: dict | None, rule: str) -> bool:
+    """Is this epoch the new best? overall: a higher selection score; two_of_three: better dev metrics on at
+    least two tasks (on every task when there are fewer)."""
+    if best is None:
+        return True
+    if rule == "two_of_three":
+        better = sum(record["dev"][t]["score"] > best["dev"][t]["score"] for t in record["dev"])
+        return better >= min(2, len(record["dev"]))
+    return record["selection_score"] > best["selection_score"]
+
+
 def write_json(path: Path, value: dict) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
 
@@ -75,7 +87,12 @@ def write_outputs(exp: Experiment, run_dir: Path) -> dict[str, dict]:
                               kind.prediction_header, [e.id for e in data.examples], shown)
             if split == "dev":
                 dev_metrics[task] = {"metric": kind.metric, "score": score(exp.model, task, data, predictions)}
-                if kind.is_classification:
+                if not kind.is_classification:
+                    dev_metrics[task]["bins"] = sts_bins(predictions, data.labels.numpy())
+                    plot_similarity(predictions, data.labels.numpy(), dev_metrics[task]["bins"],
+                                    f"{task} dev (Pearson {dev_metrics[task]['score']:.3f})",
+                                    figures / f"{task}-scatter.png")
+                else:
                     k = kind.format.num_classes
                     counts = confusion_matrix(predictions, data.labels.numpy(), k)
                     dev_metrics[task]["confusion"] = counts.tolist()
@@ -106,9 +123,22 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
             log.info("%s: %s", task, ", ".join(f"{split} {len(d)}" for split, d in splits.items()))
         metrics: dict = {"name": config.name, "epochs": [], "best": None}
 
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+        def on_step(step: int, losses: dict[str, float], lr: float) -> None:
+            for task, value in losses.items():
+                writer.add_scalar(f"train_loss/{task}", value, step)
+            writer.add_scalar("lr", lr, step)
+
         def on_epoch_end(record: dict) -> None:
             metrics["epochs"].append(record)
-            if metrics["best"] is None or record["selection_score"] > metrics["best"]["selection_score"]:
+            for task, result in record["dev"].items():
+                writer.add_scalar(f"dev/{task}_{result['metric']}", result["score"], record["epoch"])
+            writer.add_scalar("dev/selection_score", record["selection_score"], record["epoch"])
+            writer.add_scalar("throughput/train_examples_per_second", record["train_examples_per_second"],
+                              record["epoch"])
+            writer.flush()
+            if improves(record, metrics["best"], config.train.select_best_by):
                 metrics["best"] = {"epoch": record["epoch"], "selection_score": record["selection_score"],
                                    "dev": record["dev"]}
                 exp.model.save(run_dir / "best")
@@ -116,7 +146,10 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 log.info("epoch %d is the best so far: saved %s", record["epoch"], run_dir / "best")
             write_json(run_dir / "metrics.json", metrics)
 
-        Trainer(exp, on_epoch_end).fit()
+        try:
+            Trainer(exp, on_epoch_end, on_step).fit()
+        finally:
+            writer.close()
         exp.model.load_checkpoint(run_dir / "best")
         metrics["final_dev"] = write_outputs(exp, run_dir)
         plot_learning_curves(metrics["epochs"], run_dir / "figures" / "learning-curves.png")
