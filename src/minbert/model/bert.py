@@ -143,6 +143,14 @@ class BertModel(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
+    def set_dropout(self, hidden: float, attention: float) -> None:
+        """Override the checkpoint's dropout rates (config.json keeps the checkpoint's own)."""
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = hidden
+            elif isinstance(module, SelfAttention):
+                module.dropout_p = attention
+
     def set_attention_impl(self, impl: str) -> None:
         """'sdpa' (fused kernel) or 'manual' (explicit softmax(QK^T/sqrt(d))V, for reading and testing)."""
         if impl not in ("sdpa", "manual"):

@@ -69,8 +69,11 @@ class MultitaskModel(nn.Module):
 
     @classmethod
     def from_config(cls, config: RunConfig, encoder: BertModel) -> MultitaskModel:
-        return cls(encoder, config.tasks, config.model.freeze, config.model.common_layers,
-                   config.model.common_dropout)
+        model = cls(encoder, config.tasks, config.model.freeze, config.model.common_layers,
+                    config.model.common_dropout)
+        if config.model.freeze_word_embeddings:
+            encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+        return model
 
     def train(self, mode: bool = True) -> MultitaskModel:
         super().train(mode)

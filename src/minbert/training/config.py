@@ -25,6 +25,9 @@ class ModelConfig:
     path: str = ""  # HF-layout directory; "" = the embedded all-MiniLM-L6-v2
     freeze: str = "none"  # "none" | "encoder" (the starter's "pretrain" mode: only the heads train)
     max_length: int = 128  # tokens per sequence (a pair counts as one sequence when cross-encoded)
+    hidden_dropout: float = 0.1  # the encoder's dropout (BERT's hidden_dropout_prob)
+    attention_dropout: float = 0.1  # dropout on attention weights; 0 lets SDPA use its fused kernel (faster)
+    freeze_word_embeddings: bool = False  # the 30k x H table is half of MiniLM: frozen, AdamW steps are 2x cheaper
     common_layers: int = 0  # dense + GELU + dropout layers shared by every task, between pooling and heads
     common_dropout: float = 0.1
 

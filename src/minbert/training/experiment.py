@@ -93,7 +93,9 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
 
 
 def build_model(config: RunConfig, model_dir: Path) -> MultitaskModel:
-    return MultitaskModel.from_config(config, BertModel.from_pretrained(model_dir))
+    encoder = BertModel.from_pretrained(model_dir)
+    encoder.set_dropout(config.model.hidden_dropout, config.model.attention_dropout)
+    return MultitaskModel.from_config(config, encoder)
 
 
 def build_experiment(config: RunConfig, data_dir: str | None = None, strict: bool = False,
