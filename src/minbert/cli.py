@@ -94,12 +94,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_prediction_input(path: str, columns: tuple[str, ...]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """A CS224N-format file (a header naming the columns), or plain lines: a sentence, or `a<TAB>b` for pairs.
+    Rows without an id column are numbered by line."""
+    from minbert.data.files import FileFormat, parse_examples
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise MinbertError(f"{path}: cannot read ({exc.strerror})") from None
+    header = [h.strip() for h in raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").split("\t")]
+    header_line = 1
+    if not all(c in header for c in columns):  # plain lines: give them a header and line-number ids
+        lines = raw.splitlines()
+        raw = b"\n".join([b"\t".join(c.encode() for c in ("id", *columns)),
+                          *(str(n).encode() + b"\t" + line for n, line in enumerate(lines, start=1))])
+        header, header_line = ["id"], 0
+    fmt = FileFormat(columns, "", num_classes=2, id_column="id" if "id" in header else columns[0])
+    examples = parse_examples(raw, Path(path), fmt, labelled=False, header_line=header_line).examples
+    return [e.id if "id" in header else str(e.line) for e in examples], [e.texts for e in examples]
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    from minbert.evaluation.predictions import write_predictions
     from minbert.training.inference import MultitaskBERT
 
     predictor = MultitaskBERT.load(args.run)
-    for text, label in zip(args.text, predictor.predict_sentiment(args.text, task=args.task), strict=True):
-        print(f"{label}\t{text}")
+    task = predictor._task(args.task, sentiment=args.task is None)
+    kind = predictor.model.heads[task].kind
+    width = len(kind.format.text_columns)
+    if args.input:
+        ids, rows = read_prediction_input(args.input, kind.format.text_columns)
+    else:
+        texts = [*(args.text or []), *args.texts]
+        if not texts:
+            raise MinbertError("give the text(s) to predict, or --input FILE")
+        if len(texts) % width:
+            raise MinbertError(f"task {task} takes {width} texts per example; got {len(texts)}")
+        rows = [tuple(texts[i:i + width]) for i in range(0, len(texts), width)]
+        ids = [str(i + 1) for i in range(len(rows))]
+    predictions = predictor.predict(task, rows)
+    shown = [p if kind.is_classification else f"{p:.4f}" for p in predictions]
+    if args.output:
+        write_predictions(args.output, kind.prediction_header, ids, shown)
+        print(f"wrote {len(shown)} predictions to {args.output}")
+    else:
+        for row, prediction in zip(rows, shown, strict=True):
+            print("\t".join([str(prediction), *row]))
     return 0
 
 
@@ -140,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict with a saved run")
     predict.add_argument("--run", required=True, help="run directory")
     predict.add_argument("--task", default=None, help="task name (default: the run's only sentiment task)")
-    predict.add_argument("--text", action="append", required=True, help="a sentence (repeatable)")
+    predict.add_argument("texts", nargs="*", help="sentences; for a pair task, two per example")
+    predict.add_argument("--text", action="append", help="a sentence (repeatable)")
+    predict.add_argument("--input", default=None, help="a file: CS224N format with a header, or one example a line")
+    predict.add_argument("--output", default=None, help="write predictions here in the starter's format")
     predict.set_defaults(handler=cmd_predict)
     return parser
 

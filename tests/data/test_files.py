@@ -139,3 +139,11 @@ def test_data_command_json_report(tmp_path, capsys):
                                                                    "sentiment '9' is not a class in 0..4"}]}}
     assert main(["data", "--data-dir", str(tmp_path)]) == 0
     assert "line 3: sentiment '9' is not a class in 0..4" in capsys.readouterr().out
+
+
+def test_blank_lines_keep_line_numbers_right(tmp_path):
+    path = tmp_path / "sst.csv"
+    path.write_text("\tid\tsentence\tsentiment\n0\ta\tgood\t3\n\n\n1\tb\t\t2\r\n2\tc\tfine\t1\n")
+    loaded = read_examples(path, FORMATS["sst"])
+    assert [(e.id, e.line) for e in loaded.examples] == [("a", 2), ("c", 6)]
+    assert [(s.line, s.reason) for s in loaded.skipped] == [(5, "empty sentence")]

@@ -98,6 +98,13 @@ def read_examples(path: str | Path, fmt: FileFormat, labelled: bool = True, stri
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_examples(raw, path, fmt, labelled, strict)
+
+
+def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = True, strict: bool = False,
+                   header_line: int = 1) -> LoadedFile:
+    """Parse a file's bytes; `path` names it in messages. `header_line=0` for a header that is not in the file
+    (so reported line numbers stay those of the file)."""
     # surrogateescape keeps undecodable bytes visible per row, so one bad row does not sink the whole file
     text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     if not text.strip():
@@ -108,7 +115,8 @@ def read_examples(path: str | Path, fmt: FileFormat, labelled: bool = True, stri
     needed = [fmt.id_column, *fmt.text_columns] + ([fmt.label_column] if labelled else [])
     for column in needed:
         if column not in header:
-            raise DataError(f"{path}:1: missing column {column!r} (header has {', '.join(map(repr, header))})")
+            found = ", ".join(map(repr, header))
+            raise DataError(f"{path}:{header_line}: missing column {column!r} (header has {found})")
 
     loaded = LoadedFile(path)
 
@@ -118,14 +126,17 @@ def read_examples(path: str | Path, fmt: FileFormat, labelled: bool = True, stri
         log.warning("%s:%d: skipped row: %s", path, line, reason)
         loaded.skipped.append(SkippedRow(line, reason))
 
-    end_of_previous = reader.line_num  # 1: the header
     for row in reader:
-        line, end_of_previous = end_of_previous + 1, reader.line_num
-        if not any((v or "").strip() for k, v in row.items() if k is not None):
-            continue  # a blank line is not a row
-        if line != reader.line_num:
-            skip(line, f"the row runs over lines {line}-{reader.line_num} (unbalanced quote?)")
+        # csv skips blank lines and lets a quoted field run over several: count back from where the row ended
+        cells = [v for k, v in row.items() if k is not None and v is not None] + (row.get(None) or [])
+        spanned = sum(v.count("\n") + v.count("\r") - v.count("\r\n") for v in cells)
+        end = reader.line_num + header_line - 1
+        line = end - spanned
+        if spanned:
+            skip(line, f"the row runs over lines {line}-{end} (unbalanced quote?)")
             continue
+        if not any(v.strip() for v in cells):
+            continue  # a line of empty fields is not a row
         if None in row:
             skip(line, f"{len(header) + len(row[None])} fields, the header has {len(header)}")
             continue

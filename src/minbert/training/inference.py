@@ -57,9 +57,35 @@ class MultitaskBERT:
                         siamese=self.model.heads[task].siamese)
         return predict(self.model, data, self.experiment).tolist()
 
+    def task_for(self, data: str, task: str | None = None) -> str:
+        """The run's task for a data format (sst, cfimdb, quora, sts), or the named one."""
+        if task is not None:
+            return self._task(task, sentiment=False)
+        chosen = [t for t, c in self.config.tasks.items() if c.data == data]
+        if len(chosen) != 1:
+            raise ConfigError(f"this run has no single {data} task (it has {', '.join(self.config.tasks)})")
+        return chosen[0]
+
+    def predict(self, task: str, texts: Sequence[tuple[str, ...]]) -> list:
+        """Predictions of `task` for rows of one text (sentiment) or two (pairs)."""
+        kind = self.model.heads[self._task(task, sentiment=False)].kind
+        width = len(kind.format.text_columns)
+        for i, row in enumerate(texts):
+            if len(row) != width:
+                raise ConfigError(f"row {i + 1}: task {task} takes {width} text(s) per example, got {len(row)}")
+        return self._predict(task, texts)
+
     def predict_sentiment(self, texts: Sequence[str], task: str | None = None) -> list[int]:
         """Class indices (SST: 0 very negative .. 4 very positive; CFIMDB: 0 negative, 1 positive)."""
         return self._predict(self._task(task, sentiment=True), [(t,) for t in texts])
+
+    def predict_paraphrase(self, pairs: Sequence[tuple[str, str]], task: str | None = None) -> list[int]:
+        """1 where the two questions are paraphrases, else 0."""
+        return self.predict(self.task_for("quora", task), [tuple(p) for p in pairs])
+
+    def predict_similarity(self, pairs: Sequence[tuple[str, str]], task: str | None = None) -> list[float]:
+        """Similarity scores from 0 (unrelated) to 5 (same meaning)."""
+        return self.predict(self.task_for("sts", task), [tuple(p) for p in pairs])
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, dict]:

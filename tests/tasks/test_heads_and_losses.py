@@ -1,0 +1,113 @@
+"""Heads and losses on known values; the multitask model routes gradients only where they belong."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minbert import BertModel
+from minbert.data.batching import Batch
+from minbert.tasks.heads import HEADS, PAIR_FEATURES
+from minbert.tasks.kinds import KINDS
+from minbert.tasks.losses import LOSSES, TaskOutput
+from minbert.tasks.model import MultitaskModel
+from minbert.training.config import TaskConfig
+from tests.conftest import random_batch, tiny_config
+
+
+def test_feature_head_shapes_and_pair_features():
+    pooled = torch.randn(5, 8)
+    pairs = torch.tensor([[0, 1], [2, 2], [4, 3]])
+    head = HEADS["mlp"](8, 1, dropout=0.0, hidden_layers=2, hidden_size=6, pair_features=("u", "abs_diff"))
+    assert head(pooled, pairs).shape == (3, 1)
+    assert head.net[1].in_features == 16 and head.net[1].out_features == 6
+    assert sum(isinstance(m, torch.nn.Linear) for m in head.net) == 3
+    linear = HEADS["linear"](8, 5, dropout=0.3)
+    assert linear(pooled).shape == (5, 5)
+    u, v = pooled[0], pooled[1]
+    assert torch.equal(PAIR_FEATURES["abs_diff"](u, v), (u - v).abs())
+    assert torch.equal(PAIR_FEATURES["product"](u, v), u * v)
+
+
+def test_similarity_heads_map_cosine_to_the_score_range():
+    pooled = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    pairs = torch.tensor([[0, 1], [0, 2], [0, 3]])
+    cosine = HEADS["cosine"]()
+    logits = cosine(pooled, pairs)
+    torch.testing.assert_close(logits, torch.tensor([1.0, -1.0, 0.0]))
+    torch.testing.assert_close(cosine.to_score(logits, 0.0, 5.0), torch.tensor([5.0, 0.0, 2.5]))
+    torch.testing.assert_close(HEADS["relu_cosine"]().to_score(logits, 0.0, 5.0), torch.tensor([5.0, 0.0, 0.0]))
+    linear = HEADS["linear"](2, 1, 0.0)
+    torch.testing.assert_close(linear.to_score(torch.tensor([0.0]), 0.0, 5.0), torch.tensor([2.5]))
+
+
+def output(logits, score=None):
+    logits = torch.as_tensor(logits, dtype=torch.float32)
+    return TaskOutput(logits, logits if score is None else torch.as_tensor(score, dtype=torch.float32))
+
+
+def test_losses_against_hand_values():
+    labels = torch.tensor([0.0, 5.0])
+    cos = output([0.0, 1.0])
+    # cosine_embedding: targets -1 and 1: ((0 - -1)^2 + 0) / 2
+    assert LOSSES["cosine_embedding"]((0.0, 5.0))(cos, labels).item() == pytest.approx(0.5)
+    # cosine_mse: targets 0 and 1: 0
+    assert LOSSES["cosine_mse"]((0.0, 5.0))(cos, labels).item() == pytest.approx(0.0)
+    assert LOSSES["mse"]((0.0, 5.0))(output([0.0], [4.0]), torch.tensor([5.0])).item() == 1.0
+    assert LOSSES["bce"]()(output([[0.0]]), torch.tensor([1.0])).item() == pytest.approx(math.log(2))
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    assert LOSSES["cross_entropy"]()(output(logits), torch.tensor([0])).item() == pytest.approx(
+        F.cross_entropy(logits, torch.tensor([0])).item())
+
+
+def test_cosent_only_penalises_wrong_order():
+    loss = LOSSES["cosent"]((0.0, 5.0))
+    labels = torch.tensor([1.0, 3.0, 5.0])
+    right = loss(output([-0.9, 0.0, 0.9]), labels).item()
+    wrong = loss(output([0.9, 0.0, -0.9]), labels).item()
+    assert right < 1e-6 < wrong
+    # one wrongly ordered pair (i=1 should beat j=0) with gap 0.1: log(1 + exp(20 * 0.1))
+    two = loss(output([0.6, 0.5]), torch.tensor([1.0, 2.0])).item()
+    assert two == pytest.approx(math.log(1 + math.exp(2.0)), rel=1e-5)
+
+
+def tiny_multitask(freeze="none"):
+    torch.manual_seed(0)
+    tasks = {"sst": TaskConfig(data="sst", pooling="mean"),
+             "sts": TaskConfig(data="sts", pair_encoding="siamese", pooling="mean", head="cosine", loss="cosine_mse")}
+    return MultitaskModel(BertModel(tiny_config()), tasks, freeze=freeze)
+
+
+def sst_batch():
+    inputs = random_batch(99, batch=4, length=9)
+    return Batch("sst", inputs, torch.tensor([0, 1, 2, 4]), [0, 1, 2, 3])
+
+
+def test_a_tasks_loss_reaches_the_encoder_and_its_own_head_only():
+    model = tiny_multitask()
+    model.loss(sst_batch()).backward()
+    assert model.encoder.layers[0].attention.qkv.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.heads["sst"].parameters())
+    assert model.heads["sts"].head is not None and not list(model.heads["sts"].parameters())  # cosine: none
+
+
+def test_frozen_encoder_gets_no_gradient():
+    model = tiny_multitask(freeze="encoder")
+    model.train()
+    assert not model.encoder.training  # no dropout in a frozen feature extractor
+    model.loss(sst_batch()).backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.heads["sst"].parameters())
+
+
+def test_siamese_similarity_output_is_on_the_label_scale():
+    model = tiny_multitask().eval()
+    inputs = random_batch(99, batch=3, length=7)
+    batch = Batch("sts", inputs, torch.tensor([1.0, 4.0]), [0, 1], index=torch.tensor([[0, 1], [2, 2]]))
+    out = model(batch)
+    assert out.logits.shape == (2,) and out.logits[1].item() == pytest.approx(1.0, abs=1e-5)
+    assert out.score[1].item() == pytest.approx(5.0, abs=1e-4)
+    assert KINDS["sts"].predict(out).tolist() == pytest.approx(out.score.tolist())
