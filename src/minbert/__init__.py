@@ -6,6 +6,17 @@ from minbert.optim import AdamW
 from minbert.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The training stack (rich, matplotlib, tensorboard) loads only when asked for.
+    if name == "MultitaskBERT":
+        from minbert.training.inference import MultitaskBERT
+
+        return MultitaskBERT
+    raise AttributeError(f"module 'minbert' has no attribute {name!r}")
+
+
 __all__ = [
     "AdamW",
     "BertConfig",
@@ -15,5 +26,6 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MinbertError",
+    "MultitaskBERT",
     "Tokenizer",
 ]
