@@ -14,6 +14,10 @@ def __getattr__(name: str):
         from minbert.training.inference import MultitaskBERT
 
         return MultitaskBERT
+    if name == "SentenceEncoder":
+        from minbert.sentence_encoder import SentenceEncoder
+
+        return SentenceEncoder
     raise AttributeError(f"module 'minbert' has no attribute {name!r}")
 
 
@@ -27,5 +31,6 @@ __all__ = [
     "DataError",
     "MinbertError",
     "MultitaskBERT",
+    "SentenceEncoder",
     "Tokenizer",
 ]

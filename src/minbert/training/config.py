@@ -179,9 +179,9 @@ def merge(base: dict, path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
-    """Read a TOML file (or start from `base`), apply `key=value` overrides, check everything."""
-    values: dict = dict(base or {})
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Read a TOML file (or start from nothing), apply `key=value` overrides, check everything."""
+    values: dict = {}
     if path is not None:
         path = Path(path)
         try:

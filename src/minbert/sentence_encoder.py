@@ -1,0 +1,53 @@
+"""Sentence embeddings for inference: length-sorted batches (little padding), results in input order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from minbert.device import autocast, resolve_device, resolve_precision
+from minbert.errors import ConfigError
+from minbert.model.bert import BertModel
+from minbert.model.loading import resolve_model_dir
+from minbert.tasks.pooling import POOLINGS
+from minbert.tokenizer import Tokenizer
+
+
+class SentenceEncoder:
+    """`SentenceEncoder.from_pretrained().encode(["a sentence", ...])` -> (N, H) float32 embeddings."""
+
+    def __init__(self, model: BertModel, tokenizer: Tokenizer, device: str = "auto"):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str = "auto") -> SentenceEncoder:
+        directory = resolve_model_dir(path)
+        return cls(BertModel.from_pretrained(directory), Tokenizer.from_pretrained(directory), device)
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 64, pooling: str = "mean", precision: str = "auto",
+               max_length: int = 512, sort_by_length: bool = True) -> Tensor:
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+        if precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"precision {precision!r} is not one of fp32, bf16, auto")
+        if isinstance(texts, str):
+            texts = [texts]
+        pool = POOLINGS[pooling]()
+        dtype = resolve_precision(precision, self.device)
+        rows = self.tokenizer.encode_ids(list(texts), max_length=max_length)
+        order = np.argsort([len(ids) for ids, _ in rows], kind="stable") if sort_by_length else np.arange(len(rows))
+        out = torch.empty(len(rows), pool.output_dim(self.model.config.hidden_size))
+        for start in range(0, len(rows), batch_size):
+            chosen = order[start:start + batch_size]
+            inputs = {k: v.to(self.device) for k, v in self.tokenizer.pad([rows[i] for i in chosen]).items()}
+            with autocast(self.device, dtype):
+                pooled = pool(self.model(**inputs), inputs["attention_mask"])
+            out[torch.from_numpy(chosen)] = pooled.float().cpu()
+        return out
