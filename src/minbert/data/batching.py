@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from minbert.data.files import Example
+from minbert.data.layer_cache import LayerCache
 from minbert.tokenizer import Tokenizer
 
 BUCKET_BATCHES = 50  # training sorts by length within windows of this many batches, then shuffles the batches
@@ -26,12 +27,14 @@ class Batch:
     labels: Tensor | None  # (B,), None for unlabelled files
     positions: list[int]  # the examples' positions in their TaskData (predictions go back there)
     index: Tensor | None = None  # siamese pairs: (B, 2) rows of `inputs`; None: row i is example i
+    rows: list[int] | None = None  # the TaskData rows (tokenized sequences) in `inputs`
+    cache: LayerCache | None = None  # where frozen-layer outputs for those rows are kept, if caching
 
     def to(self, device: torch.device) -> Batch:
         inputs = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
         labels = None if self.labels is None else self.labels.to(device, non_blocking=True)
         index = None if self.index is None else self.index.to(device, non_blocking=True)
-        return Batch(self.task, inputs, labels, self.positions, index)
+        return Batch(self.task, inputs, labels, self.positions, index, self.rows, self.cache)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -46,6 +49,7 @@ class TaskData:
         self.examples = examples
         self.tokenizer = tokenizer
         self.siamese = siamese
+        self.cache: LayerCache | None = None  # set by the trainer when the encoder's bottom is frozen
         self.labelled = bool(examples) and all(e.label is not None for e in examples)
         self.labels = torch.tensor([e.label for e in examples], dtype=label_dtype) if self.labelled else None
         if siamese:
@@ -83,8 +87,15 @@ class TaskData:
     def collate(self, positions: list[int]) -> Batch:
         labels = self.labels[positions] if self.labels is not None else None
         if not self.siamese:
-            return Batch(self.task, self.tokenizer.pad([self.rows[p] for p in positions]), labels, positions)
+            inputs = self.tokenizer.pad([self.rows[p] for p in positions])
+            return Batch(self.task, inputs, labels, positions, None, list(positions), self.cache)
         pair_rows = self.pair_rows[positions]  # (B, 2) rows in self.rows
         distinct, index = np.unique(pair_rows, return_inverse=True)  # each distinct sentence is encoded once
         inputs = self.tokenizer.pad([self.rows[r] for r in distinct])
-        return Batch(self.task, inputs, labels, positions, torch.from_numpy(index.reshape(-1, 2)))
+        return Batch(self.task, inputs, labels, positions, torch.from_numpy(index.reshape(-1, 2)), distinct.tolist(),
+                     self.cache)
+
+    @property
+    def row_lengths(self) -> np.ndarray:
+        """Tokens per tokenized sequence (for a siamese task: per distinct sentence)."""
+        return np.array([len(ids) for ids, _ in self.rows])

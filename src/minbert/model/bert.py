@@ -160,11 +160,18 @@ class BertModel(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None, word_embeds: Tensor | None = None) -> BertOutput:
-        mask = attention_mask_for(attention_mask)
         x = self.embeddings(input_ids, token_type_ids, word_embeds)
-        for layer in self.layers:
+        return self.finish(self.run_layers(x, attention_mask, 0, len(self.layers)))
+
+    def run_layers(self, x: Tensor, attention_mask: Tensor | None, start: int, end: int) -> Tensor:
+        """Layers start..end-1 on hidden states x (B, T, H): lets a frozen bottom be cached."""
+        mask = attention_mask_for(attention_mask)
+        for layer in self.layers[start:end]:
             x = layer(x, mask)
-        return BertOutput(last_hidden_state=x, pooler_output=self.pooler(x))
+        return x
+
+    def finish(self, hidden: Tensor) -> BertOutput:
+        return BertOutput(last_hidden_state=hidden, pooler_output=self.pooler(hidden))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -54,7 +54,7 @@ def common_layers(count: int, width: int, dropout: float) -> nn.Module:
 
 class MultitaskModel(nn.Module):
     def __init__(self, encoder: BertModel, tasks: dict[str, TaskConfig], freeze: str = "none",
-                 common_count: int = 0, common_dropout: float = 0.1):
+                 common_count: int = 0, common_dropout: float = 0.1, frozen_layers: int = 0):
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
@@ -64,13 +64,21 @@ class MultitaskModel(nn.Module):
             raise ConfigError("model.common_layers needs every task's pooling to give the same width")
         self.common = common_layers(common_count, widths.pop() if widths else hidden, common_dropout)
         self.freeze = freeze
+        n_layers = len(encoder.layers)
+        if not 0 <= frozen_layers <= n_layers:
+            raise ConfigError(f"model.frozen_layers = {frozen_layers}: the encoder has {n_layers} layers")
+        # How many layers (after the embeddings) are fixed; the whole encoder in "pretrain" mode.
+        self.frozen_depth = n_layers if freeze == "encoder" else frozen_layers
         if freeze == "encoder":
             self.encoder.requires_grad_(False)
+        elif frozen_layers:
+            for module in (self.encoder.embeddings, *self.encoder.layers[:frozen_layers]):
+                module.requires_grad_(False)
 
     @classmethod
     def from_config(cls, config: RunConfig, encoder: BertModel) -> MultitaskModel:
         model = cls(encoder, config.tasks, config.model.freeze, config.model.common_layers,
-                    config.model.common_dropout)
+                    config.model.common_dropout, config.model.frozen_layers)
         if config.model.freeze_word_embeddings:
             encoder.embeddings.word_embeddings.weight.requires_grad_(False)
         return model
@@ -79,16 +87,37 @@ class MultitaskModel(nn.Module):
         super().train(mode)
         if self.freeze == "encoder":
             self.encoder.eval()  # a frozen encoder is a fixed feature extractor: no dropout
+        elif self.frozen_depth:
+            for module in (self.encoder.embeddings, *self.encoder.layers[: self.frozen_depth]):
+                module.eval()
         return self
 
-    def encode(self, inputs: dict[str, Tensor]) -> BertOutput:
+    def frozen_bottom(self, inputs: dict[str, Tensor]) -> Tensor:
+        """Hidden states after the embeddings and the frozen layers (no gradient)."""
+        with torch.no_grad():
+            x = self.encoder.embeddings(inputs["input_ids"], inputs.get("token_type_ids"))
+            return self.encoder.run_layers(x, inputs["attention_mask"], 0, self.frozen_depth)
+
+    def encode(self, batch: Batch) -> BertOutput:
+        inputs = batch.inputs
+        if not self.frozen_depth:
+            return self.encoder(**inputs)
+        hidden = None
+        if batch.cache is not None:
+            hidden = batch.cache.get(batch.rows, inputs["input_ids"].shape[1])
+        if hidden is None:
+            hidden = self.frozen_bottom(inputs)
+            if batch.cache is not None:
+                batch.cache.put(batch.rows, hidden)
+        hidden = hidden.to(inputs["input_ids"].device)
+        top = self.encoder.run_layers(hidden, inputs["attention_mask"], self.frozen_depth, len(self.encoder.layers))
         if self.freeze == "encoder":
             with torch.no_grad():
-                return self.encoder(**inputs)
-        return self.encoder(**inputs)
+                return self.encoder.finish(top)
+        return self.encoder.finish(top)
 
     def forward(self, batch: Batch) -> TaskOutput:
-        return self.heads[batch.task](self.encode(batch.inputs), batch, self.common)
+        return self.heads[batch.task](self.encode(batch), batch, self.common)
 
     def loss(self, batch: Batch, output: TaskOutput | None = None) -> Tensor:
         output = self(batch) if output is None else output

@@ -24,6 +24,7 @@ from minbert.errors import ConfigError
 class ModelConfig:
     path: str = ""  # HF-layout directory; "" = the embedded all-MiniLM-L6-v2
     freeze: str = "none"  # "none" | "encoder" (the starter's "pretrain" mode: only the heads train)
+    frozen_layers: int = 0  # freeze the embeddings and this many bottom layers (0: none)
     max_length: int = 128  # tokens per sequence (a pair counts as one sequence when cross-encoded)
     hidden_dropout: float = 0.1  # the encoder's dropout (BERT's hidden_dropout_prob)
     attention_dropout: float = 0.1  # dropout on attention weights; 0 lets SDPA use its fused kernel (faster)
@@ -71,6 +72,8 @@ class TrainConfig:
     select_best_by: str = "overall"  # overall (mean normalised dev metric) | two_of_three (improves 2+ tasks)
     bucketing: bool = True  # draw batches from length buckets (less padding), then shuffle the batches
     eval_batch_size: int = 64
+    cache_frozen: bool = True  # compute the frozen bottom's outputs once and reuse them in later epochs
+    cache_budget_mb: int = 4096  # in memory up to this; a memory-mapped file beyond it
     max_train_examples: int = 0  # 0 = all; else a fixed random subsample per task (quick looks, tests)
     max_eval_examples: int = 0
 
@@ -104,7 +107,8 @@ CHOICES = {
 POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "model.max_length"}
 NON_NEGATIVE = {"train.lr", "train.weight_decay", "train.eps", "train.grad_clip", "train.warmup_ratio",
                 "train.max_train_examples", "train.max_eval_examples", "train.steps_per_epoch", "train.alpha",
-                "model.common_layers", "dropout", "batch_size", "loss_weight", "hidden_layers", "hidden_size"}
+                "model.common_layers", "model.frozen_layers", "train.cache_budget_mb", "dropout", "batch_size",
+                "loss_weight", "hidden_layers", "hidden_size"}
 
 
 def _nearest(key: str, valid: list[str]) -> str:

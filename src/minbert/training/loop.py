@@ -7,12 +7,14 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from minbert.data.batching import TaskData
+from minbert.data.layer_cache import LayerCache
 from minbert.device import autocast
 from minbert.errors import MinbertError
 from minbert.evaluation.metrics import accuracy, pearson, selection_score
@@ -62,7 +64,8 @@ def score(model: MultitaskModel, task: str, data: TaskData, predictions: np.ndar
 
 class Trainer:
     def __init__(self, experiment: Experiment, on_epoch_end: Callable[[dict], None] | None = None,
-                 on_step: Callable[[int, dict[str, float], float], None] | None = None):
+                 on_step: Callable[[int, dict[str, float], float], None] | None = None,
+                 cache_dir: Path | None = None):
         self.exp = experiment
         self.config = experiment.config
         self.model = experiment.model
@@ -73,7 +76,29 @@ class Trainer:
         self.on_step = on_step
         self.step = 0
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.caches = self.attach_caches(cache_dir) if self.config.train.cache_frozen else []
 
+    def attach_caches(self, cache_dir: Path | None) -> list[LayerCache]:
+        """Cache the frozen bottom's outputs for the train and dev sets (they never change)."""
+        if not self.model.frozen_depth:
+            return []
+        budget = self.config.train.cache_budget_mb * 2**20
+        hidden = self.model.encoder.config.hidden_size
+        caches = []
+        for task, splits in self.exp.data.items():
+            for split in ("train", "dev"):
+                data = splits[split]
+                data.cache = LayerCache(data.row_lengths, hidden, budget, cache_dir, name=f"{task}-{split}")
+                budget = max(0, budget - data.cache.store.nbytes) if data.cache.spill_path is None else budget
+                caches.append(data.cache)
+        return caches
+
+    def close(self) -> None:
+        for cache in self.caches:
+            cache.close()
+        for splits in self.exp.data.values():
+            for data in splits.values():
+                data.cache = None
     def task_batch_size(self, task: str) -> int:
         return self.config.tasks[task].batch_size or self.config.train.batch_size
 

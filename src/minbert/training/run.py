@@ -146,9 +146,11 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 log.info("epoch %d is the best so far: saved %s", record["epoch"], run_dir / "best")
             write_json(run_dir / "metrics.json", metrics)
 
+        trainer = Trainer(exp, on_epoch_end, on_step, cache_dir=run_dir / "cache")
         try:
-            Trainer(exp, on_epoch_end, on_step).fit()
+            trainer.fit()
         finally:
+            trainer.close()
             writer.close()
         exp.model.load_checkpoint(run_dir / "best")
         metrics["final_dev"] = write_outputs(exp, run_dir)

@@ -1,0 +1,103 @@
+"""Frozen-bottom caching: hits equal fresh computation, frozen parts get no gradient, spilling to disk works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from minbert import BertModel, Tokenizer
+from minbert.data.batching import TaskData
+from minbert.data.files import Example
+from minbert.data.layer_cache import LayerCache
+from minbert.tasks.model import MultitaskModel
+from minbert.training.config import TaskConfig
+from tests.conftest import WORDS
+
+
+def setup(tiny_model_dir, frozen_layers=1, freeze="none", budget=2**30, spill_dir=None):
+    torch.manual_seed(0)
+    encoder = BertModel.from_pretrained(tiny_model_dir)
+    model = MultitaskModel(encoder, {"sst": TaskConfig(data="sst", pooling="mean", dropout=0.0)}, freeze=freeze,
+                           frozen_layers=frozen_layers)
+    tok = Tokenizer.from_pretrained(tiny_model_dir)
+    texts = [" ".join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(2 + i % 9)) for i in range(20)]
+    data = TaskData("sst", [Example(str(i), (t,), i % 5, i + 2) for i, t in enumerate(texts)], tok, 32)
+    data.cache = LayerCache(data.row_lengths, encoder.config.hidden_size, budget, spill_dir)
+    return model, data
+
+
+@pytest.mark.parametrize(("frozen_layers", "freeze"), [(1, "none"), (2, "none"), (0, "encoder")])
+def test_cache_hits_equal_fresh_computation(tiny_model_dir, frozen_layers, freeze):
+    model, data = setup(tiny_model_dir, frozen_layers, freeze)
+    model.eval()
+    first = data.collate([3, 1, 7])  # fills rows 3, 1, 7 (padded to this batch's longest)
+    with torch.no_grad():
+        fresh = model(first).logits
+    assert data.cache.filled[[1, 3, 7]].all() and data.cache.filled.sum() == 3
+    calls = []
+    original = model.frozen_bottom
+    model.frozen_bottom = lambda inputs: calls.append(1) or original(inputs)
+    regrouped = data.collate([7, 3])  # different batch, different padding: served from the cache
+    with torch.no_grad():
+        cached = model(regrouped).logits
+    assert not calls
+    torch.testing.assert_close(cached, fresh[[2, 0]], rtol=0, atol=1e-5)
+    data.cache = None  # and the same without any cache
+    with torch.no_grad():
+        torch.testing.assert_close(model(data.collate([7, 3])).logits, cached, rtol=0, atol=1e-5)
+
+
+def test_frozen_bottom_gets_no_gradient_and_stays_in_eval_mode(tiny_model_dir):
+    model, data = setup(tiny_model_dir, frozen_layers=1)
+    model.train()
+    assert not model.encoder.embeddings.training and not model.encoder.layers[0].training
+    assert model.encoder.layers[1].training
+    model.loss(data.collate([0, 1, 2])).backward()
+    assert all(p.grad is None for p in model.encoder.embeddings.parameters())
+    assert all(p.grad is None for p in model.encoder.layers[0].parameters())
+    assert all(p.grad is not None for p in model.encoder.layers[1].parameters())
+
+
+def test_spills_to_a_memory_mapped_file_beyond_the_budget(tiny_model_dir, tmp_path):
+    model, data = setup(tiny_model_dir, budget=0, spill_dir=tmp_path)
+    model.eval()
+    assert isinstance(data.cache.store, np.memmap) and data.cache.spill_path.parent == tmp_path
+    with torch.no_grad():
+        fresh = model(data.collate([0, 5])).logits
+        cached = model(data.collate([0, 5])).logits
+    torch.testing.assert_close(cached, fresh, rtol=0, atol=1e-5)
+    path = data.cache.spill_path
+    data.cache.close()
+    assert not path.exists()
+
+
+def test_impossible_frozen_layer_count(tiny_model_dir):
+    from minbert.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.frozen_layers = 3: the encoder has 2 layers"):
+        setup(tiny_model_dir, frozen_layers=3)
+
+
+def test_trainer_computes_the_frozen_encoder_once(tiny_model_dir, tiny_data_dir, tmp_path):
+    from minbert.training.config import load_config
+    from minbert.training.experiment import build_experiment
+    from minbert.training.loop import Trainer
+
+    config = load_config(None, [f"model.path={tiny_model_dir}", "model.freeze=encoder", "train.epochs=3",
+                                "train.lr=1e-3", "tasks.sst.data=sst", f"output_dir={tmp_path}"])
+    exp = build_experiment(config, data_dir=str(tiny_data_dir))
+    calls_per_epoch = []
+    counter = []
+    head_before = [p.clone() for p in exp.model.heads.parameters()]
+    encoder_before = [p.clone() for p in exp.model.encoder.parameters()]
+    original = exp.model.frozen_bottom
+    exp.model.frozen_bottom = lambda inputs: counter.append(1) or original(inputs)
+    trainer = Trainer(exp, on_epoch_end=lambda record: calls_per_epoch.append(len(counter)))
+    trainer.fit()
+    trainer.close()
+    train_batches = -(-48 // 8)
+    dev_batches = 1
+    assert calls_per_epoch == [train_batches + dev_batches] * 3  # only the first epoch computed anything
+    assert all(not torch.equal(a, b) for a, b in zip(head_before, exp.model.heads.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(encoder_before, exp.model.encoder.parameters(), strict=True))
