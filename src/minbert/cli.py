@@ -144,6 +144,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from minbert.bench import print_report, run_bench, write_report
+
+    report = run_bench(args.data_dir, steps=args.steps, run_dir=args.run)
+    if args.json:
+        import json
+
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    if args.output:
+        write_report(report, args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minbert", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -186,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", default=None, help="a file: CS224N format with a header, or one example a line")
     predict.add_argument("--output", default=None, help="write predictions here in the starter's format")
     predict.set_defaults(handler=cmd_predict)
+
+    bench = sub.add_parser("bench", help="minbert vs HF transformers: inference and training speed, memory")
+    data_dir_flag(bench)
+    bench.add_argument("--steps", type=int, default=20, help="timed training steps per engine")
+    bench.add_argument("--run", default=None, help="also compare a trained run's dev metrics in fp32 and bf16")
+    bench.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench.add_argument("--output", default=None, help="also write the JSON report here")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 

@@ -31,11 +31,12 @@ class MultitaskBERT:
                                      model.to(device).eval(), run_dir / "best", {})
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> MultitaskBERT:
+    def load(cls, run_dir: str | Path, precision: str | None = None) -> MultitaskBERT:
+        """`precision` (fp32, bf16, auto) overrides the run's own."""
         run_dir = Path(run_dir)
         if not (run_dir / "config.toml").exists():
             raise ConfigError(f"{run_dir}: not a run directory (no config.toml)")
-        config = load_config(run_dir / "config.toml")
+        config = load_config(run_dir / "config.toml", [f"train.precision={precision}"] if precision else [])
         best = run_dir / "best"
         model = MultitaskModel.from_config(config, BertModel(BertConfig.from_json(best / "config.json")))
         model.load_checkpoint(best)
@@ -88,9 +89,10 @@ class MultitaskBERT:
         return self.predict(self.task_for("sts", task), [tuple(p) for p in pairs])
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, dict]:
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None, precision: str | None = None,
+                 quiet: bool = False) -> dict[str, dict]:
     """Re-compute the dev metrics of a run's best checkpoint and print them beside the recorded ones."""
-    loaded = MultitaskBERT.load(run_dir)
+    loaded = MultitaskBERT.load(run_dir, precision)
     data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev",))
     recorded = {}
     metrics_path = Path(run_dir) / "metrics.json"
@@ -104,5 +106,6 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, 
                          "score": score(loaded.model, task, splits["dev"], predictions)}
         before = recorded.get(task, {}).get("score")
         note = f" (recorded {before:.4f})" if before is not None else ""
-        print(f"{task:<10} dev {results[task]['metric']:<9} {results[task]['score']:.4f}{note}")
+        if not quiet:
+            print(f"{task:<10} dev {results[task]['metric']:<9} {results[task]['score']:.4f}{note}")
     return results

@@ -1,0 +1,255 @@
+"""`minbert bench`: minbert against HF transformers, same weights, same sentences, one process tree.
+
+Each measurement runs in a fresh child process, so its peak memory (max RSS) is its own. Reported:
+- matmul peaks (fp32, bf16) measured here, the roofline the achieved GFLOP/s are compared with;
+- inference sentences/s on SST dev in file order (HF: file-order batches; minbert: SentenceEncoder, which sorts
+  by length internally and returns file order);
+- training sentences/s on SST train, batch 32, AdamW (HF: torch AdamW, file-order batches; minbert: our AdamW,
+  length-bucketed batches);
+- optionally, dev metrics of one trained run in fp32 and bf16.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from minbert.data.files import FORMATS, read_examples, resolve_data_dir
+from minbert.device import cpu_has_fast_bf16
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0) -> float:
+    """GFLOP/s of a square matmul, the best of a few timed rounds."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = max(best, 5 * 2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def flops_per_token(config, length: int, training: bool) -> float:
+    """Matmul FLOPs of one token through the encoder: 2 x weights, plus attention's QK^T and AV at this length;
+    training adds the backward pass (2x the forward)."""
+    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = 2 * (4 * h * h + 2 * h * i) + 2 * 2 * length * h
+    return n * per_layer * (3 if training else 1)
+
+
+def _sentences(data_dir: str | None, name: str, limit: int | None = None) -> list[str]:
+    examples = read_examples(resolve_data_dir(data_dir) / name, FORMATS["sst"]).examples
+    return [e.texts[0] for e in examples[:limit]]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- measurements, each run in its own child process ----------------------------------------------------------
+
+def infer_minbert(data_dir: str | None, precision: str) -> dict:
+    from minbert.sentence_encoder import SentenceEncoder
+
+    texts = _sentences(data_dir, "ids-sst-dev.csv")
+    encoder = SentenceEncoder.from_pretrained()
+    encoder.encode(texts[:64], precision=precision)  # warm-up
+    rows = encoder.tokenizer.encode_ids(texts)
+    tokens = sum(len(ids) for ids, _ in rows)  # sorted batches: almost no padding
+    start = time.perf_counter()
+    encoder.encode(texts, batch_size=64, precision=precision)
+    seconds = time.perf_counter() - start
+    flops = sum(flops_per_token(encoder.model.config, len(ids), False) for ids, _ in rows)
+    return {"sentences_per_s": len(texts) / seconds, "gflops": flops / seconds / 1e9, "tokens": tokens,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def infer_hf(data_dir: str | None, precision: str) -> dict:
+    import transformers
+
+    from minbert.model.loading import embedded_model_path
+
+    texts = _sentences(data_dir, "ids-sst-dev.csv")
+    path = str(embedded_model_path())
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(path)
+    model = transformers.BertModel.from_pretrained(path).eval()
+    computed = 0
+    flops = 0.0
+
+    def run(batch_texts: list[str]) -> None:
+        nonlocal computed, flops
+        inputs = tokenizer(batch_texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
+        length = inputs["input_ids"].shape[1]
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            model(**inputs)
+        computed += inputs["input_ids"].numel()
+        flops += inputs["input_ids"].numel() * flops_per_token(model.config, length, False)
+
+    run(texts[:64])
+    computed, flops = 0, 0.0
+    start = time.perf_counter()
+    for i in range(0, len(texts), 64):  # file order, as a plain user would
+        run(texts[i:i + 64])
+    seconds = time.perf_counter() - start
+    return {"sentences_per_s": len(texts) / seconds, "gflops": flops / seconds / 1e9, "tokens": computed,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def train_minbert(data_dir: str | None, precision: str, steps: int) -> dict:
+    from collections import defaultdict
+
+    from minbert.training.config import load_config
+    from minbert.training.experiment import build_experiment
+    from minbert.training.loop import Trainer
+
+    config = load_config(None, ["tasks.sst.data=sst", "tasks.sst.pooling=mean", "train.batch_size=32",
+                                "train.lr=2e-5", f"train.precision={precision}", "train.max_eval_examples=10"])
+    exp = build_experiment(config, data_dir, splits=("train", "dev"))
+    trainer = Trainer(exp)
+    plan = trainer.epoch_plan(0)
+    exp.model.train()
+    losses: dict = defaultdict(list)
+    trainer.train_step(plan[0], 0, len(plan), losses)  # warm-up
+    data = exp.data["sst"]["train"]
+    seen, flops, start = 0, 0.0, time.perf_counter()
+    for step in plan[1:steps + 1]:
+        (_, positions), = step
+        length = int(data.lengths[positions].max())
+        flops += len(positions) * length * flops_per_token(exp.model.encoder.config, length, True)
+        seen += trainer.train_step(step, 0, len(plan), losses)
+    seconds = time.perf_counter() - start
+    return {"sentences_per_s": seen / seconds, "gflops": flops / seconds / 1e9, "peak_rss_mb": _peak_rss_mb()}
+
+
+def train_hf(data_dir: str | None, precision: str, steps: int) -> dict:
+    import transformers
+
+    from minbert.model.loading import embedded_model_path
+
+    texts = _sentences(data_dir, "ids-sst-train.csv", limit=32 * (steps + 1))
+    examples = read_examples(resolve_data_dir(data_dir) / "ids-sst-train.csv", FORMATS["sst"]).examples
+    labels = torch.tensor([e.label for e in examples[: len(texts)]])
+    path = str(embedded_model_path())
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(path)
+    model = transformers.BertForSequenceClassification.from_pretrained(path, num_labels=5).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    seen, flops = 0, 0.0
+
+    def step(i: int) -> None:
+        nonlocal seen, flops
+        inputs = tokenizer(texts[i:i + 32], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(**inputs, labels=labels[i:i + 32]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        length = inputs["input_ids"].shape[1]
+        seen += inputs["input_ids"].shape[0]
+        flops += inputs["input_ids"].numel() * flops_per_token(model.config, length, True)
+
+    step(0)
+    seen, flops = 0, 0.0
+    start = time.perf_counter()
+    for i in range(32, 32 * (steps + 1), 32):  # file order
+        step(i)
+    seconds = time.perf_counter() - start
+    return {"sentences_per_s": seen / seconds, "gflops": flops / seconds / 1e9, "peak_rss_mb": _peak_rss_mb()}
+
+
+def dev_metrics(run_dir: str, data_dir: str | None, precision: str) -> dict:
+    from minbert.training.inference import evaluate_run
+
+    return evaluate_run(run_dir, data_dir, precision=precision, quiet=True)
+
+
+def _child(queue: mp.Queue, fn: Callable, args: tuple) -> None:
+    torch.manual_seed(0)
+    try:
+        queue.put({"ok": fn(*args)})
+    except Exception as exc:  # reported in the table, the other measurements go on
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def in_child(fn: Callable, *args) -> dict:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(queue, fn, args))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result.get("ok") or {"error": result["error"]}
+
+
+def run_bench(data_dir: str | None = None, steps: int = 20, run_dir: str | None = None) -> dict:
+    have_hf = _importable("transformers")
+    fast_bf16 = cpu_has_fast_bf16() or torch.cuda.is_available()
+    report: dict = {"threads": torch.get_num_threads(), "fast_bf16": fast_bf16,
+                    "peak_gflops": {"fp32": matmul_peak(torch.float32)}}
+    report["peak_gflops"]["bf16"] = matmul_peak(torch.bfloat16, size=1024 if fast_bf16 else 256, seconds=1.0)
+    precisions = ["fp32", "bf16"] if fast_bf16 else ["fp32"]
+    report["inference"] = {f"minbert {p}": in_child(infer_minbert, data_dir, p) for p in precisions}
+    report["training"] = {f"minbert {p}": in_child(train_minbert, data_dir, p, steps) for p in precisions}
+    if have_hf:
+        report["inference"].update({f"hf {p}": in_child(infer_hf, data_dir, p) for p in precisions})
+        report["training"].update({f"hf {p}": in_child(train_hf, data_dir, p, steps) for p in precisions})
+    if run_dir:
+        report["dev"] = {p: in_child(dev_metrics, run_dir, data_dir, p) for p in ("fp32", "bf16")}
+    return report
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    peaks = report["peak_gflops"]
+    console.print(f"matmul peak here: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
+                  f"({'native' if report['fast_bf16'] else 'emulated: no AVX-512 BF16/AMX, bf16 not used'}); "
+                  f"{report['threads']} threads")
+    for section, unit in (("inference", "SST dev, file order"), ("training", "SST train, batch 32, AdamW")):
+        rows = report[section]
+        table = Table(title=f"{section}: {unit}")
+        for column in ("engine", "sentences/s", "vs hf fp32", "GFLOP/s", "% of peak", "peak RSS MB"):
+            table.add_column(column, justify="left" if column == "engine" else "right")
+        base = rows.get("hf fp32", {}).get("sentences_per_s")
+        for name, result in rows.items():
+            if "error" in result:
+                table.add_row(name, result["error"], "", "", "", "")
+                continue
+            peak = peaks["bf16" if name.endswith("bf16") else "fp32"]
+            table.add_row(name, f"{result['sentences_per_s']:.1f}",
+                          f"{result['sentences_per_s'] / base:.2f}x" if base else "-",
+                          f"{result['gflops']:.0f}", f"{100 * result['gflops'] / peak:.0f}%",
+                          f"{result['peak_rss_mb']:.0f}")
+        console.print(table)
+    if "dev" in report:
+        table = Table(title="dev metrics of one checkpoint: fp32 vs bf16")
+        table.add_column("task")
+        table.add_column("fp32", justify="right")
+        table.add_column("bf16", justify="right")
+        table.add_column("difference", justify="right")
+        fp32, bf16 = report["dev"]["fp32"], report["dev"]["bf16"]
+        for task in fp32:
+            if task == "error":
+                continue
+            a, b = fp32[task]["score"], bf16.get(task, {}).get("score", float("nan"))
+            table.add_row(task, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+        console.print(table)
+
+
+def write_report(report: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

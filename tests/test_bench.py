@@ -1,0 +1,24 @@
+"""The benchmark's arithmetic and report (the timed runs themselves are a command, not a test)."""
+
+from __future__ import annotations
+
+from minbert.bench import flops_per_token, print_report
+from minbert.model.config import BertConfig
+
+
+def test_flops_per_token_matches_the_minilm_figure():
+    config = BertConfig(hidden_size=384, num_hidden_layers=6, intermediate_size=1536, num_attention_heads=12)
+    # 2 x 6 x (4 H^2 + 2 H I) = 21.2 MFLOP per token before attention (the brief's 21.2 MFLOP)
+    assert flops_per_token(config, 0, training=False) == 2 * 6 * (4 * 384**2 + 2 * 384 * 1536)
+    assert abs(flops_per_token(config, 0, False) / 1e6 - 21.2) < 0.1
+    assert flops_per_token(config, 32, True) == 3 * flops_per_token(config, 32, False)
+
+
+def test_report_prints_ratios_against_hf(capsys):
+    row = {"sentences_per_s": 300.0, "gflops": 120.0, "peak_rss_mb": 500.0}
+    report = {"threads": 2, "fast_bf16": False, "peak_gflops": {"fp32": 150.0, "bf16": 1.0},
+              "inference": {"minbert fp32": row, "hf fp32": {**row, "sentences_per_s": 100.0}},
+              "training": {"minbert fp32": row, "hf fp32": {"error": "ImportError: no transformers"}}}
+    print_report(report)
+    out = capsys.readouterr().out
+    assert "3.00x" in out and "80%" in out and "ImportError: no transformers" in out
