@@ -22,6 +22,7 @@ import torch
 
 from minbert.data.files import FORMATS, read_examples, resolve_data_dir
 from minbert.device import cpu_has_fast_bf16
+from minbert.terminal import console as make_console
 
 
 def matmul_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0) -> float:
@@ -212,10 +213,9 @@ def _importable(name: str) -> bool:
 
 
 def print_report(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = make_console()
     peaks = report["peak_gflops"]
     console.print(f"matmul peak here: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
                   f"({'native' if report['fast_bf16'] else 'emulated: no AVX-512 BF16/AMX, bf16 not used'}); "

@@ -17,7 +17,6 @@ import shutil
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
@@ -25,6 +24,7 @@ from minbert.errors import ConfigError
 from minbert.evaluation.metrics import confusion_matrix, sts_bins
 from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
 from minbert.evaluation.predictions import write_predictions
+from minbert.terminal import console as make_console
 from minbert.training.config import RunConfig
 from minbert.training.experiment import Experiment, build_experiment
 from minbert.training.loop import Trainer, predict, score
@@ -110,7 +110,7 @@ def print_summary(config: RunConfig, metrics: dict) -> None:
         table.add_row(task, result["metric"], f"{result['score']:.4f}")
     table.add_row("selection score", "", f"{metrics['best']['selection_score']:.4f}")
     table.add_row("wall time", "", f"{metrics['wall_seconds'] / 60:.1f} min")
-    Console().print(table)
+    make_console().print(table)
 
 
 def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False) -> Path:
