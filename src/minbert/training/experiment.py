@@ -22,6 +22,7 @@ from minbert.tasks.kinds import KINDS
 from minbert.tasks.model import MultitaskModel
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import RunConfig
+from minbert.training.distributed import World
 
 log = logging.getLogger("minbert")
 SPLITS = ("train", "dev", "test")
@@ -99,9 +100,11 @@ def build_model(config: RunConfig, model_dir: Path) -> MultitaskModel:
 
 
 def build_experiment(config: RunConfig, data_dir: str | None = None, strict: bool = False,
-                     splits: tuple[str, ...] = SPLITS) -> Experiment:
+                     world: World | None = None, splits: tuple[str, ...] = SPLITS) -> Experiment:
     seed_everything(config.seed)
     device = resolve_device(config.device)
+    if world is not None and world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
     model_dir = resolve_model_dir(config.model.path or None)
     tokenizer = Tokenizer.from_pretrained(model_dir)
     data = load_task_data(config, tokenizer, data_dir, strict, splits)

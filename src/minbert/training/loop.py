@@ -12,14 +12,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from minbert.data.batching import TaskData
+from minbert.data.batching import Batch, TaskData
 from minbert.data.layer_cache import LayerCache
 from minbert.device import autocast
 from minbert.errors import MinbertError
 from minbert.evaluation.metrics import accuracy, pearson, selection_score
 from minbert.tasks.model import MultitaskModel
 from minbert.training.config import TrainConfig
+from minbert.training.distributed import World
 from minbert.training.experiment import Experiment, build_optimizer
 from minbert.training.samplers import SAMPLERS, balance
 
@@ -62,13 +65,31 @@ def score(model: MultitaskModel, task: str, data: TaskData, predictions: np.ndar
     return pearson(predictions, labels) if kind.metric == "pearson" else accuracy(predictions, labels)
 
 
+class TaskLoss(nn.Module):
+    """The model's loss as a module's output, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: MultitaskModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.model.loss(batch)
+
+
 class Trainer:
     def __init__(self, experiment: Experiment, on_epoch_end: Callable[[dict], None] | None = None,
                  on_step: Callable[[int, dict[str, float], float], None] | None = None,
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, world: World | None = None):
         self.exp = experiment
         self.config = experiment.config
         self.model = experiment.model
+        self.world = world or World()
+        self.loss_module: nn.Module = TaskLoss(self.model)
+        if self.world.distributed:
+            # a step may hold one task's batch only: the other heads then have no gradient on this step
+            device_ids = [self.world.local_rank] if experiment.device.type == "cuda" else None
+            self.loss_module = DistributedDataParallel(self.loss_module, device_ids=device_ids,
+                                                       find_unused_parameters=True)
         self.optimizer = build_optimizer(self.config, self.model)
         self.sampler = SAMPLERS[self.config.train.sampler](self.config.train)
         self.rng = np.random.default_rng(self.config.seed)
@@ -109,7 +130,10 @@ class Trainer:
         batches = {task: splits["train"].batches(self.task_batch_size(task), shuffle=True,
                                                  bucketing=train.bucketing, rng=self.rng, positions=chosen[task])
                    for task, splits in self.exp.data.items()}
-        return self.sampler.plan(batches, epoch, train.epochs, self.rng)
+        plan = self.sampler.plan(batches, epoch, train.epochs, self.rng)
+        if self.world.distributed:  # every rank needs a share of every batch: drop batches too small to split
+            plan = [step for step in plan if all(len(positions) >= self.world.size for _, positions in step)]
+        return plan
 
     def evaluate(self, split: str = "dev") -> dict[str, dict]:
         results = {}
@@ -128,9 +152,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         seen, step_losses = 0, {}
         for task, positions in step_batches:
+            positions = self.world.shard(positions)
             batch = self.exp.data[task]["train"].collate(positions).to(self.exp.device)
             with autocast(self.exp.device, self.exp.autocast_dtype):
-                loss = self.model.loss(batch)
+                loss = self.loss_module(batch)
             if not torch.isfinite(loss):
                 ids = [self.exp.data[task]["train"].examples[p].id for p in positions]
                 raise TrainingError(f"non-finite loss {loss.item()} at step {self.step}, task {task}; "
@@ -156,7 +181,7 @@ class Trainer:
         columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
                    TimeRemainingColumn()]
-        with Progress(*columns, transient=False) as progress:
+        with Progress(*columns, transient=False, disable=not self.world.is_main) as progress:
             for epoch in range(train.epochs):
                 plan = self.epoch_plan(epoch)
                 bar = progress.add_task("train", total=len(plan), epoch=f"{epoch + 1}/{train.epochs}", loss=math.nan,
@@ -170,6 +195,9 @@ class Trainer:
                     progress.update(bar, advance=1, loss=float(np.mean(recent)),
                                     rate=seen / (time.perf_counter() - start))
                 train_time = time.perf_counter() - start
+                if not self.world.is_main:  # rank 0 evaluates, logs and saves
+                    self.world.barrier()
+                    continue
                 dev = self.evaluate("dev")
                 record = {
                     "epoch": epoch + 1,
@@ -188,4 +216,5 @@ class Trainer:
                          record["eval_seconds"])
                 if self.on_epoch_end:
                     self.on_epoch_end(record)
+                self.world.barrier()
         return history

@@ -26,17 +26,23 @@ from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_
 from minbert.evaluation.predictions import write_predictions
 from minbert.terminal import console as make_console
 from minbert.training.config import RunConfig
+from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.experiment import Experiment, build_experiment
 from minbert.training.loop import Trainer, predict, score
 
 log = logging.getLogger("minbert")
 
 
-def prepare_run_dir(config: RunConfig, overwrite: bool) -> Path:
+def check_run_dir(config: RunConfig, overwrite: bool) -> Path:
     run_dir = Path(config.output_dir) / config.name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{run_dir} already exists; pass --overwrite to replace it, or set name=...")
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise ConfigError(f"{run_dir} already exists; pass --overwrite to replace it, or set name=...")
+    return run_dir
+
+
+def prepare_run_dir(config: RunConfig, overwrite: bool) -> Path:
+    run_dir = check_run_dir(config, overwrite)
+    if run_dir.exists():
         shutil.rmtree(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -114,13 +120,34 @@ def print_summary(config: RunConfig, metrics: dict) -> None:
 
 
 def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False) -> Path:
+    """Train one run. Under torchrun every rank trains its share; rank 0 alone writes the run directory."""
+    world = init_world()
+    try:
+        check_run_dir(config, overwrite)  # on every rank, before any rank waits for another
+        if not world.is_main:
+            world.barrier()  # rank 0 prepares the run directory
+            trainer = Trainer(build_experiment(config, data_dir, strict, world), world=world)
+            try:
+                trainer.fit()
+            finally:
+                trainer.close()
+            return Path(config.output_dir) / config.name
+        run_dir = prepare_run_dir(config, overwrite)
+        world.barrier()
+        return _train_main(config, data_dir, strict, world, run_dir)
+    finally:
+        shutdown(world)
+
+
+def _train_main(config: RunConfig, data_dir: str | None, strict: bool, world: World, run_dir: Path) -> Path:
     started = time.perf_counter()
-    run_dir = prepare_run_dir(config, overwrite)
     handler = attach_log_file(run_dir)
     try:
-        exp = build_experiment(config, data_dir, strict)
+        exp = build_experiment(config, data_dir, strict, world)
         for task, splits in exp.data.items():
             log.info("%s: %s", task, ", ".join(f"{split} {len(d)}" for split, d in splits.items()))
+        if world.distributed:
+            log.info("data parallel over %d ranks: each takes 1/%d of every batch", world.size, world.size)
         metrics: dict = {"name": config.name, "epochs": [], "best": None}
 
         writer = SummaryWriter(str(run_dir / "tensorboard"))
@@ -146,7 +173,7 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 log.info("epoch %d is the best so far: saved %s", record["epoch"], run_dir / "best")
             write_json(run_dir / "metrics.json", metrics)
 
-        trainer = Trainer(exp, on_epoch_end, on_step, cache_dir=run_dir / "cache")
+        trainer = Trainer(exp, on_epoch_end, on_step, cache_dir=run_dir / "cache", world=world)
         try:
             trainer.fit()
         finally:
