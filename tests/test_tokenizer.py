@@ -16,8 +16,8 @@ DEV_FILES = {"sst": ("ids-sst-dev.csv", ("sentence",)),
 
 
 @pytest.fixture(scope="module")
-def tokenizers(embedded_dir):
-    return Tokenizer.from_pretrained(), transformers.BertTokenizerFast.from_pretrained(str(embedded_dir))
+def tokenizers(embedded_model_path):
+    return Tokenizer.from_pretrained(), transformers.BertTokenizerFast.from_pretrained(str(embedded_model_path))
 
 
 def assert_same_encoding(ours: Tokenizer, hf, texts, pairs=None, max_length=512) -> None:

@@ -70,6 +70,7 @@ class TrainConfig:
     balancing: str = "full"  # full | trimmed | padded | ratios such as "1:2:1" (in task order)
     steps_per_epoch: int = 0  # sampling schedules: 0 = as many steps as all tasks' batches
     select_best_by: str = "overall"  # overall (mean normalised dev metric) | two_of_three (improves 2+ tasks)
+    compile: bool = False  # torch.compile the encoder (dynamic shapes); pays a compile time up front
     bucketing: bool = True  # draw batches from length buckets (less padding), then shuffle the batches
     eval_batch_size: int = 64
     cache_frozen: bool = True  # compute the frozen bottom's outputs once and reuse them in later epochs

@@ -97,6 +97,11 @@ class Trainer:
         self.on_step = on_step
         self.step = 0
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        # fp16 (GPUs without bf16) needs loss scaling; bf16 and fp32 do not (the scaler is then a no-op)
+        self.scaler = torch.amp.GradScaler(experiment.device.type,
+                                           enabled=experiment.autocast_dtype == torch.float16)
+        if self.config.train.compile:
+            self.model.encoder.compile(dynamic=True)  # in place: parameter names stay the same
         self.caches = self.attach_caches(cache_dir) if self.config.train.cache_frozen else []
 
     def attach_caches(self, cache_dir: Path | None) -> list[LayerCache]:
@@ -160,14 +165,16 @@ class Trainer:
                 ids = [self.exp.data[task]["train"].examples[p].id for p in positions]
                 raise TrainingError(f"non-finite loss {loss.item()} at step {self.step}, task {task}; "
                                     f"example ids: {', '.join(ids)}")
-            (self.model.heads[task].loss_weight * loss).backward()
+            self.scaler.scale(self.model.heads[task].loss_weight * loss).backward()
             losses[task].append(loss.item())
             step_losses[task] = losses[task][-1]
             seen += len(batch)
         if self.config.train.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
                                            self.config.train.grad_clip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # with fp16, skips the step when the scaled gradients overflowed
+        self.scaler.update()
         self.step += 1
         if self.on_step:
             self.on_step(self.step, step_losses, self.optimizer.param_groups[0]["lr"])
