@@ -78,6 +78,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from minbert.training.config import load_config
     from minbert.training.run import train_run
 
+    if args.resume:
+        if args.config or args.overrides or args.quick:
+            raise MinbertError("--resume continues a run with its own config: drop --config, --quick and overrides")
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.toml").exists():
+            raise MinbertError(f"{run_dir}: not a run directory (no config.toml)")
+        train_run(load_config(run_dir / "config.toml"), data_dir=args.data_dir, strict=args.strict, resume=run_dir)
+        return 0
     overrides = list(args.overrides)
     if args.quick:  # a first look: the same pipeline on a small subsample, in its own run directory
         config = load_config(args.config or default_config(), overrides)
@@ -185,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.lr=2e-5 tasks.sst.dropout=0.1")
     data_dir_flag(train)
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its newest checkpoint")
     train.add_argument("--strict", action="store_true", help="abort on the first bad data row")
     train.set_defaults(handler=cmd_train)
 

@@ -140,7 +140,10 @@ class MultitaskModel(nn.Module):
         path = Path(directory) / "model.safetensors"
         if not path.exists():
             raise CheckpointError(f"{path}: checkpoint not found")
-        state = load_file(path)
+        self.load_state(load_file(path), str(path))
+
+    def load_state(self, state: dict[str, Tensor], path: str = "checkpoint") -> None:
+        """The inverse of checkpoint_state."""
         load_encoder_weights(self.encoder, {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}, str(path))
         heads = {k.removeprefix("heads."): v for k, v in state.items() if k.startswith("heads.")}
         common = {k.removeprefix("common."): v for k, v in state.items() if k.startswith("common.")}

@@ -70,6 +70,9 @@ class TrainConfig:
     balancing: str = "full"  # full | trimmed | padded | ratios such as "1:2:1" (in task order)
     steps_per_epoch: int = 0  # sampling schedules: 0 = as many steps as all tasks' batches
     select_best_by: str = "overall"  # overall (mean normalised dev metric) | two_of_three (improves 2+ tasks)
+    checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0: at epoch ends only)
+    keep_checkpoints: int = 2  # the newest N resumable checkpoints are kept
+    on_nan: str = "stop"  # stop (naming step, task and example ids) | skip (drop that step, count it)
     compile: bool = False  # torch.compile the encoder (dynamic shapes); pays a compile time up front
     bucketing: bool = True  # draw batches from length buckets (less padding), then shuffle the batches
     eval_batch_size: int = 64
@@ -102,14 +105,16 @@ CHOICES = {
     "train.decay": ("constant", "linear", "exponential"),
     "train.precision": ("fp32", "bf16", "auto"),
     "train.update": ("local", "global"),
+    "train.on_nan": ("stop", "skip"),
     "train.select_best_by": ("overall", "two_of_three"),
     "device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "model.max_length"}
 NON_NEGATIVE = {"train.lr", "train.weight_decay", "train.eps", "train.grad_clip", "train.warmup_ratio",
                 "train.max_train_examples", "train.max_eval_examples", "train.steps_per_epoch", "train.alpha",
-                "model.common_layers", "model.frozen_layers", "train.cache_budget_mb", "dropout", "batch_size",
-                "loss_weight", "hidden_layers", "hidden_size"}
+                "train.cache_budget_mb", "train.checkpoint_every", "train.keep_checkpoints",
+                "model.common_layers", "model.frozen_layers",
+                "dropout", "batch_size", "loss_weight", "hidden_layers", "hidden_size"}
 
 
 def _nearest(key: str, valid: list[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -21,6 +22,13 @@ from minbert.device import autocast
 from minbert.errors import MinbertError
 from minbert.evaluation.metrics import accuracy, pearson, selection_score
 from minbert.tasks.model import MultitaskModel
+from minbert.training.checkpoint import (
+    load_optimizer_state,
+    optimizer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from minbert.training.config import TrainConfig
 from minbert.training.distributed import World
 from minbert.training.experiment import Experiment, build_optimizer
@@ -79,7 +87,7 @@ class TaskLoss(nn.Module):
 class Trainer:
     def __init__(self, experiment: Experiment, on_epoch_end: Callable[[dict], None] | None = None,
                  on_step: Callable[[int, dict[str, float], float], None] | None = None,
-                 cache_dir: Path | None = None, world: World | None = None):
+                 cache_dir: Path | None = None, world: World | None = None, run_dir: Path | None = None):
         self.exp = experiment
         self.config = experiment.config
         self.model = experiment.model
@@ -95,6 +103,16 @@ class Trainer:
         self.rng = np.random.default_rng(self.config.seed)
         self.on_epoch_end = on_epoch_end
         self.on_step = on_step
+        self.run_dir = run_dir  # where resumable checkpoints go (None: none are written)
+        # where training stands: what a checkpoint saves and a resume restores
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.epoch_rng_state: dict | None = None  # the sampler RNG at the start of the current epoch
+        self.epoch_losses: dict[str, list[float]] = defaultdict(list)
+        self.epoch_seen = 0
+        self.epoch_seconds = 0.0
+        self.nan_skipped = 0
+        self.history: list[dict] = []
         self.step = 0
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         # fp16 (GPUs without bf16) needs loss scaling; bf16 and fp32 do not (the scaler is then a no-op)
@@ -161,10 +179,19 @@ class Trainer:
             batch = self.exp.data[task]["train"].collate(positions).to(self.exp.device)
             with autocast(self.exp.device, self.exp.autocast_dtype):
                 loss = self.loss_module(batch)
+            if os.environ.get("MINBERT_FAULT") == f"nan-loss@{self.step}":  # the tests' forced NaN
+                loss = loss * float("nan")
             if not torch.isfinite(loss):
                 ids = [self.exp.data[task]["train"].examples[p].id for p in positions]
-                raise TrainingError(f"non-finite loss {loss.item()} at step {self.step}, task {task}; "
-                                    f"example ids: {', '.join(ids)}")
+                message = (f"non-finite loss {loss.item()} at step {self.step} (epoch {epoch + 1}), task {task}; "
+                           f"example ids: {', '.join(ids)}")
+                if self.config.train.on_nan == "stop":
+                    raise TrainingError(message + "; the last good checkpoint is kept")
+                self.nan_skipped += 1
+                log.warning("%s: step skipped (%d skipped so far)", message, self.nan_skipped)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                return seen
             self.scaler.scale(self.model.heads[task].loss_weight * loss).backward()
             losses[task].append(loss.item())
             step_losses[task] = losses[task][-1]
@@ -180,48 +207,96 @@ class Trainer:
             self.on_step(self.step, step_losses, self.optimizer.param_groups[0]["lr"])
         return seen
 
+    def total_steps(self) -> int:
+        """Steps in the whole run (for warm-up and decay), from a probe of the first epoch's plan."""
+        state = self.rng.bit_generator.state
+        total = len(self.epoch_plan(0)) * self.config.train.epochs  # plans have a fixed length for a config
+        self.rng.bit_generator.state = state  # the probe must not shift the real draws
+        return total
+
     def fit(self) -> list[dict]:
         train = self.config.train
-        history = []
-        total_steps = len(self.epoch_plan(0)) * train.epochs  # plans have a fixed length for a given config
-        self.rng = np.random.default_rng(self.config.seed)  # the probe above must not shift the real draws
+        total_steps = self.total_steps()
         columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
                    TimeRemainingColumn()]
         with Progress(*columns, transient=False, disable=not self.world.is_main) as progress:
-            for epoch in range(train.epochs):
+            for epoch in range(self.epoch, train.epochs):
+                if self.epoch_rng_state is None:
+                    self.epoch_rng_state = self.rng.bit_generator.state
+                self.rng.bit_generator.state = self.epoch_rng_state  # a resumed epoch gets the same plan
                 plan = self.epoch_plan(epoch)
-                bar = progress.add_task("train", total=len(plan), epoch=f"{epoch + 1}/{train.epochs}", loss=math.nan,
-                                        rate=0.0)
+                bar = progress.add_task("train", total=len(plan), completed=self.step_in_epoch,
+                                        epoch=f"{epoch + 1}/{train.epochs}", loss=math.nan, rate=0.0)
                 self.model.train()
-                losses: dict[str, list[float]] = defaultdict(list)
-                start, seen = time.perf_counter(), 0
-                for step_batches in plan:
-                    seen += self.train_step(step_batches, epoch, total_steps, losses)
-                    recent = [v for task_losses in losses.values() for v in task_losses[-20:]]
-                    progress.update(bar, advance=1, loss=float(np.mean(recent)),
-                                    rate=seen / (time.perf_counter() - start))
-                train_time = time.perf_counter() - start
-                if not self.world.is_main:  # rank 0 evaluates, logs and saves
-                    self.world.barrier()
-                    continue
-                dev = self.evaluate("dev")
-                record = {
-                    "epoch": epoch + 1,
-                    "train_loss": {task: float(np.mean(v)) for task, v in losses.items()},
-                    "dev": dev,
-                    "selection_score": selection_score({t: (r["metric"], r["score"]) for t, r in dev.items()}),
-                    "train_seconds": round(train_time, 2),
-                    "eval_seconds": round(time.perf_counter() - start - train_time, 2),
-                    "train_examples_per_second": round(seen / train_time, 2),
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                }
-                history.append(record)
-                log.info("epoch %d: %s; selection %.4f; %.0f s train (%.1f ex/s), %.0f s eval", epoch + 1,
-                         ", ".join(f"{t} {r['metric']} {r['score']:.4f}" for t, r in dev.items()),
-                         record["selection_score"], train_time, record["train_examples_per_second"],
-                         record["eval_seconds"])
-                if self.on_epoch_end:
-                    self.on_epoch_end(record)
+                start = time.perf_counter() - self.epoch_seconds
+                for step_batches in plan[self.step_in_epoch:]:
+                    self.epoch_seen += self.train_step(step_batches, epoch, total_steps, self.epoch_losses)
+                    self.step_in_epoch += 1
+                    self.epoch_seconds = time.perf_counter() - start
+                    recent = [v for task_losses in self.epoch_losses.values() for v in task_losses[-20:]]
+                    progress.update(bar, advance=1, loss=float(np.mean(recent)) if recent else math.nan,
+                                    rate=self.epoch_seen / self.epoch_seconds)
+                    every = train.checkpoint_every
+                    if every and self.step % every == 0 and self.step_in_epoch < len(plan):
+                        self.save_checkpoint()
+                if self.world.is_main:  # rank 0 evaluates, logs and saves
+                    self.finish_epoch(epoch)
+                self.epoch, self.step_in_epoch = epoch + 1, 0
+                self.epoch_rng_state = self.rng.bit_generator.state  # the next epoch starts from here
+                self.epoch_losses, self.epoch_seen, self.epoch_seconds = defaultdict(list), 0, 0.0
+                self.save_checkpoint()
                 self.world.barrier()
-        return history
+        return self.history
+
+    def finish_epoch(self, epoch: int) -> None:
+        eval_start = time.perf_counter()
+        dev = self.evaluate("dev")
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": {task: float(np.mean(v)) for task, v in self.epoch_losses.items()},
+            "dev": dev,
+            "selection_score": selection_score({t: (r["metric"], r["score"]) for t, r in dev.items()}),
+            "train_seconds": round(self.epoch_seconds, 2),
+            "eval_seconds": round(time.perf_counter() - eval_start, 2),
+            "train_examples_per_second": round(self.epoch_seen / max(self.epoch_seconds, 1e-9), 2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "nan_steps_skipped": self.nan_skipped,
+        }
+        self.history.append(record)
+        log.info("epoch %d: %s; selection %.4f; %.0f s train (%.1f ex/s), %.0f s eval", epoch + 1,
+                 ", ".join(f"{t} {r['metric']} {r['score']:.4f}" for t, r in dev.items()),
+                 record["selection_score"], record["train_seconds"], record["train_examples_per_second"],
+                 record["eval_seconds"])
+        if self.on_epoch_end:
+            self.on_epoch_end(record)
+
+    # --- resumable checkpoints ---------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None or not self.world.is_main:
+            return
+        rng_states, tensors = rng_state()
+        optimizer_saved, optimizer_tensors = optimizer_state(self.optimizer)
+        tensors.update(optimizer_tensors)
+        tensors.update({f"model.{k}": v for k, v in self.model.checkpoint_state().items()})
+        state = {
+            "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "epoch_rng_state": self.epoch_rng_state, "rng": rng_states, "optimizer": optimizer_saved,
+            "scaler": self.scaler.state_dict(), "epoch_losses": self.epoch_losses, "epoch_seen": self.epoch_seen,
+            "epoch_seconds": self.epoch_seconds, "nan_skipped": self.nan_skipped, "history": self.history,
+        }
+        path = save_checkpoint(self.run_dir, self.step, tensors, state, self.config.train.keep_checkpoints)
+        log.info("checkpoint: %s (epoch %d, step %d of the epoch)", path, self.epoch + 1, self.step_in_epoch)
+
+    def load_state(self, tensors: dict[str, torch.Tensor], state: dict) -> None:
+        """Continue exactly where a checkpoint left off (call after building everything else)."""
+        self.model.load_state({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+        load_optimizer_state(self.optimizer, state["optimizer"], tensors)
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+        self.epoch_rng_state = state["epoch_rng_state"]
+        self.epoch_losses = defaultdict(list, state["epoch_losses"])
+        self.epoch_seen, self.epoch_seconds = state["epoch_seen"], state["epoch_seconds"]
+        self.nan_skipped, self.history = state["nan_skipped"], state["history"]
+        set_rng_state(state["rng"], tensors)  # last: building the model above drew from the torch RNG

@@ -25,6 +25,7 @@ from minbert.evaluation.metrics import confusion_matrix, sts_bins
 from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
 from minbert.evaluation.predictions import write_predictions
 from minbert.terminal import console as make_console
+from minbert.training.checkpoint import load_latest
 from minbert.training.config import RunConfig
 from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.experiment import Experiment, build_experiment
@@ -119,27 +120,36 @@ def print_summary(config: RunConfig, metrics: dict) -> None:
     make_console().print(table)
 
 
-def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False) -> Path:
-    """Train one run. Under torchrun every rank trains its share; rank 0 alone writes the run directory."""
+def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False,
+              resume: str | Path | None = None) -> Path:
+    """Train one run, or continue one from its newest checkpoint (`resume`: its run directory). Under torchrun
+    every rank trains its share; rank 0 alone writes the run directory."""
     world = init_world()
     try:
-        check_run_dir(config, overwrite)  # on every rank, before any rank waits for another
+        run_dir = Path(resume) if resume else check_run_dir(config, overwrite)  # on every rank, before waiting
+        checkpoint = load_latest(run_dir) if resume else None
+        if resume and checkpoint is None:
+            raise ConfigError(f"{run_dir}: no checkpoint to resume from")
         if not world.is_main:
             world.barrier()  # rank 0 prepares the run directory
             trainer = Trainer(build_experiment(config, data_dir, strict, world), world=world)
+            if checkpoint:
+                trainer.load_state(*checkpoint[1:])
             try:
                 trainer.fit()
             finally:
                 trainer.close()
-            return Path(config.output_dir) / config.name
-        run_dir = prepare_run_dir(config, overwrite)
+            return run_dir
+        if not resume:
+            prepare_run_dir(config, overwrite)
         world.barrier()
-        return _train_main(config, data_dir, strict, world, run_dir)
+        return _train_main(config, data_dir, strict, world, run_dir, checkpoint)
     finally:
         shutdown(world)
 
 
-def _train_main(config: RunConfig, data_dir: str | None, strict: bool, world: World, run_dir: Path) -> Path:
+def _train_main(config: RunConfig, data_dir: str | None, strict: bool, world: World, run_dir: Path,
+                checkpoint: tuple | None) -> Path:
     started = time.perf_counter()
     handler = attach_log_file(run_dir)
     try:
@@ -158,7 +168,7 @@ def _train_main(config: RunConfig, data_dir: str | None, strict: bool, world: Wo
             writer.add_scalar("lr", lr, step)
 
         def on_epoch_end(record: dict) -> None:
-            metrics["epochs"].append(record)
+            metrics["epochs"] = list(trainer.history)
             for task, result in record["dev"].items():
                 writer.add_scalar(f"dev/{task}_{result['metric']}", result["score"], record["epoch"])
             writer.add_scalar("dev/selection_score", record["selection_score"], record["epoch"])
@@ -173,7 +183,18 @@ def _train_main(config: RunConfig, data_dir: str | None, strict: bool, world: Wo
                 log.info("epoch %d is the best so far: saved %s", record["epoch"], run_dir / "best")
             write_json(run_dir / "metrics.json", metrics)
 
-        trainer = Trainer(exp, on_epoch_end, on_step, cache_dir=run_dir / "cache", world=world)
+        trainer = Trainer(exp, on_epoch_end, on_step, cache_dir=run_dir / "cache", world=world, run_dir=run_dir)
+        if checkpoint:
+            path, tensors, state = checkpoint
+            trainer.load_state(tensors, state)
+            for record in trainer.history:  # the finished epochs, as if they had just run
+                if improves(record, metrics["best"], config.train.select_best_by):
+                    metrics["best"] = {"epoch": record["epoch"], "selection_score": record["selection_score"],
+                                       "dev": record["dev"]}
+            metrics["epochs"] = list(trainer.history)
+            metrics["resumed_from"] = {"checkpoint": path.name, "step": trainer.step}
+            log.info("resuming from %s: epoch %d, step %d of the epoch (global step %d)", path, trainer.epoch + 1,
+                     trainer.step_in_epoch, trainer.step)
         try:
             trainer.fit()
         finally:

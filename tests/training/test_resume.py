@@ -1,0 +1,150 @@
+"""Fault tolerance: a real SIGKILL mid-run, a crash between writing a checkpoint and renaming it, forced NaNs.
+A resumed run must end with the same weights and metrics as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from minbert.cli import main
+from minbert.training.checkpoint import list_checkpoints
+
+
+def write_config(path, out, model_dir, epochs=4, every=3, extra=""):
+    path.write_text(f"""
+output_dir = "{out}"
+[model]
+path = "{model_dir}"
+max_length = 32
+[train]
+epochs = {epochs}
+batch_size = 4
+lr = 1e-3
+sampler = "proportional"
+checkpoint_every = {every}
+keep_checkpoints = 2
+{extra}
+[tasks.sst]
+data = "sst"
+pooling = "mean"
+dropout = 0.3
+[tasks.sts]
+data = "sts"
+pair_encoding = "siamese"
+pooling = "mean"
+head = "cosine"
+loss = "cosine_mse"
+""")
+    return path
+
+
+def train_command(*args):
+    return [sys.executable, "-m", "minbert", "train", *args]
+
+
+def final_weights(run_dir):
+    last = list_checkpoints(run_dir)[-1]
+    return last.name, {k: v for k, v in load_file(last / "tensors.safetensors").items() if k.startswith("model.")}
+
+
+def assert_same_run(reference, resumed):
+    ref_name, ref = final_weights(reference)
+    res_name, res = final_weights(resumed)
+    assert ref_name == res_name  # the same number of steps
+    worst = max((ref[k] - res[k]).abs().max().item() for k in ref)
+    ref_metrics = json.loads((reference / "metrics.json").read_text())
+    res_metrics = json.loads((resumed / "metrics.json").read_text())
+    for a, b in zip(ref_metrics["epochs"], res_metrics["epochs"], strict=True):
+        assert a["dev"] == b["dev"] and a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+    assert ref_metrics["final_dev"] == res_metrics["final_dev"]
+    return worst
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+    out = tmp_path_factory.mktemp("reference")
+    config = write_config(out / "run.toml", out, tiny_model_dir)
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "name=uninterrupted"]) == 0
+    return out / "uninterrupted", config
+
+
+def test_sigkill_at_a_random_step_then_resume(reference, tiny_data_dir, tmp_path):
+    reference_dir, config = reference
+    run_dir = tmp_path / "killed"
+    total = int(final_weights(reference_dir)[0].split("-")[1])
+    kill_after = random.Random().randint(4, total - 6)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(train_command("--config", str(config), "--data-dir", str(tiny_data_dir),
+                                           f"output_dir={tmp_path}", "name=killed"),
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None:
+        steps = [int(p.name.split("-")[1]) for p in list_checkpoints(run_dir)]
+        if steps and max(steps) >= kill_after:
+            child.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert child.wait() == -signal.SIGKILL, "the run ended before the kill landed"
+    landed = max(int(p.name.split("-")[1]) for p in list_checkpoints(run_dir))
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(tiny_data_dir)]) == 0
+    resumed_at = json.loads((run_dir / "metrics.json").read_text())["resumed_from"]["step"]
+    worst = assert_same_run(reference_dir, run_dir)
+    print(f"SIGKILL after checkpoint step {kill_after} requested, newest checkpoint at kill: step {landed}, "
+          f"resumed at step {resumed_at} of {total}; max abs weight difference {worst:.2e}")
+    assert 0 < resumed_at < total
+    assert worst <= 1e-6
+
+
+def test_crash_between_write_and_rename_keeps_the_previous_checkpoint(reference, tiny_data_dir, tmp_path):
+    reference_dir, config = reference
+    run_dir = tmp_path / "torn"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "checkpoint-before-rename@9"}
+    result = subprocess.run(train_command("--config", str(config), "--data-dir", str(tiny_data_dir),
+                                          f"output_dir={tmp_path}", "name=torn"), env=env, capture_output=True)
+    assert result.returncode == 137
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000003", "step-00000006"]
+    assert (run_dir / "checkpoints" / ".tmp-step-00000009" / "tensors.safetensors").exists()  # written, not renamed
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(tiny_data_dir)]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["resumed_from"]["step"] == 6
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+    worst = assert_same_run(reference_dir, run_dir)
+    print(f"crash before renaming step 9: resumed from step 6; max abs weight difference {worst:.2e}")
+    assert worst <= 1e-6
+
+
+def test_forced_nan_stops_with_the_step_task_and_ids(tmp_path, tiny_model_dir, tiny_data_dir):
+    config = write_config(tmp_path / "nan.toml", tmp_path, tiny_model_dir, epochs=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "nan-loss@7"}
+    result = subprocess.run(train_command("--config", str(config), "--data-dir", str(tiny_data_dir), "name=stop"),
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "non-finite loss nan at step 7 (epoch 1), task s" in result.stderr
+    assert "example ids: " in result.stderr and "the last good checkpoint is kept" in result.stderr
+    kept = list_checkpoints(tmp_path / "stop")
+    assert [p.name for p in kept] == ["step-00000003", "step-00000006"]
+    load_file(kept[-1] / "tensors.safetensors")  # intact
+
+
+def test_skip_mode_drops_the_step_and_counts_it(tmp_path, tiny_model_dir, tiny_data_dir):
+    config = write_config(tmp_path / "skip.toml", tmp_path, tiny_model_dir, epochs=2, extra='on_nan = "skip"')
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "nan-loss@7"}
+    result = subprocess.run(train_command("--config", str(config), "--data-dir", str(tiny_data_dir), "name=skip"),
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "skip" / "metrics.json").read_text())
+    assert [e["nan_steps_skipped"] for e in metrics["epochs"]] == [1, 1]
+    assert "step skipped (1 skipped so far)" in (tmp_path / "skip" / "train.log").read_text()
+
+
+def test_resume_needs_a_checkpoint(tmp_path, capsys):
+    (tmp_path / "config.toml").write_text('[tasks.sst]\ndata = "sst"\n')
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
