@@ -86,3 +86,29 @@ def test_predict_sentiment(finished_run, capsys):
     assert loaded.predict_sentiment(["great great film", "bad plot"]) == [int(line[0]) for line in lines]
     with pytest.raises(ConfigError, match="task 'sts' is not in this run"):
         loaded.predict_sentiment(["x"], task="sts")
+
+
+def test_prediction_input_defects(finished_run, caplog):
+    from minbert.errors import DataError
+
+    run_dir, _, _ = finished_run
+    loaded = MultitaskBERT.load(run_dir)
+    with pytest.raises(DataError, match="example 2: empty text"):
+        loaded.predict_sentiment(["good film", "   "])
+    with caplog.at_level("WARNING", logger="minbert"):
+        assert len(loaded.predict_sentiment(["good " * 100])) == 1
+    assert "example 1: 102 tokens, truncated to the model's 32" in caplog.text
+
+
+def test_unwritable_output_and_full_disk_are_reported_before_training(finished_run, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    _, config, data_dir = finished_run
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert main(["train", "--config", str(config), "--data-dir", str(data_dir), f"output_dir={blocker}/runs"]) == 2
+    assert "cannot write the run directory" in capsys.readouterr().err
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
+    assert main(["train", "--config", str(config), "--data-dir", str(data_dir), f"output_dir={tmp_path}"]) == 2
+    assert "1 MB free, the run's checkpoints need about" in capsys.readouterr().err
+    assert not (tmp_path / "tiny-sst").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
 from minbert.device import resolve_device, resolve_precision
-from minbert.errors import ConfigError
+from minbert.errors import ConfigError, DataError
 from minbert.model.bert import BertModel
 from minbert.model.config import BertConfig
 from minbert.tasks.model import MultitaskModel
@@ -19,6 +20,8 @@ from minbert.tokenizer import Tokenizer
 from minbert.training.config import RunConfig, load_config
 from minbert.training.experiment import Experiment, load_task_data
 from minbert.training.loop import predict, score
+
+log = logging.getLogger("minbert")
 
 
 class MultitaskBERT:
@@ -53,9 +56,19 @@ class MultitaskBERT:
         return chosen[0]
 
     def _predict(self, task: str, texts: Sequence[tuple[str, ...]]) -> list:
+        for number, row in enumerate(texts, start=1):
+            for text in row:
+                if not isinstance(text, str):
+                    raise DataError(f"example {number}: expected text, got {type(text).__name__}")
+                if not text.strip():
+                    raise DataError(f"example {number}: empty text")
         examples = [Example(str(i), tuple(t), None, i + 1) for i, t in enumerate(texts)]
-        data = TaskData(task, examples, self.tokenizer, self.config.model.max_length,
-                        siamese=self.model.heads[task].siamese)
+        limit = self.config.model.max_length
+        for number, row in enumerate(texts, start=1):
+            tokens = sum(len(self.tokenizer.tokenize(text)) for text in row) + len(row) + 1  # + [CLS], [SEP]s
+            if tokens > limit:
+                log.warning("example %d: %d tokens, truncated to the model's %d", number, tokens, limit)
+        data = TaskData(task, examples, self.tokenizer, limit, siamese=self.model.heads[task].siamese)
         return predict(self.model, data, self.experiment).tolist()
 
     def task_for(self, data: str, task: str | None = None) -> str:

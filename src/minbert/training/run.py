@@ -41,8 +41,27 @@ def check_run_dir(config: RunConfig, overwrite: bool) -> Path:
     return run_dir
 
 
+def check_free_space(run_dir: Path, config: RunConfig) -> None:
+    """Refuse to start when the disk cannot hold the checkpoints (each about 4x the model: weights, two AdamW
+    moments, the best copy), rather than fail hours in."""
+    from minbert.model.config import BertConfig
+    from minbert.model.loading import resolve_model_dir
+
+    model_dir = resolve_model_dir(config.model.path or None)
+    encoder = BertConfig.from_json(model_dir / "config.json")
+    h, n = encoder.hidden_size, encoder.num_hidden_layers
+    params = encoder.vocab_size * h + n * (4 * h * h + 2 * h * encoder.intermediate_size) + h * h
+    needed = 4 * params * 4 * (config.train.keep_checkpoints + 1)
+    probe = run_dir if run_dir.exists() else next(p for p in run_dir.parents if p.exists())
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise ConfigError(f"{probe}: {free / 2**20:.0f} MB free, the run's checkpoints need about "
+                          f"{needed / 2**20:.0f} MB; free space or lower train.keep_checkpoints")
+
+
 def prepare_run_dir(config: RunConfig, overwrite: bool) -> Path:
     run_dir = check_run_dir(config, overwrite)
+    check_free_space(run_dir, config)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     try:
