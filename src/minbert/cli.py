@@ -152,6 +152,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from minbert.training.ablation import run_ablation
+
+    out = run_ablation(args.sweep, data_dir=args.data_dir, budget=args.budget)
+    print((out / "ablation.md").read_text(encoding="utf-8"))
+    print(f"table: {out / 'ablation.md'}, chart: {out / 'ablation.png'}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from minbert.bench import print_report, run_bench, write_report
 
@@ -210,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", default=None, help="a file: CS224N format with a header, or one example a line")
     predict.add_argument("--output", default=None, help="write predictions here in the starter's format")
     predict.set_defaults(handler=cmd_predict)
+
+    ablate = sub.add_parser("ablate", help="run a sweep's variants and write their comparison table")
+    ablate.add_argument("sweep", help="sweep TOML: base config, [variants] of key=value lists")
+    data_dir_flag(ablate)
+    ablate.add_argument("--budget", type=float, default=None,
+                        help="train every variant on this share (0-1] of each task's training data")
+    ablate.set_defaults(handler=cmd_ablate)
 
     bench = sub.add_parser("bench", help="minbert vs HF transformers: inference and training speed, memory")
     data_dir_flag(bench)

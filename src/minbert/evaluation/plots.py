@@ -70,3 +70,18 @@ def plot_similarity(predictions: Sequence[float], labels: Sequence[float], bins:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_ablation(names: Sequence[str], overall: Sequence[float], path: str | Path) -> None:
+    """One bar per variant: the overall dev score."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names) + 2), 4))
+    bars = ax.bar(names, overall)
+    for bar, value in zip(bars, overall, strict=True):
+        ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
+    low = min(overall)
+    ax.set_ylim(max(0.0, low - 0.05), min(1.0, max(overall) + 0.03))
+    ax.set_ylabel("overall dev score")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

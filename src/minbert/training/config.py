@@ -78,6 +78,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     cache_frozen: bool = True  # compute the frozen bottom's outputs once and reuse them in later epochs
     cache_budget_mb: int = 4096  # in memory up to this; a memory-mapped file beyond it
+    train_fraction: float = 1.0  # train on a fixed random share of each task's examples (ablation budgets)
     max_train_examples: int = 0  # 0 = all; else a fixed random subsample per task (quick looks, tests)
     max_eval_examples: int = 0
 
@@ -229,6 +230,8 @@ def validate(config: RunConfig) -> None:
     check("device", config.device)
     if not config.tasks:
         raise ConfigError("no tasks: add at least one [tasks.NAME] table with a `data` format")
+    if not 0 < config.train.train_fraction <= 1:
+        raise ConfigError(f"train.train_fraction = {config.train.train_fraction} must be in (0, 1]")
     if not 0 <= config.train.warmup_ratio <= 1:
         raise ConfigError(f"train.warmup_ratio = {config.train.warmup_ratio} must be in [0, 1]")
     parse_balancing(config.train.balancing, len(config.tasks))

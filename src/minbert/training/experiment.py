@@ -83,6 +83,9 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                 raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
             loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict)
             limit = {"train": config.train.max_train_examples}.get(split, config.train.max_eval_examples)
+            if split == "train" and config.train.train_fraction < 1:  # an ablation budget: a fixed share
+                share = max(1, round(config.train.train_fraction * len(loaded.examples)))
+                limit = min(limit, share) if limit else share
             examples = subsample(loaded.examples, limit, config.seed)
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
                                          siamese=kind.is_pair and task_config.pair_encoding == "siamese",

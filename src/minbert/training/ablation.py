@@ -1,0 +1,104 @@
+"""`minbert ablate SWEEP.toml`: a base config and named variants (override lists), run one after another, then a
+table (ablation.md) and a bar chart, like the reports' ablation tables.
+
+    base = "../multitask.toml"          # relative to this file
+    output_dir = "runs/ablations/sts"    # optional; default runs/ablations/<sweep name>
+    budget = 0.25                        # optional: each variant trains on this share of every task's data
+    [variants]
+    baseline = []
+    cosent = ["tasks.sts.loss=cosent"]
+
+A variant whose run directory already holds final metrics is not run again (delete it to re-run); one that was
+interrupted resumes from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from minbert.errors import ConfigError
+from minbert.evaluation.metrics import overall_score
+from minbert.training.checkpoint import list_checkpoints
+from minbert.training.config import load_config
+from minbert.training.run import train_run
+
+
+def read_sweep(path: Path) -> dict:
+    try:
+        sweep = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: sweep file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    unknown = set(sweep) - {"base", "output_dir", "budget", "variants"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use base, output_dir, budget, "
+                          "variants)")
+    if "base" not in sweep or not sweep.get("variants"):
+        raise ConfigError(f"{path}: a sweep needs `base` (a config file) and a [variants] table")
+    for name, overrides in sweep["variants"].items():
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise ConfigError(f"{path}: variants.{name} must be a list of key=value strings")
+    return sweep
+
+
+def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | None = None) -> Path:
+    path = Path(path)
+    sweep = read_sweep(path)
+    base = (path.parent / sweep["base"]).resolve()
+    budget = budget if budget is not None else sweep.get("budget")
+    out = Path(sweep.get("output_dir") or Path("runs") / "ablations" / path.stem)
+    common = [f"output_dir={out}"] + ([f"train.train_fraction={budget}"] if budget else [])
+    # check every variant before running any: a typo in the last one should not cost the first ones' time
+    configs = {name: load_config(base, [*common, *overrides, f"name={name}"])
+               for name, overrides in sweep["variants"].items()}
+    for name, config in configs.items():
+        run_dir = out / name
+        if (run_dir / "metrics.json").exists() and "final_dev" in json.loads((run_dir / "metrics.json").read_text()):
+            continue
+        if list_checkpoints(run_dir):
+            train_run(config, data_dir, resume=run_dir)
+        else:
+            train_run(config, data_dir, overwrite=True)
+    rows = [summarize(name, out / name, sweep["variants"][name]) for name in configs]
+    write_table(rows, out / "ablation.md", base, budget)
+    plot_bars(rows, out / "ablation.png")
+    return out
+
+
+def summarize(name: str, run_dir: Path, overrides: list[str]) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    scores = {task: result["score"] for task, result in metrics["final_dev"].items()}
+    by_data = {}
+    config = load_config(run_dir / "config.toml")
+    for task, task_config in config.tasks.items():
+        by_data[task_config.data] = scores[task]
+    overall = (overall_score(by_data["sst"], by_data["quora"], by_data["sts"])
+               if {"sst", "quora", "sts"} <= by_data.keys() else metrics["best"]["selection_score"])
+    return {"name": name, "overrides": overrides, "overall": overall, "scores": by_data,
+            "best_epoch": metrics["best"]["epoch"], "minutes": metrics["wall_seconds"] / 60}
+
+
+def write_table(rows: list[dict], path: Path, base: Path, budget: float | None) -> None:
+    columns = sorted({data for row in rows for data in row["scores"]}, key=["sst", "quora", "sts", "cfimdb"].index)
+    lines = [f"# Ablation: {path.parent.name}", "",
+             f"Base config: `{base.name}`. Dev scores of each variant's best checkpoint."]
+    if budget:
+        lines.append(f"**Budget: every variant trained on {budget:.0%} of each task's training examples**, so "
+                     "absolute scores are below full runs; compare rows with each other.")
+    lines += ["", "| variant | overrides | overall | " + " | ".join(columns) + " | best epoch | minutes |",
+              "| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " | ---: | ---: |"]
+    for row in rows:
+        cells = [f"{row['scores'][c]:.4f}" if c in row["scores"] else "-" for c in columns]
+        overrides = ", ".join(f"`{o}`" for o in row["overrides"]) or "(base)"
+        lines.append(f"| {row['name']} | {overrides} | {row['overall']:.4f} | " + " | ".join(cells)
+                     + f" | {row['best_epoch']} | {row['minutes']:.1f} |")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def plot_bars(rows: list[dict], path: Path) -> None:
+    from minbert.evaluation.plots import plot_ablation
+
+    plot_ablation([r["name"] for r in rows], [r["overall"] for r in rows], path)

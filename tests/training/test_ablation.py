@@ -1,0 +1,60 @@
+"""`minbert ablate`: runs variants (skipping finished ones), writes the table and the chart."""
+
+from __future__ import annotations
+
+import pytest
+
+from minbert.cli import main
+from minbert.errors import ConfigError
+from minbert.training.ablation import read_sweep
+
+
+def test_sweep_runs_variants_and_writes_a_table(tmp_path, tiny_model_dir, tiny_data_dir, capsys):
+    base = tmp_path / "base.toml"
+    base.write_text(f"""
+[model]
+path = "{tiny_model_dir}"
+max_length = 32
+[train]
+epochs = 1
+batch_size = 8
+lr = 1e-3
+[tasks.sst]
+data = "sst"
+[tasks.quora]
+data = "quora"
+[tasks.sts]
+data = "sts"
+pair_encoding = "siamese"
+head = "cosine"
+loss = "cosine_mse"
+pooling = "mean"
+""")
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(f"""
+base = "base.toml"
+output_dir = "{tmp_path / 'out'}"
+[variants]
+baseline = []
+cosent = ["tasks.sts.loss=cosent"]
+""")
+    assert main(["ablate", str(sweep), "--data-dir", str(tiny_data_dir), "--budget", "0.5"]) == 0
+    table = (tmp_path / "out" / "ablation.md").read_text()
+    assert "Budget: every variant trained on 50% of each task's training examples" in table
+    assert "| baseline | (base) |" in table and "| cosent | `tasks.sts.loss=cosent` |" in table
+    assert (tmp_path / "out" / "ablation.png").stat().st_size > 0
+    assert "sst: train 24" in (tmp_path / "out" / "cosent" / "train.log").read_text()  # half of 48
+    metrics = (tmp_path / "out" / "baseline" / "metrics.json").stat().st_mtime
+    capsys.readouterr()
+    assert main(["ablate", str(sweep), "--data-dir", str(tiny_data_dir), "--budget", "0.5"]) == 0
+    assert (tmp_path / "out" / "baseline" / "metrics.json").stat().st_mtime == metrics  # finished: not re-run
+
+
+def test_bad_sweeps(tmp_path):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('base = "x.toml"\nvariant = {}\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        read_sweep(sweep)
+    sweep.write_text('base = "x.toml"\n[variants]\na = "tasks.sst.dropout=0.1"\n')
+    with pytest.raises(ConfigError, match="variants.a must be a list"):
+        read_sweep(sweep)
