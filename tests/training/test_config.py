@@ -89,10 +89,17 @@ def test_parse_override_values():
     assert parse_override('a="x=y"') == (["a"], "x=y")
 
 
-def test_shipped_configs_are_valid():
+def test_shipped_configs_and_sweeps_are_valid():
     from pathlib import Path
+
+    from minbert.training.ablation import read_sweep
 
     configs = sorted(Path(__file__).resolve().parents[2].glob("configs/**/*.toml"))
     assert configs
     for path in configs:
-        load_config(path)
+        if path.parent.name == "ablations":
+            sweep = read_sweep(path)
+            for overrides in sweep["variants"].values():
+                load_config(path.parent / sweep["base"], overrides)
+        else:
+            load_config(path)
