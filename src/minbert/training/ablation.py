@@ -15,23 +15,17 @@ interrupted resumes from its newest checkpoint.
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 from minbert.errors import ConfigError
 from minbert.evaluation.metrics import overall_score
 from minbert.training.checkpoint import list_checkpoints
-from minbert.training.config import load_config
+from minbert.training.config import load_config, read_toml
 from minbert.training.run import train_run
 
 
 def read_sweep(path: Path) -> dict:
-    try:
-        sweep = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: sweep file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    sweep = read_toml(path, "sweep file")
     unknown = set(sweep) - {"base", "output_dir", "budget", "variants"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use base, output_dir, budget, "

@@ -190,18 +190,22 @@ def merge(base: dict, path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
     """Read a TOML file (or start from nothing), apply `key=value` overrides, check everything."""
     values: dict = {}
     if path is not None:
-        path = Path(path)
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        values.setdefault("name", path.stem)
+        values = read_toml(path)
+        values.setdefault("name", Path(path).stem)
     for override in overrides:
         merge(values, *parse_override(override))
     config = _build(RunConfig, values, "")
