@@ -98,10 +98,12 @@ def _foreach_update(params: list[Tensor], states: list[dict], step: int, group: 
     torch._foreach_addcdiv_(params, exp_avgs, denom, value=-step_size)
 
 
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices (linear and embedding weights); none on biases and LayerNorm parameters."""
+def decay_groups(model: nn.Module, weight_decay: float, **settings) -> list[dict]:
+    """Weight decay on matrices (linear and embedding weights); none on biases and LayerNorm parameters.
+    `settings` (lr, ...) apply to both groups; frozen parameters are left out, and so are empty groups."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **settings},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **settings},
     ]
+    return [g for g in groups if g["params"]]

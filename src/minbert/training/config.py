@@ -56,6 +56,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 8
     lr: float = 1e-5
+    head_lr: float = 0.0  # learning rate of the task heads and common layers; 0 = lr
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-6
@@ -111,7 +112,7 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
 }
 POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "model.max_length"}
-NON_NEGATIVE = {"train.lr", "train.weight_decay", "train.eps", "train.grad_clip", "train.warmup_ratio",
+NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.eps", "train.grad_clip", "train.warmup_ratio",
                 "train.max_train_examples", "train.max_eval_examples", "train.steps_per_epoch", "train.alpha",
                 "train.cache_budget_mb", "train.checkpoint_every", "train.keep_checkpoints",
                 "model.common_layers", "model.frozen_layers",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from minbert.data.batching import TaskData
 from minbert.data.files import KNOWN_FILES, Example, read_examples, resolve_data_dir
@@ -118,7 +119,9 @@ def build_experiment(config: RunConfig, data_dir: str | None = None, strict: boo
 
 
 def build_optimizer(config: RunConfig, model: MultitaskModel) -> AdamW:
-    """Weight decay on matrices only; frozen parameters are left out."""
+    """Weight decay on matrices only; the encoder at train.lr, the heads (and common layers) at train.head_lr."""
     train = config.train
-    groups = decay_groups(model, train.weight_decay)
-    return AdamW([g for g in groups if g["params"]], lr=train.lr, betas=tuple(train.betas), eps=train.eps)
+    groups = decay_groups(model.encoder, train.weight_decay, lr=train.lr)
+    groups += decay_groups(nn.ModuleList([model.common, model.heads]), train.weight_decay,
+                           lr=train.head_lr or train.lr)
+    return AdamW(groups, lr=train.lr, betas=tuple(train.betas), eps=train.eps)
