@@ -64,6 +64,7 @@ class MultitaskModel(nn.Module):
             raise ConfigError("model.common_layers needs every task's pooling to give the same width")
         self.common = common_layers(common_count, widths.pop() if widths else hidden, common_dropout)
         self.freeze = freeze
+        self.freeze_words = False
         n_layers = len(encoder.layers)
         if not 0 <= frozen_layers <= n_layers:
             raise ConfigError(f"model.frozen_layers = {frozen_layers}: the encoder has {n_layers} layers")
@@ -75,11 +76,25 @@ class MultitaskModel(nn.Module):
             for module in (self.encoder.embeddings, *self.encoder.layers[:frozen_layers]):
                 module.requires_grad_(False)
 
+    def set_trainable(self, train_encoder: bool, tasks: list[str]) -> None:
+        """What trains: the heads of `tasks` (and the common layers), and the encoder's unfrozen part when
+        `train_encoder`; the model-level freezes (pretrain mode, frozen layers, word embeddings) always hold."""
+        for name, head in self.heads.items():
+            head.requires_grad_(name in tasks)
+        self.common.requires_grad_(True)
+        self.encoder.requires_grad_(train_encoder and self.freeze != "encoder")
+        if self.frozen_depth:
+            for module in (self.encoder.embeddings, *self.encoder.layers[: self.frozen_depth]):
+                module.requires_grad_(False)
+        if self.freeze_words:
+            self.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+
     @classmethod
     def from_config(cls, config: RunConfig, encoder: BertModel) -> MultitaskModel:
         model = cls(encoder, config.tasks, config.model.freeze, config.model.common_layers,
                     config.model.common_dropout, config.model.frozen_layers)
-        if config.model.freeze_word_embeddings:
+        model.freeze_words = config.model.freeze_word_embeddings
+        if model.freeze_words:
             encoder.embeddings.word_embeddings.weight.requires_grad_(False)
         return model
 

@@ -85,6 +85,18 @@ class TrainConfig:
 
 
 @dataclass
+class StageConfig:
+    """One stage of a staged run; each starts from the best checkpoint so far, with a fresh optimizer."""
+
+    name: str = ""
+    epochs: int = 1
+    tasks: list[str] = field(default_factory=list)  # the tasks trained in this stage; [] = all
+    lr: float = 0.0  # 0 = train.lr
+    head_lr: float = 0.0  # 0 = train.head_lr
+    train_encoder: bool = True  # False: only the stage's heads train
+
+
+@dataclass
 class RunConfig:
     name: str = ""  # run directory name under output_dir; "" = the config file's stem
     seed: int = 11711
@@ -94,6 +106,10 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    stages: list[StageConfig] = field(default_factory=list)  # [] = one stage: every task, train.epochs
+
+    def run_stages(self) -> list[StageConfig]:
+        return self.stages or [StageConfig(name="train", epochs=self.train.epochs)]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -130,6 +146,8 @@ def _check_type(value: Any, kind: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item,) = typing.get_args(kind)
+        if dataclasses.is_dataclass(item):
+            return [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin in (types.UnionType, typing.Union):
         for option in typing.get_args(kind):
@@ -244,6 +262,15 @@ def validate(config: RunConfig) -> None:
     if config.train.sampler not in registries["sampler"]:
         raise ConfigError(f"train.sampler = {config.train.sampler!r} is not one of "
                           f"{', '.join(registries['sampler'])}")
+    for i, stage in enumerate(config.stages):
+        where = f"stages[{i}]"
+        if stage.epochs <= 0:
+            raise ConfigError(f"{where}.epochs = {stage.epochs} must be > 0")
+        if stage.lr < 0 or stage.head_lr < 0:
+            raise ConfigError(f"{where}: learning rates must be >= 0")
+        unknown = [t for t in stage.tasks if t not in config.tasks]
+        if unknown:
+            raise ConfigError(f"{where}.tasks: {unknown[0]!r} is not a task of this run ({', '.join(config.tasks)})")
     for name, task in config.tasks.items():
         for f in dataclasses.fields(task):
             check(f"tasks.{name}.{f.name}", getattr(task, f.name))

@@ -118,10 +118,13 @@ def build_experiment(config: RunConfig, data_dir: str | None = None, strict: boo
                       model_dir, data)
 
 
-def build_optimizer(config: RunConfig, model: MultitaskModel) -> AdamW:
-    """Weight decay on matrices only; the encoder at train.lr, the heads (and common layers) at train.head_lr."""
+def build_optimizer(config: RunConfig, model: MultitaskModel, lr: float | None = None,
+                    head_lr: float | None = None) -> AdamW:
+    """Weight decay on matrices only; the encoder at `lr` (train.lr), the heads and common layers at `head_lr`
+    (train.head_lr, else lr). Parameters that do not train are left out."""
     train = config.train
-    groups = decay_groups(model.encoder, train.weight_decay, lr=train.lr)
-    groups += decay_groups(nn.ModuleList([model.common, model.heads]), train.weight_decay,
-                           lr=train.head_lr or train.lr)
-    return AdamW(groups, lr=train.lr, betas=tuple(train.betas), eps=train.eps)
+    lr = lr or train.lr
+    head_lr = head_lr or train.head_lr or lr
+    groups = decay_groups(model.encoder, train.weight_decay, lr=lr)
+    groups += decay_groups(nn.ModuleList([model.common, model.heads]), train.weight_decay, lr=head_lr)
+    return AdamW(groups, lr=lr, betas=tuple(train.betas), eps=train.eps)

@@ -98,13 +98,15 @@ class Trainer:
             device_ids = [self.world.local_rank] if experiment.device.type == "cuda" else None
             self.loss_module = DistributedDataParallel(self.loss_module, device_ids=device_ids,
                                                        find_unused_parameters=True)
-        self.optimizer = build_optimizer(self.config, self.model)
         self.sampler = SAMPLERS[self.config.train.sampler](self.config.train)
         self.rng = np.random.default_rng(self.config.seed)
         self.on_epoch_end = on_epoch_end
         self.on_step = on_step
         self.run_dir = run_dir  # where resumable checkpoints go (None: none are written)
         # where training stands: what a checkpoint saves and a resume restores
+        self.stages = self.config.run_stages()
+        self.stage = 0
+        self.stage_start_step = 0
         self.epoch = 0
         self.step_in_epoch = 0
         self.epoch_rng_state: dict | None = None  # the sampler RNG at the start of the current epoch
@@ -114,10 +116,7 @@ class Trainer:
         self.nan_skipped = 0
         self.history: list[dict] = []
         self.step = 0
-        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
-        # fp16 (GPUs without bf16) needs loss scaling; bf16 and fp32 do not (the scaler is then a no-op)
-        self.scaler = torch.amp.GradScaler(experiment.device.type,
-                                           enabled=experiment.autocast_dtype == torch.float16)
+        self.begin_stage(0, from_best=False)
         if self.config.train.compile:
             self.model.encoder.compile(dynamic=True)  # in place: parameter names stay the same
         self.caches = self.attach_caches(cache_dir) if self.config.train.cache_frozen else []
@@ -143,17 +142,36 @@ class Trainer:
         for splits in self.exp.data.values():
             for data in splits.values():
                 data.cache = None
+
+    def begin_stage(self, index: int, from_best: bool = True) -> None:
+        """Which tasks train and what is trainable in this stage; a fresh optimizer and schedule. Later stages
+        start from the best checkpoint so far."""
+        stage = self.stages[index]
+        self.stage = index
+        self.active_tasks = stage.tasks or list(self.config.tasks)
+        if from_best and self.run_dir is not None and (self.run_dir / "best" / "model.safetensors").exists():
+            self.model.load_checkpoint(self.run_dir / "best")
+            log.info("stage %s starts from the best checkpoint so far", stage.name or index + 1)
+        self.model.set_trainable(stage.train_encoder, self.active_tasks)
+        train = self.config.train
+        self.optimizer = build_optimizer(self.config, self.model, lr=stage.lr or train.lr,
+                                         head_lr=stage.head_lr or train.head_lr or stage.lr or train.lr)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        # fp16 (GPUs without bf16) needs loss scaling; bf16 and fp32 do not (the scaler is then a no-op)
+        self.scaler = torch.amp.GradScaler(self.exp.device.type,
+                                           enabled=self.exp.autocast_dtype == torch.float16)
+
     def task_batch_size(self, task: str) -> int:
         return self.config.tasks[task].batch_size or self.config.train.batch_size
 
     def epoch_plan(self, epoch: int) -> list:
         train = self.config.train
-        chosen = balance({task: len(splits["train"]) for task, splits in self.exp.data.items()}, train.balancing,
-                         self.rng)
-        batches = {task: splits["train"].batches(self.task_batch_size(task), shuffle=True,
-                                                 bucketing=train.bucketing, rng=self.rng, positions=chosen[task])
-                   for task, splits in self.exp.data.items()}
-        plan = self.sampler.plan(batches, epoch, train.epochs, self.rng)
+        data = {task: self.exp.data[task]["train"] for task in self.active_tasks}
+        balancing = train.balancing if len(data) == len(self.config.tasks) else "full"  # ratios name every task
+        chosen = balance({task: len(d) for task, d in data.items()}, balancing, self.rng)
+        batches = {task: d.batches(self.task_batch_size(task), shuffle=True, bucketing=train.bucketing,
+                                   rng=self.rng, positions=chosen[task]) for task, d in data.items()}
+        plan = self.sampler.plan(batches, epoch, self.stages[self.stage].epochs, self.rng)
         if self.world.distributed:  # every rank needs a share of every batch: drop batches too small to split
             plan = [step for step in plan if all(len(positions) >= self.world.size for _, positions in step)]
         return plan
@@ -171,7 +189,7 @@ class Trainer:
     def train_step(self, step_batches: list, epoch: int, total_steps: int, losses: dict) -> int:
         """One optimizer update over the step's batches; returns the number of examples seen."""
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * lr_factor(self.config.train, self.step, epoch, total_steps)
+            group["lr"] = base * lr_factor(self.config.train, self.step - self.stage_start_step, epoch, total_steps)
         self.optimizer.zero_grad(set_to_none=True)
         seen, step_losses = 0, {}
         for task, positions in step_batches:
@@ -210,24 +228,37 @@ class Trainer:
     def total_steps(self) -> int:
         """Steps in the whole run (for warm-up and decay), from a probe of the first epoch's plan."""
         state = self.rng.bit_generator.state
-        total = len(self.epoch_plan(0)) * self.config.train.epochs  # plans have a fixed length for a config
+        total = len(self.epoch_plan(0)) * self.stages[self.stage].epochs  # a plan's length is fixed by the config
         self.rng.bit_generator.state = state  # the probe must not shift the real draws
         return total
 
     def fit(self) -> list[dict]:
-        train = self.config.train
+        """Run every stage (one, unless the config lists stages) from where training stands."""
+        while self.stage < len(self.stages):
+            self.fit_stage()
+            if self.stage + 1 < len(self.stages):
+                self.begin_stage(self.stage + 1)
+                self.stage_start_step, self.epoch = self.step, 0
+                self.save_checkpoint()
+            else:
+                self.stage += 1
+        return self.history
+
+    def fit_stage(self) -> None:
+        stage = self.stages[self.stage]
         total_steps = self.total_steps()
         columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
                    TimeRemainingColumn()]
+        label = f"{stage.name} " if len(self.stages) > 1 else ""
         with Progress(*columns, transient=False, disable=not self.world.is_main) as progress:
-            for epoch in range(self.epoch, train.epochs):
+            for epoch in range(self.epoch, stage.epochs):
                 if self.epoch_rng_state is None:
                     self.epoch_rng_state = self.rng.bit_generator.state
                 self.rng.bit_generator.state = self.epoch_rng_state  # a resumed epoch gets the same plan
                 plan = self.epoch_plan(epoch)
                 bar = progress.add_task("train", total=len(plan), completed=self.step_in_epoch,
-                                        epoch=f"{epoch + 1}/{train.epochs}", loss=math.nan, rate=0.0)
+                                        epoch=f"{label}{epoch + 1}/{stage.epochs}", loss=math.nan, rate=0.0)
                 self.model.train()
                 start = time.perf_counter() - self.epoch_seconds
                 for step_batches in plan[self.step_in_epoch:]:
@@ -237,7 +268,7 @@ class Trainer:
                     recent = [v for task_losses in self.epoch_losses.values() for v in task_losses[-20:]]
                     progress.update(bar, advance=1, loss=float(np.mean(recent)) if recent else math.nan,
                                     rate=self.epoch_seen / self.epoch_seconds)
-                    every = train.checkpoint_every
+                    every = self.config.train.checkpoint_every
                     if every and self.step % every == 0 and self.step_in_epoch < len(plan):
                         self.save_checkpoint()
                 if self.world.is_main:  # rank 0 evaluates, logs and saves
@@ -245,15 +276,17 @@ class Trainer:
                 self.epoch, self.step_in_epoch = epoch + 1, 0
                 self.epoch_rng_state = self.rng.bit_generator.state  # the next epoch starts from here
                 self.epoch_losses, self.epoch_seen, self.epoch_seconds = defaultdict(list), 0, 0.0
-                self.save_checkpoint()
+                if self.epoch < stage.epochs or self.stage + 1 == len(self.stages):
+                    self.save_checkpoint()  # (between stages, fit saves one after the next stage is set up)
                 self.world.barrier()
-        return self.history
 
     def finish_epoch(self, epoch: int) -> None:
         eval_start = time.perf_counter()
         dev = self.evaluate("dev")
         record = {
-            "epoch": epoch + 1,
+            "epoch": len(self.history) + 1,
+            "stage": self.stages[self.stage].name or str(self.stage + 1),
+            "stage_epoch": epoch + 1,
             "train_loss": {task: float(np.mean(v)) for task, v in self.epoch_losses.items()},
             "dev": dev,
             "selection_score": selection_score({t: (r["metric"], r["score"]) for t, r in dev.items()}),
@@ -264,7 +297,7 @@ class Trainer:
             "nan_steps_skipped": self.nan_skipped,
         }
         self.history.append(record)
-        log.info("epoch %d: %s; selection %.4f; %.0f s train (%.1f ex/s), %.0f s eval", epoch + 1,
+        log.info("epoch %d: %s; selection %.4f; %.0f s train (%.1f ex/s), %.0f s eval", record["epoch"],
                  ", ".join(f"{t} {r['metric']} {r['score']:.4f}" for t, r in dev.items()),
                  record["selection_score"], record["train_seconds"], record["train_examples_per_second"],
                  record["eval_seconds"])
@@ -281,17 +314,21 @@ class Trainer:
         tensors.update(optimizer_tensors)
         tensors.update({f"model.{k}": v for k, v in self.model.checkpoint_state().items()})
         state = {
-            "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "step": self.step, "stage": self.stage, "stage_start_step": self.stage_start_step,
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
             "epoch_rng_state": self.epoch_rng_state, "rng": rng_states, "optimizer": optimizer_saved,
             "scaler": self.scaler.state_dict(), "epoch_losses": self.epoch_losses, "epoch_seen": self.epoch_seen,
             "epoch_seconds": self.epoch_seconds, "nan_skipped": self.nan_skipped, "history": self.history,
         }
         path = save_checkpoint(self.run_dir, self.step, tensors, state, self.config.train.keep_checkpoints)
-        log.info("checkpoint: %s (epoch %d, step %d of the epoch)", path, self.epoch + 1, self.step_in_epoch)
+        log.info("checkpoint: %s (stage %d, epoch %d, step %d of the epoch)", path, self.stage + 1, self.epoch + 1,
+                 self.step_in_epoch)
 
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict) -> None:
         """Continue exactly where a checkpoint left off (call after building everything else)."""
+        self.begin_stage(state["stage"], from_best=False)  # the stage's trainable set and optimizer groups
         self.model.load_state({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+        self.stage_start_step = state["stage_start_step"]
         load_optimizer_state(self.optimizer, state["optimizer"], tensors)
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]

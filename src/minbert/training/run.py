@@ -151,7 +151,7 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
             raise ConfigError(f"{run_dir}: no checkpoint to resume from")
         if not world.is_main:
             world.barrier()  # rank 0 prepares the run directory
-            trainer = Trainer(build_experiment(config, data_dir, strict, world), world=world)
+            trainer = Trainer(build_experiment(config, data_dir, strict, world), world=world, run_dir=run_dir)
             if checkpoint:
                 trainer.load_state(*checkpoint[1:])
             try:
