@@ -17,6 +17,7 @@ from torch import Tensor, nn
 class TaskOutput:
     logits: Tensor  # (B, K) class logits, or (B,) a pair logit / a cosine
     score: Tensor  # predictions on the label scale: logits for classification, 0..5 for STS
+    embeddings: tuple[Tensor, ...] = ()  # pooled sentence vectors: (u,), or (u, v) for siamese pairs
 
 
 class CrossEntropy(nn.Module):

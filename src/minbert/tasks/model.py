@@ -39,9 +39,11 @@ class TaskModule(nn.Module):
     def forward(self, output: BertOutput, batch: Batch, common: nn.Module) -> TaskOutput:
         pooled = common(self.pooling(output, batch.inputs["attention_mask"]))  # (N sequences, D)
         logits = self.head(pooled, batch.index if self.siamese else None)
+        # sentence vectors per example, for embedding losses: (u,) or, for siamese pairs, (u, v)
+        embeddings = (pooled[batch.index[:, 0]], pooled[batch.index[:, 1]]) if self.siamese else (pooled,)
         if self.kind.is_classification:
-            return TaskOutput(logits, logits)
-        return TaskOutput(logits, self.head.to_score(logits, *self.kind.format.score_range))
+            return TaskOutput(logits, logits, embeddings)
+        return TaskOutput(logits, self.head.to_score(logits, *self.kind.format.score_range), embeddings)
 
 
 def common_layers(count: int, width: int, dropout: float) -> nn.Module:
@@ -113,10 +115,12 @@ class MultitaskModel(nn.Module):
             x = self.encoder.embeddings(inputs["input_ids"], inputs.get("token_type_ids"))
             return self.encoder.run_layers(x, inputs["attention_mask"], 0, self.frozen_depth)
 
-    def encode(self, batch: Batch) -> BertOutput:
+    def encode(self, batch: Batch, word_embeds: Tensor | None = None) -> BertOutput:
         inputs = batch.inputs
         if not self.frozen_depth:
-            return self.encoder(**inputs)
+            return self.encoder(**inputs, word_embeds=word_embeds)
+        if word_embeds is not None:
+            raise ConfigError("perturbing word embeddings needs trainable embeddings (no frozen layers)")
         hidden = None
         if batch.cache is not None:
             hidden = batch.cache.get(batch.rows, inputs["input_ids"].shape[1])
@@ -131,8 +135,9 @@ class MultitaskModel(nn.Module):
                 return self.encoder.finish(top)
         return self.encoder.finish(top)
 
-    def forward(self, batch: Batch) -> TaskOutput:
-        return self.heads[batch.task](self.encode(batch), batch, self.common)
+    def forward(self, batch: Batch, word_embeds: Tensor | None = None) -> TaskOutput:
+        """`word_embeds` (N, T, H) replaces the word-embedding lookup (adversarial regularizers perturb it)."""
+        return self.heads[batch.task](self.encode(batch, word_embeds), batch, self.common)
 
     def loss(self, batch: Batch, output: TaskOutput | None = None) -> Tensor:
         output = self(batch) if output is None else output

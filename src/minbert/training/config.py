@@ -49,6 +49,10 @@ class TaskConfig:
     loss: str = ""  # "" = the task kind's default
     batch_size: int = 0  # 0 = train.batch_size
     loss_weight: float = 1.0
+    regularizers: list[str] = field(default_factory=list)  # see minbert.training.regularizers: fgsm, mnrl
+    fgsm_epsilon: float = 1e-5  # FGSM: step on the word embeddings
+    mnrl_weight: float = 0.5  # multiple negatives ranking loss: weight of the extra term
+    mnrl_scale: float = 20.0  # MNRL: cosine similarities are multiplied by this before the softmax
 
 
 @dataclass
@@ -70,6 +74,7 @@ class TrainConfig:
     alpha: float = 0.5  # proportional sampling: p_task ~ N_task ** alpha
     balancing: str = "full"  # full | trimmed | padded | ratios such as "1:2:1" (in task order)
     steps_per_epoch: int = 0  # sampling schedules: 0 = as many steps as all tasks' batches
+    gradient_surgery: str = "none"  # none | pcgrad (projects conflicting task gradients; needs steps with 2+ tasks)
     select_best_by: str = "overall"  # overall (mean normalised dev metric) | two_of_three (improves 2+ tasks)
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0: at epoch ends only)
     keep_checkpoints: int = 2  # the newest N resumable checkpoints are kept
@@ -124,6 +129,7 @@ CHOICES = {
     "train.precision": ("fp32", "bf16", "auto"),
     "train.update": ("local", "global"),
     "train.on_nan": ("stop", "skip"),
+    "train.gradient_surgery": ("none", "pcgrad"),
     "train.select_best_by": ("overall", "two_of_three"),
     "device": ("auto", "cpu", "cuda"),
 }
@@ -132,7 +138,8 @@ NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.eps", 
                 "train.max_train_examples", "train.max_eval_examples", "train.steps_per_epoch", "train.alpha",
                 "train.cache_budget_mb", "train.checkpoint_every", "train.keep_checkpoints",
                 "model.common_layers", "model.frozen_layers",
-                "dropout", "batch_size", "loss_weight", "hidden_layers", "hidden_size"}
+                "dropout", "batch_size", "loss_weight", "hidden_layers", "hidden_size", "fgsm_epsilon", "mnrl_weight",
+                "mnrl_scale"}
 
 
 def _nearest(key: str, valid: list[str]) -> str:
@@ -281,6 +288,9 @@ def validate(config: RunConfig) -> None:
             if value and value not in registries[kind]:
                 raise ConfigError(f"tasks.{name}.{kind} = {value!r} is not one of {', '.join(registries[kind])}")
         check_task_pieces(name, task)
+        if "fgsm" in task.regularizers and (config.model.frozen_layers or config.model.freeze == "encoder"):
+            raise ConfigError(f"tasks.{name}: fgsm perturbs the word embeddings' output, which frozen (cached) "
+                              "layers never recompute: use it with model.frozen_layers = 0")
 
 
 def check_task_pieces(name: str, task: TaskConfig) -> None:
@@ -305,6 +315,13 @@ def check_task_pieces(name: str, task: TaskConfig) -> None:
     if getattr(loss, "needs_cosine", False) and not getattr(HEADS[task.head], "needs_pairs", False):
         raise ConfigError(f"tasks.{name}.loss = {task.loss!r} compares a cosine with the label: it needs head = "
                           "'cosine' or 'relu_cosine'")
+    from minbert.training.regularizers import REGULARIZERS
+
+    for regularizer in task.regularizers:
+        if regularizer not in REGULARIZERS:
+            raise ConfigError(f"tasks.{name}.regularizers: {regularizer!r} is not one of {', '.join(REGULARIZERS)}")
+    if "mnrl" in task.regularizers and kind.is_pair and not siamese:
+        raise ConfigError(f"tasks.{name}: mnrl compares sentence vectors: it needs pair_encoding = 'siamese'")
     if kind.is_classification and (task.loss or kind.default_loss) not in ("cross_entropy", "bce"):
         raise ConfigError(f"tasks.{name}.loss = {task.loss!r} is a regression loss; {task.data} is classification")
     if not kind.is_classification and (task.loss or kind.default_loss) in ("cross_entropy", "bce"):

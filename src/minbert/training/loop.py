@@ -32,6 +32,7 @@ from minbert.training.checkpoint import (
 from minbert.training.config import TrainConfig
 from minbert.training.distributed import World
 from minbert.training.experiment import Experiment, build_optimizer
+from minbert.training.regularizers import build_regularizers, pcgrad
 from minbert.training.samplers import SAMPLERS, balance
 
 log = logging.getLogger("minbert")
@@ -74,14 +75,25 @@ def score(model: MultitaskModel, task: str, data: TaskData, predictions: np.ndar
 
 
 class TaskLoss(nn.Module):
-    """The model's loss as a module's output, so DistributedDataParallel can wrap it."""
+    """A batch's training objective (its task's loss plus the task's regularizers) as a module's output, so
+    DistributedDataParallel can wrap it."""
 
-    def __init__(self, model: MultitaskModel):
+    def __init__(self, model: MultitaskModel, regularizers: dict[str, list]):
         super().__init__()
         self.model = model
+        self.regularizers = regularizers
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.model.loss(batch)
+        regularizers = self.regularizers.get(batch.task, [])
+        word_embeds = None
+        if any(r.needs_word_embeds for _, r in regularizers):
+            word_embeds = self.model.encoder.embeddings.word_embeddings(batch.inputs["input_ids"])
+        output = self.model(batch, word_embeds=word_embeds)
+        loss = self.model.loss(batch, output)
+        total = loss
+        for weight, regularizer in regularizers:
+            total = total + weight * regularizer(self.model, batch, output, loss, word_embeds)
+        return total
 
 
 class Trainer:
@@ -92,7 +104,8 @@ class Trainer:
         self.config = experiment.config
         self.model = experiment.model
         self.world = world or World()
-        self.loss_module: nn.Module = TaskLoss(self.model)
+        regularizers = {name: build_regularizers(task) for name, task in self.config.tasks.items()}
+        self.loss_module: nn.Module = TaskLoss(self.model, regularizers)
         if self.world.distributed:
             # a step may hold one task's batch only: the other heads then have no gradient on this step
             device_ids = [self.world.local_rank] if experiment.device.type == "cuda" else None
@@ -192,6 +205,9 @@ class Trainer:
             group["lr"] = base * lr_factor(self.config.train, self.step - self.stage_start_step, epoch, total_steps)
         self.optimizer.zero_grad(set_to_none=True)
         seen, step_losses = 0, {}
+        surgery = self.config.train.gradient_surgery == "pcgrad" and len(step_batches) > 1
+        shared = [p for p in [*self.model.encoder.parameters(), *self.model.common.parameters()] if p.requires_grad]
+        task_gradients = []
         for task, positions in step_batches:
             positions = self.world.shard(positions)
             batch = self.exp.data[task]["train"].collate(positions).to(self.exp.device)
@@ -211,9 +227,19 @@ class Trainer:
                 self.step += 1
                 return seen
             self.scaler.scale(self.model.heads[task].loss_weight * loss).backward()
+            if surgery:  # keep this task's gradient of the shared parameters apart
+                task_gradients.append(torch.cat([torch.zeros(p.numel(), device=p.device) if p.grad is None
+                                                 else p.grad.reshape(-1) for p in shared]))
+                for p in shared:
+                    p.grad = None
             losses[task].append(loss.item())
             step_losses[task] = losses[task][-1]
             seen += len(batch)
+        if task_gradients:
+            # its own seeded order per step: resumable, and the sampler's stream is untouched
+            combined = pcgrad(task_gradients, np.random.default_rng([self.config.seed, self.step]))
+            for p, chunk in zip(shared, combined.split([p.numel() for p in shared]), strict=True):
+                p.grad = chunk.view_as(p).to(p.dtype)
         if self.config.train.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],

@@ -1,0 +1,94 @@
+"""Extra training signals, each a small named unit chosen per task (`tasks.X.regularizers = ["fgsm", "mnrl"]`),
+and gradient surgery across tasks (`train.gradient_surgery = "pcgrad"`).
+
+A regularizer sees the task's clean output and loss and returns an extra term; the batch loss is
+loss + sum(weight * term).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from minbert.data.batching import Batch
+from minbert.tasks.losses import TaskOutput
+from minbert.training.config import TaskConfig
+
+
+class FGSM:
+    """Fast gradient sign adversarial training (Goodfellow et al. 2015) on the input word embeddings: the loss on
+    embeddings moved by epsilon * sign(d loss / d embeddings)."""
+
+    needs_word_embeds = True
+
+    def __init__(self, task: TaskConfig):
+        self.epsilon = task.fgsm_epsilon
+
+    def __call__(self, model, batch: Batch, output: TaskOutput, loss: Tensor, word_embeds: Tensor) -> Tensor:
+        (gradient,) = torch.autograd.grad(loss, word_embeds, retain_graph=True)
+        adversarial = word_embeds + self.epsilon * gradient.sign()
+        return model.loss(batch, model(batch, word_embeds=adversarial))
+
+
+class MNRL:
+    """Multiple negatives ranking loss: each anchor should be closer (cosine, x scale) to its positive than to the
+    batch's other candidates. Sentiment: positives share the anchor's label; siamese pairs: a duplicate's two
+    sentences (label 1), with every other second sentence in the batch as a negative."""
+
+    needs_word_embeds = False
+
+    def __init__(self, task: TaskConfig):
+        self.scale = task.mnrl_scale
+
+    def __call__(self, model, batch: Batch, output: TaskOutput, loss: Tensor, word_embeds: Tensor | None) -> Tensor:
+        labels = batch.labels
+        if len(output.embeddings) == 2:  # pairs: anchors u_i with label 1, candidates every v in the batch
+            u, v = (F.normalize(e.float(), dim=-1) for e in output.embeddings)
+            anchors = torch.nonzero(labels > 0.5).view(-1)
+            if not len(anchors):
+                return loss.new_zeros(())
+            scores = self.scale * u[anchors] @ v.T  # (A, B)
+            return F.cross_entropy(scores, anchors)
+        (u,) = output.embeddings
+        u = F.normalize(u.float(), dim=-1)
+        same = (labels[:, None] == labels[None, :]) & ~torch.eye(len(labels), dtype=torch.bool, device=u.device)
+        anchors = torch.nonzero(same.any(dim=1)).view(-1)
+        if not len(anchors):
+            return loss.new_zeros(())
+        # one positive per anchor, drawn among the batch's examples with its label (torch's RNG: checkpointed)
+        weights = same[anchors].float()
+        positives = torch.multinomial(weights.cpu(), 1).view(-1).to(u.device)
+        scores = self.scale * u[anchors] @ u.T  # (A, B)
+        scores[torch.arange(len(anchors)), anchors] = float("-inf")  # an anchor is not its own candidate
+        return F.cross_entropy(scores, positives)
+
+
+REGULARIZERS = {"fgsm": FGSM, "mnrl": MNRL}
+
+
+def build_regularizers(task: TaskConfig) -> list[tuple[float, object]]:
+    """(weight, regularizer) pairs for a task's `regularizers` list."""
+    built = []
+    for key in task.regularizers:
+        weight = {"fgsm": 1.0, "mnrl": task.mnrl_weight}[key]
+        built.append((weight, REGULARIZERS[key](task)))
+    return built
+
+
+def pcgrad(gradients: list[Tensor], rng: np.random.Generator) -> Tensor:
+    """PCGrad (Yu et al. 2020): project each task's gradient off the others it conflicts with (negative dot
+    product), visiting the others in random order, then sum. `gradients` are flat vectors, one per task."""
+    projected = []
+    for i, g in enumerate(gradients):
+        g = g.clone()
+        for j in rng.permutation(len(gradients)):
+            if j == i:
+                continue
+            other = gradients[j]
+            dot = torch.dot(g, other)
+            if dot < 0:
+                g -= dot / other.dot(other).clamp_min(1e-20) * other
+        projected.append(g)
+    return torch.stack(projected).sum(dim=0)
