@@ -101,3 +101,13 @@ def test_trainer_computes_the_frozen_encoder_once(tiny_model_dir, tiny_data_dir,
     assert calls_per_epoch == [train_batches + dev_batches] * 3  # only the first epoch computed anything
     assert all(not torch.equal(a, b) for a, b in zip(head_before, exp.model.heads.parameters(), strict=True))
     assert all(torch.equal(a, b) for a, b in zip(encoder_before, exp.model.encoder.parameters(), strict=True))
+
+
+def test_top_k_trainable_layers(tiny_model_dir):
+    from minbert.training.config import load_config
+
+    config = load_config(None, ["tasks.sst.data=sst", "model.trainable_layers=1"])
+    model = MultitaskModel.from_config(config, BertModel.from_pretrained(tiny_model_dir))
+    assert model.frozen_depth == 1  # 2 layers: the bottom one frozen, with the embeddings
+    assert not any(p.requires_grad for p in model.encoder.layers[0].parameters())
+    assert all(p.requires_grad for p in [*model.encoder.layers[1].parameters(), *model.encoder.pooler.parameters()])

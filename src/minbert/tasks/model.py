@@ -93,8 +93,14 @@ class MultitaskModel(nn.Module):
 
     @classmethod
     def from_config(cls, config: RunConfig, encoder: BertModel) -> MultitaskModel:
+        frozen = config.model.frozen_layers
+        if config.model.trainable_layers >= 0:  # "top k trainable" is "bottom N - k frozen"
+            if config.model.trainable_layers > len(encoder.layers):
+                raise ConfigError(f"model.trainable_layers = {config.model.trainable_layers}: the encoder has "
+                                  f"{len(encoder.layers)} layers")
+            frozen = len(encoder.layers) - config.model.trainable_layers
         model = cls(encoder, config.tasks, config.model.freeze, config.model.common_layers,
-                    config.model.common_dropout, config.model.frozen_layers)
+                    config.model.common_dropout, frozen)
         model.freeze_words = config.model.freeze_word_embeddings
         if model.freeze_words:
             encoder.embeddings.word_embeddings.weight.requires_grad_(False)

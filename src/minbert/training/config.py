@@ -25,6 +25,7 @@ class ModelConfig:
     path: str = ""  # HF-layout directory; "" = the embedded all-MiniLM-L6-v2
     freeze: str = "none"  # "none" | "encoder" (the starter's "pretrain" mode: only the heads train)
     frozen_layers: int = 0  # freeze the embeddings and this many bottom layers (0: none)
+    trainable_layers: int = -1  # or: only the top k layers (+ pooler) train; -1 = use frozen_layers
     max_length: int = 128  # tokens per sequence (a pair counts as one sequence when cross-encoded)
     hidden_dropout: float = 0.1  # the encoder's dropout (BERT's hidden_dropout_prob)
     attention_dropout: float = 0.1  # dropout on attention weights; 0 lets SDPA use its fused kernel (faster)
