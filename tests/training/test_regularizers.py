@@ -12,7 +12,7 @@ from minbert.errors import ConfigError
 from minbert.tasks.losses import TaskOutput
 from minbert.tasks.model import MultitaskModel
 from minbert.training.config import TaskConfig, load_config
-from minbert.training.regularizers import FGSM, MNRL, pcgrad
+from minbert.training.regularizers import FGSM, MNRL, SMART, divergence, pcgrad
 from tests.conftest import random_batch, tiny_config
 
 
@@ -64,13 +64,36 @@ def test_mnrl_rewards_vectors_near_their_positives():
     assert aligned < 0.01 < swapped
 
 
+def test_divergence_values():
+    same = TaskOutput(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 2.0]]))
+    assert divergence(same, same, classification=True).item() == pytest.approx(0.0, abs=1e-7)
+    a = TaskOutput(torch.tensor([0.0]), torch.tensor([0.0]))
+    b = TaskOutput(torch.tensor([0.0]), torch.tensor([2.0]))
+    assert divergence(a, b, classification=False).item() == 4.0
+    p, q = torch.tensor([0.5, 0.5]), torch.tensor([0.25, 0.75])  # one logit 0 vs log 3: Bernoulli KLs both ways
+    expected = (p * (p / q).log()).sum() + (q * (q / p).log()).sum()
+    one_logit = divergence(TaskOutput(torch.tensor([0.0]), None), TaskOutput(torch.tensor([3.0]).log(), None), True)
+    assert one_logit.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_smart_penalises_sensitivity_near_the_input():
+    model = tiny_model()
+    batch = Batch("sst", random_batch(99, batch=4, length=7), torch.tensor([0, 1, 2, 3]), [0, 1, 2, 3])
+    embeds = model.encoder.embeddings.word_embeddings(batch.inputs["input_ids"])
+    output = model(batch, word_embeds=embeds)
+    term = SMART(TaskConfig(smart_noise=1e-3, smart_step=1e-1))(model, batch, output, None, embeds)
+    assert term.item() > 0
+    term.backward()
+    assert model.encoder.layers[0].attention.qkv.weight.grad.abs().sum() > 0
+
+
 def test_a_run_with_pcgrad_fgsm_and_mnrl(tmp_path, tiny_model_dir, tiny_data_dir):
     from minbert.training.experiment import build_experiment
     from minbert.training.loop import Trainer
 
     config = load_config(None, [f"model.path={tiny_model_dir}", "train.epochs=1", "train.lr=1e-3",
                                 "train.sampler=round_robin", "train.update=global", "train.gradient_surgery=pcgrad",
-                                "tasks.sst.data=sst", 'tasks.sst.regularizers=["fgsm", "mnrl"]',
+                                "tasks.sst.data=sst", 'tasks.sst.regularizers=["fgsm", "mnrl", "smart"]',
                                 "tasks.sts.data=sts", "tasks.sts.pair_encoding=siamese", "tasks.sts.head=cosine",
                                 "tasks.sts.loss=cosine_mse", 'tasks.sts.regularizers=["mnrl"]'])
     exp = build_experiment(config, data_dir=str(tiny_data_dir))
@@ -81,7 +104,7 @@ def test_a_run_with_pcgrad_fgsm_and_mnrl(tmp_path, tiny_model_dir, tiny_data_dir
 
 
 def test_regularizer_config_errors():
-    with pytest.raises(ConfigError, match="'smrt' is not one of fgsm, mnrl"):
+    with pytest.raises(ConfigError, match="'smrt' is not one of fgsm, mnrl, smart"):
         load_config(None, ["tasks.sst.data=sst", 'tasks.sst.regularizers=["smrt"]'])
     with pytest.raises(ConfigError, match="mnrl compares sentence vectors: it needs pair_encoding = 'siamese'"):
         load_config(None, ["tasks.q.data=quora", 'tasks.q.regularizers=["mnrl"]'])

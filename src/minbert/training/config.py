@@ -54,6 +54,9 @@ class TaskConfig:
     fgsm_epsilon: float = 1e-5  # FGSM: step on the word embeddings
     mnrl_weight: float = 0.5  # multiple negatives ranking loss: weight of the extra term
     mnrl_scale: float = 20.0  # MNRL: cosine similarities are multiplied by this before the softmax
+    smart_weight: float = 1.0  # SMART: weight of the smoothness term
+    smart_noise: float = 1e-5  # SMART: standard deviation of the initial perturbation
+    smart_step: float = 1e-3  # SMART: size of the ascent step (on the max-normalised gradient)
 
 
 @dataclass
@@ -140,7 +143,7 @@ NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.eps", 
                 "train.cache_budget_mb", "train.checkpoint_every", "train.keep_checkpoints",
                 "model.common_layers", "model.frozen_layers",
                 "dropout", "batch_size", "loss_weight", "hidden_layers", "hidden_size", "fgsm_epsilon", "mnrl_weight",
-                "mnrl_scale"}
+                "mnrl_scale", "smart_weight", "smart_noise", "smart_step"}
 
 
 def _nearest(key: str, valid: list[str]) -> str:
@@ -289,9 +292,11 @@ def validate(config: RunConfig) -> None:
             if value and value not in registries[kind]:
                 raise ConfigError(f"tasks.{name}.{kind} = {value!r} is not one of {', '.join(registries[kind])}")
         check_task_pieces(name, task)
-        if "fgsm" in task.regularizers and (config.model.frozen_layers or config.model.freeze == "encoder"):
-            raise ConfigError(f"tasks.{name}: fgsm perturbs the word embeddings' output, which frozen (cached) "
-                              "layers never recompute: use it with model.frozen_layers = 0")
+        perturbing = [r for r in ("fgsm", "smart") if r in task.regularizers]
+        model = config.model
+        if perturbing and (model.frozen_layers or model.trainable_layers >= 0 or model.freeze == "encoder"):
+            raise ConfigError(f"tasks.{name}: {perturbing[0]} perturbs the word embeddings, which frozen "
+                              "(cached) layers never see again: use it without frozen layers")
 
 
 def check_task_pieces(name: str, task: TaskConfig) -> None:
