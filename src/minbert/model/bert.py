@@ -96,8 +96,11 @@ class Layer(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
+    def forward(self, x: Tensor, mask: Tensor | None, adapter=None) -> Tensor:
+        attended = self.dropout(self.attention(x, mask))
+        if adapter is not None:  # a task-specific branch in parallel to self-attention (PAL)
+            attended = attended + adapter(x, mask)
+        x = self.attention_norm(x + attended)
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
@@ -159,15 +162,16 @@ class BertModel(nn.Module):
             layer.attention.use_sdpa = impl == "sdpa"
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, word_embeds: Tensor | None = None) -> BertOutput:
+                token_type_ids: Tensor | None = None, word_embeds: Tensor | None = None, pal=None) -> BertOutput:
         x = self.embeddings(input_ids, token_type_ids, word_embeds)
-        return self.finish(self.run_layers(x, attention_mask, 0, len(self.layers)))
+        return self.finish(self.run_layers(x, attention_mask, 0, len(self.layers), pal))
 
-    def run_layers(self, x: Tensor, attention_mask: Tensor | None, start: int, end: int) -> Tensor:
-        """Layers start..end-1 on hidden states x (B, T, H): lets a frozen bottom be cached."""
+    def run_layers(self, x: Tensor, attention_mask: Tensor | None, start: int, end: int, pal=None) -> Tensor:
+        """Layers start..end-1 on hidden states x (B, T, H): lets a frozen bottom be cached. `pal`: a task's
+        projected attention layers (minbert.model.pal.PAL), if any."""
         mask = attention_mask_for(attention_mask)
-        for layer in self.layers[start:end]:
-            x = layer(x, mask)
+        for index in range(start, end):
+            x = self.layers[index](x, mask, pal.for_layer(index) if pal is not None else None)
         return x
 
     def finish(self, hidden: Tensor) -> BertOutput:

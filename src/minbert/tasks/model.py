@@ -13,6 +13,7 @@ from minbert.data.batching import Batch
 from minbert.errors import CheckpointError, ConfigError
 from minbert.model.bert import BertModel, BertOutput
 from minbert.model.loading import load_encoder_weights, native_to_hf
+from minbert.model.pal import PAL
 from minbert.tasks.heads import HEADS
 from minbert.tasks.kinds import KINDS, TaskKind
 from minbert.tasks.losses import LOSSES, TaskOutput
@@ -35,6 +36,7 @@ class TaskModule(nn.Module):
                                        config.hidden_layers, config.hidden_size, features)
         self.loss_fn = LOSSES[config.loss or kind.default_loss](kind.format.score_range)
         self.loss_weight = config.loss_weight
+        self.pal: PAL | None = None  # set by the multitask model when model.pal_size > 0
 
     def forward(self, output: BertOutput, batch: Batch, common: nn.Module) -> TaskOutput:
         pooled = common(self.pooling(output, batch.inputs["attention_mask"]))  # (N sequences, D)
@@ -67,6 +69,7 @@ class MultitaskModel(nn.Module):
         self.common = common_layers(common_count, widths.pop() if widths else hidden, common_dropout)
         self.freeze = freeze
         self.freeze_words = False
+        self.pal_parameters = 0
         n_layers = len(encoder.layers)
         if not 0 <= frozen_layers <= n_layers:
             raise ConfigError(f"model.frozen_layers = {frozen_layers}: the encoder has {n_layers} layers")
@@ -101,6 +104,12 @@ class MultitaskModel(nn.Module):
             frozen = len(encoder.layers) - config.model.trainable_layers
         model = cls(encoder, config.tasks, config.model.freeze, config.model.common_layers,
                     config.model.common_dropout, frozen)
+        if config.model.pal_size:  # per task, in the layers that train
+            first = model.frozen_depth
+            for head in model.heads.values():
+                head.pal = PAL(encoder.config.hidden_size, config.model.pal_size, config.model.pal_heads,
+                               len(encoder.layers) - first, config.model.pal_shared, first)
+            model.pal_parameters = sum(head.pal.num_parameters() for head in model.heads.values())
         model.freeze_words = config.model.freeze_word_embeddings
         if model.freeze_words:
             encoder.embeddings.word_embeddings.weight.requires_grad_(False)
@@ -123,8 +132,9 @@ class MultitaskModel(nn.Module):
 
     def encode(self, batch: Batch, word_embeds: Tensor | None = None) -> BertOutput:
         inputs = batch.inputs
+        pal = self.heads[batch.task].pal
         if not self.frozen_depth:
-            return self.encoder(**inputs, word_embeds=word_embeds)
+            return self.encoder(**inputs, word_embeds=word_embeds, pal=pal)
         if word_embeds is not None:
             raise ConfigError("perturbing word embeddings needs trainable embeddings (no frozen layers)")
         hidden = None
@@ -135,7 +145,8 @@ class MultitaskModel(nn.Module):
             if batch.cache is not None:
                 batch.cache.put(batch.rows, hidden)
         hidden = hidden.to(inputs["input_ids"].device)
-        top = self.encoder.run_layers(hidden, inputs["attention_mask"], self.frozen_depth, len(self.encoder.layers))
+        top = self.encoder.run_layers(hidden, inputs["attention_mask"], self.frozen_depth, len(self.encoder.layers),
+                                      pal)
         if self.freeze == "encoder":
             with torch.no_grad():
                 return self.encoder.finish(top)

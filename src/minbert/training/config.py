@@ -30,6 +30,9 @@ class ModelConfig:
     hidden_dropout: float = 0.1  # the encoder's dropout (BERT's hidden_dropout_prob)
     attention_dropout: float = 0.1  # dropout on attention weights; 0 lets SDPA use its fused kernel (faster)
     freeze_word_embeddings: bool = False  # the 30k x H table is half of MiniLM: frozen, AdamW steps are 2x cheaper
+    pal_size: int = 0  # projected attention layers per task (Stickland & Murray 2019): projection size; 0 = off
+    pal_heads: int = 12
+    pal_shared: bool = True  # one encoder/decoder projection pair shared by all layers (else one per layer)
     common_layers: int = 0  # dense + GELU + dropout layers shared by every task, between pooling and heads
     common_dropout: float = 0.1
 
@@ -137,11 +140,11 @@ CHOICES = {
     "train.select_best_by": ("overall", "two_of_three"),
     "device": ("auto", "cpu", "cuda"),
 }
-POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "model.max_length"}
+POSITIVE = {"model.pal_heads", "train.epochs", "train.batch_size", "train.eval_batch_size", "model.max_length"}
 NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.eps", "train.grad_clip", "train.warmup_ratio",
                 "train.max_train_examples", "train.max_eval_examples", "train.steps_per_epoch", "train.alpha",
                 "train.cache_budget_mb", "train.checkpoint_every", "train.keep_checkpoints",
-                "model.common_layers", "model.frozen_layers",
+                "model.common_layers", "model.frozen_layers", "model.pal_size",
                 "dropout", "batch_size", "loss_weight", "hidden_layers", "hidden_size", "fgsm_epsilon", "mnrl_weight",
                 "mnrl_scale", "smart_weight", "smart_noise", "smart_step"}
 
@@ -269,6 +272,9 @@ def validate(config: RunConfig) -> None:
     if not 0 <= config.train.warmup_ratio <= 1:
         raise ConfigError(f"train.warmup_ratio = {config.train.warmup_ratio} must be in [0, 1]")
     parse_balancing(config.train.balancing, len(config.tasks))
+    if config.model.pal_size % config.model.pal_heads:
+        raise ConfigError(f"model.pal_size = {config.model.pal_size} must be a multiple of model.pal_heads = "
+                          f"{config.model.pal_heads}")
     registries = registry_names()
     if config.train.sampler not in registries["sampler"]:
         raise ConfigError(f"train.sampler = {config.train.sampler!r} is not one of "

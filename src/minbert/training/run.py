@@ -175,6 +175,10 @@ def _train_main(config: RunConfig, data_dir: str | None, strict: bool, world: Wo
         exp = build_experiment(config, data_dir, strict, world)
         for task, splits in exp.data.items():
             log.info("%s: %s", task, ", ".join(f"{split} {len(d)}" for split, d in splits.items()))
+        if exp.model.pal_parameters:
+            encoder_size = exp.model.encoder.num_parameters()
+            log.info("PAL adds %d parameters over %d tasks (%.1f%% of the encoder's %d)", exp.model.pal_parameters,
+                     len(exp.model.heads), 100 * exp.model.pal_parameters / encoder_size, encoder_size)
         if world.distributed:
             log.info("data parallel over %d ranks: each takes 1/%d of every batch", world.size, world.size)
         metrics: dict = {"name": config.name, "epochs": [], "best": None}
