@@ -28,19 +28,24 @@ class FileFormat:
     label_column: str
     num_classes: int | None = None  # classification: labels are the integers 0..num_classes-1
     score_range: tuple[float, float] | None = None  # regression: labels are numbers in [low, high]
-    id_column: str = "id"
+    id_column: str = "id"  # "" = no id column: rows are named by their line number
+    delimiter: str = "\t"
+    label_offset: float = 0.0  # extra data: the file's label becomes (label + offset) * scale
+    label_scale: float = 1.0
 
     def check_label(self, raw: str) -> tuple[float | int | None, str | None]:
-        """(label, None) for a valid label, (None, reason) otherwise."""
+        """(label, None) for a valid label (after the offset and scale), (None, reason) otherwise."""
         raw = raw.strip()
         if not raw:
             return None, f"empty {self.label_column} (no label)"
         try:
-            value = float(raw)
+            value = (float(raw) + self.label_offset) * self.label_scale
         except ValueError:
             return None, f"{self.label_column} {raw!r} is not a number"
         if not math.isfinite(value):
             return None, f"{self.label_column} {raw!r} is not a finite number"
+        if value != float(raw):
+            raw = f"{raw} (mapped to {value:g})"
         if self.num_classes is not None:
             if value != int(value) or not 0 <= value < self.num_classes:
                 return None, f"{self.label_column} {raw!r} is not a class in 0..{self.num_classes - 1}"
@@ -109,10 +114,10 @@ def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = Tru
     text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     if not text.strip():
         raise DataError(f"{path}: empty file (expected a header line)")
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=fmt.delimiter)
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
-    needed = [fmt.id_column, *fmt.text_columns] + ([fmt.label_column] if labelled else [])
+    needed = [c for c in (fmt.id_column, *fmt.text_columns) if c] + ([fmt.label_column] if labelled else [])
     for column in needed:
         if column not in header:
             found = ", ".join(map(repr, header))
@@ -145,7 +150,7 @@ def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = Tru
         if bad:
             skip(line, f"non-UTF-8 bytes in {bad[0]}")
             continue
-        example_id = values[fmt.id_column].strip()
+        example_id = values[fmt.id_column].strip() if fmt.id_column else f"{path.stem}:{line}"
         texts = tuple(values[c].strip() for c in fmt.text_columns)
         empty = [c for c, t in zip(fmt.text_columns, texts, strict=True) if not t]
         if not example_id:

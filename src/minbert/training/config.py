@@ -38,6 +38,21 @@ class ModelConfig:
 
 
 @dataclass
+class ExtraDataConfig:
+    """More training examples for a task from another file, mapped onto the task's columns and labels."""
+
+    file: str = ""  # in the data directory, or a path
+    text_columns: list[str] = field(default_factory=list)  # one column, or two for a pair task
+    label_column: str = ""
+    id_column: str = ""  # "" = rows are named by file and line
+    delimiter: str = "\t"
+    label_offset: float = 0.0  # label -> (label + offset) * scale, e.g. ratings 1..5 -> 0..4: offset = -1
+    label_scale: float = 1.0  # e.g. relatedness 1..5 -> 0..5: offset = -1, scale = 1.25
+    max_examples: int = 0  # 0 = all
+    class_balanced: bool = False  # classification: sub-sample to the same count per class
+
+
+@dataclass
 class TaskConfig:
     data: str = ""  # the file format: sst | cfimdb | quora | sts
     train: str = ""  # file names in the data directory; "" = the data set's standard file
@@ -53,6 +68,7 @@ class TaskConfig:
     loss: str = ""  # "" = the task kind's default
     batch_size: int = 0  # 0 = train.batch_size
     loss_weight: float = 1.0
+    extra: list[ExtraDataConfig] = field(default_factory=list)  # [[tasks.X.extra]] tables: more training data
     regularizers: list[str] = field(default_factory=list)  # see minbert.training.regularizers: fgsm, mnrl
     fgsm_epsilon: float = 1e-5  # FGSM: step on the word embeddings
     mnrl_weight: float = 0.5  # multiple negatives ranking loss: weight of the extra term
@@ -334,6 +350,17 @@ def check_task_pieces(name: str, task: TaskConfig) -> None:
             raise ConfigError(f"tasks.{name}.regularizers: {regularizer!r} is not one of {', '.join(REGULARIZERS)}")
     if "mnrl" in task.regularizers and kind.is_pair and not siamese:
         raise ConfigError(f"tasks.{name}: mnrl compares sentence vectors: it needs pair_encoding = 'siamese'")
+    for i, extra in enumerate(task.extra):
+        where = f"tasks.{name}.extra[{i}]"
+        if not extra.file or not extra.label_column:
+            raise ConfigError(f"{where}: `file` and `label_column` are required")
+        if len(extra.text_columns) != len(kind.format.text_columns):
+            raise ConfigError(f"{where}.text_columns: {task.data} takes {len(kind.format.text_columns)} text "
+                              f"column(s), got {extra.text_columns}")
+        if extra.class_balanced and not kind.is_classification:
+            raise ConfigError(f"{where}.class_balanced: {task.data} is not a classification task")
+        if extra.max_examples < 0 or len(extra.delimiter) != 1:
+            raise ConfigError(f"{where}: max_examples must be >= 0 and delimiter one character")
     if kind.is_classification and (task.loss or kind.default_loss) not in ("cross_entropy", "bce"):
         raise ConfigError(f"tasks.{name}.loss = {task.loss!r} is a regression loss; {task.data} is classification")
     if not kind.is_classification and (task.loss or kind.default_loss) in ("cross_entropy", "bce"):

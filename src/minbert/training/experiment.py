@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import shutil
@@ -19,10 +20,10 @@ from minbert.errors import ConfigError
 from minbert.model.bert import BertModel
 from minbert.model.loading import resolve_model_dir
 from minbert.optim import AdamW, decay_groups
-from minbert.tasks.kinds import KINDS
+from minbert.tasks.kinds import KINDS, TaskKind
 from minbert.tasks.model import MultitaskModel
 from minbert.tokenizer import Tokenizer
-from minbert.training.config import RunConfig
+from minbert.training.config import ExtraDataConfig, RunConfig
 from minbert.training.distributed import World
 
 log = logging.getLogger("minbert")
@@ -65,6 +66,28 @@ def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
     return [examples[i] for i in keep]
 
 
+def load_extra(directory: Path, extra: ExtraDataConfig, kind: TaskKind, strict: bool, seed: int) -> list[Example]:
+    """Extra training examples: the file's columns mapped onto the task's, labels offset and scaled, optionally
+    balanced per class and capped."""
+    path = Path(extra.file) if Path(extra.file).is_absolute() else directory / extra.file
+    fmt = dataclasses.replace(kind.format, text_columns=tuple(extra.text_columns), label_column=extra.label_column,
+                              id_column=extra.id_column, delimiter=extra.delimiter, label_offset=extra.label_offset,
+                              label_scale=extra.label_scale)
+    examples = read_examples(path, fmt, strict=strict).examples
+    rng = np.random.default_rng(seed)
+    if extra.class_balanced:
+        by_class: dict = {}
+        for example in examples:
+            by_class.setdefault(example.label, []).append(example)
+        smallest = min(len(v) for v in by_class.values())
+        keep = [e for label in sorted(by_class) for e in
+                (by_class[label][i] for i in np.sort(rng.choice(len(by_class[label]), smallest, replace=False)))]
+        examples = sorted(keep, key=lambda e: e.line)
+    examples = subsample(examples, extra.max_examples, seed)
+    log.info("%s: %d extra training examples", path.name, len(examples))
+    return examples
+
+
 def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None, strict: bool = False,
                    splits: tuple[str, ...] = SPLITS) -> dict[str, dict[str, TaskData]]:
     directory = resolve_data_dir(data_dir or config.data_dir or None)
@@ -88,6 +111,9 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                 share = max(1, round(config.train.train_fraction * len(loaded.examples)))
                 limit = min(limit, share) if limit else share
             examples = subsample(loaded.examples, limit, config.seed)
+            if split == "train":
+                examples = examples + [e for extra in task_config.extra
+                                       for e in load_extra(directory, extra, kind, strict, config.seed)]
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
                                          siamese=kind.is_pair and task_config.pair_encoding == "siamese",
                                          label_dtype=torch.long if kind.is_classification else torch.float32)
