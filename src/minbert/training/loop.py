@@ -104,13 +104,7 @@ class Trainer:
         self.config = experiment.config
         self.model = experiment.model
         self.world = world or World()
-        regularizers = {name: build_regularizers(task) for name, task in self.config.tasks.items()}
-        self.loss_module: nn.Module = TaskLoss(self.model, regularizers)
-        if self.world.distributed:
-            # a step may hold one task's batch only: the other heads then have no gradient on this step
-            device_ids = [self.world.local_rank] if experiment.device.type == "cuda" else None
-            self.loss_module = DistributedDataParallel(self.loss_module, device_ids=device_ids,
-                                                       find_unused_parameters=True)
+        self.regularizers = {name: build_regularizers(task) for name, task in self.config.tasks.items()}
         self.sampler = SAMPLERS[self.config.train.sampler](self.config.train)
         self.rng = np.random.default_rng(self.config.seed)
         self.on_epoch_end = on_epoch_end
@@ -166,9 +160,13 @@ class Trainer:
             self.model.load_checkpoint(self.run_dir / "best")
             log.info("stage %s starts from the best checkpoint so far", stage.name or index + 1)
         self.model.set_trainable(stage.train_encoder, self.active_tasks)
-        train = self.config.train
-        self.optimizer = build_optimizer(self.config, self.model, lr=stage.lr or train.lr,
-                                         head_lr=stage.head_lr or train.head_lr or stage.lr or train.lr)
+        self.loss_module: nn.Module = TaskLoss(self.model, self.regularizers)
+        if self.world.distributed:  # wrapped per stage: DDP syncs the parameters that train when it is built
+            # a step may hold one task's batch only: the other heads then have no gradient on this step
+            device_ids = [self.world.local_rank] if self.exp.device.type == "cuda" else None
+            self.loss_module = DistributedDataParallel(self.loss_module, device_ids=device_ids,
+                                                       find_unused_parameters=True)
+        self.optimizer = build_optimizer(self.config, self.model, lr=stage.lr or None, head_lr=stage.head_lr or None)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         # fp16 (GPUs without bf16) needs loss scaling; bf16 and fp32 do not (the scaler is then a no-op)
         self.scaler = torch.amp.GradScaler(self.exp.device.type,
