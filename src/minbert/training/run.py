@@ -21,7 +21,7 @@ from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
 from minbert.errors import ConfigError
-from minbert.evaluation.metrics import confusion_matrix, sts_bins
+from minbert.evaluation.metrics import confusion_matrix, overall_score, sts_bins
 from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
 from minbert.evaluation.predictions import write_predictions
 from minbert.terminal import console as make_console
@@ -127,15 +127,25 @@ def write_outputs(exp: Experiment, run_dir: Path) -> dict[str, dict]:
     return dev_metrics
 
 
+# Published reference points (dev) that the summary prints beside a run's own scores.
+PUBLISHED = {"best CS224N multitask report (bert-base)": {"overall": 0.738}}
+
+
 def print_summary(config: RunConfig, metrics: dict) -> None:
     table = Table(title=f"{config.name}: dev scores of the best checkpoint (epoch {metrics['best']['epoch']})")
-    table.add_column("task")
-    table.add_column("metric")
-    table.add_column("dev", justify="right")
-    for task, result in metrics["final_dev"].items():
-        table.add_row(task, result["metric"], f"{result['score']:.4f}")
-    table.add_row("selection score", "", f"{metrics['best']['selection_score']:.4f}")
-    table.add_row("wall time", "", f"{metrics['wall_seconds'] / 60:.1f} min")
+    table.add_column("")
+    for column in ("sst", "quora", "sts", "cfimdb", "overall", "minutes"):
+        table.add_column(column, justify="right")
+    by_data = {config.tasks[t].data: r["score"] for t, r in metrics["final_dev"].items()}
+    if {"sst", "quora", "sts"} <= by_data.keys():
+        by_data["overall"] = overall_score(by_data["sst"], by_data["quora"], by_data["sts"])
+    by_data["minutes"] = metrics["wall_seconds"] / 60
+    table.add_row("this run", *(f"{by_data[c]:.4f}" if c in by_data else "" for c in
+                                ("sst", "quora", "sts", "cfimdb", "overall")), f"{by_data['minutes']:.1f}")
+    if "overall" in by_data:
+        for name, scores in PUBLISHED.items():
+            table.add_row(name, *(f"{scores[c]:.3f}" if c in scores else "" for c in
+                                  ("sst", "quora", "sts", "cfimdb", "overall")), "")
     make_console().print(table)
 
 
