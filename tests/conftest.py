@@ -14,15 +14,9 @@ from minbert.model import BertConfig
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_THREADS = torch.get_num_threads()
-
-
-@pytest.fixture(autouse=True)
-def one_thread_for_tiny_models():
-    """Tiny models run faster on one thread (no OpenMP hand-offs); tests of the real model take them all back
-    through `embedded_dir`."""
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(ALL_THREADS)
+# Tiny models run faster on one thread (no OpenMP hand-offs), and runs compared bit for bit must use the same
+# count; tests of the real model take every thread back through `embedded_dir`.
+torch.set_num_threads(1)
 
 
 def _require(what: str) -> None:
@@ -49,9 +43,10 @@ def embedded_model_path() -> Path:
 
 
 @pytest.fixture()
-def embedded_dir(embedded_model_path, one_thread_for_tiny_models) -> Path:
+def embedded_dir(embedded_model_path):
     torch.set_num_threads(ALL_THREADS)
-    return embedded_model_path
+    yield embedded_model_path
+    torch.set_num_threads(1)
 
 
 def read_columns(path: Path, *columns: str) -> list[tuple[str, ...]]:

@@ -63,7 +63,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-QUICK = ["train.max_train_examples=800", "train.max_eval_examples=400", "train.epochs=1"]
+QUICK = ["train.max_train_examples=600", "train.max_eval_examples=300", "train.epochs=1"]
 
 
 def default_config() -> Path:

@@ -15,6 +15,6 @@ def test_quick_multitask_run_learns_every_task(data_dir, embedded_dir, tmp_path)
     metrics = json.loads((tmp_path / "multitask-quick" / "metrics.json").read_text())
     dev = {task: result["score"] for task, result in metrics["final_dev"].items()}
     print(f"quick run dev scores: {dev}, wall {metrics['wall_seconds']} s")
-    assert dev["sst"] > 0.33  # 5 classes: chance ~0.2, the majority class ~0.26
-    assert dev["quora"] > 0.66  # the majority class is ~0.63
+    assert dev["sst"] > 0.29  # 5 classes: chance 0.2, the majority class ~0.26
+    assert dev["quora"] > 0.66  # the majority class is ~0.64
     assert dev["sts"] > 0.75  # zero-shot mean-pooled cosine is ~0.84; a broken encoder or pairing falls far below
