@@ -96,9 +96,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from minbert.training.inference import evaluate_run
+    from minbert.training.inference import evaluate_run, write_run_outputs
 
     evaluate_run(args.run, data_dir=args.data_dir)
+    if args.write_outputs:
+        write_run_outputs(args.run, data_dir=args.data_dir)
+        print(f"wrote predictions/, figures/ and final_dev in metrics.json under {args.run}")
     return 0
 
 
@@ -208,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="re-compute dev metrics from a saved run's best checkpoint")
     evaluate.add_argument("--run", required=True, help="run directory")
+    evaluate.add_argument("--write-outputs", action="store_true",
+                          help="also (re)write predictions, figures and final dev metrics from the best checkpoint")
     data_dir_flag(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 

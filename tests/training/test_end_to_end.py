@@ -112,3 +112,21 @@ def test_unwritable_output_and_full_disk_are_reported_before_training(finished_r
     assert main(["train", "--config", str(config), "--data-dir", str(data_dir), f"output_dir={tmp_path}"]) == 2
     assert "1 MB free, the run's checkpoints need about" in capsys.readouterr().err
     assert not (tmp_path / "tiny-sst").exists()
+
+
+def test_evaluate_can_rewrite_outputs_of_a_stopped_run(finished_run, tmp_path):
+    import shutil
+
+    run_dir, _, data_dir = finished_run
+    copy = tmp_path / "stopped"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "predictions")
+    metrics = json.loads((copy / "metrics.json").read_text())
+    del metrics["final_dev"]
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["evaluate", "--run", str(copy), "--data-dir", str(data_dir), "--write-outputs"]) == 0
+    assert (copy / "predictions" / "sst-dev-output.csv").read_text() == \
+        (run_dir / "predictions" / "sst-dev-output.csv").read_text()
+    rewritten = json.loads((copy / "metrics.json").read_text())
+    assert rewritten["final_dev"]["sst"]["score"] == json.loads((run_dir / "metrics.json").read_text())[
+        "final_dev"]["sst"]["score"]

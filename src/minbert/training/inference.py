@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -122,3 +123,19 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, precision: st
         if not quiet:
             print(f"{task:<10} dev {results[task]['metric']:<9} {results[task]['score']:.4f}{note}")
     return results
+
+
+def write_run_outputs(run_dir: str | Path, data_dir: str | None = None) -> dict[str, dict]:
+    """(Re)write a run's predictions and figures from its best checkpoint, and its final dev metrics: for a run
+    that was stopped before its last epoch."""
+    from minbert.training.run import write_json, write_outputs
+
+    run_dir = Path(run_dir)
+    loaded = MultitaskBERT.load(run_dir)
+    data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev", "test"))
+    final_dev = write_outputs(dataclasses.replace(loaded.experiment, data=data), run_dir)
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+    metrics["final_dev"] = final_dev
+    write_json(metrics_path, metrics)
+    return final_dev
