@@ -159,6 +159,7 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
         checkpoint = load_latest(run_dir) if resume else None
         if resume and checkpoint is None:
             raise ConfigError(f"{run_dir}: no checkpoint to resume from")
+        world.barrier()  # every rank has looked before rank 0 changes anything
         if not world.is_main:
             world.barrier()  # rank 0 prepares the run directory
             trainer = Trainer(build_experiment(config, data_dir, strict, world), world=world, run_dir=run_dir)
