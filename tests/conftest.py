@@ -74,6 +74,15 @@ def random_batch(vocab_size: int, batch: int = 5, length: int = 17, seed: int = 
     return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
 
 
+# The similarity task most tests train: siamese mean-pooled vectors, cosine head (a TOML table).
+SIAMESE_STS = """[tasks.sts]
+data = "sts"
+pair_encoding = "siamese"
+pooling = "mean"
+head = "cosine"
+loss = "cosine_mse"
+"""
+
 WORDS = ("the a film movie good bad great awful boring fun plot actor is was not very and but it this "
          "dog cat sat ran on mat how do i what why who learn python code fast slow man woman plays guitar").split()
 

@@ -10,6 +10,7 @@ import sys
 from safetensors.torch import load_file
 
 from minbert.cli import main
+from tests.conftest import SIAMESE_STS
 
 
 def write_config(path, out, model_dir):
@@ -29,13 +30,7 @@ sampler = "round_robin"
 data = "sst"
 pooling = "mean"
 dropout = 0.0
-[tasks.sts]
-data = "sts"
-pair_encoding = "siamese"
-pooling = "mean"
-head = "cosine"
-loss = "cosine_mse"
-""")
+{SIAMESE_STS}""")
 
 
 def test_two_gloo_processes_match_one_process(tmp_path, tiny_model_dir, tiny_data_dir):

@@ -11,6 +11,7 @@ import pytest
 from minbert.cli import main
 from minbert.evaluation.predictions import read_predictions
 from minbert.training.inference import MultitaskBERT
+from tests.conftest import SIAMESE_STS
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +39,7 @@ pooling = "mean"
 data = "quora"
 pooling = "mean_max"
 head = "mlp"
-[tasks.sts]
-data = "sts"
-pair_encoding = "siamese"
-pooling = "mean"
-head = "cosine"
-loss = "cosine_mse"
-""")
+{SIAMESE_STS}""")
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "model.common_layers=0"]) == 0
     return out / "tiny-multitask", tiny_data_dir
 

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from minbert.cli import main
 from minbert.training.checkpoint import list_checkpoints
+from tests.conftest import SIAMESE_STS
 
 
 def write_config(path, out, model_dir, epochs=4, every=3, extra=""):
@@ -36,13 +37,7 @@ keep_checkpoints = 2
 data = "sst"
 pooling = "mean"
 dropout = 0.3
-[tasks.sts]
-data = "sts"
-pair_encoding = "siamese"
-pooling = "mean"
-head = "cosine"
-loss = "cosine_mse"
-""")
+{SIAMESE_STS}""")
     return path
 
 
