@@ -63,12 +63,13 @@ def infer_minbert(data_dir: str | None, precision: str) -> dict:
     texts = _sentences(data_dir, "ids-sst-dev.csv")
     encoder = SentenceEncoder.from_pretrained()
     encoder.encode(texts[:64], precision=precision)  # warm-up
-    rows = encoder.tokenizer.encode_ids(texts)
-    tokens = sum(len(ids) for ids, _ in rows)  # sorted batches: almost no padding
+    lengths = sorted(len(ids) for ids, _ in encoder.tokenizer.encode_ids(texts))
+    batches = [lengths[i:i + 64] for i in range(0, len(lengths), 64)]  # as encode() batches them
+    tokens = sum(len(b) * b[-1] for b in batches)  # computed, padding included (little: sorted)
     start = time.perf_counter()
     encoder.encode(texts, batch_size=64, precision=precision)
     seconds = time.perf_counter() - start
-    flops = sum(flops_per_token(encoder.model.config, len(ids), False) for ids, _ in rows)
+    flops = sum(len(b) * b[-1] * flops_per_token(encoder.model.config, b[-1], False) for b in batches)
     return {"sentences_per_s": len(texts) / seconds, "gflops": flops / seconds / 1e9, "tokens": tokens,
             "peak_rss_mb": _peak_rss_mb()}
 
