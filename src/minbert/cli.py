@@ -131,7 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from minbert.training.inference import MultitaskBERT
 
     predictor = MultitaskBERT.load(args.run)
-    task = predictor._task(args.task, sentiment=args.task is None)
+    task = predictor.resolve_task(args.task, sentiment=args.task is None)
     kind = predictor.model.heads[task].kind
     width = len(kind.format.text_columns)
     if args.input:

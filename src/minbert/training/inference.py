@@ -8,8 +8,6 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
 from minbert.device import resolve_device, resolve_precision
@@ -20,7 +18,7 @@ from minbert.tasks.model import MultitaskModel
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import RunConfig, load_config
 from minbert.training.experiment import Experiment, load_task_data
-from minbert.training.loop import predict, score
+from minbert.training.loop import dev_result, predict
 
 log = logging.getLogger("minbert")
 
@@ -46,7 +44,7 @@ class MultitaskBERT:
         model.load_checkpoint(best)
         return cls(config, model, Tokenizer.from_pretrained(best), run_dir)
 
-    def _task(self, task: str | None, sentiment: bool) -> str:
+    def resolve_task(self, task: str | None, sentiment: bool) -> str:
         if task is not None:
             if task not in self.config.tasks:
                 raise ConfigError(f"task {task!r} is not in this run (it has {', '.join(self.config.tasks)})")
@@ -75,7 +73,7 @@ class MultitaskBERT:
     def task_for(self, data: str, task: str | None = None) -> str:
         """The run's task for a data format (sst, cfimdb, quora, sts), or the named one."""
         if task is not None:
-            return self._task(task, sentiment=False)
+            return self.resolve_task(task, sentiment=False)
         chosen = [t for t, c in self.config.tasks.items() if c.data == data]
         if len(chosen) != 1:
             raise ConfigError(f"this run has no single {data} task (it has {', '.join(self.config.tasks)})")
@@ -83,7 +81,7 @@ class MultitaskBERT:
 
     def predict(self, task: str, texts: Sequence[tuple[str, ...]]) -> list:
         """Predictions of `task` for rows of one text (sentiment) or two (pairs)."""
-        kind = self.model.heads[self._task(task, sentiment=False)].kind
+        kind = self.model.heads[self.resolve_task(task, sentiment=False)].kind
         width = len(kind.format.text_columns)
         for i, row in enumerate(texts):
             if len(row) != width:
@@ -92,7 +90,7 @@ class MultitaskBERT:
 
     def predict_sentiment(self, texts: Sequence[str], task: str | None = None) -> list[int]:
         """Class indices (SST: 0 very negative .. 4 very positive; CFIMDB: 0 negative, 1 positive)."""
-        return self._predict(self._task(task, sentiment=True), [(t,) for t in texts])
+        return self._predict(self.resolve_task(task, sentiment=True), [(t,) for t in texts])
 
     def predict_paraphrase(self, pairs: Sequence[tuple[str, str]], task: str | None = None) -> list[int]:
         """1 where the two questions are paraphrases, else 0."""
@@ -114,10 +112,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, precision: st
         recorded = json.loads(metrics_path.read_text(encoding="utf-8")).get("final_dev", {})
     results = {}
     for task, splits in data.items():
-        with torch.no_grad():
-            predictions = predict(loaded.model, splits["dev"], loaded.experiment)
-        results[task] = {"metric": loaded.model.heads[task].kind.metric,
-                         "score": score(loaded.model, task, splits["dev"], predictions)}
+        predictions = predict(loaded.model, splits["dev"], loaded.experiment)
+        results[task] = dev_result(loaded.model, task, splits["dev"], predictions)
         before = recorded.get(task, {}).get("score")
         note = f" (recorded {before:.4f})" if before is not None else ""
         if not quiet:

@@ -68,10 +68,12 @@ def predict(model: MultitaskModel, data: TaskData, experiment: Experiment) -> np
     return out
 
 
-def score(model: MultitaskModel, task: str, data: TaskData, predictions: np.ndarray) -> float:
-    kind = model.heads[task].kind
+def dev_result(model: MultitaskModel, task: str, data: TaskData, predictions: np.ndarray) -> dict:
+    """{"metric": accuracy or pearson, "score": its value} for labelled predictions."""
+    metric = model.heads[task].kind.metric
     labels = data.labels.numpy()
-    return pearson(predictions, labels) if kind.metric == "pearson" else accuracy(predictions, labels)
+    value = pearson(predictions, labels) if metric == "pearson" else accuracy(predictions, labels)
+    return {"metric": metric, "score": value}
 
 
 class TaskLoss(nn.Module):
@@ -193,8 +195,7 @@ class Trainer:
             if split not in splits:
                 continue
             predictions = predict(self.model, splits[split], self.exp)
-            results[task] = {"metric": self.model.heads[task].kind.metric,
-                             "score": score(self.model, task, splits[split], predictions)}
+            results[task] = dev_result(self.model, task, splits[split], predictions)
         return results
 
     def train_step(self, step_batches: list, epoch: int, total_steps: int, losses: dict) -> int:

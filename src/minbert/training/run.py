@@ -29,7 +29,7 @@ from minbert.training.checkpoint import load_latest
 from minbert.training.config import RunConfig
 from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.experiment import Experiment, build_experiment
-from minbert.training.loop import Trainer, predict, score
+from minbert.training.loop import Trainer, dev_result, predict
 
 log = logging.getLogger("minbert")
 
@@ -112,7 +112,7 @@ def write_outputs(exp: Experiment, run_dir: Path) -> dict[str, dict]:
             write_predictions(run_dir / "predictions" / f"{kind.file_prefix}-{split}-output.csv",
                               kind.prediction_header, [e.id for e in data.examples], shown)
             if split == "dev":
-                dev_metrics[task] = {"metric": kind.metric, "score": score(exp.model, task, data, predictions)}
+                dev_metrics[task] = dev_result(exp.model, task, data, predictions)
                 if not kind.is_classification:
                     dev_metrics[task]["bins"] = sts_bins(predictions, data.labels.numpy())
                     plot_similarity(predictions, data.labels.numpy(), dev_metrics[task]["bins"],
