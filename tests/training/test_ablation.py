@@ -34,6 +34,7 @@ pooling = "mean"
     sweep.write_text(f"""
 base = "base.toml"
 output_dir = "{tmp_path / 'out'}"
+overrides = ["train.batch_size=4"]
 [variants]
 baseline = []
 cosent = ["tasks.sts.loss=cosent"]
@@ -41,6 +42,8 @@ cosent = ["tasks.sts.loss=cosent"]
     assert main(["ablate", str(sweep), "--data-dir", str(tiny_data_dir), "--budget", "0.5"]) == 0
     table = (tmp_path / "out" / "ablation.md").read_text()
     assert "Budget: every variant trained on 50% of each task's training examples" in table
+    assert "Every variant also sets `train.batch_size=4`." in table
+    assert "batch_size = 4" in (tmp_path / "out" / "cosent" / "config.toml").read_text()
     assert "| baseline | (base) |" in table and "| cosent | `tasks.sts.loss=cosent` |" in table
     assert (tmp_path / "out" / "ablation.png").stat().st_size > 0
     assert "sst: train 24" in (tmp_path / "out" / "cosent" / "train.log").read_text()  # half of 48
@@ -54,6 +57,9 @@ def test_bad_sweeps(tmp_path):
     sweep = tmp_path / "s.toml"
     sweep.write_text('base = "x.toml"\nvariant = {}\n')
     with pytest.raises(ConfigError, match="unknown key"):
+        read_sweep(sweep)
+    sweep.write_text('base = "x.toml"\noverrides = "train.epochs=1"\n[variants]\na = []\n')
+    with pytest.raises(ConfigError, match="overrides must be a list"):
         read_sweep(sweep)
     sweep.write_text('base = "x.toml"\n[variants]\na = "tasks.sst.dropout=0.1"\n')
     with pytest.raises(ConfigError, match="variants.a must be a list"):

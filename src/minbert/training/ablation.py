@@ -4,6 +4,7 @@ table (ablation.md) and a bar chart, like the reports' ablation tables.
     base = "../multitask.toml"          # relative to this file
     output_dir = "runs/ablations/sts"    # optional; default runs/ablations/<sweep name>
     budget = 0.25                        # optional: each variant trains on this share of every task's data
+    overrides = ["train.epochs=1"]       # optional: applied to every variant, before its own overrides
     [variants]
     baseline = []
     cosent = ["tasks.sts.loss=cosent"]
@@ -26,15 +27,16 @@ from minbert.training.run import train_run
 
 def read_sweep(path: Path) -> dict:
     sweep = read_toml(path, "sweep file")
-    unknown = set(sweep) - {"base", "output_dir", "budget", "variants"}
+    unknown = set(sweep) - {"base", "output_dir", "budget", "overrides", "variants"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use base, output_dir, budget, "
-                          "variants)")
+                          "overrides, variants)")
     if "base" not in sweep or not sweep.get("variants"):
         raise ConfigError(f"{path}: a sweep needs `base` (a config file) and a [variants] table")
-    for name, overrides in sweep["variants"].items():
+    lists = {"overrides": sweep.get("overrides", [])} | {f"variants.{n}": o for n, o in sweep["variants"].items()}
+    for name, overrides in lists.items():
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-            raise ConfigError(f"{path}: variants.{name} must be a list of key=value strings")
+            raise ConfigError(f"{path}: {name} must be a list of key=value strings")
     return sweep
 
 
@@ -44,7 +46,8 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
     base = (path.parent / sweep["base"]).resolve()
     budget = budget if budget is not None else sweep.get("budget")
     out = Path(sweep.get("output_dir") or Path("runs") / "ablations" / path.stem)
-    common = [f"output_dir={out}"] + ([f"train.train_fraction={budget}"] if budget else [])
+    common = ([f"output_dir={out}"] + ([f"train.train_fraction={budget}"] if budget else [])
+              + sweep.get("overrides", []))
     # check every variant before running any: a typo in the last one should not cost the first ones' time
     configs = {name: load_config(base, [*common, *overrides, f"name={name}"])
                for name, overrides in sweep["variants"].items()}
@@ -57,7 +60,7 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
         else:
             train_run(config, data_dir, overwrite=True)
     rows = [summarize(name, out / name, sweep["variants"][name]) for name in configs]
-    write_table(rows, out / "ablation.md", base, budget)
+    write_table(rows, out / "ablation.md", base, budget, sweep.get("overrides", []))
     plot_bars(rows, out / "ablation.png")
     return out
 
@@ -75,10 +78,12 @@ def summarize(name: str, run_dir: Path, overrides: list[str]) -> dict:
             "best_epoch": metrics["best"]["epoch"], "minutes": metrics["wall_seconds"] / 60}
 
 
-def write_table(rows: list[dict], path: Path, base: Path, budget: float | None) -> None:
+def write_table(rows: list[dict], path: Path, base: Path, budget: float | None, common: list[str]) -> None:
     columns = sorted({data for row in rows for data in row["scores"]}, key=["sst", "quora", "sts", "cfimdb"].index)
     lines = [f"# Ablation: {path.parent.name}", "",
              f"Base config: `{base.name}`. Dev scores of each variant's best checkpoint."]
+    if common:
+        lines.append("Every variant also sets " + ", ".join(f"`{o}`" for o in common) + ".")
     if budget:
         lines.append(f"**Budget: every variant trained on {budget:.0%} of each task's training examples**, so "
                      "absolute scores are below full runs; compare rows with each other.")

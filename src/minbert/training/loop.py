@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from minbert.training.regularizers import build_regularizers, pcgrad
 from minbert.training.samplers import SAMPLERS, balance
 
 log = logging.getLogger("minbert")
+PROGRESS_LOG_SECONDS = 60.0
 
 
 class TrainingError(MinbertError):
@@ -286,13 +288,18 @@ class Trainer:
                                         epoch=f"{label}{epoch + 1}/{stage.epochs}", loss=math.nan, rate=0.0)
                 self.model.train()
                 start = time.perf_counter() - self.epoch_seconds
+                last_report = time.perf_counter()
                 for step_batches in plan[self.step_in_epoch:]:
                     self.epoch_seen += self.train_step(step_batches, epoch, total_steps, self.epoch_losses)
                     self.step_in_epoch += 1
                     self.epoch_seconds = time.perf_counter() - start
                     recent = [v for task_losses in self.epoch_losses.values() for v in task_losses[-20:]]
-                    progress.update(bar, advance=1, loss=float(np.mean(recent)) if recent else math.nan,
-                                    rate=self.epoch_seen / self.epoch_seconds)
+                    loss, rate = float(np.mean(recent)) if recent else math.nan, self.epoch_seen / self.epoch_seconds
+                    progress.update(bar, advance=1, loss=loss, rate=rate)
+                    if not sys.stdout.isatty() and time.perf_counter() - last_report > PROGRESS_LOG_SECONDS:
+                        last_report = time.perf_counter()  # logs and pipes get no live bar: a line a minute instead
+                        log.info("epoch %s%d/%d: step %d/%d, loss %.4f, %.1f ex/s, %.0f s", label, epoch + 1,
+                                 stage.epochs, self.step_in_epoch, len(plan), loss, rate, self.epoch_seconds)
                     every = self.config.train.checkpoint_every
                     if every and self.step % every == 0 and self.step_in_epoch < len(plan):
                         self.save_checkpoint()
