@@ -84,6 +84,9 @@ def write_table(rows: list[dict], path: Path, base: Path, budget: float | None, 
              f"Base config: `{base.name}`. Dev scores of each variant's best checkpoint."]
     if common:
         lines.append("Every variant also sets " + ", ".join(f"`{o}`" for o in common) + ".")
+    if any(set(row["scores"]) != {"sst", "quora", "sts"} for row in rows):
+        lines.append("`overall` is the mean of the tasks' normalised dev metrics (accuracy; Pearson r as (r + 1) / 2), "
+                     "the reports' overall score when all three tasks are present.")
     if budget:
         lines.append(f"**Budget: every variant trained on {budget:.0%} of each task's training examples**, so "
                      "absolute scores are below full runs; compare rows with each other.")
