@@ -45,3 +45,23 @@ def test_bf16_autocast_stays_close_to_fp32(encoder):
     assert bf16.dtype == torch.float32  # results come back in fp32
     assert not torch.equal(bf16, fp32)  # bf16 really ran
     assert torch.nn.functional.cosine_similarity(bf16, fp32).min() > 0.999
+
+
+def test_int8_quantizes_a_copy_and_stays_close_to_fp32(encoder):
+    texts = sentences(9)
+    fp32 = encoder.encode(texts, precision="fp32")
+    int8 = encoder.encode(texts, precision="int8")
+    quantized = encoder._int8_model
+    assert not any(isinstance(m, torch.nn.Linear) and type(m) is torch.nn.Linear
+                   for m in quantized.layers.modules())  # every layer's Linear became a quantized one
+    assert type(encoder.model.layers[0].attention.qkv) is torch.nn.Linear  # the fp32 model is untouched
+    assert not torch.equal(int8, fp32)  # int8 really ran
+    assert torch.nn.functional.cosine_similarity(int8, fp32).min() > 0.99
+    torch.testing.assert_close(encoder.encode(texts, precision="fp32"), fp32, rtol=0, atol=0)
+
+
+def test_int8_is_cpu_only():
+    from minbert.device import quantize_int8
+
+    with pytest.raises(ConfigError, match="CPU only"):
+        quantize_int8(torch.nn.Linear(2, 2), torch.device("cuda"))

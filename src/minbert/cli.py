@@ -95,10 +95,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def precision_flag(parser: argparse.ArgumentParser) -> None:
+    from minbert.device import INFERENCE_PRECISIONS
+
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default=None,
+                        help="override the run's precision (int8: quantized encoder weights, CPU only)")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from minbert.training.inference import evaluate_run, write_run_outputs
 
-    evaluate_run(args.run, data_dir=args.data_dir)
+    evaluate_run(args.run, data_dir=args.data_dir, precision=args.precision)
     if args.write_outputs:
         write_run_outputs(args.run, data_dir=args.data_dir)
         print(f"wrote predictions/, figures/ and final_dev in metrics.json under {args.run}")
@@ -130,7 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from minbert.evaluation.predictions import write_predictions
     from minbert.training.inference import MultitaskBERT
 
-    predictor = MultitaskBERT.load(args.run)
+    predictor = MultitaskBERT.load(args.run, precision=args.precision)
     task = predictor.resolve_task(args.task, sentiment=args.task is None)
     kind = predictor.model.heads[task].kind
     width = len(kind.format.text_columns)
@@ -213,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, help="run directory")
     evaluate.add_argument("--write-outputs", action="store_true",
                           help="also (re)write predictions, figures and final dev metrics from the best checkpoint")
+    precision_flag(evaluate)
     data_dir_flag(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -223,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text", action="append", help="a sentence (repeatable)")
     predict.add_argument("--input", default=None, help="a file: CS224N format with a header, or one example a line")
     predict.add_argument("--output", default=None, help="write predictions here in the starter's format")
+    precision_flag(predict)
     predict.set_defaults(handler=cmd_predict)
 
     ablate = sub.add_parser("ablate", help="run a sweep's variants and write their comparison table")
@@ -235,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="minbert vs HF transformers: inference and training speed, memory")
     data_dir_flag(bench)
     bench.add_argument("--steps", type=int, default=20, help="timed training steps per engine")
-    bench.add_argument("--run", default=None, help="also compare a trained run's dev metrics in fp32 and bf16")
+    bench.add_argument("--run", default=None,
+                       help="also compare a trained run's dev metrics in fp32, bf16 (where fast) and int8 (CPU)")
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
     bench.add_argument("--output", default=None, help="also write the JSON report here")
     bench.set_defaults(handler=cmd_bench)

@@ -1,4 +1,5 @@
-"""Device and precision choices: CUDA when present, bf16 autocast only where the hardware runs it fast."""
+"""Device and precision choices: CUDA when present, bf16 autocast only where the hardware runs it fast, int8
+weights for CPU inference."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from collections.abc import Iterator
 import torch
 
 from minbert.errors import ConfigError
+
+TRAINING_PRECISIONS = ("fp32", "bf16", "auto")
+# int8 is inference only: dynamic quantization has no backward pass.
+INFERENCE_PRECISIONS = (*TRAINING_PRECISIONS, "int8")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -26,8 +31,8 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
-    if name == "fp32":
+    """The autocast dtype, or None for plain fp32 (and for int8, whose weights are quantized instead)."""
+    if name in ("fp32", "int8"):
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -44,3 +49,18 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
         return
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+def quantize_int8(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """A copy of `module` whose Linear layers hold int8 weights and quantize activations on the fly (dynamic
+    quantization): on CPUs without fast bf16 (AVX2 only) int8 matmuls are the one way past the fp32 roofline.
+    Embeddings, LayerNorms and attention scores stay fp32."""
+    if device.type != "cpu":
+        raise ConfigError("precision = 'int8' runs on the CPU only; use bf16 or fp32 on a GPU")
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; the API still works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from minbert.device import autocast, resolve_device, resolve_precision
+from minbert.device import INFERENCE_PRECISIONS, autocast, quantize_int8, resolve_device, resolve_precision
 from minbert.errors import ConfigError
 from minbert.model.bert import BertModel
 from minbert.model.loading import resolve_model_dir
@@ -24,6 +24,7 @@ class SentenceEncoder:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
+        self._int8_model: BertModel | None = None  # built on the first int8 call
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str = "auto") -> SentenceEncoder:
@@ -35,12 +36,17 @@ class SentenceEncoder:
                max_length: int = 512, sort_by_length: bool = True) -> Tensor:
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
-        if precision not in ("fp32", "bf16", "auto"):
-            raise ConfigError(f"precision {precision!r} is not one of fp32, bf16, auto")
+        if precision not in INFERENCE_PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is not one of {', '.join(INFERENCE_PRECISIONS)}")
         if isinstance(texts, str):
             texts = [texts]
         pool = POOLINGS[pooling]()
         dtype = resolve_precision(precision, self.device)
+        model = self.model
+        if precision == "int8":
+            if self._int8_model is None:
+                self._int8_model = quantize_int8(self.model, self.device)
+            model = self._int8_model
         rows = self.tokenizer.encode_ids(list(texts), max_length=max_length)
         order = np.argsort([len(ids) for ids, _ in rows], kind="stable") if sort_by_length else np.arange(len(rows))
         out = torch.empty(len(rows), pool.output_dim(self.model.config.hidden_size))
@@ -48,6 +54,6 @@ class SentenceEncoder:
             chosen = order[start:start + batch_size]
             inputs = {k: v.to(self.device) for k, v in self.tokenizer.pad([rows[i] for i in chosen]).items()}
             with autocast(self.device, dtype):
-                pooled = pool(self.model(**inputs), inputs["attention_mask"])
+                pooled = pool(model(**inputs), inputs["attention_mask"])
             out[torch.from_numpy(chosen)] = pooled.float().cpu()
         return out

@@ -64,3 +64,9 @@ def test_bad_sweeps(tmp_path):
     sweep.write_text('base = "x.toml"\n[variants]\na = "tasks.sst.dropout=0.1"\n')
     with pytest.raises(ConfigError, match="variants.a must be a list"):
         read_sweep(sweep)
+    sweep.write_text('[variants]\na = ["tasks.sst.dropout=0.1"]\n')
+    with pytest.raises(ConfigError, match="variants.a is an override list but the sweep has no `base`"):
+        read_sweep(sweep)
+    sweep.write_text('[variants]\na = { overrides = [] }\n')
+    with pytest.raises(ConfigError, match="a table with `config`"):
+        read_sweep(sweep)

@@ -99,7 +99,7 @@ def test_shipped_configs_and_sweeps_are_valid():
     for path in configs:
         if path.parent.name == "ablations":
             sweep = read_sweep(path)
-            for overrides in sweep["variants"].values():
-                load_config(path.parent / sweep["base"], overrides)
+            for variant in sweep["variants"].values():
+                load_config(variant["config"], [*sweep.get("overrides", []), *variant["overrides"]])
         else:
             load_config(path)

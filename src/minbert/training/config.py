@@ -17,6 +17,7 @@ from typing import Any
 
 import tomli_w
 
+from minbert.device import TRAINING_PRECISIONS
 from minbert.errors import ConfigError
 
 
@@ -149,7 +150,7 @@ class RunConfig:
 CHOICES = {
     "model.freeze": ("none", "encoder"),
     "train.decay": ("constant", "linear", "exponential"),
-    "train.precision": ("fp32", "bf16", "auto"),
+    "train.precision": TRAINING_PRECISIONS,
     "train.update": ("local", "global"),
     "train.on_nan": ("stop", "skip"),
     "train.gradient_surgery": ("none", "pcgrad"),

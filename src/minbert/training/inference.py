@@ -10,7 +10,7 @@ from pathlib import Path
 
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
-from minbert.device import resolve_device, resolve_precision
+from minbert.device import INFERENCE_PRECISIONS, quantize_int8, resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
 from minbert.model.bert import BertModel
 from minbert.model.config import BertConfig
@@ -34,14 +34,20 @@ class MultitaskBERT:
 
     @classmethod
     def load(cls, run_dir: str | Path, precision: str | None = None) -> MultitaskBERT:
-        """`precision` (fp32, bf16, auto) overrides the run's own."""
+        """`precision` (fp32, bf16, auto, or int8: quantized encoder weights, CPU only) overrides the run's own."""
         run_dir = Path(run_dir)
         if not (run_dir / "config.toml").exists():
             raise ConfigError(f"{run_dir}: not a run directory (no config.toml)")
-        config = load_config(run_dir / "config.toml", [f"train.precision={precision}"] if precision else [])
+        if precision is not None and precision not in INFERENCE_PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is not one of {', '.join(INFERENCE_PRECISIONS)}")
+        autocast_precision = "fp32" if precision == "int8" else precision
+        config = load_config(run_dir / "config.toml",
+                             [f"train.precision={autocast_precision}"] if autocast_precision else [])
         best = run_dir / "best"
         model = MultitaskModel.from_config(config, BertModel(BertConfig.from_json(best / "config.json")))
         model.load_checkpoint(best)
+        if precision == "int8":
+            model.encoder = quantize_int8(model.encoder, resolve_device(config.device))
         return cls(config, model, Tokenizer.from_pretrained(best), run_dir)
 
     def resolve_task(self, task: str | None, sentiment: bool) -> str:
