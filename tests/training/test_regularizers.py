@@ -12,7 +12,7 @@ from minbert.errors import ConfigError
 from minbert.tasks.losses import TaskOutput
 from minbert.tasks.model import MultitaskModel
 from minbert.training.config import TaskConfig, load_config
-from minbert.training.regularizers import FGSM, MNRL, SMART, divergence, pcgrad
+from minbert.training.regularizers import FGSM, MNRL, SMART, BregmanProximal, divergence, pcgrad
 from tests.conftest import random_batch, tiny_config
 
 
@@ -85,6 +85,29 @@ def test_smart_penalises_sensitivity_near_the_input():
     assert term.item() > 0
     term.backward()
     assert model.encoder.layers[0].attention.qkv.weight.grad.abs().sum() > 0
+
+
+def test_bregman_proximal_pulls_towards_a_slow_moving_copy():
+    model = tiny_model()
+    batch = Batch("sst", random_batch(99, batch=4, length=7), torch.tensor([0, 1, 2, 3]), [0, 1, 2, 3])
+    proximal = BregmanProximal(model, weight=1.0, momentum=0.75)
+    assert proximal(batch, model(batch), classification=True).item() == pytest.approx(0.0, abs=1e-7)
+    head = model.heads["sst"].head.net[-1].weight
+    before = head.detach().clone()
+    with torch.no_grad():
+        head.add_(1.0)  # an update moves the model away from the copy
+    term = proximal(batch, model(batch), classification=True)
+    assert term.item() > 0
+    term.backward()
+    assert head.grad.abs().sum() > 0  # the pull reaches the model ...
+    assert all(p.grad is None for p in proximal.teacher.parameters())  # ... never the copy
+    proximal.update(model)  # the copy moves a quarter of the way: theta~ = 0.75 theta~ + 0.25 theta
+    torch.testing.assert_close(proximal.teacher.heads["sst"].head.net[-1].weight, before + 0.25)
+    model.encoder.requires_grad_(False)  # frozen parameters: the copy keeps its own values
+    with torch.no_grad():
+        model.encoder.pooler.dense.weight.add_(1.0)
+    proximal.update(model)
+    assert not torch.equal(proximal.teacher.encoder.pooler.dense.weight, model.encoder.pooler.dense.weight)
 
 
 def test_a_run_with_pcgrad_fgsm_and_mnrl(tmp_path, tiny_model_dir, tiny_data_dir):

@@ -115,6 +115,22 @@ def test_crash_between_write_and_rename_keeps_the_previous_checkpoint(reference,
     assert worst <= 1e-6
 
 
+def test_bregman_proximal_copy_is_checkpointed(tiny_model_dir, tiny_data_dir, tmp_path):
+    """The slow copy is training state: a resume without it would pull towards the wrong weights."""
+    config = write_config(tmp_path / "run.toml", tmp_path, tiny_model_dir, epochs=2,
+                          extra="bregman_weight = 1.0\nbregman_momentum = 0.9")
+    args = ["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]
+    assert main([*args, "name=uninterrupted"]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "checkpoint-before-rename@9"}
+    result = subprocess.run(train_command("--config", str(config), "--data-dir", str(tiny_data_dir), "name=torn"),
+                            env=env, capture_output=True)
+    assert result.returncode == 137
+    checkpoint = list_checkpoints(tmp_path / "torn")[-1]
+    assert any(k.startswith("proximal.") for k in load_file(checkpoint / "tensors.safetensors"))
+    assert main(["train", "--resume", str(tmp_path / "torn"), "--data-dir", str(tiny_data_dir)]) == 0
+    assert assert_same_run(tmp_path / "uninterrupted", tmp_path / "torn") <= 1e-6
+
+
 def test_forced_nan_stops_with_the_step_task_and_ids(tmp_path, tiny_model_dir, tiny_data_dir):
     config = write_config(tmp_path / "nan.toml", tmp_path, tiny_model_dir, epochs=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "nan-loss@7"}

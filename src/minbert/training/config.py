@@ -99,6 +99,8 @@ class TrainConfig:
     balancing: str = "full"  # full | trimmed | padded | ratios such as "1:2:1" (in task order)
     steps_per_epoch: int = 0  # sampling schedules: 0 = as many steps as all tasks' batches
     gradient_surgery: str = "none"  # none | pcgrad (projects conflicting task gradients; needs steps with 2+ tasks)
+    bregman_weight: float = 0.0  # SMART's Bregman proximal term: pull towards a slow-moving copy; 0 = off
+    bregman_momentum: float = 0.99  # the slow copy's EMA decay per optimizer step
     select_best_by: str = "overall"  # overall (mean normalised dev metric) | two_of_three (improves 2+ tasks)
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0: at epoch ends only)
     keep_checkpoints: int = 2  # the newest N resumable checkpoints are kept
@@ -160,7 +162,7 @@ CHOICES = {
 POSITIVE = {"model.pal_heads", "train.epochs", "train.batch_size", "train.eval_batch_size", "model.max_length"}
 NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.eps", "train.grad_clip", "train.warmup_ratio",
                 "train.max_train_examples", "train.max_eval_examples", "train.steps_per_epoch", "train.alpha",
-                "train.cache_budget_mb", "train.checkpoint_every", "train.keep_checkpoints",
+                "train.cache_budget_mb", "train.checkpoint_every", "train.keep_checkpoints", "train.bregman_weight",
                 "model.common_layers", "model.frozen_layers", "model.pal_size",
                 "dropout", "batch_size", "loss_weight", "hidden_layers", "hidden_size", "fgsm_epsilon", "mnrl_weight",
                 "mnrl_scale", "smart_weight", "smart_noise", "smart_step"}
@@ -286,6 +288,8 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("no tasks: add at least one [tasks.NAME] table with a `data` format")
     if not 0 < config.train.train_fraction <= 1:
         raise ConfigError(f"train.train_fraction = {config.train.train_fraction} must be in (0, 1]")
+    if not 0 <= config.train.bregman_momentum < 1:
+        raise ConfigError(f"train.bregman_momentum = {config.train.bregman_momentum} must be in [0, 1)")
     if not 0 <= config.train.warmup_ratio <= 1:
         raise ConfigError(f"train.warmup_ratio = {config.train.warmup_ratio} must be in [0, 1]")
     parse_balancing(config.train.balancing, len(config.tasks))

@@ -33,7 +33,7 @@ from minbert.training.checkpoint import (
 from minbert.training.config import TrainConfig
 from minbert.training.distributed import World
 from minbert.training.experiment import Experiment, build_optimizer
-from minbert.training.regularizers import build_regularizers, pcgrad
+from minbert.training.regularizers import BregmanProximal, build_regularizers, pcgrad
 from minbert.training.samplers import SAMPLERS, balance
 
 log = logging.getLogger("minbert")
@@ -82,10 +82,12 @@ class TaskLoss(nn.Module):
     """A batch's training objective (its task's loss plus the task's regularizers) as a module's output, so
     DistributedDataParallel can wrap it."""
 
-    def __init__(self, model: MultitaskModel, regularizers: dict[str, list]):
+    def __init__(self, model: MultitaskModel, regularizers: dict[str, list],
+                 proximal: BregmanProximal | None = None):
         super().__init__()
         self.model = model
         self.regularizers = regularizers
+        self.proximal = proximal  # a plain object, not a submodule: DDP must not see the slow copy
 
     def forward(self, batch: Batch) -> torch.Tensor:
         regularizers = self.regularizers.get(batch.task, [])
@@ -97,6 +99,9 @@ class TaskLoss(nn.Module):
         total = loss
         for weight, regularizer in regularizers:
             total = total + weight * regularizer(self.model, batch, output, loss, word_embeds)
+        if self.proximal is not None:
+            classification = self.model.heads[batch.task].kind.is_classification
+            total = total + self.proximal.weight * self.proximal(batch, output, classification)
         return total
 
 
@@ -164,7 +169,10 @@ class Trainer:
             self.model.load_checkpoint(self.run_dir / "best")
             log.info("stage %s starts from the best checkpoint so far", stage.name or index + 1)
         self.model.set_trainable(stage.train_encoder, self.active_tasks)
-        self.loss_module: nn.Module = TaskLoss(self.model, self.regularizers)
+        train = self.config.train
+        self.proximal = (BregmanProximal(self.model, train.bregman_weight, train.bregman_momentum)
+                         if train.bregman_weight > 0 else None)
+        self.loss_module: nn.Module = TaskLoss(self.model, self.regularizers, self.proximal)
         if self.world.distributed:  # wrapped per stage: DDP syncs the parameters that train when it is built
             # a step may hold one task's batch only: the other heads then have no gradient on this step
             device_ids = [self.world.local_rank] if self.exp.device.type == "cuda" else None
@@ -247,6 +255,8 @@ class Trainer:
                                            self.config.train.grad_clip)
         self.scaler.step(self.optimizer)  # with fp16, skips the step when the scaled gradients overflowed
         self.scaler.update()
+        if self.proximal is not None:
+            self.proximal.update(self.model)
         self.step += 1
         if self.on_step:
             self.on_step(self.step, step_losses, self.optimizer.param_groups[0]["lr"])
@@ -345,6 +355,8 @@ class Trainer:
         optimizer_saved, optimizer_tensors = optimizer_state(self.optimizer)
         tensors.update(optimizer_tensors)
         tensors.update({f"model.{k}": v for k, v in self.model.checkpoint_state().items()})
+        if self.proximal is not None:
+            tensors.update({f"proximal.{k}": v for k, v in self.proximal.teacher.checkpoint_state().items()})
         state = {
             "step": self.step, "stage": self.stage, "stage_start_step": self.stage_start_step,
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
@@ -360,6 +372,9 @@ class Trainer:
         """Continue exactly where a checkpoint left off (call after building everything else)."""
         self.begin_stage(state["stage"], from_best=False)  # the stage's trainable set and optimizer groups
         self.model.load_state({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+        if self.proximal is not None:
+            self.proximal.teacher.load_state({k.removeprefix("proximal."): v for k, v in tensors.items()
+                                              if k.startswith("proximal.")})
         self.stage_start_step = state["stage_start_step"]
         load_optimizer_state(self.optimizer, state["optimizer"], tensors)
         self.scaler.load_state_dict(state["scaler"])

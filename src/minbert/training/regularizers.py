@@ -7,6 +7,8 @@ loss + sum(weight * term).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -82,7 +84,8 @@ def divergence(a: TaskOutput, b: TaskOutput, classification: bool) -> Tensor:
 class SMART:
     """SMART's smoothness-inducing adversarial regularizer (Jiang et al. 2020): start from small Gaussian noise
     on the word embeddings, take one normalised gradient-ascent step on the divergence between the perturbed and
-    the clean predictions, and penalise the divergence there. (The Bregman proximal term is not included.)"""
+    the clean predictions, and penalise the divergence there. Its other half, the Bregman proximal point step, is
+    `BregmanProximal` (`train.bregman_weight`)."""
 
     needs_word_embeds = True
 
@@ -98,6 +101,29 @@ class SMART:
         direction = gradient / gradient.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
         delta = (delta + self.step * direction).detach()
         return divergence(model(batch, word_embeds=word_embeds + delta), output, classification)
+
+
+class BregmanProximal:
+    """SMART's momentum Bregman proximal point (Jiang et al. 2020): a slow copy of the model, theta~ <- beta *
+    theta~ + (1 - beta) * theta after every update, whose predictions the model is pulled towards with
+    weight * D(f(x; theta), f(x; theta~)) (`divergence`). It keeps each update near where training has been,
+    so aggressive steps cannot wander far from the pretrained solution. Unlike the regularizers above it spans
+    every task, so it is a train-level option; it restarts from the model at the start of every stage."""
+
+    def __init__(self, model, weight: float, momentum: float):
+        self.weight, self.momentum = weight, momentum
+        self.teacher = copy.deepcopy(model).requires_grad_(False).eval()  # no dropout: a fixed target
+
+    def __call__(self, batch: Batch, output: TaskOutput, classification: bool) -> Tensor:
+        with torch.no_grad():
+            target = self.teacher(batch)
+        return divergence(output, TaskOutput(target.logits.float(), target.score.float()), classification)
+
+    @torch.no_grad()
+    def update(self, model) -> None:
+        pairs = [(t, p) for t, p in zip(self.teacher.parameters(), model.parameters(), strict=True) if p.requires_grad]
+        if pairs:
+            torch._foreach_lerp_([t for t, _ in pairs], [p.detach() for _, p in pairs], 1.0 - self.momentum)
 
 
 REGULARIZERS = {"fgsm": FGSM, "mnrl": MNRL, "smart": SMART}
