@@ -105,6 +105,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0: at epoch ends only)
     keep_checkpoints: int = 2  # the newest N resumable checkpoints are kept
     on_nan: str = "stop"  # stop (naming step, task and example ids) | skip (drop that step, count it)
+    fused_adamw: str = "auto"  # on | off | auto (on when 5M+ parameters train: the ~20 s compile then pays back)
     compile: bool = False  # torch.compile the encoder (dynamic shapes); pays a compile time up front
     bucketing: bool = True  # draw batches from length buckets (less padding), then shuffle the batches
     eval_batch_size: int = 64
@@ -155,6 +156,7 @@ CHOICES = {
     "train.precision": TRAINING_PRECISIONS,
     "train.update": ("local", "global"),
     "train.on_nan": ("stop", "skip"),
+    "train.fused_adamw": ("auto", "on", "off"),
     "train.gradient_surgery": ("none", "pcgrad"),
     "train.select_best_by": ("overall", "two_of_three"),
     "device": ("auto", "cpu", "cuda"),

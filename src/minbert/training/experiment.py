@@ -144,6 +144,11 @@ def build_experiment(config: RunConfig, data_dir: str | None = None, strict: boo
                       model_dir, data)
 
 
+# The fused AdamW saves ~2.5 ms per million parameters per step and costs ~20 s to compile: below this many
+# trainable parameters (tiny test models, heads only) the compile would not pay back within a run.
+FUSED_ADAMW_MIN_PARAMS = 5_000_000
+
+
 def build_optimizer(config: RunConfig, model: MultitaskModel, lr: float | None = None,
                     head_lr: float | None = None) -> AdamW:
     """Weight decay on matrices only; the encoder at `lr` (train.lr), the heads and common layers at `head_lr`
@@ -153,4 +158,6 @@ def build_optimizer(config: RunConfig, model: MultitaskModel, lr: float | None =
     head_lr = head_lr or train.head_lr or lr
     groups = decay_groups(model.encoder, train.weight_decay, lr=lr)
     groups += decay_groups(nn.ModuleList([model.common, model.heads]), train.weight_decay, lr=head_lr)
-    return AdamW(groups, lr=lr, betas=tuple(train.betas), eps=train.eps)
+    trainable = sum(p.numel() for g in groups for p in g["params"])
+    fused = train.fused_adamw == "on" or (train.fused_adamw == "auto" and trainable >= FUSED_ADAMW_MIN_PARAMS)
+    return AdamW(groups, lr=lr, betas=tuple(train.betas), eps=train.eps, fused=fused)
