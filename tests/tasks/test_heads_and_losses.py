@@ -111,3 +111,19 @@ def test_siamese_similarity_output_is_on_the_label_scale():
     assert out.logits.shape == (2,) and out.logits[1].item() == pytest.approx(1.0, abs=1e-5)
     assert out.score[1].item() == pytest.approx(5.0, abs=1e-4)
     assert KINDS["sts"].predict(out).tolist() == pytest.approx(out.score.tolist())
+    # cosine_mse trained cos towards label / 5: scores read back as 5 * cos, not the head's 2.5 * (1 + cos)
+    torch.testing.assert_close(out.score, 5.0 * out.logits)
+
+
+def test_cosine_losses_read_scores_back_through_their_target_mapping():
+    cosine = torch.tensor([-0.2, 0.0, 0.5, 1.0])
+    mse_on_unit = LOSSES["cosine_mse"]((0.0, 5.0))
+    torch.testing.assert_close(mse_on_unit.to_score(cosine), torch.tensor([-1.0, 0.0, 2.5, 5.0]))
+    embedding = LOSSES["cosine_embedding"]((0.0, 5.0))
+    torch.testing.assert_close(embedding.to_score(cosine), torch.tensor([2.0, 2.5, 3.75, 5.0]))
+    labels = torch.tensor([1.0, 4.0])  # the loss is zero exactly where to_score returns the label
+    for loss in (mse_on_unit, embedding):
+        grid = torch.linspace(-1, 1, 2001)
+        scores = loss.to_score(grid)
+        target = grid[(scores[None, :] - labels[:, None]).abs().argmin(dim=1)]
+        assert loss(TaskOutput(target, None), labels).item() < 1e-5

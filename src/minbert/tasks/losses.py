@@ -59,6 +59,12 @@ class CosineRegression(nn.Module):
         target = self.target_low + (self.target_high - self.target_low) * unit
         return F.mse_loss(output.logits.float().view(-1), target)
 
+    def to_score(self, cosine: Tensor) -> Tensor:
+        """The inverse of the target mapping: the label a cosine was trained to mean (cosine_mse: 5 * cos).
+        Linear and unclipped, so Pearson r is the cosine's."""
+        unit = (cosine.float().view(-1) - self.target_low) / (self.target_high - self.target_low)
+        return self.low + (self.high - self.low) * unit
+
 
 class CosineEmbedding(CosineRegression):
     """MSE between cos and the label rescaled to [-1, 1] (STS 0 -> -1, 5 -> 1)."""
