@@ -126,6 +126,20 @@ def test_a_run_with_pcgrad_fgsm_and_mnrl(tmp_path, tiny_model_dir, tiny_data_dir
     assert any(not torch.equal(a, b) for a, b in zip(before, exp.model.encoder.parameters(), strict=True))
 
 
+def test_perturbations_work_with_frozen_word_embeddings(tmp_path, tiny_model_dir, tiny_data_dir):
+    from minbert.training.experiment import build_experiment
+    from minbert.training.loop import Trainer
+
+    config = load_config(None, [f"model.path={tiny_model_dir}", "train.epochs=1", "train.lr=1e-3",
+                                "model.freeze_word_embeddings=true", "tasks.sst.data=sst",
+                                'tasks.sst.regularizers=["fgsm", "smart"]', "tasks.sst.fgsm_epsilon=0.01"])
+    exp = build_experiment(config, data_dir=str(tiny_data_dir))
+    words = exp.model.encoder.embeddings.word_embeddings.weight.detach().clone()
+    history = Trainer(exp).fit()
+    assert np.isfinite(history[0]["train_loss"]["sst"])
+    assert torch.equal(words, exp.model.encoder.embeddings.word_embeddings.weight)  # still frozen
+
+
 def test_regularizer_config_errors():
     with pytest.raises(ConfigError, match="'smrt' is not one of fgsm, mnrl, smart"):
         load_config(None, ["tasks.sst.data=sst", 'tasks.sst.regularizers=["smrt"]'])

@@ -94,6 +94,8 @@ class TaskLoss(nn.Module):
         word_embeds = None
         if any(r.needs_word_embeds for _, r in regularizers):
             word_embeds = self.model.encoder.embeddings.word_embeddings(batch.inputs["input_ids"])
+            if not word_embeds.requires_grad:  # frozen word embeddings: the perturbations still need d loss / d x
+                word_embeds.requires_grad_()
         output = self.model(batch, word_embeds=word_embeds)
         loss = self.model.loss(batch, output)
         total = loss
