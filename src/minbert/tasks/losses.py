@@ -61,7 +61,7 @@ class CosineRegression(nn.Module):
 
     def to_score(self, cosine: Tensor) -> Tensor:
         """The inverse of the target mapping: the label a cosine was trained to mean (cosine_mse: 5 * cos).
-        Linear and unclipped, so Pearson r is the cosine's."""
+        Unclipped here; predictions are clipped to the label range by the task (so a negative cosine reads 0)."""
         unit = (cosine.float().view(-1) - self.target_low) / (self.target_high - self.target_low)
         return self.low + (self.high - self.low) * unit
 
