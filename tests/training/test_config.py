@@ -46,6 +46,14 @@ def test_resolved_config_round_trips(config_file, tmp_path):
     assert load_config(tmp_path / "resolved.toml") == config
 
 
+def test_a_task_with_nothing_to_train_is_refused():
+    overrides = ["model.freeze=encoder", "tasks.sts.data=sts", "tasks.sts.pair_encoding=siamese",
+                 "tasks.sts.head=cosine", "tasks.sts.loss=cosine_mse"]
+    with pytest.raises(ConfigError, match="tasks.sts.head = 'cosine' has no parameters"):
+        load_config(None, overrides)
+    load_config(None, [*overrides, "model.common_layers=1"])  # a shared dense layer trains
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("train.lrr=1", "unknown key 'train.lrr'; did you mean 'lr'?"),
     ("trian.lr=1", "unknown key 'trian'; did you mean 'train'?"),

@@ -326,6 +326,10 @@ def validate(config: RunConfig) -> None:
         if perturbing and (model.frozen_layers or model.trainable_layers >= 0 or model.freeze == "encoder"):
             raise ConfigError(f"tasks.{name}: {perturbing[0]} perturbs the word embeddings, which frozen "
                               "(cached) layers never see again: use it without frozen layers")
+        if model.freeze == "encoder" and not model.common_layers and task.head in ("cosine", "relu_cosine"):
+            raise ConfigError(f"tasks.{name}.head = {task.head!r} has no parameters and model.freeze = 'encoder' "
+                              "freezes the rest: nothing would train for this task (use head = 'linear' on the "
+                              "pair features, or model.common_layers > 0)")
 
 
 def check_task_pieces(name: str, task: TaskConfig) -> None:
