@@ -73,24 +73,27 @@ def _coefficients(step: int, group: dict) -> tuple[float, float]:
     return group["lr"] / (1 - beta1**step), math.sqrt(1 - beta2**step)
 
 
-def _single_update(params: list[Tensor], states: list[dict], step: int, group: dict) -> None:
+def _scalars(step: int, group: dict) -> tuple[float, ...]:
+    """The update's scalars: weight-decay factor, 1 - beta1, beta2, 1 - beta2, step size, sqrt of the
+    second-moment bias correction, eps."""
     beta1, beta2 = group["betas"]
     step_size, bias_correction2_sqrt = _coefficients(step, group)
-    for p, state in zip(params, states, strict=True):
-        grad, exp_avg, exp_avg_sq = p.grad, state["exp_avg"], state["exp_avg_sq"]
-        if group["weight_decay"] != 0:
-            p.mul_(1 - group["lr"] * group["weight_decay"])
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(group["eps"])
-        p.addcdiv_(exp_avg, denom, value=-step_size)
+    return (1 - group["lr"] * group["weight_decay"], 1 - beta1, beta2, 1 - beta2, step_size, bias_correction2_sqrt,
+            group["eps"])
+
+
+def _single_update(params: list[Tensor], states: list[dict], step: int, group: dict) -> None:
+    _update_tensors(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                    [s["exp_avg_sq"] for s in states], *_scalars(step, group))
 
 
 def _update_tensors(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
-                    decay: Tensor, one_minus_beta1: Tensor, beta2: Tensor, one_minus_beta2: Tensor,
-                    step_size: Tensor, bias_correction2_sqrt: Tensor, eps: Tensor) -> None:
-    """_single_update's arithmetic with every scalar a 0-d tensor, so that a compiled version is reused across
-    steps (Python floats would be baked into the compiled code)."""
+                    decay: float | Tensor, one_minus_beta1: float | Tensor, beta2: float | Tensor,
+                    one_minus_beta2: float | Tensor, step_size: float | Tensor,
+                    bias_correction2_sqrt: float | Tensor, eps: float | Tensor) -> None:
+    """The simple path, one tensor at a time. The fused path compiles this same function and passes every scalar
+    as a 0-d tensor, so one compiled version serves every step (Python floats would be baked into the code).
+    Without weight decay `decay` is 1.0, and multiplying by 1.0 is exact."""
     for p, grad, exp_avg, exp_avg_sq in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
         p.mul_(decay)
         exp_avg.lerp_(grad, one_minus_beta1)
@@ -106,28 +109,24 @@ def _fused_update(params: list[Tensor], states: list[dict], step: int, group: di
     global _compiled_update
     if _compiled_update is None:
         _compiled_update = torch.compile(_update_tensors, dynamic=False)
-    beta1, beta2 = group["betas"]
-    step_size, bias_correction2_sqrt = _coefficients(step, group)
-    scalars = (1 - group["lr"] * group["weight_decay"], 1 - beta1, beta2, 1 - beta2, step_size,
-               bias_correction2_sqrt, group["eps"])
     _compiled_update(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                     [s["exp_avg_sq"] for s in states], *(torch.tensor(x, dtype=torch.float64) for x in scalars))
+                     [s["exp_avg_sq"] for s in states],
+                     *(torch.tensor(x, dtype=torch.float64) for x in _scalars(step, group)))
 
 
 def _foreach_update(params: list[Tensor], states: list[dict], step: int, group: dict) -> None:
-    beta1, beta2 = group["betas"]
-    step_size, bias_correction2_sqrt = _coefficients(step, group)
+    decay, one_minus_beta1, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps = _scalars(step, group)
     grads = [p.grad for p in params]
     exp_avgs = [s["exp_avg"] for s in states]
     exp_avg_sqs = [s["exp_avg_sq"] for s in states]
     if group["weight_decay"] != 0:
-        torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(params, decay)
+    torch._foreach_lerp_(exp_avgs, grads, one_minus_beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=one_minus_beta2)
     denom = torch._foreach_sqrt(exp_avg_sqs)
     torch._foreach_div_(denom, bias_correction2_sqrt)
-    torch._foreach_add_(denom, group["eps"])
+    torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, exp_avgs, denom, value=-step_size)
 
 

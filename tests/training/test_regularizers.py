@@ -91,12 +91,12 @@ def test_bregman_proximal_pulls_towards_a_slow_moving_copy():
     model = tiny_model()
     batch = Batch("sst", random_batch(99, batch=4, length=7), torch.tensor([0, 1, 2, 3]), [0, 1, 2, 3])
     proximal = BregmanProximal(model, weight=1.0, momentum=0.75)
-    assert proximal(batch, model(batch), classification=True).item() == pytest.approx(0.0, abs=1e-7)
+    assert proximal(batch, model(batch)).item() == pytest.approx(0.0, abs=1e-7)
     head = model.heads["sst"].head.net[-1].weight
     before = head.detach().clone()
     with torch.no_grad():
         head.add_(1.0)  # an update moves the model away from the copy
-    term = proximal(batch, model(batch), classification=True)
+    term = proximal(batch, model(batch))
     assert term.item() > 0
     term.backward()
     assert head.grad.abs().sum() > 0  # the pull reaches the model ...

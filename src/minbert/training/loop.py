@@ -102,8 +102,7 @@ class TaskLoss(nn.Module):
         for weight, regularizer in regularizers:
             total = total + weight * regularizer(self.model, batch, output, loss, word_embeds)
         if self.proximal is not None:
-            classification = self.model.heads[batch.task].kind.is_classification
-            total = total + self.proximal.weight * self.proximal(batch, output, classification)
+            total = total + self.proximal.weight * self.proximal(batch, output)
         return total
 
 

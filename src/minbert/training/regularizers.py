@@ -114,9 +114,10 @@ class BregmanProximal:
         self.weight, self.momentum = weight, momentum
         self.teacher = copy.deepcopy(model).requires_grad_(False).eval()  # no dropout: a fixed target
 
-    def __call__(self, batch: Batch, output: TaskOutput, classification: bool) -> Tensor:
+    def __call__(self, batch: Batch, output: TaskOutput) -> Tensor:
         with torch.no_grad():
             target = self.teacher(batch)
+        classification = self.teacher.heads[batch.task].kind.is_classification
         return divergence(output, TaskOutput(target.logits.float(), target.score.float()), classification)
 
     @torch.no_grad()
