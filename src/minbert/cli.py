@@ -165,7 +165,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from minbert.training.ablation import run_ablation
 
-    out = run_ablation(args.sweep, data_dir=args.data_dir, budget=args.budget)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    out = run_ablation(args.sweep, data_dir=args.data_dir, budget=args.budget, seeds=seeds, jobs=args.jobs)
     print((out / "ablation.md").read_text(encoding="utf-8"))
     print(f"table: {out / 'ablation.md'}, chart: {out / 'ablation.png'}")
     return 0
@@ -239,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_flag(ablate)
     ablate.add_argument("--budget", type=float, default=None,
                         help="train every variant on this share (0-1] of each task's training data")
+    ablate.add_argument("--seeds", default=None,
+                        help="comma-separated seeds: every variant once per seed (overrides the sweep's `seeds`)")
+    ablate.add_argument("--jobs", type=int, default=1,
+                        help="train this many runs at once in separate processes (GPU or many cores)")
     ablate.set_defaults(handler=cmd_ablate)
 
     bench = sub.add_parser("bench", help="minbert vs HF transformers: inference and training speed, memory")

@@ -8,12 +8,9 @@ from minbert.cli import main
 from minbert.errors import ConfigError
 from minbert.training.ablation import read_sweep
 
-
-def test_sweep_runs_variants_and_writes_a_table(tmp_path, tiny_model_dir, tiny_data_dir, capsys):
-    base = tmp_path / "base.toml"
-    base.write_text(f"""
+BASE = """
 [model]
-path = "{tiny_model_dir}"
+path = "{model}"
 max_length = 32
 [train]
 epochs = 1
@@ -29,7 +26,12 @@ pair_encoding = "siamese"
 head = "cosine"
 loss = "cosine_mse"
 pooling = "mean"
-""")
+"""
+
+
+def test_sweep_runs_variants_and_writes_a_table(tmp_path, tiny_model_dir, tiny_data_dir, capsys):
+    base = tmp_path / "base.toml"
+    base.write_text(BASE.format(model=tiny_model_dir))
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(f"""
 base = "base.toml"
@@ -53,6 +55,37 @@ cosent = ["tasks.sts.loss=cosent"]
     assert (tmp_path / "out" / "baseline" / "metrics.json").stat().st_mtime == metrics  # finished: not re-run
 
 
+def test_seeds_run_in_parallel_and_the_table_shows_their_spread(tmp_path, tiny_model_dir, tiny_data_dir):
+    (tmp_path / "base.toml").write_text(BASE.format(model=tiny_model_dir))
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(f"""
+base = "base.toml"
+output_dir = "{tmp_path / 'out'}"
+seeds = [3, 4]
+[variants]
+baseline = []
+cosent = ["tasks.sts.loss=cosent"]
+""")
+    # four runs, two processes at a time
+    assert main(["ablate", str(sweep), "--data-dir", str(tiny_data_dir), "--jobs", "2"]) == 0
+    out = tmp_path / "out"
+    for variant in ("baseline", "cosent"):
+        for seed in (3, 4):
+            assert f"seed = {seed}\n" in (out / variant / f"seed-{seed}" / "config.toml").read_text()
+    rows = {}
+    for line in (out / "ablation.md").read_text().splitlines():
+        if line.startswith("| baseline") or line.startswith("| cosent"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells
+    assert "Every variant ran with seeds 3, 4" in (out / "ablation.md").read_text()
+    # the mean and spread are those of the two runs' own overall scores
+    per_seed = [float(v) for v in rows["baseline"][-3].split(" / ")]
+    mean, spread = (float(v) for v in rows["baseline"][2].split(" ± "))
+    assert len(per_seed) == 2 and mean == pytest.approx(sum(per_seed) / 2, abs=1e-4)
+    assert spread == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5, abs=1e-4)
+    assert per_seed[0] != per_seed[1]  # different seeds, different runs
+
+
 def test_bad_sweeps(tmp_path):
     sweep = tmp_path / "s.toml"
     sweep.write_text('base = "x.toml"\nvariant = {}\n')
@@ -69,4 +102,7 @@ def test_bad_sweeps(tmp_path):
         read_sweep(sweep)
     sweep.write_text('[variants]\na = { overrides = [] }\n')
     with pytest.raises(ConfigError, match="a table with `config`"):
+        read_sweep(sweep)
+    sweep.write_text('base = "x.toml"\nseeds = [1, 1]\n[variants]\na = []\n')
+    with pytest.raises(ConfigError, match="seeds must be a list of distinct integers"):
         read_sweep(sweep)

@@ -72,10 +72,11 @@ def plot_similarity(predictions: Sequence[float], labels: Sequence[float], bins:
     plt.close(fig)
 
 
-def plot_ablation(names: Sequence[str], overall: Sequence[float], path: str | Path) -> None:
-    """One bar per variant: the overall dev score."""
+def plot_ablation(names: Sequence[str], overall: Sequence[float], path: str | Path,
+                  errors: Sequence[float] | None = None) -> None:
+    """One bar per variant: the overall dev score (with its standard deviation over seeds, when given)."""
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names) + 2), 4))
-    bars = ax.bar(names, overall)
+    bars = ax.bar(names, overall, yerr=errors, capsize=3 if errors else 0)
     for bar, value in zip(bars, overall, strict=True):
         ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.3f}", ha="center", va="bottom", fontsize=8)
     low = min(overall)

@@ -15,27 +15,41 @@ A variant may instead name its own config (relative to this file), with optional
 
 A variant whose run directory already holds final metrics is not run again (delete it to re-run); one that was
 interrupted resumes from its newest checkpoint.
+
+    seeds = [11711, 1, 2]                # optional: every variant once per seed (runs <variant>/seed-<S>); the
+                                         # table shows the mean and standard deviation, so differences can be
+                                         # weighed against seed noise
+
+`jobs` > 1 trains that many runs at once in separate processes (a GPU, or a machine with many cores); the CPU
+threads are shared out between them.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import statistics
 from pathlib import Path
 
 from minbert.errors import ConfigError
 from minbert.evaluation.metrics import overall_score
 from minbert.training.checkpoint import list_checkpoints
-from minbert.training.config import load_config, read_toml
+from minbert.training.config import RunConfig, load_config, read_toml
 from minbert.training.run import train_run
 
 
 def read_sweep(path: Path) -> dict:
     """The sweep file, with every variant resolved to {"config": Path, "overrides": [...]}."""
     sweep = read_toml(path, "sweep file")
-    unknown = set(sweep) - {"base", "output_dir", "budget", "overrides", "variants"}
+    unknown = set(sweep) - {"base", "output_dir", "budget", "overrides", "seeds", "variants"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use base, output_dir, budget, "
-                          "overrides, variants)")
+                          "overrides, seeds, variants)")
+    seeds = sweep.get("seeds", [])
+    if (not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"{path}: seeds must be a list of distinct integers, got {seeds!r}")
     if not sweep.get("variants"):
         raise ConfigError(f"{path}: a sweep needs a [variants] table")
     check_overrides(path, "overrides", sweep.get("overrides", []))
@@ -62,32 +76,86 @@ def check_overrides(path: Path, name: str, overrides: object) -> None:
         raise ConfigError(f"{path}: {name} must be a list of key=value strings")
 
 
-def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | None = None) -> Path:
+def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | None = None,
+                 seeds: list[int] | None = None, jobs: int = 1) -> Path:
     path = Path(path)
     sweep = read_sweep(path)
     budget = budget if budget is not None else sweep.get("budget")
+    seeds = seeds if seeds is not None else sweep.get("seeds", [])
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
     out = Path(sweep.get("output_dir") or Path("runs") / "ablations" / path.stem)
-    common = ([f"output_dir={out}"] + ([f"train.train_fraction={budget}"] if budget else [])
-              + sweep.get("overrides", []))
-    # check every variant before running any: a typo in the last one should not cost the first ones' time
-    configs = {name: load_config(variant["config"], [*common, *variant["overrides"], f"name={name}"])
-               for name, variant in sweep["variants"].items()}
-    for name, config in configs.items():
-        run_dir = out / name
-        if (run_dir / "metrics.json").exists() and "final_dev" in json.loads((run_dir / "metrics.json").read_text()):
-            continue
-        if list_checkpoints(run_dir):
-            train_run(config, data_dir, resume=run_dir)
-        else:
-            train_run(config, data_dir, overwrite=True)
+    common = ([f"train.train_fraction={budget}"] if budget else []) + sweep.get("overrides", [])
+    # check every run's config before running any: a typo in the last one should not cost the first ones' time
+    runs = {}
+    for seed in seeds or [None]:  # seed-major: a sweep cut short has every variant at the first seeds
+        for name, variant in sweep["variants"].items():
+            where = [f"output_dir={out}", f"name={name}"] if seed is None else [
+                f"output_dir={out / name}", f"name=seed-{seed}", f"seed={seed}"]
+            config = load_config(variant["config"], [*common, *variant["overrides"], *where])
+            runs[Path(config.output_dir) / config.name] = config
+    pending = [(config, run_dir) for run_dir, config in runs.items() if not finished(run_dir)]
+    if jobs > 1 and len(pending) > 1:
+        run_parallel(pending, data_dir, jobs)
+    else:
+        for config, run_dir in pending:
+            train_one(config, run_dir, data_dir)
     base = (path.parent / sweep["base"]).resolve() if "base" in sweep else None
-    rows = [summarize(name, out / name, variant, base) for name, variant in sweep["variants"].items()]
-    write_table(rows, out / "ablation.md", base, budget, sweep.get("overrides", []))
+    rows = [summarize(name, [out / name / f"seed-{s}" for s in seeds] if seeds else [out / name], variant, base)
+            for name, variant in sweep["variants"].items()]
+    write_table(rows, out / "ablation.md", base, budget, sweep.get("overrides", []), seeds)
     plot_bars(rows, out / "ablation.png")
     return out
 
 
-def summarize(name: str, run_dir: Path, variant: dict, base: Path | None) -> dict:
+def finished(run_dir: Path) -> bool:
+    metrics = run_dir / "metrics.json"
+    return metrics.exists() and "final_dev" in json.loads(metrics.read_text(encoding="utf-8"))
+
+
+def train_one(config: RunConfig, run_dir: Path, data_dir: str | None, threads: int = 0) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if list_checkpoints(run_dir):
+        train_run(config, data_dir, resume=run_dir)
+    else:
+        train_run(config, data_dir, overwrite=True)
+
+
+def run_parallel(pending: list, data_dir: str | None, jobs: int) -> None:
+    """Train the runs `jobs` at a time, each in its own process (spawned: no CUDA or thread state is inherited).
+    A run that fails does not stop the others; the failures are listed at the end."""
+    jobs = min(jobs, len(pending))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
+        results = [(run_dir, pool.apply_async(train_one, (config, run_dir, data_dir, threads)))
+                   for config, run_dir in pending]
+        failures = []
+        for run_dir, result in results:
+            try:
+                result.get()
+            except Exception as exc:
+                failures.append(f"{run_dir}: {type(exc).__name__}: {exc}")
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(pending)} runs failed:\n" + "\n".join(failures))
+
+
+def summarize(name: str, run_dirs: list[Path], variant: dict, base: Path | None) -> dict:
+    """One table row: the run's dev scores, or with several seeds their means (and per-seed overall scores)."""
+    per_run = [score_run(run_dir) for run_dir in run_dirs]
+    scores = {task: statistics.fmean(r["scores"][task] for r in per_run) for task in per_run[0]["scores"]}
+    overall = [r["overall"] for r in per_run]
+    # a variant with its own config shows it first in the overrides column
+    shown = variant["overrides"] if variant["config"] == base else [variant["config"].name, *variant["overrides"]]
+    return {"name": name, "overrides": shown, "overall": statistics.fmean(overall), "per_seed": overall,
+            "overall_sd": statistics.stdev(overall) if len(overall) > 1 else None, "scores": scores,
+            "best_epoch": "/".join(str(r["best_epoch"]) for r in per_run),
+            "minutes": statistics.fmean(r["minutes"] for r in per_run)}
+
+
+def score_run(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     scores = {task: result["score"] for task, result in metrics["final_dev"].items()}
     by_data = {}
@@ -96,13 +164,12 @@ def summarize(name: str, run_dir: Path, variant: dict, base: Path | None) -> dic
         by_data[task_config.data] = scores[task]
     overall = (overall_score(by_data["sst"], by_data["quora"], by_data["sts"])
                if {"sst", "quora", "sts"} <= by_data.keys() else metrics["best"]["selection_score"])
-    # a variant with its own config shows it first in the overrides column
-    shown = variant["overrides"] if variant["config"] == base else [variant["config"].name, *variant["overrides"]]
-    return {"name": name, "overrides": shown, "overall": overall, "scores": by_data,
-            "best_epoch": metrics["best"]["epoch"], "minutes": metrics["wall_seconds"] / 60}
+    return {"scores": by_data, "overall": overall, "best_epoch": metrics["best"]["epoch"],
+            "minutes": metrics["wall_seconds"] / 60}
 
 
-def write_table(rows: list[dict], path: Path, base: Path | None, budget: float | None, common: list[str]) -> None:
+def write_table(rows: list[dict], path: Path, base: Path | None, budget: float | None, common: list[str],
+                seeds: list[int] = ()) -> None:
     columns = sorted({data for row in rows for data in row["scores"]}, key=["sst", "quora", "sts", "cfimdb"].index)
     config = f"Base config: `{base.name}`; a" if base else "A"
     lines = [f"# Ablation: {path.parent.name}", "",
@@ -115,17 +182,25 @@ def write_table(rows: list[dict], path: Path, base: Path | None, budget: float |
     if budget:
         lines.append(f"**Budget: every variant trained on {budget:.0%} of each task's training examples**, so "
                      "absolute scores are below full runs; compare rows with each other.")
-    lines += ["", "| variant | overrides | overall | " + " | ".join(columns) + " | best epoch | minutes |",
-              "| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " | ---: | ---: |"]
+    if seeds:
+        lines.append(f"Every variant ran with seeds {', '.join(map(str, seeds))}: task columns are means over the "
+                     "seeds, `overall` is mean ± standard deviation, `per seed` lists each seed's overall score, "
+                     "minutes are per run.")
+    seed_column, seed_rule = (" per seed |", " --- |") if seeds else ("", "")
+    lines += ["", f"| variant | overrides | overall | {' | '.join(columns)} |{seed_column} best epoch | minutes |",
+              "| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + f" |{seed_rule} ---: | ---: |"]
     for row in rows:
         cells = [f"{row['scores'][c]:.4f}" if c in row["scores"] else "-" for c in columns]
         overrides = ", ".join(f"`{o}`" for o in row["overrides"]) or "(base)"
-        lines.append(f"| {row['name']} | {overrides} | {row['overall']:.4f} | " + " | ".join(cells)
-                     + f" | {row['best_epoch']} | {row['minutes']:.1f} |")
+        overall = f"{row['overall']:.4f}" + (f" ± {row['overall_sd']:.4f}" if row["overall_sd"] is not None else "")
+        per_seed = f" {' / '.join(f'{v:.4f}' for v in row['per_seed'])} |" if seeds else ""
+        lines.append(f"| {row['name']} | {overrides} | {overall} | " + " | ".join(cells)
+                     + f" |{per_seed} {row['best_epoch']} | {row['minutes']:.1f} |")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def plot_bars(rows: list[dict], path: Path) -> None:
     from minbert.evaluation.plots import plot_ablation
 
-    plot_ablation([r["name"] for r in rows], [r["overall"] for r in rows], path)
+    plot_ablation([r["name"] for r in rows], [r["overall"] for r in rows], path,
+                  errors=[r["overall_sd"] or 0.0 for r in rows] if any(r["overall_sd"] for r in rows) else None)
