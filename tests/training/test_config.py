@@ -46,10 +46,11 @@ def test_resolved_config_round_trips(config_file, tmp_path):
     assert load_config(tmp_path / "resolved.toml") == config
 
 
-def test_a_task_with_nothing_to_train_is_refused():
+@pytest.mark.parametrize("head", ["cosine", "relu_cosine"])
+def test_a_task_with_nothing_to_train_is_refused(head):
     overrides = ["model.freeze=encoder", "tasks.sts.data=sts", "tasks.sts.pair_encoding=siamese",
-                 "tasks.sts.head=cosine", "tasks.sts.loss=cosine_mse"]
-    with pytest.raises(ConfigError, match="tasks.sts.head = 'cosine' has no parameters"):
+                 f"tasks.sts.head={head}", "tasks.sts.loss=cosine_mse"]
+    with pytest.raises(ConfigError, match=f"tasks.sts.head = '{head}' has no parameters"):
         load_config(None, overrides)
     load_config(None, [*overrides, "model.common_layers=1"])  # a shared dense layer trains
 

@@ -14,7 +14,7 @@ from minbert.errors import CheckpointError, ConfigError
 from minbert.model.bert import BertModel, BertOutput
 from minbert.model.loading import load_encoder_weights, native_to_hf
 from minbert.model.pal import PAL
-from minbert.tasks.heads import HEADS, CosineHead
+from minbert.tasks.heads import HEADS
 from minbert.tasks.kinds import KINDS, TaskKind
 from minbert.tasks.losses import LOSSES, TaskOutput
 from minbert.tasks.pooling import POOLINGS
@@ -48,7 +48,7 @@ class TaskModule(nn.Module):
         # a cosine trained against a label mapping reads back through that mapping (cosine_mse: 5 * cos, not the
         # head's 2.5 * (1 + cos)), so predicted scores sit on the label scale
         to_score = getattr(self.loss_fn, "to_score", None)
-        if to_score is not None and isinstance(self.head, CosineHead):
+        if to_score is not None and getattr(self.head, "needs_pairs", False):  # a cosine head
             return TaskOutput(logits, to_score(logits), embeddings)
         return TaskOutput(logits, self.head.to_score(logits, *self.kind.format.score_range), embeddings)
 

@@ -270,6 +270,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
 def validate(config: RunConfig) -> None:
     """Impossible values and unknown technique names, one clear message each."""
     from minbert.tasks import registry_names  # late: the registries import torch modules
+    from minbert.tasks.heads import HEADS
 
     def check(where: str, value: Any) -> None:
         leaf = where.split(".")[-1]
@@ -326,7 +327,7 @@ def validate(config: RunConfig) -> None:
         if perturbing and (model.frozen_layers or model.trainable_layers >= 0 or model.freeze == "encoder"):
             raise ConfigError(f"tasks.{name}: {perturbing[0]} perturbs the word embeddings, which frozen "
                               "(cached) layers never see again: use it without frozen layers")
-        if model.freeze == "encoder" and not model.common_layers and task.head in ("cosine", "relu_cosine"):
+        if model.freeze == "encoder" and not model.common_layers and getattr(HEADS[task.head], "needs_pairs", False):
             raise ConfigError(f"tasks.{name}.head = {task.head!r} has no parameters and model.freeze = 'encoder' "
                               "freezes the rest: nothing would train for this task (use head = 'linear' on the "
                               "pair features, or model.common_layers > 0)")
