@@ -162,11 +162,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def seed_list(text: str) -> list[int]:
+    """`--seeds 11711,1,2` -> [11711, 1, 2]."""
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from minbert.training.ablation import run_ablation
 
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    out = run_ablation(args.sweep, data_dir=args.data_dir, budget=args.budget, seeds=seeds, jobs=args.jobs)
+    out = run_ablation(args.sweep, data_dir=args.data_dir, budget=args.budget, seeds=args.seeds, jobs=args.jobs)
     print((out / "ablation.md").read_text(encoding="utf-8"))
     print(f"table: {out / 'ablation.md'}, chart: {out / 'ablation.png'}")
     return 0
@@ -240,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_flag(ablate)
     ablate.add_argument("--budget", type=float, default=None,
                         help="train every variant on this share (0-1] of each task's training data")
-    ablate.add_argument("--seeds", default=None,
+    ablate.add_argument("--seeds", type=seed_list, default=None,
                         help="comma-separated seeds: every variant once per seed (overrides the sweep's `seeds`)")
     ablate.add_argument("--jobs", type=int, default=1,
                         help="train this many runs at once in separate processes (GPU or many cores)")

@@ -6,7 +6,7 @@ import pytest
 
 from minbert.cli import main
 from minbert.errors import ConfigError
-from minbert.training.ablation import read_sweep
+from minbert.training.ablation import read_sweep, run_ablation
 
 BASE = """
 [model]
@@ -106,3 +106,12 @@ def test_bad_sweeps(tmp_path):
     sweep.write_text('base = "x.toml"\nseeds = [1, 1]\n[variants]\na = []\n')
     with pytest.raises(ConfigError, match="seeds must be a list of distinct integers"):
         read_sweep(sweep)
+    sweep.write_text('base = "x.toml"\n[variants]\na = []\n')
+    with pytest.raises(ConfigError, match="--seeds: seeds must be a list of distinct integers"):
+        run_ablation(sweep, seeds=[2, 2])  # refused before any run
+
+
+def test_seeds_flag_wants_integers(capsys):
+    with pytest.raises(SystemExit):
+        main(["ablate", "sweep.toml", "--seeds", "1,x"])
+    assert "expected comma-separated integers, got '1,x'" in capsys.readouterr().err

@@ -30,6 +30,7 @@ import json
 import multiprocessing
 import os
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 from minbert.errors import ConfigError
@@ -46,10 +47,7 @@ def read_sweep(path: Path) -> dict:
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use base, output_dir, budget, "
                           "overrides, seeds, variants)")
-    seeds = sweep.get("seeds", [])
-    if (not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-            or len(set(seeds)) != len(seeds)):
-        raise ConfigError(f"{path}: seeds must be a list of distinct integers, got {seeds!r}")
+    check_seeds(str(path), sweep.get("seeds", []))
     if not sweep.get("variants"):
         raise ConfigError(f"{path}: a sweep needs a [variants] table")
     check_overrides(path, "overrides", sweep.get("overrides", []))
@@ -71,6 +69,12 @@ def read_sweep(path: Path) -> dict:
     return sweep
 
 
+def check_seeds(source: str, seeds: object) -> None:
+    if (not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"{source}: seeds must be a list of distinct integers, got {seeds!r}")
+
+
 def check_overrides(path: Path, name: str, overrides: object) -> None:
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"{path}: {name} must be a list of key=value strings")
@@ -81,19 +85,24 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
     path = Path(path)
     sweep = read_sweep(path)
     budget = budget if budget is not None else sweep.get("budget")
-    seeds = seeds if seeds is not None else sweep.get("seeds", [])
+    if seeds is None:
+        seeds = sweep.get("seeds", [])
+    else:
+        check_seeds("--seeds", seeds)
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
     out = Path(sweep.get("output_dir") or Path("runs") / "ablations" / path.stem)
     common = ([f"train.train_fraction={budget}"] if budget else []) + sweep.get("overrides", [])
     # check every run's config before running any: a typo in the last one should not cost the first ones' time
-    runs = {}
+    runs, run_dirs = {}, {name: [] for name in sweep["variants"]}
     for seed in seeds or [None]:  # seed-major: a sweep cut short has every variant at the first seeds
         for name, variant in sweep["variants"].items():
             where = [f"output_dir={out}", f"name={name}"] if seed is None else [
                 f"output_dir={out / name}", f"name=seed-{seed}", f"seed={seed}"]
             config = load_config(variant["config"], [*common, *variant["overrides"], *where])
-            runs[Path(config.output_dir) / config.name] = config
+            run_dir = Path(config.output_dir) / config.name
+            runs[run_dir] = config
+            run_dirs[name].append(run_dir)
     pending = [(config, run_dir) for run_dir, config in runs.items() if not finished(run_dir)]
     if jobs > 1 and len(pending) > 1:
         run_parallel(pending, data_dir, jobs)
@@ -101,8 +110,7 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
         for config, run_dir in pending:
             train_one(config, run_dir, data_dir)
     base = (path.parent / sweep["base"]).resolve() if "base" in sweep else None
-    rows = [summarize(name, [out / name / f"seed-{s}" for s in seeds] if seeds else [out / name], variant, base)
-            for name, variant in sweep["variants"].items()]
+    rows = [summarize(name, run_dirs[name], variant, base) for name, variant in sweep["variants"].items()]
     write_table(rows, out / "ablation.md", base, budget, sweep.get("overrides", []), seeds)
     plot_bars(rows, out / "ablation.png")
     return out
@@ -169,7 +177,7 @@ def score_run(run_dir: Path) -> dict:
 
 
 def write_table(rows: list[dict], path: Path, base: Path | None, budget: float | None, common: list[str],
-                seeds: list[int] = ()) -> None:
+                seeds: Sequence[int] = ()) -> None:
     columns = sorted({data for row in rows for data in row["scores"]}, key=["sst", "quora", "sts", "cfimdb"].index)
     config = f"Base config: `{base.name}`; a" if base else "A"
     lines = [f"# Ablation: {path.parent.name}", "",
