@@ -65,12 +65,13 @@ def test_non_utf8_bytes_skip_only_their_row(tmp_path):
     assert [(s.line, s.reason) for s in loaded.skipped] == [(3, "non-UTF-8 bytes in sentence")]
 
 
-def test_unbalanced_quote_swallowing_lines_is_reported(tmp_path):
+def test_an_unbalanced_quote_costs_its_own_line_only(tmp_path):
     path = tmp_path / "sst.csv"
     path.write_text('\tid\tsentence\tsentiment\n0\ta\t"open quote\t3\n1\tb\tnext" row\t2\n2\tc\tfine\t1\n')
     loaded = read_examples(path, FORMATS["sst"])
-    assert [e.id for e in loaded.examples] == ["c"]
-    assert loaded.skipped[0].line == 2 and "runs over lines 2-3" in loaded.skipped[0].reason
+    assert [(e.id, e.texts) for e in loaded.examples] == [("b", ('next" row',)), ("c", ("fine",))]  # a quote inside
+    assert [(s.line, s.reason) for s in loaded.skipped] == [  # a field is text
+        (2, "unbalanced quote (a quoted field must close on its own line)")]
 
 
 def test_missing_column_and_empty_file(tmp_path):

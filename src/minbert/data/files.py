@@ -1,17 +1,17 @@
 """Readers for the CS224N tab-separated files, with row-level validation.
 
-Columns are found by header name (the SST and CFIMDB test files carry an extra leading column). A bad row is
-reported with file:line and reason and skipped (or, with strict=True, aborts the load); a label is never invented
-and no row is dropped without a report.
+Columns are found by header name (the SST and CFIMDB test files carry an extra leading column). A row is one
+line, its fields split with csv's quoting rules. A bad row is reported with file:line and reason and skipped (or,
+with strict=True, aborts the load); a label is never invented and no row is dropped without a report.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,17 +106,40 @@ def read_examples(path: str | Path, fmt: FileFormat, labelled: bool = True, stri
     return parse_examples(raw, path, fmt, labelled, strict)
 
 
+# csv's own line ends; str.splitlines would also split on \x0c, \x1c, \u2028, ... which may sit inside a sentence
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def split_line(line: str, delimiter: str) -> tuple[list[str], str | None]:
+    """One physical line's fields with csv's quoting rules, or ([], reason). A row is one line: a quote left open
+    costs that line only, never the rest of the file."""
+    try:
+        return next(csv.reader([line], delimiter=delimiter, strict=True), []), None
+    except csv.Error as exc:
+        message = str(exc)
+        if "field larger than field limit" in message:
+            return [], f"a field of more than {csv.field_size_limit():,} characters"
+        if "unexpected end of data" in message:
+            return [], "unbalanced quote (a quoted field must close on its own line)"
+        if "expected after" in message:
+            return [], "text after a closing quote (quote the whole field and double the quotes inside)"
+        return [], f"unreadable row ({message})"
+
+
 def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = True, strict: bool = False,
                    header_line: int = 1) -> LoadedFile:
     """Parse a file's bytes; `path` names it in messages. `header_line=0` for a header that is not in the file
-    (so reported line numbers stay those of the file)."""
+    (so reported line numbers stay those of the file). Every non-blank line after the header becomes an example
+    or a reported skipped row."""
     # surrogateescape keeps undecodable bytes visible per row, so one bad row does not sink the whole file
     text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     if not text.strip():
         raise DataError(f"{path}: empty file (expected a header line)")
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=fmt.delimiter)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    lines = LINE_BREAK.split(text)
+    header, reason = split_line(lines[0], fmt.delimiter)
+    if reason:
+        raise DataError(f"{path}:{header_line}: header: {reason}")
+    header = [h.strip() for h in header]
     needed = [c for c in (fmt.id_column, *fmt.text_columns) if c] + ([fmt.label_column] if labelled else [])
     for column in needed:
         if column not in header:
@@ -131,21 +154,18 @@ def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = Tru
         log.warning("%s:%d: skipped row: %s", path, line, reason)
         loaded.skipped.append(SkippedRow(line, reason))
 
-    for row in reader:
-        # csv skips blank lines and lets a quoted field run over several: count back from where the row ended
-        cells = [v for k, v in row.items() if k is not None and v is not None] + (row.get(None) or [])
-        spanned = sum(v.count("\n") + v.count("\r") - v.count("\r\n") for v in cells)
-        end = reader.line_num + header_line - 1
-        line = end - spanned
-        if spanned:
-            skip(line, f"the row runs over lines {line}-{end} (unbalanced quote?)")
+    for offset, text_line in enumerate(lines[1:], start=1):
+        line = header_line + offset
+        if not text_line.strip():
+            continue  # a blank line is not a row
+        cells, reason = split_line(text_line, fmt.delimiter)
+        if reason:
+            skip(line, reason)
             continue
-        if not any(v.strip() for v in cells):
-            continue  # a line of empty fields is not a row
-        if None in row:
-            skip(line, f"{len(header) + len(row[None])} fields, the header has {len(header)}")
+        if len(cells) > len(header):
+            skip(line, f"{len(cells)} fields, the header has {len(header)}")
             continue
-        values = {k: (v if v is not None else "") for k, v in row.items()}
+        values = dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=True))
         bad = [c for c in needed if any("\udc80" <= ch <= "\udcff" for ch in values[c])]
         if bad:
             skip(line, f"non-UTF-8 bytes in {bad[0]}")
