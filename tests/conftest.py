@@ -156,3 +156,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> Path:
     return make_tiny_data_dir(tmp_path_factory.mktemp("tiny-data"))
+
+
+def write_tiny_config(path: Path, output_dir: Path, model_dir: Path, train: str = "",
+                      tasks: str = '[tasks.sst]\ndata = "sst"\n') -> Path:
+    """A run config for the tiny random model: `train` lines go into [train], `tasks` is TOML task tables."""
+    path.write_text(f"""output_dir = "{output_dir}"
+[model]
+path = "{model_dir}"
+max_length = 32
+[train]
+epochs = 1
+batch_size = 8
+lr = 1e-3
+{train}
+{tasks}""", encoding="utf-8")
+    return path

@@ -49,18 +49,22 @@ def cmd_data(args: argparse.Namespace) -> int:
         loaded = read_examples(path, FORMATS[kind], labelled=split != "test", strict=args.strict)
         report[name] = {"rows": len(loaded.examples),
                         "skipped": [{"line": s.line, "reason": s.reason} for s in loaded.skipped]}
+        if not loaded.examples:  # training or scoring on it would fail; predicting for it writes nothing
+            report[name]["error"] = "no data rows"
     if not report:
         print(f"minbert: no known data files in {directory}", file=sys.stderr)
         return 2
+    failed = any("error" in entry for entry in report.values())
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return 1 if failed else 0
     print(f"data directory: {directory}")
     for name, entry in report.items():
-        print(f"  {name:<30} {entry['rows']:>7,} rows loaded, {len(entry['skipped'])} skipped")
+        error = f"  <- error: {entry['error']}" if "error" in entry else ""
+        print(f"  {name:<30} {entry['rows']:>7,} rows loaded, {len(entry['skipped'])} skipped{error}")
         for skipped in entry["skipped"]:
             print(f"      line {skipped['line']}: {skipped['reason']}")
-    return 0
+    return 1 if failed else 0
 
 
 QUICK = ["train.max_train_examples=600", "train.max_eval_examples=300", "train.epochs=1"]
@@ -112,25 +116,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_prediction_input(path: str, columns: tuple[str, ...]) -> tuple[list[str], list[tuple[str, ...]]]:
-    """A CS224N-format file (a header naming the columns), or plain lines: a sentence, or `a<TAB>b` for pairs.
-    Rows without an id column are numbered by line."""
+def read_prediction_input(path: str, columns: tuple[str, ...], skip_bad_rows: bool = False
+                          ) -> tuple[list[str], list[tuple[str, ...]], list]:
+    """A CS224N-format file (a header naming the columns; ids from its `id` column, else line numbers), or plain
+    lines: a sentence, or `a<TAB>b` for pairs, named by line number. Malformed rows stop the job unless
+    `skip_bad_rows`; returns ids, rows and the skipped rows."""
     from minbert.data.files import FileFormat, parse_examples
 
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise MinbertError(f"{path}: cannot read ({exc.strerror})") from None
-    header = [h.strip() for h in raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").split("\t")]
-    header_line = 1
-    if not all(c in header for c in columns):  # plain lines: give them a header and line-number ids
-        lines = raw.splitlines()
-        raw = b"\n".join([b"\t".join(c.encode() for c in ("id", *columns)),
-                          *(str(n).encode() + b"\t" + line for n, line in enumerate(lines, start=1))])
-        header, header_line = ["id"], 0
-    fmt = FileFormat(columns, "", num_classes=2, id_column="id" if "id" in header else columns[0])
-    examples = parse_examples(raw, Path(path), fmt, labelled=False, header_line=header_line).examples
-    return [e.id if "id" in header else str(e.line) for e in examples], [e.texts for e in examples]
+    first = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").split("\t")
+    header = [h.strip().strip('"') for h in first]
+    if all(c in header for c in columns):
+        fmt = FileFormat(columns, "", id_column="id" if "id" in header else "")
+        loaded = parse_examples(raw, Path(path), fmt, labelled=False)
+    else:  # plain lines: quotes are text, and line 1 is the first example
+        fmt = FileFormat(columns, "", id_column="", quoting=False)
+        loaded = parse_examples("\t".join(columns).encode() + b"\n" + raw, Path(path), fmt, labelled=False,
+                                header_line=0)
+    if loaded.skipped and not skip_bad_rows:
+        first_bad = loaded.skipped[0]
+        lines = ", ".join(str(s.line) for s in loaded.skipped[:20]) + (", ..." if len(loaded.skipped) > 20 else "")
+        raise MinbertError(f"{path}:{first_bad.line}: {first_bad.reason}; {len(loaded.skipped)} malformed rows in "
+                           f"all (lines {lines}): fix them, or pass --skip-bad-rows to predict the others")
+    if not loaded.examples:
+        raise MinbertError(f"{path}: no rows to predict" + (f" ({len(loaded.skipped)} malformed rows skipped)"
+                                                             if loaded.skipped else ""))
+    ids = [e.id if fmt.id_column else str(e.line) for e in loaded.examples]
+    return ids, [e.texts for e in loaded.examples], loaded.skipped
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -141,8 +156,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     task = predictor.resolve_task(args.task, sentiment=args.task is None)
     kind = predictor.model.heads[task].kind
     width = len(kind.format.text_columns)
+    skipped = []
     if args.input:
-        ids, rows = read_prediction_input(args.input, kind.format.text_columns)
+        ids, rows, skipped = read_prediction_input(args.input, kind.format.text_columns, args.skip_bad_rows)
     else:
         texts = [*(args.text or []), *args.texts]
         if not texts:
@@ -153,12 +169,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ids = [str(i + 1) for i in range(len(rows))]
     predictions = predictor.predict(task, rows)
     shown = [p if kind.is_classification else f"{p:.4f}" for p in predictions]
+    count = f"{len(shown)} prediction{'s' if len(shown) != 1 else ''}"
+    note = f" ({len(skipped)} malformed rows skipped: see the warnings above)" if skipped else ""
     if args.output:
         write_predictions(args.output, kind.prediction_header, ids, shown)
-        print(f"wrote {len(shown)} predictions to {args.output}")
+        print(f"wrote {count} to {args.output}{note}")
     else:
         for row, prediction in zip(rows, shown, strict=True):
             print("\t".join([str(prediction), *row]))
+        if args.input:
+            print(f"{count}{note}", file=sys.stderr)
     return 0
 
 
@@ -195,8 +215,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from minbert import __version__
+
     parser = argparse.ArgumentParser(prog="minbert", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument("--version", action="version", version=f"minbert {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="print a model's configuration and parameter counts")
@@ -239,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text", action="append", help="a sentence (repeatable)")
     predict.add_argument("--input", default=None, help="a file: CS224N format with a header, or one example a line")
     predict.add_argument("--output", default=None, help="write predictions here in the starter's format")
+    predict.add_argument("--skip-bad-rows", action="store_true",
+                         help="with --input: predict the well-formed rows and report the others (default: stop)")
     precision_flag(predict)
     predict.set_defaults(handler=cmd_predict)
 
@@ -264,8 +289,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Sub-commands whose free arguments may sit between options: `train --data-dir D train.lr=1e-5`.
+FREE_ARGUMENTS = {"train": "overrides", "predict": "texts"}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    dest = FREE_ARGUMENTS.get(args.command)
+    unknown = [a for a in extra if dest is None or a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        setattr(args, dest, [*getattr(args, dest), *extra])
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.handler(args)

@@ -82,6 +82,9 @@ def test_embedded_minilm_matches_hf_on_real_sentences(data_dir, embedded_dir):
     worst = 0.0
     with torch.no_grad():
         for batch in batches:
-            worst = max(worst, *max_diffs(ours(**batch), hf(**batch)))
-    print(f"embedded MiniLM, 64 real sequences: max abs diff {worst:.2e}")
-    assert worst < 1e-4
+            ours_out, hf_out = ours(**batch), hf(**batch)
+            real = batch["attention_mask"].bool()  # padded positions are outside any result (and differ by
+            worst = max(worst, (ours_out.last_hidden_state - hf_out.last_hidden_state)[real].abs().max().item(),
+                        (ours_out.pooler_output - hf_out.pooler_output).abs().max().item())  # ~1e-4 by kernel)
+    print(f"embedded MiniLM, 64 real sequences: max abs diff on real tokens and pooled outputs {worst:.2e}")
+    assert worst < 5e-5

@@ -86,7 +86,10 @@ def test_predict_command_pairs_and_files(multitask_run, tmp_path, capsys, caplog
     plain = tmp_path / "pairs.txt"
     plain.write_text("a dog sat\ta cat sat\n\nhow do i learn\n")
     out = tmp_path / "out.csv"
-    assert main(["predict", "--run", str(run_dir), "--task", "quora", "--input", str(plain), "--output", str(out)]) == 0
+    args = ["predict", "--run", str(run_dir), "--task", "quora", "--input", str(plain), "--output", str(out)]
+    assert main(args) == 2 and not out.exists()  # a malformed row stops the job unless told to skip it
+    assert f"{plain}:3: empty sentence2; 1 malformed rows in all" in capsys.readouterr().err
+    assert main([*args, "--skip-bad-rows"]) == 0
     header, rows = read_predictions(out)
     assert header == "Predicted_Is_Paraphrase" and [r[0] for r in rows] == ["1"]  # line 3 lacks a second question
     assert "pairs.txt:3: skipped row: empty sentence2" in caplog.text  # numbered as in the file: no header

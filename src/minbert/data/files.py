@@ -32,6 +32,7 @@ class FileFormat:
     delimiter: str = "\t"
     label_offset: float = 0.0  # extra data: the file's label becomes (label + offset) * scale
     label_scale: float = 1.0
+    quoting: bool = True  # csv's quoting rules; False: every character is text (plain lines to predict)
 
     def check_label(self, raw: str) -> tuple[float | int | None, str | None]:
         """(label, None) for a valid label (after the offset and scale), (None, reason) otherwise."""
@@ -110,11 +111,12 @@ def read_examples(path: str | Path, fmt: FileFormat, labelled: bool = True, stri
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-def split_line(line: str, delimiter: str) -> tuple[list[str], str | None]:
+def split_line(line: str, delimiter: str, quoting: bool = True) -> tuple[list[str], str | None]:
     """One physical line's fields with csv's quoting rules, or ([], reason). A row is one line: a quote left open
     costs that line only, never the rest of the file."""
     try:
-        return next(csv.reader([line], delimiter=delimiter, strict=True), []), None
+        mode = csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
+        return next(csv.reader([line], delimiter=delimiter, strict=True, quoting=mode), []), None
     except csv.Error as exc:
         message = str(exc)
         if "field larger than field limit" in message:
@@ -136,7 +138,7 @@ def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = Tru
     if not text.strip():
         raise DataError(f"{path}: empty file (expected a header line)")
     lines = LINE_BREAK.split(text)
-    header, reason = split_line(lines[0], fmt.delimiter)
+    header, reason = split_line(lines[0], fmt.delimiter, fmt.quoting)
     if reason:
         raise DataError(f"{path}:{header_line}: header: {reason}")
     header = [h.strip() for h in header]
@@ -158,7 +160,7 @@ def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = Tru
         line = header_line + offset
         if not text_line.strip():
             continue  # a blank line is not a row
-        cells, reason = split_line(text_line, fmt.delimiter)
+        cells, reason = split_line(text_line, fmt.delimiter, fmt.quoting)
         if reason:
             skip(line, reason)
             continue

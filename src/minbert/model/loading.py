@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import re
 from pathlib import Path
@@ -204,9 +205,21 @@ def load_pretrained(cls: type[BertModel], path: str | Path | None) -> BertModel:
     return model.eval()
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, then the permissions any other file gets (it writes 0600 whatever the umask)."""
+    save_file(tensors, path, metadata=metadata)
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 def save_pretrained(model: BertModel, directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.to_json(directory / "config.json")
     state = {k: v.detach().contiguous().cpu() for k, v in native_to_hf(model.state_dict()).items()}
-    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+    save_tensors(state, directory / "model.safetensors", metadata={"format": "pt"})

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from minbert.data.batching import Batch
 from minbert.errors import CheckpointError, ConfigError
 from minbert.model.bert import BertModel, BertOutput
-from minbert.model.loading import load_encoder_weights, native_to_hf
+from minbert.model.loading import load_encoder_weights, load_state_file, native_to_hf, save_tensors
 from minbert.model.pal import PAL
 from minbert.tasks.heads import HEADS
 from minbert.tasks.kinds import KINDS, TaskKind
@@ -176,13 +175,13 @@ class MultitaskModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.encoder.config.to_json(directory / "config.json")
-        save_file(self.checkpoint_state(), directory / "model.safetensors", metadata={"format": "pt"})
+        save_tensors(self.checkpoint_state(), directory / "model.safetensors", metadata={"format": "pt"})
 
     def load_checkpoint(self, directory: str | Path) -> None:
         path = Path(directory) / "model.safetensors"
         if not path.exists():
             raise CheckpointError(f"{path}: checkpoint not found")
-        self.load_state(load_file(path), str(path))
+        self.load_state(load_state_file(path), str(path))
 
     def load_state(self, state: dict[str, Tensor], path: str = "checkpoint") -> None:
         """The inverse of checkpoint_state."""

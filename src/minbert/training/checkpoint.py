@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from minbert.errors import CheckpointError
+from minbert.model.loading import save_tensors
 
 CHECKPOINT_DIR = "checkpoints"
 NAME = re.compile(r"step-(\d{8})")
@@ -98,7 +99,7 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / "tensors.safetensors")
+    save_tensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / "tensors.safetensors")
     (tmp / "state.json").write_text(json.dumps(state) + "\n", encoding="utf-8")
     for path in (tmp / "tensors.safetensors", tmp / "state.json", tmp):
         _fsync(path)

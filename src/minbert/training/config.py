@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -130,8 +131,8 @@ class StageConfig:
 
 @dataclass
 class RunConfig:
-    name: str = ""  # run directory name under output_dir; "" = the config file's stem
-    seed: int = 11711
+    name: str = "run"  # run directory name under output_dir (one path component); a config file's default: its stem
+    seed: int = 11711  # 0 .. 2**32 - 1 (numpy's range)
     data_dir: str = ""  # "" = --data-dir, then $MINBERT_DATA, then ./data, then ../shared/data
     output_dir: str = "runs"
     device: str = "auto"  # auto | cpu | cuda
@@ -161,8 +162,9 @@ CHOICES = {
     "train.select_best_by": ("overall", "two_of_three"),
     "device": ("auto", "cpu", "cuda"),
 }
-POSITIVE = {"model.pal_heads", "train.epochs", "train.batch_size", "train.eval_batch_size", "model.max_length"}
-NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.eps", "train.grad_clip", "train.warmup_ratio",
+POSITIVE = {"train.eps", "model.pal_heads", "train.epochs", "train.batch_size", "train.eval_batch_size",
+            "model.max_length"}
+NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.grad_clip", "train.warmup_ratio",
                 "train.max_train_examples", "train.max_eval_examples", "train.steps_per_epoch", "train.alpha",
                 "train.cache_budget_mb", "train.checkpoint_every", "train.keep_checkpoints", "train.bregman_weight",
                 "model.common_layers", "model.frozen_layers", "model.pal_size",
@@ -267,10 +269,59 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
     return config
 
 
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def check_run_name(name: str) -> None:
+    """A run name is one safe path component: the run directory is output_dir/name and nothing else."""
+    problem = None
+    if not name.strip():
+        problem = "is empty"
+    elif name in (".", ".."):
+        problem = "is not a directory name"
+    elif any(c in name for c in "/\\\0"):
+        problem = "holds a path separator (a run name is one directory name; set output_dir for its parent)"
+    elif name != name.strip():
+        problem = "starts or ends with whitespace"
+    if problem:
+        raise ConfigError(f"name = {name!r} {problem}")
+
+
+def non_finite(value: Any, where: str) -> tuple[str, float] | None:
+    """The first float anywhere in a config (tables, lists, stages, extra data) that is nan or infinite."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, value)
+    if dataclasses.is_dataclass(value):
+        items = [(f"{where}.{f.name}" if where else f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    elif isinstance(value, dict):
+        items = [(f"{where}.{k}", v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return None
+    for path, item in items:
+        if found := non_finite(item, path):
+            return found
+    return None
+
+
 def validate(config: RunConfig) -> None:
     """Impossible values and unknown technique names, one clear message each."""
     from minbert.tasks import registry_names  # late: the registries import torch modules
     from minbert.tasks.heads import HEADS
+
+    if found := non_finite(config, ""):
+        raise ConfigError(f"{found[0]} = {found[1]} is not a finite number")
+    check_run_name(config.name)
+    if not SEED_RANGE[0] <= config.seed <= SEED_RANGE[1]:
+        raise ConfigError(f"seed = {config.seed} must be in {SEED_RANGE[0]}..{SEED_RANGE[1]}")
+    betas = config.train.betas
+    if len(betas) != 2:
+        raise ConfigError(f"train.betas = {betas}: expected two numbers (beta1, beta2)")
+    if not all(0 <= b < 1 for b in betas):
+        raise ConfigError(f"train.betas = {betas}: each must be in [0, 1)")
+    if config.train.max_eval_examples == 1:
+        raise ConfigError("train.max_eval_examples = 1 must be 0 (all) or at least 2 (Pearson r needs two values)")
 
     def check(where: str, value: Any) -> None:
         leaf = where.split(".")[-1]
@@ -315,6 +366,12 @@ def validate(config: RunConfig) -> None:
     for name, task in config.tasks.items():
         for f in dataclasses.fields(task):
             check(f"tasks.{name}.{f.name}", getattr(task, f.name))
+        if not task.data:  # most often a misspelt task name in an override: tasks.stt.pooling=mean
+            others = [t for t in config.tasks if t != name and config.tasks[t].data]
+            close = difflib.get_close_matches(name, others, n=1, cutoff=0.5)
+            hint = f"did you mean tasks.{close[0]}?" if close else f"set tasks.{name}.data to one of " \
+                f"{', '.join(registries['data'])}"
+            raise ConfigError(f"tasks.{name} has no `data` format; {hint}")
         if task.data not in registries["data"]:
             raise ConfigError(f"tasks.{name}.data = {task.data!r} is not one of {', '.join(registries['data'])}")
         for kind in ("pooling", "head", "loss"):

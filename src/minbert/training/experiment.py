@@ -16,7 +16,7 @@ from torch import nn
 from minbert.data.batching import TaskData
 from minbert.data.files import KNOWN_FILES, Example, read_examples, resolve_data_dir
 from minbert.device import resolve_device, resolve_precision
-from minbert.errors import ConfigError
+from minbert.errors import ConfigError, DataError
 from minbert.model.bert import BertModel
 from minbert.model.loading import resolve_model_dir
 from minbert.optim import AdamW, decay_groups
@@ -88,6 +88,20 @@ def load_extra(directory: Path, extra: ExtraDataConfig, kind: TaskKind, strict: 
     return examples
 
 
+def check_enough_rows(path: Path, split: str, examples: list[Example], kind: TaskKind, skipped: int) -> None:
+    """Refuse, before any training, a train or dev file with too few rows to train on or to score (a header-only
+    dev file would otherwise fail after a whole epoch)."""
+    if split == "test":
+        return
+    note = f" ({skipped} skipped as malformed)" if skipped else ""
+    if not examples:
+        what = "train on" if split == "train" else "evaluate on"
+        raise DataError(f"{path}: no rows to {what}{note}")
+    if split == "dev" and kind.metric == "pearson" and len({e.label for e in examples}) < 2:
+        count = f"{len(examples)} row{'s' if len(examples) > 1 else ''}"
+        raise DataError(f"{path}: {count}; Pearson r needs at least 2 with different labels{note}")
+
+
 def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None, strict: bool = False,
                    splits: tuple[str, ...] = SPLITS) -> dict[str, dict[str, TaskData]]:
     directory = resolve_data_dir(data_dir or config.data_dir or None)
@@ -111,6 +125,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                 share = max(1, round(config.train.train_fraction * len(loaded.examples)))
                 limit = min(limit, share) if limit else share
             examples = subsample(loaded.examples, limit, config.seed)
+            check_enough_rows(path, split, examples, kind, len(loaded.skipped))
             if split == "train":
                 examples = examples + [e for extra in task_config.extra
                                        for e in load_extra(directory, extra, kind, strict, config.seed)]

@@ -19,6 +19,7 @@ from minbert.tokenizer import Tokenizer
 from minbert.training.config import RunConfig, load_config
 from minbert.training.experiment import Experiment, load_task_data
 from minbert.training.loop import dev_result, predict
+from minbert.training.rundir import RunLock
 
 log = logging.getLogger("minbert")
 
@@ -85,26 +86,42 @@ class MultitaskBERT:
             raise ConfigError(f"this run has no single {data} task (it has {', '.join(self.config.tasks)})")
         return chosen[0]
 
-    def predict(self, task: str, texts: Sequence[tuple[str, ...]]) -> list:
+    def predict(self, task: str, texts: Sequence[Sequence[str]]) -> list:
         """Predictions of `task` for rows of one text (sentiment) or two (pairs)."""
         kind = self.model.heads[self.resolve_task(task, sentiment=False)].kind
         width = len(kind.format.text_columns)
+        if isinstance(texts, str):
+            raise DataError("expected a list of rows, got a str")
         for i, row in enumerate(texts):
+            if isinstance(row, str):  # tuple("ab") would silently become the pair ("a", "b")
+                what = "a pair of texts" if width == 2 else "a row of one text"
+                raise DataError(f"example {i + 1}: expected {what}, got a str")
             if len(row) != width:
-                raise ConfigError(f"row {i + 1}: task {task} takes {width} text(s) per example, got {len(row)}")
-        return self._predict(task, texts)
+                raise DataError(f"example {i + 1}: task {task} takes {width} text(s) per example, got {len(row)}")
+        return self._predict(task, [tuple(row) for row in texts])
 
-    def predict_sentiment(self, texts: Sequence[str], task: str | None = None) -> list[int]:
-        """Class indices (SST: 0 very negative .. 4 very positive; CFIMDB: 0 negative, 1 positive)."""
-        return self._predict(self.resolve_task(task, sentiment=True), [(t,) for t in texts])
+    def predict_sentiment(self, texts: str | Sequence[str], task: str | None = None) -> int | list[int]:
+        """Class indices (SST: 0 very negative .. 4 very positive; CFIMDB: 0 negative, 1 positive); one text
+        gives one index, a list of texts a list."""
+        task = self.resolve_task(task, sentiment=True)
+        if isinstance(texts, str):
+            return self.predict(task, [(texts,)])[0]
+        return self.predict(task, [(t,) for t in texts])
 
-    def predict_paraphrase(self, pairs: Sequence[tuple[str, str]], task: str | None = None) -> list[int]:
-        """1 where the two questions are paraphrases, else 0."""
-        return self.predict(self.task_for("quora", task), [tuple(p) for p in pairs])
+    def predict_paraphrase(self, pairs: tuple[str, str] | Sequence[tuple[str, str]],
+                           task: str | None = None) -> int | list[int]:
+        """1 where the two questions are paraphrases, else 0; one pair gives one answer, a list of pairs a list."""
+        return self._predict_pairs(self.task_for("quora", task), pairs)
 
-    def predict_similarity(self, pairs: Sequence[tuple[str, str]], task: str | None = None) -> list[float]:
-        """Similarity scores from 0 (unrelated) to 5 (same meaning)."""
-        return self.predict(self.task_for("sts", task), [tuple(p) for p in pairs])
+    def predict_similarity(self, pairs: tuple[str, str] | Sequence[tuple[str, str]],
+                           task: str | None = None) -> float | list[float]:
+        """Similarity scores from 0 (unrelated) to 5 (same meaning); one pair gives one score."""
+        return self._predict_pairs(self.task_for("sts", task), pairs)
+
+    def _predict_pairs(self, task: str, pairs: tuple[str, str] | Sequence[tuple[str, str]]) -> list | int | float:
+        if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(t, str) for t in pairs):
+            return self.predict(task, [pairs])[0]
+        return self.predict(task, pairs)
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, precision: str | None = None,
@@ -133,11 +150,12 @@ def write_run_outputs(run_dir: str | Path, data_dir: str | None = None) -> dict[
     from minbert.training.run import write_json, write_outputs
 
     run_dir = Path(run_dir)
-    loaded = MultitaskBERT.load(run_dir)
-    data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev", "test"))
-    final_dev = write_outputs(dataclasses.replace(loaded.experiment, data=data), run_dir)
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
-    metrics["final_dev"] = final_dev
-    write_json(metrics_path, metrics)
+    with RunLock(run_dir):  # never beside a training process writing the same run
+        loaded = MultitaskBERT.load(run_dir)
+        data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev", "test"))
+        final_dev = write_outputs(dataclasses.replace(loaded.experiment, data=data), run_dir)
+        metrics_path = run_dir / "metrics.json"
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+        metrics["final_dev"] = final_dev
+        write_json(metrics_path, metrics)
     return final_dev

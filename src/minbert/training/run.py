@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from rich.table import Table
@@ -30,15 +33,9 @@ from minbert.training.config import RunConfig
 from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.experiment import Experiment, build_experiment
 from minbert.training.loop import Trainer, dev_result, predict
+from minbert.training.rundir import RunLock, check_new_run, create_run_dir, remove_failed_start
 
 log = logging.getLogger("minbert")
-
-
-def check_run_dir(config: RunConfig, overwrite: bool) -> Path:
-    run_dir = Path(config.output_dir) / config.name
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise ConfigError(f"{run_dir} already exists; pass --overwrite to replace it, or set name=...")
-    return run_dir
 
 
 def check_free_space(run_dir: Path, config: RunConfig) -> None:
@@ -59,17 +56,30 @@ def check_free_space(run_dir: Path, config: RunConfig) -> None:
                           f"{needed / 2**20:.0f} MB; free space or lower train.keep_checkpoints")
 
 
-def prepare_run_dir(config: RunConfig, overwrite: bool) -> Path:
-    run_dir = check_run_dir(config, overwrite)
-    check_free_space(run_dir, config)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+def check_resumable(run_dir: Path) -> tuple:
+    """The newest checkpoint of an unfinished run."""
+    metrics = run_dir / "metrics.json"
+    if metrics.exists() and "final_dev" in json.loads(metrics.read_text(encoding="utf-8")):
+        raise ConfigError(f"{run_dir}: the run already finished; nothing to resume (`minbert evaluate --run "
+                          f"{run_dir} --write-outputs` rewrites its outputs)")
+    checkpoint = load_latest(run_dir)
+    if checkpoint is None:
+        raise ConfigError(f"{run_dir}: no checkpoint to resume from")
+    return checkpoint
+
+
+@contextmanager
+def held_log() -> Iterator[logging.handlers.MemoryHandler]:
+    """Keep the log records of the work done before the run directory exists, for its train.log."""
+    logger = logging.getLogger("minbert")
+    memory = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
+    logger.addHandler(memory)
+    logger.setLevel(logging.INFO)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(config.to_toml(), encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write the run directory {run_dir}: {exc.strerror}") from None
-    return run_dir
+        yield memory
+    finally:
+        logger.removeHandler(memory)
+        memory.close()
 
 
 def attach_log_file(run_dir: Path) -> logging.Handler:
@@ -152,38 +162,51 @@ def print_summary(config: RunConfig, metrics: dict) -> None:
 def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False,
               resume: str | Path | None = None) -> Path:
     """Train one run, or continue one from its newest checkpoint (`resume`: its run directory). Under torchrun
-    every rank trains its share; rank 0 alone writes the run directory."""
+    every rank trains its share; rank 0 alone locks and writes the run directory.
+
+    Everything checkable is checked before the directory is made (config, an existing run, free space, the data
+    files and their rows); a new run that still fails before its first checkpoint removes its directory again."""
     world = init_world()
+    root = Path(config.output_dir)
+    run_dir = Path(resume) if resume else root / config.name
     try:
-        run_dir = Path(resume) if resume else check_run_dir(config, overwrite)  # on every rank, before waiting
-        checkpoint = load_latest(run_dir) if resume else None
-        if resume and checkpoint is None:
-            raise ConfigError(f"{run_dir}: no checkpoint to resume from")
-        world.barrier()  # every rank has looked before rank 0 changes anything
-        if not world.is_main:
-            world.barrier()  # rank 0 prepares the run directory
-            trainer = Trainer(build_experiment(config, data_dir, strict, world), world=world, run_dir=run_dir)
-            if checkpoint:
-                trainer.load_state(*checkpoint[1:])
+        with RunLock(run_dir) if world.is_main else nullcontext():
+            checkpoint = check_resumable(run_dir) if resume else check_new_run(run_dir, root, overwrite)
+            world.barrier()  # every rank has looked before rank 0 changes anything
+            if not world.is_main:
+                world.barrier()  # rank 0 prepares the run directory
+                trainer = Trainer(build_experiment(config, data_dir, strict, world), world=world, run_dir=run_dir)
+                if checkpoint:
+                    trainer.load_state(*checkpoint[1:])
+                try:
+                    trainer.fit()
+                finally:
+                    trainer.close()
+                return run_dir
+            started = time.perf_counter()
+            with held_log() as held:
+                if not resume:
+                    check_free_space(run_dir, config)
+                exp = build_experiment(config, data_dir, strict, world)
+                created = False if resume else create_run_dir(run_dir, root, overwrite, config.to_toml())
+                handler = attach_log_file(run_dir)
+                held.setTarget(handler)
+                held.flush()
             try:
-                trainer.fit()
-            finally:
-                trainer.close()
-            return run_dir
-        if not resume:
-            prepare_run_dir(config, overwrite)
-        world.barrier()
-        return _train_main(config, data_dir, strict, world, run_dir, checkpoint)
+                world.barrier()
+                return _train_main(exp, world, run_dir, checkpoint, handler, started)
+            except Exception:
+                if remove_failed_start(run_dir, created):
+                    log.info("removed %s: the run failed before its first checkpoint", run_dir)
+                raise
     finally:
         shutdown(world)
 
 
-def _train_main(config: RunConfig, data_dir: str | None, strict: bool, world: World, run_dir: Path,
-                checkpoint: tuple | None) -> Path:
-    started = time.perf_counter()
-    handler = attach_log_file(run_dir)
+def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple | None, handler: logging.Handler,
+                started: float) -> Path:
+    config = exp.config
     try:
-        exp = build_experiment(config, data_dir, strict, world)
         for task, splits in exp.data.items():
             log.info("%s: %s", task, ", ".join(f"{split} {len(d)}" for split, d in splits.items()))
         if exp.model.pal_parameters:
