@@ -69,7 +69,7 @@ def check_accounted_for(kind: str, raw: bytes, labelled: bool) -> None:
             assert example.label is None
 
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FUZZ = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.data_too_large])
 
 
