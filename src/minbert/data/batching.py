@@ -20,6 +20,17 @@ from minbert.tokenizer import Tokenizer
 BUCKET_BATCHES = 50  # training sorts by length within windows of this many batches, then shuffles the batches
 
 
+@dataclass(frozen=True)
+class ExtraSource:
+    """Examples [start, stop) of a task's training data came from one extra file; `share` > 0: each epoch draws
+    that share of the epoch's examples afresh from them instead of taking them all."""
+
+    name: str
+    start: int
+    stop: int
+    share: float = 0.0
+
+
 @dataclass
 class Batch:
     task: str
@@ -44,9 +55,10 @@ class TaskData:
     """One split of one task, tokenized."""
 
     def __init__(self, task: str, examples: list[Example], tokenizer: Tokenizer, max_length: int,
-                 siamese: bool = False, label_dtype: torch.dtype = torch.long):
+                 siamese: bool = False, label_dtype: torch.dtype = torch.long, sources: list[ExtraSource] = ()):
         self.task = task
         self.examples = examples
+        self.sources = list(sources)  # the extra files' examples, after the task's own (training data only)
         self.tokenizer = tokenizer
         self.siamese = siamese
         self.cache: LayerCache | None = None  # set by the trainer when the encoder's bottom is frozen
@@ -94,6 +106,22 @@ class TaskData:
         inputs = self.tokenizer.pad([self.rows[r] for r in distinct])
         return Batch(self.task, inputs, labels, positions, torch.from_numpy(index.reshape(-1, 2)), distinct.tolist(),
                      self.cache)
+
+    def epoch_positions(self, use: str, rng: np.random.Generator) -> np.ndarray:
+        """The examples one epoch trains on. `use`: all | base (the task's own file) | extra (its extra files).
+        An extra source with a share is drawn afresh each epoch (without repeats) so that it makes up that share
+        of the epoch; without one it is taken whole. Draws from `rng` only when a share is drawn."""
+        base_stop = self.sources[0].start if self.sources else len(self)
+        parts = [np.arange(base_stop)] if use in ("all", "base") else []
+        if use in ("all", "extra"):
+            for source in self.sources:
+                size = source.stop - source.start
+                if source.share and use == "all":
+                    size = min(size, round(base_stop * source.share / (1 - source.share)))
+                    parts.append(source.start + np.sort(rng.choice(source.stop - source.start, size, replace=False)))
+                else:
+                    parts.append(np.arange(source.start, source.stop))
+        return np.concatenate(parts) if parts else np.arange(0)
 
     @property
     def row_lengths(self) -> np.ndarray:

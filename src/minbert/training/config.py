@@ -44,6 +44,11 @@ class ExtraDataConfig:
     """More training examples for a task from another file, mapped onto the task's columns and labels."""
 
     file: str = ""  # in the data directory, or a path
+    format: str = "tsv"  # tsv (columns named below) | sst_trees (every node of SST's PTB trees: a labelled phrase)
+    min_tokens: int = 1  # sst_trees: only phrases of at least this many tokens
+    include_roots: bool = False  # sst_trees: also the whole-sentence nodes (the training file's own sentences)
+    dedup: bool = True  # sst_trees: one example per distinct phrase (majority label; ties dropped and counted)
+    share: float = 0.0  # each epoch draws this share of the task's examples afresh from this file; 0 = all of it
     text_columns: list[str] = field(default_factory=list)  # one column, or two for a pair task
     label_column: str = ""
     id_column: str = ""  # "" = rows are named by file and line
@@ -127,6 +132,7 @@ class StageConfig:
     lr: float = 0.0  # 0 = train.lr
     head_lr: float = 0.0  # 0 = train.head_lr
     train_encoder: bool = True  # False: only the stage's heads train
+    train_data: str = "all"  # all | base (each task's own train file) | extra (only its [[tasks.X.extra]] data)
 
 
 @dataclass
@@ -360,6 +366,13 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"{where}.epochs = {stage.epochs} must be > 0")
         if stage.lr < 0 or stage.head_lr < 0:
             raise ConfigError(f"{where}: learning rates must be >= 0")
+        if stage.train_data not in ("all", "base", "extra"):
+            raise ConfigError(f"{where}.train_data = {stage.train_data!r} is not one of all, base, extra")
+        if stage.train_data == "extra":
+            bare = [t for t in (stage.tasks or config.tasks) if not config.tasks[t].extra] if all(
+                t in config.tasks for t in stage.tasks) else []
+            if bare:
+                raise ConfigError(f"{where}.train_data = 'extra' but task {bare[0]} has no extra data")
         unknown = [t for t in stage.tasks if t not in config.tasks]
         if unknown:
             raise ConfigError(f"{where}.tasks: {unknown[0]!r} is not a task of this run ({', '.join(config.tasks)})")
@@ -421,6 +434,18 @@ def check_task_pieces(name: str, task: TaskConfig) -> None:
         raise ConfigError(f"tasks.{name}: mnrl compares sentence vectors: it needs pair_encoding = 'siamese'")
     for i, extra in enumerate(task.extra):
         where = f"tasks.{name}.extra[{i}]"
+        if extra.format not in ("tsv", "sst_trees"):
+            raise ConfigError(f"{where}.format = {extra.format!r} is not one of tsv, sst_trees")
+        if not 0 <= extra.share < 1:
+            raise ConfigError(f"{where}.share = {extra.share} must be in [0, 1) (0: all of it every epoch)")
+        if extra.min_tokens < 1:
+            raise ConfigError(f"{where}.min_tokens = {extra.min_tokens} must be >= 1")
+        if extra.format == "sst_trees":
+            if not extra.file:
+                raise ConfigError(f"{where}: `file` is required")
+            if kind.format.num_classes != 5:
+                raise ConfigError(f"{where}: sst_trees hold 5-class sentiment phrases; {task.data} is not SST-5")
+            continue
         if not extra.file or not extra.label_column:
             raise ConfigError(f"{where}: `file` and `label_column` are required")
         if len(extra.text_columns) != len(kind.format.text_columns):

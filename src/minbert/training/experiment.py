@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from minbert.data.batching import TaskData
+from minbert.data.batching import ExtraSource, TaskData
 from minbert.data.files import KNOWN_FILES, Example, read_examples, resolve_data_dir
+from minbert.data.trees import read_sst_trees
 from minbert.device import resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
 from minbert.model.bert import BertModel
@@ -66,25 +67,37 @@ def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
     return [examples[i] for i in keep]
 
 
-def load_extra(directory: Path, extra: ExtraDataConfig, kind: TaskKind, strict: bool, seed: int) -> list[Example]:
-    """Extra training examples: the file's columns mapped onto the task's, labels offset and scaled, optionally
-    balanced per class and capped."""
+def load_extra(directory: Path, extra: ExtraDataConfig, kind: TaskKind, strict: bool, seed: int,
+               train_sentences: list[Example] = ()) -> list[Example]:
+    """Extra training examples: a file's columns mapped onto the task's (labels offset and scaled), or every
+    phrase of SST's trees; optionally balanced per class and capped."""
     path = Path(extra.file) if Path(extra.file).is_absolute() else directory / extra.file
-    fmt = dataclasses.replace(kind.format, text_columns=tuple(extra.text_columns), label_column=extra.label_column,
-                              id_column=extra.id_column, delimiter=extra.delimiter, label_offset=extra.label_offset,
-                              label_scale=extra.label_scale)
-    examples = read_examples(path, fmt, strict=strict).examples
+    if extra.format == "sst_trees":
+        loaded, roots = read_sst_trees(path, kind.format.num_classes, extra.min_tokens, extra.include_roots,
+                                       extra.dedup, strict)
+        sentences = {e.texts[0] for e in train_sentences}
+        matched = sum(root in sentences for root in roots)
+        log.info("%s: %d of %d tree roots spell a sentence of the task's training file exactly", path.name, matched,
+                 len(roots))
+        examples = loaded.examples
+    else:
+        fmt = dataclasses.replace(kind.format, text_columns=tuple(extra.text_columns),
+                                  label_column=extra.label_column, id_column=extra.id_column,
+                                  delimiter=extra.delimiter, label_offset=extra.label_offset,
+                                  label_scale=extra.label_scale)
+        examples = read_examples(path, fmt, strict=strict).examples
     rng = np.random.default_rng(seed)
     if extra.class_balanced:
         by_class: dict = {}
-        for example in examples:
-            by_class.setdefault(example.label, []).append(example)
+        for i, example in enumerate(examples):
+            by_class.setdefault(example.label, []).append(i)
         smallest = min(len(v) for v in by_class.values())
-        keep = [e for label in sorted(by_class) for e in
-                (by_class[label][i] for i in np.sort(rng.choice(len(by_class[label]), smallest, replace=False)))]
-        examples = sorted(keep, key=lambda e: e.line)
+        keep = sorted(i for label in sorted(by_class)
+                      for i in rng.choice(by_class[label], smallest, replace=False))
+        examples = [examples[i] for i in keep]
     examples = subsample(examples, extra.max_examples, seed)
-    log.info("%s: %d extra training examples", path.name, len(examples))
+    log.info("%s: %d extra training examples%s", path.name, len(examples),
+             f" ({extra.share:.0%} of each epoch's examples drawn from them)" if extra.share else "")
     return examples
 
 
@@ -126,12 +139,17 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                 limit = min(limit, share) if limit else share
             examples = subsample(loaded.examples, limit, config.seed)
             check_enough_rows(path, split, examples, kind, len(loaded.skipped))
+            sources = []
             if split == "train":
-                examples = examples + [e for extra in task_config.extra
-                                       for e in load_extra(directory, extra, kind, strict, config.seed)]
+                base = examples
+                for extra in task_config.extra:
+                    added = load_extra(directory, extra, kind, strict, config.seed, base)
+                    sources.append(ExtraSource(extra.file, len(examples), len(examples) + len(added), extra.share))
+                    examples = examples + added
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
                                          siamese=kind.is_pair and task_config.pair_encoding == "siamese",
-                                         label_dtype=torch.long if kind.is_classification else torch.float32)
+                                         label_dtype=torch.long if kind.is_classification else torch.float32,
+                                         sources=sources)
         missing = [split for split in ("train", "dev") if split in splits and split not in data[task]]
         if missing:
             raise ConfigError(f"tasks.{task}: no {missing[0]} file (train and dev files are required)")

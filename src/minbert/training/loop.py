@@ -191,10 +191,12 @@ class Trainer:
     def epoch_plan(self, epoch: int) -> list:
         train = self.config.train
         data = {task: self.exp.data[task]["train"] for task in self.active_tasks}
+        use = self.stages[self.stage].train_data
+        pools = {task: d.epoch_positions(use, self.rng) for task, d in data.items()}  # own file + extra data
         balancing = train.balancing if len(data) == len(self.config.tasks) else "full"  # ratios name every task
-        chosen = balance({task: len(d) for task, d in data.items()}, balancing, self.rng)
+        chosen = balance({task: len(pool) for task, pool in pools.items()}, balancing, self.rng)
         batches = {task: d.batches(self.task_batch_size(task), shuffle=True, bucketing=train.bucketing,
-                                   rng=self.rng, positions=chosen[task]) for task, d in data.items()}
+                                   rng=self.rng, positions=pools[task][chosen[task]]) for task, d in data.items()}
         plan = self.sampler.plan(batches, epoch, self.stages[self.stage].epochs, self.rng)
         if self.world.distributed:  # every rank needs a share of every batch: drop batches too small to split
             plan = [step for step in plan if all(len(positions) >= self.world.size for _, positions in step)]
@@ -333,6 +335,7 @@ class Trainer:
             "train_loss": {task: float(np.mean(v)) for task, v in self.epoch_losses.items()},
             "dev": dev,
             "selection_score": selection_score({t: (r["metric"], r["score"]) for t, r in dev.items()}),
+            "train_examples": self.epoch_seen,
             "train_seconds": round(self.epoch_seconds, 2),
             "eval_seconds": round(time.perf_counter() - eval_start, 2),
             "train_examples_per_second": round(self.epoch_seen / max(self.epoch_seconds, 1e-9), 2),
