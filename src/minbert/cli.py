@@ -199,6 +199,15 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from minbert.training.ensemble import ensemble_run
+
+    run_dir = ensemble_run(args.runs, args.name, args.output_dir, args.data_dir, args.overwrite)
+    print((run_dir / "members.md").read_text(encoding="utf-8"))
+    print(f"ensemble: {run_dir} (predictions/, figures/, metrics.json)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from minbert.bench import print_report, run_bench, write_report
 
@@ -277,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--jobs", type=int, default=1,
                         help="train this many runs at once in separate processes (GPU or many cores)")
     ablate.set_defaults(handler=cmd_ablate)
+
+    ensemble = sub.add_parser("ensemble", help="average member runs' outputs into a run directory of predictions")
+    ensemble.add_argument("runs", nargs="+", help="member run directories (or ensembles)")
+    ensemble.add_argument("--name", required=True, help="the ensemble's run name")
+    ensemble.add_argument("--output-dir", default="runs", help="where its run directory goes (default: runs)")
+    ensemble.add_argument("--overwrite", action="store_true", help="replace an existing ensemble of that name")
+    data_dir_flag(ensemble)
+    ensemble.set_defaults(handler=cmd_ensemble)
 
     bench = sub.add_parser("bench", help="minbert vs HF transformers: inference and training speed, memory")
     data_dir_flag(bench)

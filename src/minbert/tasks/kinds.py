@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import torch
 from torch import Tensor
 
-from minbert.data.files import FORMATS, FileFormat
+from minbert.data.files import FORMATS, Example, FileFormat
 from minbert.tasks.losses import TaskOutput
 
 
@@ -36,6 +39,28 @@ class TaskKind:
             return (output.logits.float().view(-1) > 0).long()
         low, high = self.format.score_range
         return output.score.float().view(-1).clamp(low, high)
+
+    def labels(self, examples: Sequence[Example]) -> np.ndarray:
+        """Gold labels as training sees them (float32 scores), so metrics match the epochs' dev metrics."""
+        return np.array([e.label for e in examples], dtype=np.int64 if self.is_classification else np.float32)
+
+    def soft(self, output: TaskOutput) -> Tensor:
+        """What an ensemble averages and a teacher passes on: class probabilities (B, K), a paraphrase
+        probability (B,), or the score on the label's scale (B,)."""
+        if self.format.num_classes is not None and self.num_outputs > 1:
+            return output.logits.float().softmax(dim=-1)
+        if self.format.num_classes is not None:
+            return torch.sigmoid(output.logits.float().view(-1))
+        low, high = self.format.score_range
+        return output.score.float().view(-1).clamp(low, high)
+
+    def decide(self, soft: np.ndarray) -> np.ndarray:
+        """Soft outputs (averaged, say) -> predictions, as `predict` does for one model's output."""
+        if self.format.num_classes is not None and self.num_outputs > 1:
+            return soft.argmax(axis=-1)
+        if self.format.num_classes is not None:
+            return (soft > 0.5).astype(np.int64)
+        return soft.astype(np.float64)
 
 
 KINDS = {

@@ -22,6 +22,12 @@ interrupted resumes from its newest checkpoint.
 
 `jobs` > 1 trains that many runs at once in separate processes (a GPU, or a machine with many cores); the CPU
 threads are shared out between them.
+
+    [ensemble]                           # optional: ensemble the sweep's runs (minbert.training.ensemble)
+    name = "trio"
+    members = "variants"                 # variants: one ensemble per seed of every variant's run (three single-task
+                                         # runs make the trio); all: one ensemble of every run of the sweep
+The ensemble is one more row of the table (its minutes include its members' training).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minbert.errors import ConfigError
-from minbert.evaluation.metrics import overall_score
+from minbert.evaluation.metrics import overall_score, selection_score
 from minbert.training.checkpoint import list_checkpoints
 from minbert.training.config import RunConfig, load_config, read_toml
 from minbert.training.run import train_run
@@ -43,10 +49,14 @@ from minbert.training.run import train_run
 def read_sweep(path: Path) -> dict:
     """The sweep file, with every variant resolved to {"config": Path, "overrides": [...]}."""
     sweep = read_toml(path, "sweep file")
-    unknown = set(sweep) - {"base", "output_dir", "budget", "overrides", "seeds", "variants"}
+    unknown = set(sweep) - {"base", "output_dir", "budget", "overrides", "seeds", "variants", "ensemble"}
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use base, output_dir, budget, "
-                          "overrides, seeds, variants)")
+                          "overrides, seeds, variants, ensemble)")
+    ensemble = sweep.get("ensemble")
+    if ensemble is not None and (not isinstance(ensemble, dict) or set(ensemble) != {"name", "members"}
+                                 or ensemble["members"] not in ("variants", "all")):
+        raise ConfigError(f"{path}: [ensemble] takes name = \"...\" and members = \"variants\" or \"all\"")
     check_seeds(str(path), sweep.get("seeds", []))
     if not sweep.get("variants"):
         raise ConfigError(f"{path}: a sweep needs a [variants] table")
@@ -111,9 +121,34 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
             train_one(config, run_dir, data_dir)
     base = (path.parent / sweep["base"]).resolve() if "base" in sweep else None
     rows = [summarize(name, run_dirs[name], variant, base) for name, variant in sweep["variants"].items()]
+    if "ensemble" in sweep:
+        rows.append(ensemble_row(sweep["ensemble"], run_dirs, out, seeds, data_dir))
     write_table(rows, out / "ablation.md", base, budget, sweep.get("overrides", []), seeds)
     plot_bars(rows, out / "ablation.png")
     return out
+
+
+def ensemble_row(spec: dict, run_dirs: dict[str, list[Path]], out: Path, seeds: list[int],
+                 data_dir: str | None) -> dict:
+    """Ensemble the sweep's runs (per seed across variants, or all at once) and summarize it as a table row."""
+    from minbert.training.ensemble import ensemble_run
+
+    name = spec["name"]
+    if spec["members"] == "all":
+        groups = {name: [run for runs in run_dirs.values() for run in runs]}
+        where = {name: out}
+    else:
+        groups = {f"seed-{seed}" if seeds else name: [runs[i] for runs in run_dirs.values()]
+                  for i, seed in enumerate(seeds or [None])}
+        where = {group: out / name if seeds else out for group in groups}
+    ensembles = []
+    for group, members in groups.items():
+        run_dir = where[group] / group
+        if not finished(run_dir):
+            ensemble_run(members, group, where[group], data_dir, overwrite=True)
+        ensembles.append(run_dir)
+    label = f"ensemble of {len(next(iter(groups.values())))} runs" + (" per seed" if len(groups) > 1 else "")
+    return summarize(name, ensembles, {"config": None, "overrides": [label]}, None)
 
 
 def finished(run_dir: Path) -> bool:
@@ -156,7 +191,8 @@ def summarize(name: str, run_dirs: list[Path], variant: dict, base: Path | None)
     scores = {task: statistics.fmean(r["scores"][task] for r in per_run) for task in per_run[0]["scores"]}
     overall = [r["overall"] for r in per_run]
     # a variant with its own config shows it first in the overrides column
-    shown = variant["overrides"] if variant["config"] == base else [variant["config"].name, *variant["overrides"]]
+    shown = variant["overrides"] if variant["config"] in (base, None) else [variant["config"].name,
+                                                                             *variant["overrides"]]
     return {"name": name, "overrides": shown, "overall": statistics.fmean(overall), "per_seed": overall,
             "overall_sd": statistics.stdev(overall) if len(overall) > 1 else None, "scores": scores,
             "best_epoch": "/".join(str(r["best_epoch"]) for r in per_run),
@@ -164,16 +200,24 @@ def summarize(name: str, run_dirs: list[Path], variant: dict, base: Path | None)
 
 
 def score_run(run_dir: Path) -> dict:
+    from minbert.training.ensemble import ENSEMBLE_FILE
+
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     scores = {task: result["score"] for task, result in metrics["final_dev"].items()}
-    by_data = {}
-    config = load_config(run_dir / "config.toml")
-    for task, task_config in config.tasks.items():
-        by_data[task_config.data] = scores[task]
+    if (run_dir / ENSEMBLE_FILE).is_file():  # keyed by data set already; its time includes its members' training
+        seconds = metrics["wall_seconds"] + sum(
+            json.loads((Path(m) / "metrics.json").read_text(encoding="utf-8"))["wall_seconds"]
+            for m in metrics["members"])
+        selection = selection_score({d: (r["metric"], r["score"]) for d, r in metrics["final_dev"].items()})
+        by_data, best_epoch = scores, "-"
+    else:
+        config = load_config(run_dir / "config.toml")
+        by_data = {task_config.data: scores[task] for task, task_config in config.tasks.items()}
+        seconds, selection, best_epoch = (metrics["wall_seconds"], metrics["best"]["selection_score"],
+                                          metrics["best"]["epoch"])
     overall = (overall_score(by_data["sst"], by_data["quora"], by_data["sts"])
-               if {"sst", "quora", "sts"} <= by_data.keys() else metrics["best"]["selection_score"])
-    return {"scores": by_data, "overall": overall, "best_epoch": metrics["best"]["epoch"],
-            "minutes": metrics["wall_seconds"] / 60}
+               if {"sst", "quora", "sts"} <= by_data.keys() else selection)
+    return {"scores": by_data, "overall": overall, "best_epoch": best_epoch, "minutes": seconds / 60}
 
 
 def write_table(rows: list[dict], path: Path, base: Path | None, budget: float | None, common: list[str],

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
 from minbert.device import INFERENCE_PRECISIONS, quantize_int8, resolve_device, resolve_precision
@@ -74,8 +76,14 @@ class MultitaskBERT:
             tokens = sum(len(self.tokenizer.tokenize(text)) for text in row) + len(row) + 1  # + [CLS], [SEP]s
             if tokens > limit:
                 log.warning("example %d: %d tokens, truncated to the model's %d", number, tokens, limit)
-        data = TaskData(task, examples, self.tokenizer, limit, siamese=self.model.heads[task].siamese)
-        return predict(self.model, data, self.experiment).tolist()
+        return self.outputs(task, examples, soft=False).tolist()
+
+    def outputs(self, task: str, examples: Sequence[Example], soft: bool = True) -> np.ndarray:
+        """`task`'s soft outputs (class probabilities, paraphrase probability, score: what ensembles average and
+        teachers pass on), or with soft=False its predictions, for examples (only their texts are read)."""
+        data = TaskData(task, list(examples), self.tokenizer, self.config.model.max_length,
+                        siamese=self.model.heads[task].siamese)
+        return predict(self.model, data, self.experiment, soft=soft)
 
     def task_for(self, data: str, task: str | None = None) -> str:
         """The run's task for a data format (sst, cfimdb, quora, sts), or the named one."""

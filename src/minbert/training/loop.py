@@ -22,6 +22,7 @@ from minbert.data.layer_cache import LayerCache
 from minbert.device import autocast
 from minbert.errors import MinbertError
 from minbert.evaluation.metrics import accuracy, pearson, selection_score
+from minbert.tasks.kinds import TaskKind
 from minbert.tasks.model import MultitaskModel
 from minbert.training.checkpoint import (
     load_optimizer_state,
@@ -57,25 +58,29 @@ def lr_factor(train: TrainConfig, step: int, epoch: int, total_steps: int) -> fl
 
 
 @torch.no_grad()
-def predict(model: MultitaskModel, data: TaskData, experiment: Experiment) -> np.ndarray:
-    """Predictions for every example of `data`, in file order (batches are length-sorted, then put back)."""
+def predict(model: MultitaskModel, data: TaskData, experiment: Experiment, soft: bool = False) -> np.ndarray:
+    """Predictions for every example of `data`, in file order (batches are length-sorted, then put back); with
+    `soft`, the task kind's soft outputs (class probabilities, paraphrase probability, score) instead."""
     model.eval()
     kind = model.heads[data.task].kind
-    out = np.zeros(len(data), dtype=np.int64 if kind.is_classification else np.float64)
+    shape = (len(data), kind.num_outputs) if soft and kind.is_classification and kind.num_outputs > 1 else len(data)
+    out = np.zeros(shape, dtype=np.int64 if kind.is_classification and not soft else np.float64)
     for positions in data.batches(experiment.config.train.eval_batch_size, shuffle=False, bucketing=True):
         batch = data.collate(positions).to(experiment.device)
         with autocast(experiment.device, experiment.autocast_dtype):
             outputs = model(batch)
-        out[positions] = kind.predict(outputs).cpu().numpy()
+        out[positions] = (kind.soft(outputs) if soft else kind.predict(outputs)).cpu().numpy()
     return out
 
 
-def dev_result(model: MultitaskModel, task: str, data: TaskData, predictions: np.ndarray) -> dict:
+def score(kind: TaskKind, predictions: np.ndarray, labels: np.ndarray) -> dict:
     """{"metric": accuracy or pearson, "score": its value} for labelled predictions."""
-    metric = model.heads[task].kind.metric
-    labels = data.labels.numpy()
-    value = pearson(predictions, labels) if metric == "pearson" else accuracy(predictions, labels)
-    return {"metric": metric, "score": value}
+    value = pearson(predictions, labels) if kind.metric == "pearson" else accuracy(predictions, labels)
+    return {"metric": kind.metric, "score": value}
+
+
+def dev_result(model: MultitaskModel, task: str, data: TaskData, predictions: np.ndarray) -> dict:
+    return score(model.heads[task].kind, predictions, data.labels.numpy())
 
 
 class TaskLoss(nn.Module):

@@ -20,19 +20,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+import numpy as np
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
+from minbert.data.files import Example
 from minbert.errors import ConfigError
 from minbert.evaluation.metrics import confusion_matrix, overall_score, sts_bins
 from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
 from minbert.evaluation.predictions import write_predictions
+from minbert.tasks.kinds import TaskKind
 from minbert.terminal import console as make_console
 from minbert.training.checkpoint import load_latest
 from minbert.training.config import RunConfig
 from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.experiment import Experiment, build_experiment
-from minbert.training.loop import Trainer, dev_result, predict
+from minbert.training.loop import Trainer, predict, score
 from minbert.training.rundir import RunLock, check_new_run, create_run_dir, remove_failed_start
 
 log = logging.getLogger("minbert")
@@ -108,33 +111,38 @@ def write_json(path: Path, value: dict) -> None:
 
 def write_outputs(exp: Experiment, run_dir: Path) -> dict[str, dict]:
     """Predictions for dev and test, confusion matrices; returns the dev metrics of the loaded checkpoint."""
-    figures = run_dir / "figures"
-    figures.mkdir(exist_ok=True)
     dev_metrics = {}
     for task, splits in exp.data.items():
-        kind = exp.model.heads[task].kind
         for split in ("dev", "test"):
-            if split not in splits:
-                continue
-            data = splits[split]
-            predictions = predict(exp.model, data, exp)
-            shown = predictions if kind.is_classification else [f"{p:.4f}" for p in predictions]
-            write_predictions(run_dir / "predictions" / f"{kind.file_prefix}-{split}-output.csv",
-                              kind.prediction_header, [e.id for e in data.examples], shown)
-            if split == "dev":
-                dev_metrics[task] = dev_result(exp.model, task, data, predictions)
-                if not kind.is_classification:
-                    dev_metrics[task]["bins"] = sts_bins(predictions, data.labels.numpy())
-                    plot_similarity(predictions, data.labels.numpy(), dev_metrics[task]["bins"],
-                                    f"{task} dev (Pearson {dev_metrics[task]['score']:.3f})",
-                                    figures / f"{task}-scatter.png")
-                else:
-                    k = kind.format.num_classes
-                    counts = confusion_matrix(predictions, data.labels.numpy(), k)
-                    dev_metrics[task]["confusion"] = counts.tolist()
-                    plot_confusion(counts, f"{task} dev (accuracy {dev_metrics[task]['score']:.3f})",
-                                   figures / f"{task}-confusion.png")
+            if split in splits:
+                result = write_task_outputs(run_dir, task, exp.model.heads[task].kind, split, splits[split].examples,
+                                            predict(exp.model, splits[split], exp))
+                if result:
+                    dev_metrics[task] = result
     return dev_metrics
+
+
+def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, examples: list[Example],
+                       predictions: np.ndarray) -> dict | None:
+    """One split's CS224N prediction file; for dev also its metric, confusion matrix or per-bin error, figure."""
+    shown = predictions if kind.is_classification else [f"{p:.4f}" for p in predictions]
+    write_predictions(run_dir / "predictions" / f"{kind.file_prefix}-{split}-output.csv", kind.prediction_header,
+                      [e.id for e in examples], shown)
+    if split != "dev":
+        return None
+    figures = run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    labels = kind.labels(examples)
+    result = score(kind, predictions, labels)
+    if not kind.is_classification:
+        result["bins"] = sts_bins(predictions, labels)
+        plot_similarity(predictions, labels, result["bins"], f"{task} dev (Pearson {result['score']:.3f})",
+                        figures / f"{task}-scatter.png")
+    else:
+        counts = confusion_matrix(predictions, labels, kind.format.num_classes)
+        result["confusion"] = counts.tolist()
+        plot_confusion(counts, f"{task} dev (accuracy {result['score']:.3f})", figures / f"{task}-confusion.png")
+    return result
 
 
 # Published reference points (dev) that the summary prints beside a run's own scores.
@@ -188,7 +196,8 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 if not resume:
                     check_free_space(run_dir, config)
                 exp = build_experiment(config, data_dir, strict, world)
-                created = False if resume else create_run_dir(run_dir, root, overwrite, config.to_toml())
+                created = False if resume else create_run_dir(run_dir, root, overwrite,
+                                                              {"config.toml": config.to_toml()})
                 handler = attach_log_file(run_dir)
                 held.setTarget(handler)
                 held.flush()

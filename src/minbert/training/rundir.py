@@ -95,9 +95,10 @@ def check_new_run(run_dir: Path, root: Path, overwrite: bool) -> None:
         check_removable(run_dir, root)
 
 
-def create_run_dir(run_dir: Path, root: Path, overwrite: bool, config_toml: str) -> bool:
-    """Make the run directory with its marker and resolved config, replacing an old run when `overwrite` allows
-    it. Returns whether this call created the directory (so a failed start may remove it again)."""
+def create_run_dir(run_dir: Path, root: Path, overwrite: bool, files: dict[str, str]) -> bool:
+    """Make the run directory with its marker and `files` (name: text; the resolved config, say), replacing an old
+    run when `overwrite` allows it. Returns whether this call created the directory (so a failed start may remove
+    it again)."""
     check_new_run(run_dir, root, overwrite)
     if run_dir.exists() and any(run_dir.iterdir()):
         shutil.rmtree(run_dir)
@@ -106,7 +107,8 @@ def create_run_dir(run_dir: Path, root: Path, overwrite: bool, config_toml: str)
         run_dir.mkdir(parents=True, exist_ok=True)
         marker = {"name": run_dir.name, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "pid": os.getpid()}
         (run_dir / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
-        (run_dir / "config.toml").write_text(config_toml, encoding="utf-8")
+        for name, text in files.items():
+            (run_dir / name).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write the run directory {run_dir}: {exc.strerror}") from None
     return created

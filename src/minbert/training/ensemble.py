@@ -1,0 +1,167 @@
+"""Ensembles: the average of member runs' soft outputs (SST class probabilities, paraphrase probabilities, STS
+scores), for predictions (`minbert ensemble`) and as a distillation teacher.
+
+Members may differ in config (heads, pair encodings, seeds, even encoders); tasks are matched by data set (sst,
+quora, sts, cfimdb), and a data set is averaged over the members that have it, so three single-task runs make the
+"trio". Members are loaded one at a time: memory stays that of one model. An ensemble's directory holds
+`ensemble.toml` (its members), so an ensemble can itself be a member or a teacher.
+
+runs/<name>/
+  ensemble.toml     members (absolute run directories)
+  metrics.json      final_dev (the ensemble's dev metrics), member_dev (each member's), wall time
+  members.md        each member against the ensemble on dev
+  predictions/      CS224N-format dev and test predictions
+  figures/          confusion matrices, STS scatter
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+
+from minbert.data.files import Example, read_examples, resolve_data_dir
+from minbert.errors import ConfigError
+from minbert.evaluation.metrics import overall_score
+from minbert.tasks.kinds import KINDS
+from minbert.training.config import check_run_name, load_config
+from minbert.training.experiment import task_file
+from minbert.training.inference import MultitaskBERT
+from minbert.training.loop import score
+from minbert.training.rundir import RunLock, create_run_dir
+
+log = logging.getLogger("minbert")
+ENSEMBLE_FILE = "ensemble.toml"
+DATA_ORDER = ("sst", "quora", "sts", "cfimdb")
+
+
+def member_runs(path: str | Path) -> list[Path]:
+    """The training runs behind a run directory or an ensemble directory (ensembles of ensembles flatten)."""
+    path = Path(path).resolve()
+    if (path / ENSEMBLE_FILE).is_file():
+        members = tomllib.loads((path / ENSEMBLE_FILE).read_text(encoding="utf-8"))["members"]
+        return [run for member in members for run in member_runs(member)]
+    if not (path / "config.toml").is_file() or not (path / "best").is_dir():
+        raise ConfigError(f"{path}: not a finished run (no config.toml and best/) nor an ensemble ({ENSEMBLE_FILE})")
+    return [path]
+
+
+def tasks_by_data(run_dir: Path) -> dict[str, str]:
+    """{data set: task name} of a run (a run with two tasks on one data set cannot be matched)."""
+    found: dict[str, str] = {}
+    for task, task_config in load_config(run_dir / "config.toml").tasks.items():
+        if task_config.data in found:
+            raise ConfigError(f"{run_dir}: tasks {found[task_config.data]} and {task} both use {task_config.data}")
+        found[task_config.data] = task
+    return found
+
+
+def short_name(run: Path) -> str:
+    return f"{run.parent.name}/{run.name}" if run.name.startswith("seed-") else run.name
+
+
+class Ensemble:
+    """Average soft outputs over member runs, one member in memory at a time."""
+
+    def __init__(self, members: Sequence[str | Path], precision: str | None = None):
+        self.runs = [run for member in members for run in member_runs(member)]
+        if not self.runs:
+            raise ConfigError("an ensemble needs at least one member run")
+        self.precision = precision
+        self.tasks = {run: tasks_by_data(run) for run in self.runs}
+        self.data_sets = [d for d in DATA_ORDER if any(d in tasks for tasks in self.tasks.values())]
+
+    def members_for(self, data: str) -> list[Path]:
+        return [run for run in self.runs if data in self.tasks[run]]
+
+    def outputs(self, requests: dict[str, Sequence[Example]],
+                on_member: Callable[[Path, str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
+        """{data set: mean soft outputs} for each data set's examples; `on_member(run, data set, outputs)` sees
+        every member's own outputs as they are computed."""
+        totals: dict[str, np.ndarray] = {}
+        for run in self.runs:
+            wanted = [d for d in requests if d in self.tasks[run]]
+            if not wanted:
+                continue
+            member = MultitaskBERT.load(run, self.precision)
+            for data in wanted:
+                outputs = member.outputs(self.tasks[run][data], requests[data])
+                totals[data] = totals[data] + outputs if data in totals else outputs
+                if on_member:
+                    on_member(run, data, outputs)
+            del member
+            gc.collect()
+        return {data: total / len(self.members_for(data)) for data, total in totals.items()}
+
+
+def split_examples(run_dir: Path, data: str, split: str, data_dir: str | None) -> list[Example] | None:
+    """A member's dev or test examples of one data set (None when it has no such file)."""
+    config = load_config(run_dir / "config.toml")
+    name = task_file(config, tasks_by_data(run_dir)[data], split)
+    directory = resolve_data_dir(data_dir or config.data_dir or None)
+    if not name or not (directory / name).exists():
+        return None
+    return read_examples(directory / name, KINDS[data].format, labelled=split == "dev").examples
+
+
+def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Path = "runs",
+                 data_dir: str | None = None, overwrite: bool = False) -> Path:
+    """Average the members' dev and test outputs into a run directory of predictions, metrics and figures."""
+    from minbert.training.run import write_json, write_task_outputs
+
+    started = time.perf_counter()
+    check_run_name(name)
+    ensemble = Ensemble(members)
+    root = Path(output_dir)
+    run_dir = root / name
+    with RunLock(run_dir):
+        member_dev: dict[str, dict[str, float]] = {}
+        averaged: dict[tuple[str, str], tuple[list[Example], np.ndarray]] = {}
+        for split in ("dev", "test"):
+            requests = {data: examples for data in ensemble.data_sets
+                        if (examples := split_examples(ensemble.members_for(data)[0], data, split, data_dir))}
+
+            def member_score(run: Path, data: str, outputs: np.ndarray, split: str = split,
+                             requests: dict = requests) -> None:
+                if split == "dev":
+                    kind = KINDS[data]
+                    result = score(kind, kind.decide(outputs), kind.labels(requests[data]))
+                    member_dev.setdefault(short_name(run), {})[data] = result["score"]
+
+            for data, outputs in ensemble.outputs(requests, member_score).items():
+                averaged[(data, split)] = (requests[data], outputs)
+        members_toml = tomli_w.dumps({"members": [str(r) for r in ensemble.runs]})
+        create_run_dir(run_dir, root, overwrite, {ENSEMBLE_FILE: members_toml})
+        final_dev = {}
+        for (data, split), (examples, outputs) in averaged.items():
+            result = write_task_outputs(run_dir, data, KINDS[data], split, examples, KINDS[data].decide(outputs))
+            if result:
+                final_dev[data] = result
+        rows = [*member_dev.items(), ("ensemble", {data: r["score"] for data, r in final_dev.items()})]
+        (run_dir / "members.md").write_text(members_table(rows, ensemble.data_sets), encoding="utf-8")
+        write_json(run_dir / "metrics.json", {
+            "name": name, "members": [str(r) for r in ensemble.runs], "final_dev": final_dev,
+            "member_dev": member_dev, "wall_seconds": round(time.perf_counter() - started, 1)})
+    return run_dir
+
+
+def with_overall(scores: dict[str, float]) -> dict[str, float]:
+    if {"sst", "quora", "sts"} <= scores.keys():
+        return {**scores, "overall": overall_score(scores["sst"], scores["quora"], scores["sts"])}
+    return scores
+
+
+def members_table(rows: list[tuple[str, dict[str, float]]], data_sets: Sequence[str]) -> str:
+    columns = [*data_sets, "overall"]
+    lines = ["Dev scores of each member and of the ensemble (the mean of the members' soft outputs).", "",
+             "| run | " + " | ".join(columns) + " |", "| --- | " + " | ".join("---:" for _ in columns) + " |"]
+    for name, scores in rows:
+        scores = with_overall(scores)
+        lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.4f}" if c in scores else "-" for c in columns) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,105 @@
+"""Ensembles average members' soft outputs; members may differ in config; single-task members make the trio."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from minbert.cli import main
+from minbert.data.batching import TaskData
+from minbert.data.files import FORMATS, read_examples
+from minbert.device import autocast
+from minbert.evaluation.predictions import read_predictions
+from minbert.training.ablation import run_ablation
+from minbert.training.inference import MultitaskBERT
+from minbert.training.rundir import MARKER
+from tests.conftest import SIAMESE_STS, write_tiny_config
+
+THREE = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'
+CROSS_STS = '[tasks.sst]\ndata = "sst"\npooling = "mean"\n[tasks.quora]\ndata = "quora"\n[tasks.sts]\ndata = "sts"\n'
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+    out = tmp_path_factory.mktemp("members")
+    a = write_tiny_config(out / "a.toml", out, tiny_model_dir, tasks=THREE)
+    b = write_tiny_config(out / "b.toml", out, tiny_model_dir, tasks=CROSS_STS)  # other heads, pooling, encoding
+    assert main(["train", "--config", str(a), "--data-dir", str(tiny_data_dir)]) == 0
+    assert main(["train", "--config", str(b), "--data-dir", str(tiny_data_dir), "seed=5"]) == 0
+    return out / "a", out / "b", tiny_data_dir
+
+
+@torch.no_grad()
+def raw_outputs(run_dir, task, examples):
+    """A member's head outputs computed by hand: one batch, the model called directly."""
+    member = MultitaskBERT.load(run_dir)
+    head = member.model.heads[task]
+    data = TaskData(task, examples, member.tokenizer, member.config.model.max_length, siamese=head.siamese)
+    with autocast(member.experiment.device, member.experiment.autocast_dtype):  # the run's own precision
+        output = member.model.eval()(data.collate(list(range(len(examples)))))
+    if task == "sst":
+        return torch.softmax(output.logits.float(), dim=-1).numpy()
+    if task == "quora":
+        return torch.sigmoid(output.logits.float().view(-1)).numpy()
+    return output.score.float().view(-1).clamp(0, 5).numpy()
+
+
+def test_an_ensemble_is_the_average_of_its_members(members, tmp_path, capsys):
+    a, b, data_dir = members
+    assert main(["ensemble", str(a), str(b), "--name", "ens", "--output-dir", str(tmp_path),
+                 "--data-dir", str(data_dir)]) == 0
+    run_dir = tmp_path / "ens"
+    assert (run_dir / MARKER).is_file() and (run_dir / "ensemble.toml").is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for task, prefix, fmt in (("sst", "sst", "sst"), ("quora", "para", "quora"), ("sts", "sts", "sts")):
+        examples = read_examples(data_dir / {"sst": "ids-sst-dev.csv", "quora": "quora-dev.csv",
+                                             "sts": "sts-dev.csv"}[task], FORMATS[fmt]).examples
+        mean = (raw_outputs(a, task, examples) + raw_outputs(b, task, examples)) / 2
+        _, rows = read_predictions(run_dir / "predictions" / f"{prefix}-dev-output.csv")
+        assert [r[0] for r in rows] == [e.id for e in examples]
+        got = np.array([float(r[1]) for r in rows])
+        if task == "sst":
+            assert (got == mean.argmax(-1)).all()
+        elif task == "quora":
+            assert (got == (mean > 0.5)).all()
+        else:
+            np.testing.assert_allclose(got, mean, atol=6e-5)  # written with 4 decimals
+        labels = np.array([e.label for e in examples])
+        if task != "sts":
+            assert metrics["final_dev"][task]["score"] == pytest.approx((got == labels).mean())
+    for member in (a, b):  # each member's own dev scores, as its own run recorded them
+        recorded = json.loads((member / "metrics.json").read_text())["final_dev"]
+        for task in ("sst", "quora", "sts"):
+            assert metrics["member_dev"][member.name][task] == pytest.approx(recorded[task]["score"], abs=1e-6)
+    assert "| ensemble |" in capsys.readouterr().out
+    assert (run_dir / "predictions" / "sst-test-output.csv").is_file()
+    assert (run_dir / "figures" / "sst-confusion.png").is_file()
+
+
+def test_single_task_members_make_the_trio_through_a_sweep(tmp_path, tiny_model_dir, tiny_data_dir):
+    configs = {}
+    for task, table in (("sst", '[tasks.sst]\ndata = "sst"\n'), ("quora", '[tasks.quora]\ndata = "quora"\n'),
+                        ("sts", SIAMESE_STS)):
+        configs[task] = write_tiny_config(tmp_path / f"{task}-alone.toml", tmp_path, tiny_model_dir, tasks=table)
+    sweep = tmp_path / "trio.toml"
+    sweep.write_text(f'output_dir = "{tmp_path / "out"}"\nseeds = [1, 2]\n[variants]\n'
+                     + "".join(f'{t} = {{ config = "{t}-alone.toml" }}\n' for t in configs)
+                     + '[ensemble]\nname = "trio"\nmembers = "variants"\n')
+    out = run_ablation(sweep, data_dir=str(tiny_data_dir))
+    for seed in (1, 2):
+        metrics = json.loads((out / "trio" / f"seed-{seed}" / "metrics.json").read_text())
+        assert set(metrics["final_dev"]) == {"sst", "quora", "sts"}
+        for task in ("sst", "quora", "sts"):  # one member per task: the trio's score is that member's
+            alone = json.loads((out / task / f"seed-{seed}" / "metrics.json").read_text())["final_dev"][task]
+            assert metrics["final_dev"][task]["score"] == pytest.approx(alone["score"], abs=1e-6)
+    trio_row = next(line for line in (out / "ablation.md").read_text().splitlines() if line.startswith("| trio "))
+    assert "ensemble of 3 runs per seed" in trio_row and " ± " in trio_row
+
+
+def test_an_ensemble_needs_finished_runs(tmp_path, capsys):
+    (tmp_path / "half").mkdir()
+    assert main(["ensemble", str(tmp_path / "half"), "--name", "e", "--output-dir", str(tmp_path)]) == 2
+    assert "not a finished run" in capsys.readouterr().err
