@@ -40,12 +40,14 @@ class Batch:
     index: Tensor | None = None  # siamese pairs: (B, 2) rows of `inputs`; None: row i is example i
     rows: list[int] | None = None  # the TaskData rows (tokenized sequences) in `inputs`
     cache: LayerCache | None = None  # where frozen-layer outputs for those rows are kept, if caching
+    teacher: Tensor | None = None  # distillation: the teacher's soft outputs for these examples
 
     def to(self, device: torch.device) -> Batch:
         inputs = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
         labels = None if self.labels is None else self.labels.to(device, non_blocking=True)
         index = None if self.index is None else self.index.to(device, non_blocking=True)
-        return Batch(self.task, inputs, labels, self.positions, index, self.rows, self.cache)
+        teacher = None if self.teacher is None else self.teacher.to(device, non_blocking=True)
+        return Batch(self.task, inputs, labels, self.positions, index, self.rows, self.cache, teacher)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -62,6 +64,7 @@ class TaskData:
         self.tokenizer = tokenizer
         self.siamese = siamese
         self.cache: LayerCache | None = None  # set by the trainer when the encoder's bottom is frozen
+        self.teacher: np.ndarray | None = None  # distillation: a teacher's soft output per example (training data)
         self.labelled = bool(examples) and all(e.label is not None for e in examples)
         self.labels = torch.tensor([e.label for e in examples], dtype=label_dtype) if self.labelled else None
         if siamese:
@@ -98,14 +101,15 @@ class TaskData:
 
     def collate(self, positions: list[int]) -> Batch:
         labels = self.labels[positions] if self.labels is not None else None
+        teacher = torch.from_numpy(self.teacher[positions]) if self.teacher is not None else None
         if not self.siamese:
             inputs = self.tokenizer.pad([self.rows[p] for p in positions])
-            return Batch(self.task, inputs, labels, positions, None, list(positions), self.cache)
+            return Batch(self.task, inputs, labels, positions, None, list(positions), self.cache, teacher)
         pair_rows = self.pair_rows[positions]  # (B, 2) rows in self.rows
         distinct, index = np.unique(pair_rows, return_inverse=True)  # each distinct sentence is encoded once
         inputs = self.tokenizer.pad([self.rows[r] for r in distinct])
         return Batch(self.task, inputs, labels, positions, torch.from_numpy(index.reshape(-1, 2)), distinct.tolist(),
-                     self.cache)
+                     self.cache, teacher)
 
     def epoch_positions(self, use: str, rng: np.random.Generator) -> np.ndarray:
         """The examples one epoch trains on. `use`: all | base (the task's own file) | extra (its extra files).

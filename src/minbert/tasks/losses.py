@@ -21,17 +21,18 @@ class TaskOutput:
 
 
 class CrossEntropy(nn.Module):
-    """Multi-class classification on logits (B, K) with integer labels."""
+    """Multi-class classification on logits (B, K) with integer labels, or class probabilities (B, K) as soft
+    targets (distillation)."""
 
     def __init__(self, score_range: tuple[float, float] | None = None):
         super().__init__()
 
     def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
-        return F.cross_entropy(output.logits.float(), labels.long())
+        return F.cross_entropy(output.logits.float(), labels.float() if labels.dim() == 2 else labels.long())
 
 
 class BinaryCrossEntropy(CrossEntropy):
-    """Binary classification on one logit per example, labels 0/1."""
+    """Binary classification on one logit per example, labels 0/1 (or probabilities: soft targets)."""
 
     def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(output.logits.float().view(-1), labels.float())

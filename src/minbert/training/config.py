@@ -76,6 +76,7 @@ class TaskConfig:
     batch_size: int = 0  # 0 = train.batch_size
     loss_weight: float = 1.0
     extra: list[ExtraDataConfig] = field(default_factory=list)  # [[tasks.X.extra]] tables: more training data
+    teacher: str = ""  # distillation: this task's teacher run or ensemble directory; "" = train.teacher
     regularizers: list[str] = field(default_factory=list)  # see minbert.training.regularizers: fgsm, mnrl
     fgsm_epsilon: float = 1e-5  # FGSM: step on the word embeddings
     mnrl_weight: float = 0.5  # multiple negatives ranking loss: weight of the extra term
@@ -107,6 +108,10 @@ class TrainConfig:
     gradient_surgery: str = "none"  # none | pcgrad (projects conflicting task gradients; needs steps with 2+ tasks)
     bregman_weight: float = 0.0  # SMART's Bregman proximal term: pull towards a slow-moving copy; 0 = off
     bregman_momentum: float = 0.99  # the slow copy's EMA decay per optimizer step
+    teacher: str = ""  # distillation from a finished run or ensemble directory (see training/distillation.py)
+    teacher_weight: float = 0.5  # the teacher's share of each target, when not annealed
+    teacher_annealing: bool = True  # the teacher's share falls from 1 to 0 over each stage (BAM!)
+    teacher_temperature: float = 1.0  # SST: the teacher's class distribution p -> p ** (1 / T), renormalised
     select_best_by: str = "overall"  # overall (mean normalised dev metric) | two_of_three (improves 2+ tasks)
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0: at epoch ends only)
     keep_checkpoints: int = 2  # the newest N resumable checkpoints are kept
@@ -350,6 +355,10 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"train.train_fraction = {config.train.train_fraction} must be in (0, 1]")
     if not 0 <= config.train.bregman_momentum < 1:
         raise ConfigError(f"train.bregman_momentum = {config.train.bregman_momentum} must be in [0, 1)")
+    if not 0 <= config.train.teacher_weight <= 1:
+        raise ConfigError(f"train.teacher_weight = {config.train.teacher_weight} must be in [0, 1]")
+    if config.train.teacher_temperature <= 0:
+        raise ConfigError(f"train.teacher_temperature = {config.train.teacher_temperature} must be > 0")
     if not 0 <= config.train.warmup_ratio <= 1:
         raise ConfigError(f"train.warmup_ratio = {config.train.warmup_ratio} must be in [0, 1]")
     parse_balancing(config.train.balancing, len(config.tasks))

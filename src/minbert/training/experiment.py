@@ -25,6 +25,7 @@ from minbert.tasks.kinds import KINDS, TaskKind
 from minbert.tasks.model import MultitaskModel
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import ExtraDataConfig, RunConfig
+from minbert.training.distillation import check_teachers
 from minbert.training.distributed import World
 
 log = logging.getLogger("minbert")
@@ -165,6 +166,7 @@ def build_model(config: RunConfig, model_dir: Path) -> MultitaskModel:
 def build_experiment(config: RunConfig, data_dir: str | None = None, strict: bool = False,
                      world: World | None = None, splits: tuple[str, ...] = SPLITS) -> Experiment:
     seed_everything(config.seed)
+    check_teachers(config)  # cheap, and before the data: a wrong teacher path fails at once
     device = resolve_device(config.device)
     if world is not None and world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)

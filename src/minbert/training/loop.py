@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -32,6 +33,7 @@ from minbert.training.checkpoint import (
     set_rng_state,
 )
 from minbert.training.config import TrainConfig
+from minbert.training.distillation import Distillation, attach_teacher_outputs, teachers_of
 from minbert.training.distributed import World
 from minbert.training.experiment import Experiment, build_optimizer
 from minbert.training.regularizers import BregmanProximal, build_regularizers, pcgrad
@@ -88,11 +90,13 @@ class TaskLoss(nn.Module):
     DistributedDataParallel can wrap it."""
 
     def __init__(self, model: MultitaskModel, regularizers: dict[str, list],
-                 proximal: BregmanProximal | None = None):
+                 proximal: BregmanProximal | None = None, distillation: Distillation | None = None):
         super().__init__()
         self.model = model
         self.regularizers = regularizers
         self.proximal = proximal  # a plain object, not a submodule: DDP must not see the slow copy
+        self.distillation = distillation
+        self.teacher_share = 0.0  # set by the trainer before each step (annealing)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         regularizers = self.regularizers.get(batch.task, [])
@@ -102,7 +106,12 @@ class TaskLoss(nn.Module):
             if not word_embeds.requires_grad:  # frozen word embeddings: the perturbations still need d loss / d x
                 word_embeds.requires_grad_()
         output = self.model(batch, word_embeds=word_embeds)
-        loss = self.model.loss(batch, output)
+        target_batch = batch  # the regularizers keep the gold labels; the task's loss takes the distilled targets
+        if self.distillation is not None and batch.teacher is not None:
+            kind = self.model.heads[batch.task].kind
+            target_batch = dataclasses.replace(batch, labels=self.distillation.targets(
+                kind, batch.labels, batch.teacher, self.teacher_share))
+        loss = self.model.loss(target_batch, output)
         total = loss
         for weight, regularizer in regularizers:
             total = total + weight * regularizer(self.model, batch, output, loss, word_embeds)
@@ -138,6 +147,11 @@ class Trainer:
         self.nan_skipped = 0
         self.history: list[dict] = []
         self.step = 0
+        self.distillation = None
+        if teachers_of(self.config):  # the teacher's outputs, computed once and cached in the run directory
+            self.distillation = Distillation.from_config(self.config.train)
+            attach_teacher_outputs(self.config, self.exp.data, run_dir / "teacher" if run_dir else None,
+                                   write=self.world.is_main)
         self.begin_stage(0, from_best=False)
         if self.config.train.compile:
             self.model.encoder.compile(dynamic=True)  # in place: parameter names stay the same
@@ -178,7 +192,8 @@ class Trainer:
         train = self.config.train
         self.proximal = (BregmanProximal(self.model, train.bregman_weight, train.bregman_momentum)
                          if train.bregman_weight > 0 else None)
-        self.loss_module: nn.Module = TaskLoss(self.model, self.regularizers, self.proximal)
+        self.task_loss = TaskLoss(self.model, self.regularizers, self.proximal, self.distillation)
+        self.loss_module: nn.Module = self.task_loss
         if self.world.distributed:  # wrapped per stage: DDP syncs the parameters that train when it is built
             # a step may hold one task's batch only: the other heads then have no gradient on this step
             device_ids = [self.world.local_rank] if self.exp.device.type == "cuda" else None
@@ -220,6 +235,9 @@ class Trainer:
         """One optimizer update over the step's batches; returns the number of examples seen."""
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * lr_factor(self.config.train, self.step - self.stage_start_step, epoch, total_steps)
+        if self.distillation is not None:
+            progress = (self.step - self.stage_start_step) / max(1, total_steps)
+            self.task_loss.teacher_share = self.distillation.share(progress)
         self.optimizer.zero_grad(set_to_none=True)
         seen, step_losses = 0, {}
         surgery = self.config.train.gradient_surgery == "pcgrad" and len(step_batches) > 1

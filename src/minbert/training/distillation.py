@@ -1,0 +1,113 @@
+"""Knowledge distillation: a student learns from a teacher's soft outputs mixed with the gold labels.
+
+The teacher is a finished run or an ensemble (`train.teacher`), or one per task (`tasks.X.teacher`): with one
+single-task teacher per task and teacher annealing this is Born-Again Multi-Task Networks (BAM!, Clark et al.
+2019). A training example's target is
+
+    (1 - s) * gold + s * teacher      s = train.teacher_weight, or with annealing 1 - progress through the stage
+
+where gold is one-hot for SST (the teacher's class distribution is sharpened or softened at
+train.teacher_temperature), 0/1 for paraphrase (the teacher's probability), and the score for STS (the teacher's
+score); each task's own loss then takes the mixed target. Teacher outputs are computed once per training example
+and cached in the run directory (`teacher/<task>.npy`, keyed by the teacher and the examples), so later epochs and
+a resumed run read the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from minbert.data.batching import TaskData
+from minbert.tasks.kinds import TaskKind
+from minbert.training.config import RunConfig, TrainConfig
+
+log = logging.getLogger("minbert")
+
+
+@dataclass(frozen=True)
+class Distillation:
+    weight: float  # the teacher's share of the target without annealing
+    annealing: bool  # the teacher's share falls linearly from 1 to 0 over each stage
+    temperature: float  # SST: the teacher's class distribution p -> p ** (1 / T), renormalised
+
+    @classmethod
+    def from_config(cls, train: TrainConfig) -> Distillation:
+        return cls(train.teacher_weight, train.teacher_annealing, train.teacher_temperature)
+
+    def share(self, progress: float) -> float:
+        """The teacher's share of the target at `progress` (0..1) through the stage."""
+        return max(0.0, 1.0 - progress) if self.annealing else self.weight
+
+    def targets(self, kind: TaskKind, gold: Tensor, teacher: Tensor, share: float) -> Tensor:
+        """The mixed training target in the form the task's loss takes (class probabilities for SST)."""
+        teacher = teacher.to(gold.device, torch.float32)
+        if kind.is_classification and kind.num_outputs > 1:
+            tempered = teacher.clamp_min(1e-12) ** (1.0 / self.temperature)
+            tempered = tempered / tempered.sum(dim=-1, keepdim=True)
+            one_hot = torch.nn.functional.one_hot(gold.long(), kind.num_outputs).float()
+            return (1 - share) * one_hot + share * tempered
+        return (1 - share) * gold.float() + share * teacher
+
+
+def teachers_of(config: RunConfig) -> dict[str, str]:
+    """{task: teacher run or ensemble directory} for the tasks that have one."""
+    return {task: t.teacher or config.train.teacher for task, t in config.tasks.items()
+            if t.teacher or config.train.teacher}
+
+
+def check_teachers(config: RunConfig) -> None:
+    """Before any work: every teacher is a finished run or ensemble that has the task's data set."""
+    from minbert.errors import ConfigError
+    from minbert.training.ensemble import Ensemble
+
+    for task, teacher in teachers_of(config).items():
+        data = config.tasks[task].data
+        if data not in Ensemble([teacher]).data_sets:
+            raise ConfigError(f"tasks.{task}: the teacher {teacher} has no {data} task")
+
+
+def cache_key(teacher: str, data: TaskData) -> str:
+    from minbert.training.ensemble import member_runs
+
+    digest = hashlib.sha256()
+    for run in member_runs(teacher):
+        weights = run / "best" / "model.safetensors"
+        digest.update(f"{run}\0{weights.stat().st_size}\0{weights.stat().st_mtime_ns}\0".encode())
+    for example in data.examples:
+        digest.update(("\0".join((example.id, *example.texts)) + "\n").encode())
+    return digest.hexdigest()
+
+
+def attach_teacher_outputs(config: RunConfig, data: dict[str, dict[str, TaskData]], cache_dir: Path | None,
+                           write: bool = True) -> None:
+    """Set `TaskData.teacher` (soft outputs per training example) for every task with a teacher, from the cache in
+    `cache_dir` when it holds this teacher's outputs for these examples, else computed and cached (`write`)."""
+    from minbert.training.ensemble import Ensemble
+
+    for task, teacher in teachers_of(config).items():
+        train = data[task]["train"]
+        key = cache_key(teacher, train)
+        path = cache_dir / f"{task}.npy" if cache_dir else None
+        meta = path.with_suffix(".json") if path else None
+        if path and path.exists() and meta.exists() and json.loads(meta.read_text())["key"] == key:
+            train.teacher = np.load(path)
+            log.info("%s: teacher outputs read from %s", task, path)
+            continue
+        log.info("%s: computing the teacher's outputs on %d training examples (%s)", task, len(train), teacher)
+        outputs = Ensemble([teacher]).outputs({config.tasks[task].data: train.examples})[config.tasks[task].data]
+        train.teacher = outputs.astype(np.float32)
+        if path and write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".tmp-{path.name}")
+            np.save(tmp, train.teacher)
+            os.replace(tmp, path)  # complete or absent: a killed run never leaves half a cache
+            meta.write_text(json.dumps({"key": key, "teacher": teacher}) + "\n", encoding="utf-8")
