@@ -193,7 +193,8 @@ def seed_list(text: str) -> list[int]:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from minbert.training.ablation import run_ablation
 
-    out = run_ablation(args.sweep, data_dir=args.data_dir, budget=args.budget, seeds=args.seeds, jobs=args.jobs)
+    out = run_ablation(args.sweep, data_dir=args.data_dir, budget=args.budget, seeds=args.seeds, jobs=args.jobs,
+                       overrides=args.overrides)
     print((out / "ablation.md").read_text(encoding="utf-8"))
     print(f"table: {out / 'ablation.md'}, chart: {out / 'ablation.png'}")
     return 0
@@ -278,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ablate = sub.add_parser("ablate", help="run a sweep's variants and write their comparison table")
     ablate.add_argument("sweep", help="sweep TOML: base config, [variants] of key=value lists")
+    ablate.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="applied to every run after the sweep's own (e.g. model.path=DIR)")
     data_dir_flag(ablate)
     ablate.add_argument("--budget", type=float, default=None,
                         help="train every variant on this share (0-1] of each task's training data")
@@ -307,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands whose free arguments may sit between options: `train --data-dir D train.lr=1e-5`.
-FREE_ARGUMENTS = {"train": "overrides", "predict": "texts"}
+FREE_ARGUMENTS = {"train": "overrides", "predict": "texts", "ablate": "overrides"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

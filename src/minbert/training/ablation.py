@@ -91,7 +91,10 @@ def check_overrides(path: Path, name: str, overrides: object) -> None:
 
 
 def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | None = None,
-                 seeds: list[int] | None = None, jobs: int = 1) -> Path:
+                 seeds: list[int] | None = None, jobs: int = 1, overrides: Sequence[str] = ()) -> Path:
+    """Run a sweep's variants (every seed of each), then write its table and chart. `overrides` apply to every
+    run after the sweep's own. In any override, `{seed}` stands for the run's seed (a teacher trained with the
+    same seed, say)."""
     path = Path(path)
     sweep = read_sweep(path)
     budget = budget if budget is not None else sweep.get("budget")
@@ -102,14 +105,15 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
     out = Path(sweep.get("output_dir") or Path("runs") / "ablations" / path.stem)
-    common = ([f"train.train_fraction={budget}"] if budget else []) + sweep.get("overrides", [])
+    common = ([f"train.train_fraction={budget}"] if budget else []) + sweep.get("overrides", []) + list(overrides)
     # check every run's config before running any: a typo in the last one should not cost the first ones' time
     runs, run_dirs = {}, {name: [] for name in sweep["variants"]}
     for seed in seeds or [None]:  # seed-major: a sweep cut short has every variant at the first seeds
         for name, variant in sweep["variants"].items():
             where = [f"output_dir={out}", f"name={name}"] if seed is None else [
                 f"output_dir={out / name}", f"name=seed-{seed}", f"seed={seed}"]
-            config = load_config(variant["config"], [*common, *variant["overrides"], *where])
+            chosen = [o.replace("{seed}", str(seed)) for o in [*common, *variant["overrides"]]]
+            config = load_config(variant["config"], [*chosen, *where])
             run_dir = Path(config.output_dir) / config.name
             runs[run_dir] = config
             run_dirs[name].append(run_dir)
