@@ -67,7 +67,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-QUICK = ["train.max_train_examples=600", "train.max_eval_examples=300", "train.epochs=1"]
+QUICK = ["train.max_train_examples=600", "train.max_eval_examples=300", "train.epochs=1", "train.stage_epoch_limit=1"]
 
 
 def default_config() -> Path:

@@ -121,3 +121,12 @@ def test_a_phrases_first_stage_trains_on_phrases_only(data_with_trees, tiny_mode
 
     epochs = json.loads((tmp_path / "runs" / "staged" / "metrics.json").read_text())["epochs"]
     assert [(e["stage"], e["train_examples"]) for e in epochs] == [("phrases", 12), ("sentences", 48)]
+
+
+def test_a_quick_look_caps_the_extra_data_and_every_stage(data_with_trees, tiny_model_dir):
+    extra = 'tasks.sst.extra=[{file = "trees.txt", format = "sst_trees"}]'
+    train = load(data_with_trees, tiny_model_dir, extra, "train.max_train_examples=5")["sst"]["train"]
+    assert len(train) == 5 + 5 and train.sources[0].start == 5
+    config = load_config(None, ["tasks.sst.data=sst", "train.stage_epoch_limit=1",
+                                'stages=[{name = "a", epochs = 3}, {name = "b", epochs = 2}]'])
+    assert [s.epochs for s in config.run_stages()] == [1, 1] and [s.epochs for s in config.stages] == [3, 2]

@@ -125,6 +125,7 @@ class TrainConfig:
     train_fraction: float = 1.0  # train on a fixed random share of each task's examples (ablation budgets)
     max_train_examples: int = 0  # 0 = all; else a fixed random subsample per task (quick looks, tests)
     max_eval_examples: int = 0
+    stage_epoch_limit: int = 0  # > 0: every stage runs at most this many epochs (--quick sets 1)
 
 
 @dataclass
@@ -153,7 +154,10 @@ class RunConfig:
     stages: list[StageConfig] = field(default_factory=list)  # [] = one stage: every task, train.epochs
 
     def run_stages(self) -> list[StageConfig]:
-        return self.stages or [StageConfig(name="train", epochs=self.train.epochs)]
+        stages = self.stages or [StageConfig(name="train", epochs=self.train.epochs)]
+        if self.train.stage_epoch_limit:  # a first look (--quick): every stage cut to this many epochs
+            stages = [dataclasses.replace(s, epochs=min(s.epochs, self.train.stage_epoch_limit)) for s in stages]
+        return stages
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -176,7 +180,8 @@ CHOICES = {
 POSITIVE = {"train.eps", "model.pal_heads", "train.epochs", "train.batch_size", "train.eval_batch_size",
             "model.max_length"}
 NON_NEGATIVE = {"train.lr", "train.head_lr", "train.weight_decay", "train.grad_clip", "train.warmup_ratio",
-                "train.max_train_examples", "train.max_eval_examples", "train.steps_per_epoch", "train.alpha",
+                "train.max_train_examples", "train.max_eval_examples", "train.stage_epoch_limit",
+                "train.steps_per_epoch", "train.alpha",
                 "train.cache_budget_mb", "train.checkpoint_every", "train.keep_checkpoints", "train.bregman_weight",
                 "model.common_layers", "model.frozen_layers", "model.pal_size",
                 "dropout", "batch_size", "loss_weight", "hidden_layers", "hidden_size", "fgsm_epsilon", "mnrl_weight",

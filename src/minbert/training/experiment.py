@@ -69,9 +69,10 @@ def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
 
 
 def load_extra(directory: Path, extra: ExtraDataConfig, kind: TaskKind, strict: bool, seed: int,
-               train_sentences: list[Example] = ()) -> list[Example]:
+               train_sentences: list[Example] = (), cap: int = 0) -> list[Example]:
     """Extra training examples: a file's columns mapped onto the task's (labels offset and scaled), or every
-    phrase of SST's trees; optionally balanced per class and capped."""
+    phrase of SST's trees; optionally balanced per class and capped (at max_examples, and at `cap`:
+    train.max_train_examples, so that a quick look stays quick)."""
     path = Path(extra.file) if Path(extra.file).is_absolute() else directory / extra.file
     if extra.format == "sst_trees":
         loaded, roots = read_sst_trees(path, kind.format.num_classes, extra.min_tokens, extra.include_roots,
@@ -96,7 +97,7 @@ def load_extra(directory: Path, extra: ExtraDataConfig, kind: TaskKind, strict: 
         keep = sorted(i for label in sorted(by_class)
                       for i in rng.choice(by_class[label], smallest, replace=False))
         examples = [examples[i] for i in keep]
-    examples = subsample(examples, extra.max_examples, seed)
+    examples = subsample(examples, min((n for n in (extra.max_examples, cap) if n), default=0), seed)
     log.info("%s: %d extra training examples%s", path.name, len(examples),
              f" ({extra.share:.0%} of each epoch's examples drawn from them)" if extra.share else "")
     return examples
@@ -144,7 +145,8 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
             if split == "train":
                 base = examples
                 for extra in task_config.extra:
-                    added = load_extra(directory, extra, kind, strict, config.seed, base)
+                    added = load_extra(directory, extra, kind, strict, config.seed, base,
+                                       config.train.max_train_examples)
                     sources.append(ExtraSource(extra.file, len(examples), len(examples) + len(added), extra.share))
                     examples = examples + added
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
