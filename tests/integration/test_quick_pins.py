@@ -25,7 +25,7 @@ CONFIGS = ["multitask.toml", *sorted(p.relative_to(REPO / "configs").as_posix()
 
 
 def cpu_kind() -> str:
-    cpu = torch.backends.cpu
+    cpu = torch.cpu
     if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
         return "amx"
     if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
