@@ -10,7 +10,7 @@ import pytest
 
 import minbert
 from minbert.cli import main, parse_args
-from minbert.training.inference import MultitaskBERT
+from minbert.predictor import MultitaskBERT
 from tests.conftest import SIAMESE_STS, make_tiny_data_dir, write_tiny_config
 
 THREE_TASKS = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'

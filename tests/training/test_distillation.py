@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from minbert.cli import main
+from minbert.predictor import MultitaskBERT
 from minbert.tasks.kinds import KINDS
 from minbert.tasks.losses import CrossEntropy, TaskOutput
 from minbert.training.distillation import Distillation
-from minbert.training.inference import MultitaskBERT
 from tests.conftest import SIAMESE_STS, write_tiny_config
-from tests.training.test_resume import assert_same_run, train_command
+from tests.faults import run_with_fault
+from tests.training.test_resume import assert_same_run
 
 THREE = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'
 
@@ -84,8 +82,7 @@ def test_a_distilled_run_resumes_exactly(teacher, tiny_model_dir, tiny_data_dir,
                             extra="teacher_annealing = true\nteacher_temperature = 2.0")
     args = ["--config", str(config), "--data-dir", str(tiny_data_dir)]
     assert main(["train", *args, "name=uninterrupted"]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "checkpoint-before-rename@21"}
-    result = subprocess.run(train_command(*args, "name=torn"), env=env, capture_output=True, text=True)
+    result = run_with_fault("checkpoint-before-rename@21", "train", *args, "name=torn")
     assert result.returncode == 137, result.stderr[-2000:]
     assert (tmp_path / "torn" / "teacher" / "sst.npy").is_file()
     assert main(["train", "--resume", str(tmp_path / "torn"), "--data-dir", str(tiny_data_dir)]) == 0

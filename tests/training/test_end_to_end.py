@@ -10,7 +10,7 @@ from minbert import BertModel
 from minbert.cli import main
 from minbert.errors import ConfigError
 from minbert.evaluation.predictions import read_predictions
-from minbert.training.inference import MultitaskBERT
+from minbert.predictor import MultitaskBERT
 
 
 @pytest.fixture(scope="module")

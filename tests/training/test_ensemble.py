@@ -13,8 +13,8 @@ from minbert.data.batching import TaskData
 from minbert.data.files import FORMATS, read_examples
 from minbert.device import autocast
 from minbert.evaluation.predictions import read_predictions
+from minbert.predictor import MultitaskBERT
 from minbert.training.ablation import run_ablation
-from minbert.training.inference import MultitaskBERT
 from minbert.training.rundir import MARKER
 from tests.conftest import SIAMESE_STS, write_tiny_config
 
@@ -38,7 +38,7 @@ def raw_outputs(run_dir, task, examples):
     member = MultitaskBERT.load(run_dir)
     head = member.model.heads[task]
     data = TaskData(task, examples, member.tokenizer, member.config.model.max_length, siamese=head.siamese)
-    with autocast(member.experiment.device, member.experiment.autocast_dtype):  # the run's own precision
+    with autocast(member.inference.device, member.inference.autocast_dtype):  # the run's own precision
         output = member.model.eval()(data.collate(list(range(len(examples)))))
     if task == "sst":
         return torch.softmax(output.logits.float(), dim=-1).numpy()

@@ -10,7 +10,7 @@ import pytest
 
 from minbert.cli import main
 from minbert.evaluation.predictions import read_predictions
-from minbert.training.inference import MultitaskBERT
+from minbert.predictor import MultitaskBERT
 from tests.conftest import SIAMESE_STS
 
 

@@ -4,14 +4,12 @@ across stage boundaries."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from safetensors.torch import load_file
 
 from minbert.cli import main
 from minbert.training.checkpoint import list_checkpoints
+from tests.faults import run_with_fault
 
 STAGED = """
 output_dir = "{out}"
@@ -74,9 +72,8 @@ def test_resume_inside_a_later_stage(tmp_path, tiny_model_dir, tiny_data_dir):
     config = tmp_path / "staged.toml"
     config.write_text(STAGED.format(out=tmp_path, model=tiny_model_dir))
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "name=whole"]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "checkpoint-before-rename@20"}
-    crashed = subprocess.run([sys.executable, "-m", "minbert", "train", "--config", str(config), "--data-dir",
-                              str(tiny_data_dir), "name=crashed"], env=env, capture_output=True)
+    crashed = run_with_fault("checkpoint-before-rename@20", "train", "--config", str(config), "--data-dir",
+                             str(tiny_data_dir), "name=crashed")
     assert crashed.returncode == 137
     assert main(["train", "--resume", str(tmp_path / "crashed"), "--data-dir", str(tiny_data_dir)]) == 0
     resumed = json.loads((tmp_path / "crashed" / "metrics.json").read_text())["resumed_from"]
