@@ -159,19 +159,19 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 
 
 def write_tiny_config(path: Path, output_dir: Path, model_dir: Path, train: str = "",
-                      tasks: str = '[tasks.sst]\ndata = "sst"\n') -> Path:
-    """A run config for the tiny random model: `train` holds `key = value` lines for [train] (they replace the
-    defaults epochs = 1, batch_size = 8, lr = 1e-3), `tasks` is TOML task tables (and stages)."""
-    settings = {"epochs": "1", "batch_size": "8", "lr": "1e-3"}
-    for line in filter(None, (line.strip() for line in train.splitlines())):
-        key, value = (part.strip() for part in line.split("=", 1))
-        settings[key] = value
-    train_lines = "\n".join(f"{key} = {value}" for key, value in settings.items())
-    path.write_text(f"""output_dir = "{output_dir}"
-[model]
-path = "{model_dir}"
-max_length = 32
-[train]
-{train_lines}
-{tasks}""", encoding="utf-8")
+                      tasks: str = '[tasks.sst]\ndata = "sst"\n', model: str = "") -> Path:
+    """The one run config of the tests' tiny random model. `train` and `model` hold `key = value` lines for [train]
+    and [model] (they replace the defaults: epochs = 1, batch_size = 8, lr = 1e-3; max_length = 32), `tasks` is
+    TOML task tables (and stages)."""
+
+    def table(defaults: dict[str, str], lines: str) -> str:
+        for line in filter(None, (line.strip() for line in lines.splitlines())):
+            key, value = (part.strip() for part in line.split("=", 1))
+            defaults[key] = value
+        return "\n".join(f"{key} = {value}" for key, value in defaults.items())
+
+    model_lines = table({"path": f'"{model_dir}"', "max_length": "32"}, model)
+    train_lines = table({"epochs": "1", "batch_size": "8", "lr": "1e-3"}, train)
+    path.write_text(f'output_dir = "{output_dir}"\n[model]\n{model_lines}\n[train]\n{train_lines}\n{tasks}',
+                    encoding="utf-8")
     return path

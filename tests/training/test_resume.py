@@ -16,30 +16,14 @@ from safetensors.torch import load_file
 
 from minbert.cli import main
 from minbert.training.checkpoint import list_checkpoints
-from tests.conftest import SIAMESE_STS
+from tests.conftest import SIAMESE_STS, write_tiny_config
 from tests.faults import run_with_fault
 
 
 def write_config(path, out, model_dir, epochs=4, every=3, extra=""):
-    path.write_text(f"""
-output_dir = "{out}"
-[model]
-path = "{model_dir}"
-max_length = 32
-[train]
-epochs = {epochs}
-batch_size = 4
-lr = 1e-3
-sampler = "proportional"
-checkpoint_every = {every}
-keep_checkpoints = 2
-{extra}
-[tasks.sst]
-data = "sst"
-pooling = "mean"
-dropout = 0.3
-{SIAMESE_STS}""")
-    return path
+    return write_tiny_config(path, out, model_dir, tasks=f'[tasks.sst]\ndata = "sst"\npooling = "mean"\n{SIAMESE_STS}',
+                             train=f'epochs = {epochs}\nbatch_size = 4\nsampler = "proportional"\n'
+                                   f'checkpoint_every = {every}\nkeep_checkpoints = 2\n{extra}')
 
 
 def train_command(*args):
