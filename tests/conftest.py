@@ -83,6 +83,8 @@ head = "cosine"
 loss = "cosine_mse"
 """
 
+THREE_TASKS = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'
+
 WORDS = ("the a film movie good bad great awful boring fun plot actor is was not very and but it this "
          "dog cat sat ran on mat how do i what why who learn python code fast slow man woman plays guitar").split()
 
@@ -175,3 +177,15 @@ def write_tiny_config(path: Path, output_dir: Path, model_dir: Path, train: str 
     path.write_text(f'output_dir = "{output_dir}"\n[model]\n{model_lines}\n[train]\n{train_lines}\n{tasks}',
                     encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def three_task_run(tmp_path_factory, tiny_model_dir, tiny_data_dir) -> Path:
+    """A finished tiny run of SST, Quora and siamese STS (one epoch), for tests that read a run; copy it first
+    to change it."""
+    from minbert.cli import main
+
+    out = tmp_path_factory.mktemp("three-task-run")
+    config = write_tiny_config(out / "three.toml", out, tiny_model_dir, tasks=THREE_TASKS)
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
+    return out / "three"

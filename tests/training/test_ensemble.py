@@ -18,18 +18,15 @@ from minbert.training.ablation import run_ablation
 from minbert.training.rundir import MARKER
 from tests.conftest import SIAMESE_STS, write_tiny_config
 
-THREE = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'
 CROSS_STS = '[tasks.sst]\ndata = "sst"\npooling = "mean"\n[tasks.quora]\ndata = "quora"\n[tasks.sts]\ndata = "sts"\n'
 
 
 @pytest.fixture(scope="module")
-def members(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+def members(tmp_path_factory, three_task_run, tiny_model_dir, tiny_data_dir):
     out = tmp_path_factory.mktemp("members")
-    a = write_tiny_config(out / "a.toml", out, tiny_model_dir, tasks=THREE)
     b = write_tiny_config(out / "b.toml", out, tiny_model_dir, tasks=CROSS_STS)  # other heads, pooling, encoding
-    assert main(["train", "--config", str(a), "--data-dir", str(tiny_data_dir)]) == 0
     assert main(["train", "--config", str(b), "--data-dir", str(tiny_data_dir), "seed=5"]) == 0
-    return out / "a", out / "b", tiny_data_dir
+    return three_task_run, out / "b", tiny_data_dir
 
 
 @torch.no_grad()
