@@ -83,6 +83,8 @@ head = "cosine"
 loss = "cosine_mse"
 """
 
+THREE_TASKS = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'
+
 WORDS = ("the a film movie good bad great awful boring fun plot actor is was not very and but it this "
          "dog cat sat ran on mat how do i what why who learn python code fast slow man woman plays guitar").split()
 
@@ -159,19 +161,31 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 
 
 def write_tiny_config(path: Path, output_dir: Path, model_dir: Path, train: str = "",
-                      tasks: str = '[tasks.sst]\ndata = "sst"\n') -> Path:
-    """A run config for the tiny random model: `train` holds `key = value` lines for [train] (they replace the
-    defaults epochs = 1, batch_size = 8, lr = 1e-3), `tasks` is TOML task tables (and stages)."""
-    settings = {"epochs": "1", "batch_size": "8", "lr": "1e-3"}
-    for line in filter(None, (line.strip() for line in train.splitlines())):
-        key, value = (part.strip() for part in line.split("=", 1))
-        settings[key] = value
-    train_lines = "\n".join(f"{key} = {value}" for key, value in settings.items())
-    path.write_text(f"""output_dir = "{output_dir}"
-[model]
-path = "{model_dir}"
-max_length = 32
-[train]
-{train_lines}
-{tasks}""", encoding="utf-8")
+                      tasks: str = '[tasks.sst]\ndata = "sst"\n', model: str = "") -> Path:
+    """The one run config of the tests' tiny random model. `train` and `model` hold `key = value` lines for [train]
+    and [model] (they replace the defaults: epochs = 1, batch_size = 8, lr = 1e-3; max_length = 32), `tasks` is
+    TOML task tables (and stages)."""
+
+    def table(defaults: dict[str, str], lines: str) -> str:
+        for line in filter(None, (line.strip() for line in lines.splitlines())):
+            key, value = (part.strip() for part in line.split("=", 1))
+            defaults[key] = value
+        return "\n".join(f"{key} = {value}" for key, value in defaults.items())
+
+    model_lines = table({"path": f'"{model_dir}"', "max_length": "32"}, model)
+    train_lines = table({"epochs": "1", "batch_size": "8", "lr": "1e-3"}, train)
+    path.write_text(f'output_dir = "{output_dir}"\n[model]\n{model_lines}\n[train]\n{train_lines}\n{tasks}',
+                    encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def three_task_run(tmp_path_factory, tiny_model_dir, tiny_data_dir) -> Path:
+    """A finished tiny run of SST, Quora and siamese STS (one epoch), for tests that read a run; copy it first
+    to change it."""
+    from minbert.cli import main
+
+    out = tmp_path_factory.mktemp("three-task-run")
+    config = write_tiny_config(out / "three.toml", out, tiny_model_dir, tasks=THREE_TASKS)
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
+    return out / "three"

@@ -10,10 +10,8 @@ import pytest
 
 import minbert
 from minbert.cli import main, parse_args
-from minbert.training.inference import MultitaskBERT
+from minbert.predictor import MultitaskBERT
 from tests.conftest import SIAMESE_STS, make_tiny_data_dir, write_tiny_config
-
-THREE_TASKS = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'
 
 
 @pytest.fixture()
@@ -114,14 +112,6 @@ def test_a_one_row_similarity_dev_file_is_refused(tmp_path, tiny_model_dir, caps
 
 
 # --- predicting with a finished run ----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def three_task_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
-    out = tmp_path_factory.mktemp("runs")
-    config = write_tiny_config(out / "three.toml", out, tiny_model_dir, tasks=THREE_TASKS)
-    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
-    return out / "three"
-
 
 PAIRS = "id\tsentence1\tsentence2\n" \
         "q1\thow do i learn python\thow can i learn python\n" \

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # The training stack (rich, matplotlib, tensorboard) loads only when asked for.
     if name == "MultitaskBERT":
-        from minbert.training.inference import MultitaskBERT
+        from minbert.predictor import MultitaskBERT
 
         return MultitaskBERT
     if name == "SentenceEncoder":

@@ -107,8 +107,6 @@ def infer_hf(data_dir: str | None, precision: str) -> dict:
 
 
 def train_minbert(data_dir: str | None, precision: str, steps: int) -> dict:
-    from collections import defaultdict
-
     from minbert.training.config import load_config
     from minbert.training.experiment import build_experiment
     from minbert.training.loop import Trainer
@@ -118,16 +116,16 @@ def train_minbert(data_dir: str | None, precision: str, steps: int) -> dict:
     exp = build_experiment(config, data_dir, splits=("train", "dev"))
     trainer = Trainer(exp)
     plan = trainer.epoch_plan(0)
+    trainer.total_steps = len(plan)
     exp.model.train()
-    losses: dict = defaultdict(list)
-    trainer.train_step(plan[0], 0, len(plan), losses)  # warm-up
+    trainer.train_step(plan[0])  # warm-up
     data = exp.data["sst"]["train"]
     seen, flops, start = 0, 0.0, time.perf_counter()
     for step in plan[1:steps + 1]:
         (_, positions), = step
         length = int(data.lengths[positions].max())
         flops += len(positions) * length * flops_per_token(exp.model.encoder.config, length, True)
-        seen += trainer.train_step(step, 0, len(plan), losses)
+        seen += trainer.train_step(step)
     seconds = time.perf_counter() - start
     return {"sentences_per_s": seen / seconds, "gflops": flops / seconds / 1e9, "peak_rss_mb": _peak_rss_mb()}
 
@@ -168,7 +166,7 @@ def train_hf(data_dir: str | None, precision: str, steps: int) -> dict:
 
 
 def dev_metrics(run_dir: str, data_dir: str | None, precision: str) -> dict:
-    from minbert.training.inference import evaluate_run
+    from minbert.training.run import evaluate_run
 
     return evaluate_run(run_dir, data_dir, precision=precision, quiet=True)
 

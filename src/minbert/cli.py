@@ -107,7 +107,7 @@ def precision_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from minbert.training.inference import evaluate_run, write_run_outputs
+    from minbert.training.run import evaluate_run, write_run_outputs
 
     evaluate_run(args.run, data_dir=args.data_dir, precision=args.precision)
     if args.write_outputs:
@@ -150,7 +150,7 @@ def read_prediction_input(path: str, columns: tuple[str, ...], skip_bad_rows: bo
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from minbert.evaluation.predictions import write_predictions
-    from minbert.training.inference import MultitaskBERT
+    from minbert.predictor import MultitaskBERT
 
     predictor = MultitaskBERT.load(args.run, precision=args.precision)
     task = predictor.resolve_task(args.task, sentiment=args.task is None)

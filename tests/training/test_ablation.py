@@ -7,31 +7,17 @@ import pytest
 from minbert.cli import main
 from minbert.errors import ConfigError
 from minbert.training.ablation import read_sweep, run_ablation
+from tests.conftest import SIAMESE_STS, write_tiny_config
 
-BASE = """
-[model]
-path = "{model}"
-max_length = 32
-[train]
-epochs = 1
-batch_size = 8
-lr = 1e-3
-[tasks.sst]
-data = "sst"
-[tasks.quora]
-data = "quora"
-[tasks.sts]
-data = "sts"
-pair_encoding = "siamese"
-head = "cosine"
-loss = "cosine_mse"
-pooling = "mean"
-"""
+THREE_TASKS = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'
+
+
+def write_base(tmp_path, model_dir):
+    return write_tiny_config(tmp_path / "base.toml", tmp_path / "runs", model_dir, tasks=THREE_TASKS)
 
 
 def test_sweep_runs_variants_and_writes_a_table(tmp_path, tiny_model_dir, tiny_data_dir, capsys):
-    base = tmp_path / "base.toml"
-    base.write_text(BASE.format(model=tiny_model_dir))
+    write_base(tmp_path, tiny_model_dir)
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(f"""
 base = "base.toml"
@@ -56,7 +42,7 @@ cosent = ["tasks.sts.loss=cosent"]
 
 
 def test_seeds_run_in_parallel_and_the_table_shows_their_spread(tmp_path, tiny_model_dir, tiny_data_dir):
-    (tmp_path / "base.toml").write_text(BASE.format(model=tiny_model_dir))
+    write_base(tmp_path, tiny_model_dir)
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(f"""
 base = "base.toml"
@@ -86,29 +72,27 @@ cosent = ["tasks.sts.loss=cosent"]
     assert per_seed[0] != per_seed[1]  # different seeds, different runs
 
 
-def test_bad_sweeps(tmp_path):
+@pytest.mark.parametrize(("sweep", "message"), [
+    ('base = "x.toml"\nvariant = {}\n', "unknown key"),
+    ('base = "x.toml"\noverrides = "train.epochs=1"\n[variants]\na = []\n', "overrides must be a list"),
+    ('base = "x.toml"\n[variants]\na = "tasks.sst.dropout=0.1"\n', "variants.a must be a list"),
+    ('[variants]\na = ["tasks.sst.dropout=0.1"]\n', "variants.a is an override list but the sweep has no `base`"),
+    ("[variants]\na = { overrides = [] }\n", "a table with `config`"),
+    ('base = "x.toml"\nseeds = [1, 1]\n[variants]\na = []\n', "seeds must be a list of distinct integers"),
+    ('base = "x.toml"\n[variants]\na = []\n[ensemble]\nname = "e"\n', r"\[ensemble\] takes name"),
+])
+def test_bad_sweeps(tmp_path, sweep, message):
+    path = tmp_path / "s.toml"
+    path.write_text(sweep)
+    with pytest.raises(ConfigError, match=message):
+        read_sweep(path)
+
+
+def test_bad_seeds_flag_is_refused_before_any_run(tmp_path):
     sweep = tmp_path / "s.toml"
-    sweep.write_text('base = "x.toml"\nvariant = {}\n')
-    with pytest.raises(ConfigError, match="unknown key"):
-        read_sweep(sweep)
-    sweep.write_text('base = "x.toml"\noverrides = "train.epochs=1"\n[variants]\na = []\n')
-    with pytest.raises(ConfigError, match="overrides must be a list"):
-        read_sweep(sweep)
-    sweep.write_text('base = "x.toml"\n[variants]\na = "tasks.sst.dropout=0.1"\n')
-    with pytest.raises(ConfigError, match="variants.a must be a list"):
-        read_sweep(sweep)
-    sweep.write_text('[variants]\na = ["tasks.sst.dropout=0.1"]\n')
-    with pytest.raises(ConfigError, match="variants.a is an override list but the sweep has no `base`"):
-        read_sweep(sweep)
-    sweep.write_text('[variants]\na = { overrides = [] }\n')
-    with pytest.raises(ConfigError, match="a table with `config`"):
-        read_sweep(sweep)
-    sweep.write_text('base = "x.toml"\nseeds = [1, 1]\n[variants]\na = []\n')
-    with pytest.raises(ConfigError, match="seeds must be a list of distinct integers"):
-        read_sweep(sweep)
     sweep.write_text('base = "x.toml"\n[variants]\na = []\n')
     with pytest.raises(ConfigError, match="--seeds: seeds must be a list of distinct integers"):
-        run_ablation(sweep, seeds=[2, 2])  # refused before any run
+        run_ablation(sweep, seeds=[2, 2])
 
 
 def test_seeds_flag_wants_integers(capsys):

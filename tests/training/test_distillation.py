@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from minbert.cli import main
+from minbert.predictor import MultitaskBERT
 from minbert.tasks.kinds import KINDS
 from minbert.tasks.losses import CrossEntropy, TaskOutput
 from minbert.training.distillation import Distillation
-from minbert.training.inference import MultitaskBERT
-from tests.conftest import SIAMESE_STS, write_tiny_config
-from tests.training.test_resume import assert_same_run, train_command
-
-THREE = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'
+from tests.conftest import THREE_TASKS, write_tiny_config
+from tests.faults import run_with_fault
+from tests.training.test_resume import assert_same_run
 
 
 def test_targets_mix_gold_and_teacher_per_task_kind():
@@ -48,16 +44,13 @@ def test_cross_entropy_takes_soft_targets():
     torch.testing.assert_close(CrossEntropy()(output, hard), CrossEntropy()(output, F.one_hot(hard, 5).float()))
 
 
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory, tiny_model_dir, tiny_data_dir):
-    out = tmp_path_factory.mktemp("teacher")
-    config = write_tiny_config(out / "teacher.toml", out, tiny_model_dir, tasks=THREE)
-    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
-    return out / "teacher"
+@pytest.fixture()
+def teacher(three_task_run):
+    return three_task_run
 
 
 def student_config(path, out, model_dir, teacher, epochs=2, extra=""):
-    return write_tiny_config(path, out, model_dir, tasks=THREE,
+    return write_tiny_config(path, out, model_dir, tasks=THREE_TASKS,
                              train=f'epochs = {epochs}\nbatch_size = 4\nteacher = "{teacher}"\n'
                                    f'checkpoint_every = 3\n{extra}')
 
@@ -84,8 +77,7 @@ def test_a_distilled_run_resumes_exactly(teacher, tiny_model_dir, tiny_data_dir,
                             extra="teacher_annealing = true\nteacher_temperature = 2.0")
     args = ["--config", str(config), "--data-dir", str(tiny_data_dir)]
     assert main(["train", *args, "name=uninterrupted"]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "checkpoint-before-rename@21"}
-    result = subprocess.run(train_command(*args, "name=torn"), env=env, capture_output=True, text=True)
+    result = run_with_fault("checkpoint-before-rename@21", "train", *args, "name=torn")
     assert result.returncode == 137, result.stderr[-2000:]
     assert (tmp_path / "torn" / "teacher" / "sst.npy").is_file()
     assert main(["train", "--resume", str(tmp_path / "torn"), "--data-dir", str(tiny_data_dir)]) == 0
@@ -98,7 +90,7 @@ def test_distillation_changes_training(teacher, tiny_model_dir, tiny_data_dir, t
     """The teacher's targets reach the loss: the same run without a teacher ends with other weights."""
     from safetensors.torch import load_file
 
-    plain = write_tiny_config(tmp_path / "plain.toml", tmp_path, tiny_model_dir, tasks=THREE,
+    plain = write_tiny_config(tmp_path / "plain.toml", tmp_path, tiny_model_dir, tasks=THREE_TASKS,
                               train="epochs = 2\nbatch_size = 4")
     distilled = student_config(tmp_path / "distilled.toml", tmp_path, tiny_model_dir, teacher,
                                extra="teacher_annealing = false\nteacher_weight = 1.0")

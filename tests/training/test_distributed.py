@@ -10,28 +10,14 @@ import sys
 from safetensors.torch import load_file
 
 from minbert.cli import main
-from tests.conftest import SIAMESE_STS
+from tests.conftest import SIAMESE_STS, write_tiny_config
 
 
 def write_config(path, out, model_dir):
-    path.write_text(f"""
-output_dir = "{out}"
-[model]
-path = "{model_dir}"
-max_length = 32
-hidden_dropout = 0.0
-attention_dropout = 0.0
-[train]
-epochs = 1
-batch_size = 8
-lr = 1e-3
-sampler = "round_robin"
-precision = "fp32"  # bf16 rounds the two ranks' partial sums differently; exactness needs fp32
-[tasks.sst]
-data = "sst"
-pooling = "mean"
-dropout = 0.0
-{SIAMESE_STS}""")
+    # bf16 rounds the two ranks' partial sums differently; exactness needs fp32
+    return write_tiny_config(path, out, model_dir, model="hidden_dropout = 0.0\nattention_dropout = 0.0",
+                             train='sampler = "round_robin"\nprecision = "fp32"',
+                             tasks=f'[tasks.sst]\ndata = "sst"\npooling = "mean"\ndropout = 0.0\n{SIAMESE_STS}')
 
 
 def test_two_gloo_processes_match_one_process(tmp_path, tiny_model_dir, tiny_data_dir):

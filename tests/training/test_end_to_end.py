@@ -10,25 +10,14 @@ from minbert import BertModel
 from minbert.cli import main
 from minbert.errors import ConfigError
 from minbert.evaluation.predictions import read_predictions
-from minbert.training.inference import MultitaskBERT
+from minbert.predictor import MultitaskBERT
+from tests.conftest import write_tiny_config
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
     out = tmp_path_factory.mktemp("runs")
-    config = out / "tiny-sst.toml"
-    config.write_text(f"""
-output_dir = "{out}"
-[model]
-path = "{tiny_model_dir}"
-max_length = 32
-[train]
-epochs = 2
-batch_size = 8
-lr = 1e-3
-[tasks.sst]
-data = "sst"
-""")
+    config = write_tiny_config(out / "tiny-sst.toml", out, tiny_model_dir, train="epochs = 2")
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "train.seed_is_not_a_key=1"]
                 ) == 2  # an unknown override stops before any work
     assert not (out / "tiny-sst").exists()

@@ -13,23 +13,20 @@ from minbert.data.batching import TaskData
 from minbert.data.files import FORMATS, read_examples
 from minbert.device import autocast
 from minbert.evaluation.predictions import read_predictions
+from minbert.predictor import MultitaskBERT
 from minbert.training.ablation import run_ablation
-from minbert.training.inference import MultitaskBERT
 from minbert.training.rundir import MARKER
 from tests.conftest import SIAMESE_STS, write_tiny_config
 
-THREE = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'
 CROSS_STS = '[tasks.sst]\ndata = "sst"\npooling = "mean"\n[tasks.quora]\ndata = "quora"\n[tasks.sts]\ndata = "sts"\n'
 
 
 @pytest.fixture(scope="module")
-def members(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+def members(tmp_path_factory, three_task_run, tiny_model_dir, tiny_data_dir):
     out = tmp_path_factory.mktemp("members")
-    a = write_tiny_config(out / "a.toml", out, tiny_model_dir, tasks=THREE)
     b = write_tiny_config(out / "b.toml", out, tiny_model_dir, tasks=CROSS_STS)  # other heads, pooling, encoding
-    assert main(["train", "--config", str(a), "--data-dir", str(tiny_data_dir)]) == 0
     assert main(["train", "--config", str(b), "--data-dir", str(tiny_data_dir), "seed=5"]) == 0
-    return out / "a", out / "b", tiny_data_dir
+    return three_task_run, out / "b", tiny_data_dir
 
 
 @torch.no_grad()
@@ -38,7 +35,7 @@ def raw_outputs(run_dir, task, examples):
     member = MultitaskBERT.load(run_dir)
     head = member.model.heads[task]
     data = TaskData(task, examples, member.tokenizer, member.config.model.max_length, siamese=head.siamese)
-    with autocast(member.experiment.device, member.experiment.autocast_dtype):  # the run's own precision
+    with autocast(member.inference.device, member.inference.autocast_dtype):  # the run's own precision
         output = member.model.eval()(data.collate(list(range(len(examples)))))
     if task == "sst":
         return torch.softmax(output.logits.float(), dim=-1).numpy()

@@ -82,6 +82,7 @@ def test_impossible_frozen_layer_count(tiny_model_dir):
 def test_trainer_computes_the_frozen_encoder_once(tiny_model_dir, tiny_data_dir, tmp_path):
     from minbert.training.config import load_config
     from minbert.training.experiment import build_experiment
+    from minbert.training.hooks import Hook
     from minbert.training.loop import Trainer
 
     config = load_config(None, [f"model.path={tiny_model_dir}", "model.freeze=encoder", "train.epochs=3",
@@ -93,7 +94,11 @@ def test_trainer_computes_the_frozen_encoder_once(tiny_model_dir, tiny_data_dir,
     encoder_before = [p.clone() for p in exp.model.encoder.parameters()]
     original = exp.model.frozen_bottom
     exp.model.frozen_bottom = lambda inputs: counter.append(1) or original(inputs)
-    trainer = Trainer(exp, on_epoch_end=lambda record: calls_per_epoch.append(len(counter)))
+    class CountCalls(Hook):
+        def epoch_ended(self, trainer, record):
+            calls_per_epoch.append(len(counter))
+
+    trainer = Trainer(exp, [CountCalls()])
     trainer.fit()
     trainer.close()
     train_batches = -(-48 // 8)

@@ -10,36 +10,19 @@ import pytest
 
 from minbert.cli import main
 from minbert.evaluation.predictions import read_predictions
-from minbert.training.inference import MultitaskBERT
-from tests.conftest import SIAMESE_STS
+from minbert.predictor import MultitaskBERT
+from tests.conftest import SIAMESE_STS, write_tiny_config
 
 
 @pytest.fixture(scope="module")
 def multitask_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
     out = tmp_path_factory.mktemp("runs")
-    config = out / "tiny-multitask.toml"
-    config.write_text(f"""
-output_dir = "{out}"
-[model]
-path = "{tiny_model_dir}"
-max_length = 32
-common_layers = 1
-[train]
-epochs = 2
-batch_size = 8
-lr = 1e-3
-sampler = "round_robin"
-update = "global"
-balancing = "trimmed"
-select_best_by = "two_of_three"
-[tasks.sst]
-data = "sst"
-pooling = "mean"
-[tasks.quora]
-data = "quora"
-pooling = "mean_max"
-head = "mlp"
-{SIAMESE_STS}""")
+    config = write_tiny_config(
+        out / "tiny-multitask.toml", out, tiny_model_dir, model="common_layers = 1",
+        train='epochs = 2\nsampler = "round_robin"\nupdate = "global"\nbalancing = "trimmed"\n'
+              'select_best_by = "two_of_three"',
+        tasks=f'[tasks.sst]\ndata = "sst"\npooling = "mean"\n[tasks.quora]\ndata = "quora"\npooling = "mean_max"\n'
+              f'head = "mlp"\n{SIAMESE_STS}')
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "model.common_layers=0"]) == 0
     return out / "tiny-multitask", tiny_data_dir
 

@@ -16,29 +16,14 @@ from safetensors.torch import load_file
 
 from minbert.cli import main
 from minbert.training.checkpoint import list_checkpoints
-from tests.conftest import SIAMESE_STS
+from tests.conftest import SIAMESE_STS, write_tiny_config
+from tests.faults import run_with_fault
 
 
 def write_config(path, out, model_dir, epochs=4, every=3, extra=""):
-    path.write_text(f"""
-output_dir = "{out}"
-[model]
-path = "{model_dir}"
-max_length = 32
-[train]
-epochs = {epochs}
-batch_size = 4
-lr = 1e-3
-sampler = "proportional"
-checkpoint_every = {every}
-keep_checkpoints = 2
-{extra}
-[tasks.sst]
-data = "sst"
-pooling = "mean"
-dropout = 0.3
-{SIAMESE_STS}""")
-    return path
+    return write_tiny_config(path, out, model_dir, tasks=f'[tasks.sst]\ndata = "sst"\npooling = "mean"\n{SIAMESE_STS}',
+                             train=f'epochs = {epochs}\nbatch_size = 4\nsampler = "proportional"\n'
+                                   f'checkpoint_every = {every}\nkeep_checkpoints = 2\n{extra}')
 
 
 def train_command(*args):
@@ -101,9 +86,8 @@ def test_sigkill_at_a_random_step_then_resume(reference, tiny_data_dir, tmp_path
 def test_crash_between_write_and_rename_keeps_the_previous_checkpoint(reference, tiny_data_dir, tmp_path):
     reference_dir, config = reference
     run_dir = tmp_path / "torn"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "checkpoint-before-rename@9"}
-    result = subprocess.run(train_command("--config", str(config), "--data-dir", str(tiny_data_dir),
-                                          f"output_dir={tmp_path}", "name=torn"), env=env, capture_output=True)
+    result = run_with_fault("checkpoint-before-rename@9", "train", "--config", str(config), "--data-dir",
+                            str(tiny_data_dir), f"output_dir={tmp_path}", "name=torn")
     assert result.returncode == 137
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000003", "step-00000006"]
     assert (run_dir / "checkpoints" / ".tmp-step-00000009" / "tensors.safetensors").exists()  # written, not renamed
@@ -121,9 +105,8 @@ def test_bregman_proximal_copy_is_checkpointed(tiny_model_dir, tiny_data_dir, tm
                           extra="bregman_weight = 1.0\nbregman_momentum = 0.9")
     args = ["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]
     assert main([*args, "name=uninterrupted"]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "checkpoint-before-rename@9"}
-    result = subprocess.run(train_command("--config", str(config), "--data-dir", str(tiny_data_dir), "name=torn"),
-                            env=env, capture_output=True)
+    result = run_with_fault("checkpoint-before-rename@9", "train", "--config", str(config), "--data-dir",
+                            str(tiny_data_dir), "name=torn")
     assert result.returncode == 137
     checkpoint = list_checkpoints(tmp_path / "torn")[-1]
     assert any(k.startswith("proximal.") for k in load_file(checkpoint / "tensors.safetensors"))
@@ -133,9 +116,8 @@ def test_bregman_proximal_copy_is_checkpointed(tiny_model_dir, tiny_data_dir, tm
 
 def test_forced_nan_stops_with_the_step_task_and_ids(tmp_path, tiny_model_dir, tiny_data_dir):
     config = write_config(tmp_path / "nan.toml", tmp_path, tiny_model_dir, epochs=2)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "nan-loss@7"}
-    result = subprocess.run(train_command("--config", str(config), "--data-dir", str(tiny_data_dir), "name=stop"),
-                            env=env, capture_output=True, text=True)
+    result = run_with_fault("nan-loss@7", "train", "--config", str(config), "--data-dir", str(tiny_data_dir),
+                            "name=stop")
     assert result.returncode == 2
     assert "non-finite loss nan at step 7 (epoch 1), task s" in result.stderr
     assert "example ids: " in result.stderr and "the last good checkpoint is kept" in result.stderr
@@ -146,9 +128,8 @@ def test_forced_nan_stops_with_the_step_task_and_ids(tmp_path, tiny_model_dir, t
 
 def test_skip_mode_drops_the_step_and_counts_it(tmp_path, tiny_model_dir, tiny_data_dir):
     config = write_config(tmp_path / "skip.toml", tmp_path, tiny_model_dir, epochs=2, extra='on_nan = "skip"')
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "nan-loss@7"}
-    result = subprocess.run(train_command("--config", str(config), "--data-dir", str(tiny_data_dir), "name=skip"),
-                            env=env, capture_output=True, text=True)
+    result = run_with_fault("nan-loss@7", "train", "--config", str(config), "--data-dir", str(tiny_data_dir),
+                            "name=skip")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "skip" / "metrics.json").read_text())
     assert [e["nan_steps_skipped"] for e in metrics["epochs"]] == [1, 1]

@@ -19,6 +19,7 @@ from minbert.cli import main
 from minbert.training.checkpoint import list_checkpoints
 from minbert.training.rundir import MARKER, RunLock
 from tests.conftest import write_tiny_config
+from tests.faults import run_with_fault
 
 
 @pytest.fixture()
@@ -97,9 +98,8 @@ def test_a_failed_start_leaves_no_run_directory(project, tiny_data_dir, capsys):
 
 def test_a_run_that_fails_before_its_first_checkpoint_removes_its_own_directory(project, tiny_data_dir):
     root, config = project
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "nan-loss@0"}
-    result = subprocess.run([sys.executable, "-m", "minbert", "train", "--config", str(config), "name=r",
-                             "--data-dir", str(tiny_data_dir)], env=env, capture_output=True, text=True)
+    result = run_with_fault("nan-loss@0", "train", "--config", str(config), "name=r", "--data-dir",
+                            str(tiny_data_dir))
     assert result.returncode == 2, result.stderr[-2000:]
     assert "non-finite loss" in result.stderr and "Traceback" not in result.stderr
     assert not (root / "runs" / "r").exists() and sentinels_intact(root)
@@ -107,10 +107,8 @@ def test_a_run_that_fails_before_its_first_checkpoint_removes_its_own_directory(
 
 def test_a_run_that_fails_after_a_checkpoint_keeps_it(project, tiny_data_dir):
     root, config = project
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "nan-loss@4"}
-    result = subprocess.run([sys.executable, "-m", "minbert", "train", "--config", str(config), "name=r",
-                             "train.checkpoint_every=2", "--data-dir", str(tiny_data_dir)],
-                            env=env, capture_output=True, text=True)
+    result = run_with_fault("nan-loss@4", "train", "--config", str(config), "name=r", "train.checkpoint_every=2",
+                            "--data-dir", str(tiny_data_dir))
     assert result.returncode == 2
     assert [p.name for p in list_checkpoints(root / "runs" / "r")] == ["step-00000002", "step-00000004"]
 

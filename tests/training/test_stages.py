@@ -4,28 +4,15 @@ across stage boundaries."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from safetensors.torch import load_file
 
 from minbert.cli import main
 from minbert.training.checkpoint import list_checkpoints
+from tests.conftest import write_tiny_config
+from tests.faults import run_with_fault
 
-STAGED = """
-output_dir = "{out}"
-[model]
-path = "{model}"
-max_length = 32
-hidden_dropout = 0.0
-[train]
-batch_size = 8
-lr = 1e-3
-sampler = "round_robin"
-keep_checkpoints = 20
-checkpoint_every = 4
-[tasks.sst]
+STAGED_TASKS = """[tasks.sst]
 data = "sst"
 pooling = "mean"
 [tasks.sts]
@@ -46,6 +33,11 @@ head_lr = 1e-2
 """
 
 
+def write_staged(path, out, model_dir):
+    return write_tiny_config(path, out, model_dir, model="hidden_dropout = 0.0", tasks=STAGED_TASKS,
+                             train='sampler = "round_robin"\nkeep_checkpoints = 20\ncheckpoint_every = 4')
+
+
 def tensors(checkpoint):
     return {k.removeprefix("model."): v for k, v in load_file(checkpoint / "tensors.safetensors").items()
             if k.startswith("model.")}
@@ -53,7 +45,7 @@ def tensors(checkpoint):
 
 def test_stages_train_what_they_name_from_the_best_so_far(tmp_path, tiny_model_dir, tiny_data_dir):
     config = tmp_path / "staged.toml"
-    config.write_text(STAGED.format(out=tmp_path, model=tiny_model_dir))
+    write_staged(config, tmp_path, tiny_model_dir)
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
     run_dir = tmp_path / "staged"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -72,11 +64,10 @@ def test_stages_train_what_they_name_from_the_best_so_far(tmp_path, tiny_model_d
 
 def test_resume_inside_a_later_stage(tmp_path, tiny_model_dir, tiny_data_dir):
     config = tmp_path / "staged.toml"
-    config.write_text(STAGED.format(out=tmp_path, model=tiny_model_dir))
+    write_staged(config, tmp_path, tiny_model_dir)
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "name=whole"]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINBERT_FAULT": "checkpoint-before-rename@20"}
-    crashed = subprocess.run([sys.executable, "-m", "minbert", "train", "--config", str(config), "--data-dir",
-                              str(tiny_data_dir), "name=crashed"], env=env, capture_output=True)
+    crashed = run_with_fault("checkpoint-before-rename@20", "train", "--config", str(config), "--data-dir",
+                             str(tiny_data_dir), "name=crashed")
     assert crashed.returncode == 137
     assert main(["train", "--resume", str(tmp_path / "crashed"), "--data-dir", str(tiny_data_dir)]) == 0
     resumed = json.loads((tmp_path / "crashed" / "metrics.json").read_text())["resumed_from"]

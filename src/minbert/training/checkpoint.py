@@ -31,12 +31,6 @@ CHECKPOINT_DIR = "checkpoints"
 NAME = re.compile(r"step-(\d{8})")
 
 
-def fault_point(name: str) -> None:
-    """Crash here when MINBERT_FAULT names this point: how the tests kill a run at an exact moment."""
-    if os.environ.get("MINBERT_FAULT") == name:
-        os._exit(137)
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -103,15 +97,19 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     (tmp / "state.json").write_text(json.dumps(state) + "\n", encoding="utf-8")
     for path in (tmp / "tensors.safetensors", tmp / "state.json", tmp):
         _fsync(path)
-    fault_point(f"checkpoint-before-rename@{step}")
     final = directory / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync(directory)
+    publish(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old)
     return final
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """The one moment a checkpoint appears: a rename of its complete, synced temporary directory."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync(final.parent)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

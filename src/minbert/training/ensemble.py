@@ -29,11 +29,11 @@ import tomli_w
 from minbert.data.files import Example, read_examples, resolve_data_dir
 from minbert.errors import ConfigError
 from minbert.evaluation.metrics import overall_score
+from minbert.evaluation.predict import score
+from minbert.predictor import MultitaskBERT
 from minbert.tasks.kinds import KINDS
 from minbert.training.config import check_run_name, load_config
 from minbert.training.experiment import task_file
-from minbert.training.inference import MultitaskBERT
-from minbert.training.loop import score
 from minbert.training.rundir import RunLock, create_run_dir
 
 log = logging.getLogger("minbert")

@@ -18,6 +18,7 @@ from minbert.data.files import KNOWN_FILES, Example, read_examples, resolve_data
 from minbert.data.trees import read_sst_trees
 from minbert.device import resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
+from minbert.evaluation.predict import Inference
 from minbert.model.bert import BertModel
 from minbert.model.loading import resolve_model_dir
 from minbert.optim import AdamW, decay_groups
@@ -48,6 +49,10 @@ class Experiment:
     model: MultitaskModel
     model_dir: Path  # where the encoder and tokenizer came from
     data: dict[str, dict[str, TaskData]]  # task -> split -> data (splits without a file are absent)
+
+    @property
+    def inference(self) -> Inference:
+        return Inference(self.device, self.autocast_dtype, self.config.train.eval_batch_size)
 
     def copy_tokenizer_files(self, directory: Path) -> None:
         """So a checkpoint directory is a complete HF-layout model (encoder + tokenizer)."""

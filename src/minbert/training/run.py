@@ -24,18 +24,23 @@ import numpy as np
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
+from minbert.data.batching import TaskData
 from minbert.data.files import Example
 from minbert.errors import ConfigError
 from minbert.evaluation.metrics import confusion_matrix, overall_score, sts_bins
 from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
+from minbert.evaluation.predict import Inference, predict, score
 from minbert.evaluation.predictions import write_predictions
+from minbert.predictor import MultitaskBERT
 from minbert.tasks.kinds import TaskKind
+from minbert.tasks.model import MultitaskModel
 from minbert.terminal import console as make_console
 from minbert.training.checkpoint import load_latest
 from minbert.training.config import RunConfig
 from minbert.training.distributed import World, init_world, shutdown
-from minbert.training.experiment import Experiment, build_experiment
-from minbert.training.loop import Trainer, predict, score
+from minbert.training.experiment import Experiment, build_experiment, load_task_data
+from minbert.training.hooks import Hook
+from minbert.training.loop import Trainer
 from minbert.training.rundir import RunLock, check_new_run, create_run_dir, remove_failed_start
 
 log = logging.getLogger("minbert")
@@ -105,18 +110,76 @@ def improves(record: dict, best: dict | None, rule: str) -> bool:
     return record["selection_score"] > best["selection_score"]
 
 
+class BestCheckpoint(Hook):
+    """The best epoch so far by `train.select_best_by`, saved as run_dir/best (an HF-layout model with the
+    tokenizer's files) on the main rank; every later stage, on every rank, starts from it."""
+
+    def __init__(self, run_dir: Path, exp: Experiment):
+        self.path, self.exp = run_dir / "best", exp
+        self.best: dict | None = None
+
+    def replay(self, history: list[dict]) -> None:
+        for record in history:
+            if improves(record, self.best, self.exp.config.train.select_best_by):
+                self.best = {"epoch": record["epoch"], "selection_score": record["selection_score"],
+                             "dev": record["dev"]}
+
+    def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None:
+        if from_best and (self.path / "model.safetensors").exists():
+            trainer.model.load_checkpoint(self.path)
+            stage = trainer.stages[index]
+            log.info("stage %s starts from the best checkpoint so far", stage.name or index + 1)
+
+    def epoch_ended(self, trainer: Trainer, record: dict) -> None:
+        before = self.best
+        self.replay([record])
+        if self.best is not before:
+            self.exp.model.save(self.path)
+            self.exp.copy_tokenizer_files(self.path)
+            log.info("epoch %d is the best so far: saved %s", record["epoch"], self.path)
+
+
+class RunRecorder(Hook):
+    """metrics.json after every epoch, and tensorboard: per-step losses and rate, per-epoch dev metrics."""
+
+    def __init__(self, run_dir: Path, metrics: dict, best: BestCheckpoint):
+        self.run_dir, self.metrics, self.best = run_dir, metrics, best
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        for task, value in losses.items():
+            self.writer.add_scalar(f"train_loss/{task}", value, trainer.step)
+        self.writer.add_scalar("lr", trainer.optimizer.param_groups[0]["lr"], trainer.step)
+
+    def epoch_ended(self, trainer: Trainer, record: dict) -> None:
+        self.metrics["epochs"] = list(trainer.history)
+        for task, result in record["dev"].items():
+            self.writer.add_scalar(f"dev/{task}_{result['metric']}", result["score"], record["epoch"])
+        self.writer.add_scalar("dev/selection_score", record["selection_score"], record["epoch"])
+        self.writer.add_scalar("throughput/train_examples_per_second", record["train_examples_per_second"],
+                               record["epoch"])
+        self.writer.flush()
+        self.metrics["best"] = self.best.best
+        write_json(self.run_dir / "metrics.json", self.metrics)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def write_json(path: Path, value: dict) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
 
 
-def write_outputs(exp: Experiment, run_dir: Path) -> dict[str, dict]:
+def write_outputs(model: MultitaskModel, data: dict[str, dict[str, TaskData]], inference: Inference,
+                  run_dir: Path) -> dict[str, dict]:
     """Predictions for dev and test, confusion matrices; returns the dev metrics of the loaded checkpoint."""
     dev_metrics = {}
-    for task, splits in exp.data.items():
+    for task, splits in data.items():
         for split in ("dev", "test"):
             if split in splits:
-                result = write_task_outputs(run_dir, task, exp.model.heads[task].kind, split, splits[split].examples,
-                                            predict(exp.model, splits[split], exp))
+                predictions = predict(model, splits[split], inference)
+                result = write_task_outputs(run_dir, task, model.heads[task].kind, split, splits[split].examples,
+                                            predictions)
                 if result:
                     dev_metrics[task] = result
     return dev_metrics
@@ -183,7 +246,8 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
             world.barrier()  # every rank has looked before rank 0 changes anything
             if not world.is_main:
                 world.barrier()  # rank 0 prepares the run directory
-                trainer = Trainer(build_experiment(config, data_dir, strict, world), world=world, run_dir=run_dir)
+                exp = build_experiment(config, data_dir, strict, world)
+                trainer = Trainer(exp, [BestCheckpoint(run_dir, exp)], world=world, run_dir=run_dir)
                 if checkpoint:
                     trainer.load_state(*checkpoint[1:])
                 try:
@@ -224,40 +288,15 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple 
                      len(exp.model.heads), 100 * exp.model.pal_parameters / encoder_size, encoder_size)
         if world.distributed:
             log.info("data parallel over %d ranks: each takes 1/%d of every batch", world.size, world.size)
-        metrics: dict = {"name": config.name, "epochs": [], "best": None}
-
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
-
-        def on_step(step: int, losses: dict[str, float], lr: float) -> None:
-            for task, value in losses.items():
-                writer.add_scalar(f"train_loss/{task}", value, step)
-            writer.add_scalar("lr", lr, step)
-
-        def on_epoch_end(record: dict) -> None:
-            metrics["epochs"] = list(trainer.history)
-            for task, result in record["dev"].items():
-                writer.add_scalar(f"dev/{task}_{result['metric']}", result["score"], record["epoch"])
-            writer.add_scalar("dev/selection_score", record["selection_score"], record["epoch"])
-            writer.add_scalar("throughput/train_examples_per_second", record["train_examples_per_second"],
-                              record["epoch"])
-            writer.flush()
-            if improves(record, metrics["best"], config.train.select_best_by):
-                metrics["best"] = {"epoch": record["epoch"], "selection_score": record["selection_score"],
-                                   "dev": record["dev"]}
-                exp.model.save(run_dir / "best")
-                exp.copy_tokenizer_files(run_dir / "best")
-                log.info("epoch %d is the best so far: saved %s", record["epoch"], run_dir / "best")
-            write_json(run_dir / "metrics.json", metrics)
-
-        trainer = Trainer(exp, on_epoch_end, on_step, cache_dir=run_dir / "cache", world=world, run_dir=run_dir)
+        best = BestCheckpoint(run_dir, exp)
+        recorder = RunRecorder(run_dir, {"name": config.name, "epochs": [], "best": None}, best)
+        trainer = Trainer(exp, [best, recorder], cache_dir=run_dir / "cache", world=world, run_dir=run_dir)
+        metrics = recorder.metrics
         if checkpoint:
             path, tensors, state = checkpoint
             trainer.load_state(tensors, state)
-            for record in trainer.history:  # the finished epochs, as if they had just run
-                if improves(record, metrics["best"], config.train.select_best_by):
-                    metrics["best"] = {"epoch": record["epoch"], "selection_score": record["selection_score"],
-                                       "dev": record["dev"]}
-            metrics["epochs"] = list(trainer.history)
+            best.replay(trainer.history)  # the finished epochs, as if they had just run
+            metrics["best"], metrics["epochs"] = best.best, list(trainer.history)
             metrics["resumed_from"] = {"checkpoint": path.name, "step": trainer.step}
             log.info("resuming from %s: epoch %d, step %d of the epoch (global step %d)", path, trainer.epoch + 1,
                      trainer.step_in_epoch, trainer.step)
@@ -265,9 +304,9 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple 
             trainer.fit()
         finally:
             trainer.close()
-            writer.close()
+            recorder.close()
         exp.model.load_checkpoint(run_dir / "best")
-        metrics["final_dev"] = write_outputs(exp, run_dir)
+        metrics["final_dev"] = write_outputs(exp.model, exp.data, exp.inference, run_dir)
         plot_learning_curves(metrics["epochs"], run_dir / "figures" / "learning-curves.png")
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
         write_json(run_dir / "metrics.json", metrics)
@@ -276,3 +315,38 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple 
     finally:
         logging.getLogger("minbert").removeHandler(handler)
         handler.close()
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None, precision: str | None = None,
+                 quiet: bool = False) -> dict[str, dict]:
+    """Re-compute the dev metrics of a run's best checkpoint and print them beside the recorded ones."""
+    loaded = MultitaskBERT.load(run_dir, precision)
+    data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev",))
+    recorded = {}
+    metrics_path = Path(run_dir) / "metrics.json"
+    if metrics_path.exists():
+        recorded = json.loads(metrics_path.read_text(encoding="utf-8")).get("final_dev", {})
+    results = {}
+    for task, splits in data.items():
+        predictions = predict(loaded.model, splits["dev"], loaded.inference)
+        results[task] = score(loaded.model.heads[task].kind, predictions, splits["dev"].labels.numpy())
+        before = recorded.get(task, {}).get("score")
+        note = f" (recorded {before:.4f})" if before is not None else ""
+        if not quiet:
+            print(f"{task:<10} dev {results[task]['metric']:<9} {results[task]['score']:.4f}{note}")
+    return results
+
+
+def write_run_outputs(run_dir: str | Path, data_dir: str | None = None) -> dict[str, dict]:
+    """(Re)write a run's predictions and figures from its best checkpoint, and its final dev metrics: for a run
+    that was stopped before its last epoch."""
+    run_dir = Path(run_dir)
+    with RunLock(run_dir):  # never beside a training process writing the same run
+        loaded = MultitaskBERT.load(run_dir)
+        data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev", "test"))
+        final_dev = write_outputs(loaded.model, data, loaded.inference, run_dir)
+        metrics_path = run_dir / "metrics.json"
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+        metrics["final_dev"] = final_dev
+        write_json(metrics_path, metrics)
+    return final_dev

@@ -1,9 +1,7 @@
-"""Using a finished run: reload its best checkpoint, re-evaluate it, predict with it."""
+"""The user-facing predictor: a finished run's best checkpoint, ready to predict (`MultitaskBERT.load`)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,14 +12,12 @@ from minbert.data.batching import TaskData
 from minbert.data.files import Example
 from minbert.device import INFERENCE_PRECISIONS, quantize_int8, resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
+from minbert.evaluation.predict import Inference, predict
 from minbert.model.bert import BertModel
 from minbert.model.config import BertConfig
 from minbert.tasks.model import MultitaskModel
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import RunConfig, load_config
-from minbert.training.experiment import Experiment, load_task_data
-from minbert.training.loop import dev_result, predict
-from minbert.training.rundir import RunLock
 
 log = logging.getLogger("minbert")
 
@@ -29,11 +25,13 @@ log = logging.getLogger("minbert")
 class MultitaskBERT:
     """A trained run, ready to predict: `MultitaskBERT.load("runs/sst-finetune")`."""
 
-    def __init__(self, config: RunConfig, model: MultitaskModel, tokenizer: Tokenizer, run_dir: Path):
+    def __init__(self, config: RunConfig, model: MultitaskModel, tokenizer: Tokenizer, run_dir: Path,
+                 precision: str | None = None):
         self.config, self.model, self.tokenizer, self.run_dir = config, model, tokenizer, run_dir
         device = resolve_device(config.device)
-        self.experiment = Experiment(config, device, resolve_precision(config.train.precision, device), tokenizer,
-                                     model.to(device).eval(), run_dir / "best", {})
+        self.model.to(device).eval()
+        autocast_dtype = resolve_precision(precision or config.train.precision, device)
+        self.inference = Inference(device, autocast_dtype, config.train.eval_batch_size)
 
     @classmethod
     def load(cls, run_dir: str | Path, precision: str | None = None) -> MultitaskBERT:
@@ -43,15 +41,14 @@ class MultitaskBERT:
             raise ConfigError(f"{run_dir}: not a run directory (no config.toml)")
         if precision is not None and precision not in INFERENCE_PRECISIONS:
             raise ConfigError(f"precision {precision!r} is not one of {', '.join(INFERENCE_PRECISIONS)}")
-        autocast_precision = "fp32" if precision == "int8" else precision
-        config = load_config(run_dir / "config.toml",
-                             [f"train.precision={autocast_precision}"] if autocast_precision else [])
+        config = load_config(run_dir / "config.toml")
         best = run_dir / "best"
         model = MultitaskModel.from_config(config, BertModel(BertConfig.from_json(best / "config.json")))
         model.load_checkpoint(best)
-        if precision == "int8":
+        if precision == "int8":  # quantized weights, fp32 activations
             model.encoder = quantize_int8(model.encoder, resolve_device(config.device))
-        return cls(config, model, Tokenizer.from_pretrained(best), run_dir)
+        return cls(config, model, Tokenizer.from_pretrained(best), run_dir,
+                   "fp32" if precision == "int8" else precision)
 
     def resolve_task(self, task: str | None, sentiment: bool) -> str:
         if task is not None:
@@ -83,7 +80,7 @@ class MultitaskBERT:
         teachers pass on), or with soft=False its predictions, for examples (only their texts are read)."""
         data = TaskData(task, list(examples), self.tokenizer, self.config.model.max_length,
                         siamese=self.model.heads[task].siamese)
-        return predict(self.model, data, self.experiment, soft=soft)
+        return predict(self.model, data, self.inference, soft=soft)
 
     def task_for(self, data: str, task: str | None = None) -> str:
         """The run's task for a data format (sst, cfimdb, quora, sts), or the named one."""
@@ -130,40 +127,3 @@ class MultitaskBERT:
         if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(t, str) for t in pairs):
             return self.predict(task, [pairs])[0]
         return self.predict(task, pairs)
-
-
-def evaluate_run(run_dir: str | Path, data_dir: str | None = None, precision: str | None = None,
-                 quiet: bool = False) -> dict[str, dict]:
-    """Re-compute the dev metrics of a run's best checkpoint and print them beside the recorded ones."""
-    loaded = MultitaskBERT.load(run_dir, precision)
-    data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev",))
-    recorded = {}
-    metrics_path = Path(run_dir) / "metrics.json"
-    if metrics_path.exists():
-        recorded = json.loads(metrics_path.read_text(encoding="utf-8")).get("final_dev", {})
-    results = {}
-    for task, splits in data.items():
-        predictions = predict(loaded.model, splits["dev"], loaded.experiment)
-        results[task] = dev_result(loaded.model, task, splits["dev"], predictions)
-        before = recorded.get(task, {}).get("score")
-        note = f" (recorded {before:.4f})" if before is not None else ""
-        if not quiet:
-            print(f"{task:<10} dev {results[task]['metric']:<9} {results[task]['score']:.4f}{note}")
-    return results
-
-
-def write_run_outputs(run_dir: str | Path, data_dir: str | None = None) -> dict[str, dict]:
-    """(Re)write a run's predictions and figures from its best checkpoint, and its final dev metrics: for a run
-    that was stopped before its last epoch."""
-    from minbert.training.run import write_json, write_outputs
-
-    run_dir = Path(run_dir)
-    with RunLock(run_dir):  # never beside a training process writing the same run
-        loaded = MultitaskBERT.load(run_dir)
-        data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev", "test"))
-        final_dev = write_outputs(dataclasses.replace(loaded.experiment, data=data), run_dir)
-        metrics_path = run_dir / "metrics.json"
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
-        metrics["final_dev"] = final_dev
-        write_json(metrics_path, metrics)
-    return final_dev

@@ -1,0 +1,45 @@
+"""Predicting and scoring: the one function that runs a model over a task's examples, and the task's metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from minbert.data.batching import TaskData
+from minbert.device import autocast
+from minbert.evaluation.metrics import accuracy, pearson
+from minbert.tasks.kinds import TaskKind
+from minbert.tasks.model import MultitaskModel
+
+
+@dataclass(frozen=True)
+class Inference:
+    """Where and how a model predicts."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None: fp32
+    batch_size: int
+
+
+@torch.no_grad()
+def predict(model: MultitaskModel, data: TaskData, inference: Inference, soft: bool = False) -> np.ndarray:
+    """Predictions for every example of `data`, in file order (batches are length-sorted, then put back); with
+    `soft`, the task kind's soft outputs (class probabilities, paraphrase probability, score) instead."""
+    model.eval()
+    kind = model.heads[data.task].kind
+    shape = (len(data), kind.num_outputs) if soft and kind.is_classification and kind.num_outputs > 1 else len(data)
+    out = np.zeros(shape, dtype=np.int64 if kind.is_classification and not soft else np.float64)
+    for positions in data.batches(inference.batch_size, shuffle=False, bucketing=True):
+        batch = data.collate(positions).to(inference.device)
+        with autocast(inference.device, inference.autocast_dtype):
+            outputs = model(batch)
+        out[positions] = (kind.soft(outputs) if soft else kind.predict(outputs)).cpu().numpy()
+    return out
+
+
+def score(kind: TaskKind, predictions: np.ndarray, labels: np.ndarray) -> dict:
+    """{"metric": accuracy or pearson, "score": its value} for labelled predictions."""
+    value = pearson(predictions, labels) if kind.metric == "pearson" else accuracy(predictions, labels)
+    return {"metric": kind.metric, "score": value}

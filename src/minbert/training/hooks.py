@@ -1,0 +1,247 @@
+"""Hooks: the techniques and chores that act on the training loop, each one object.
+
+`Trainer.train_step` and `Trainer.fit_stage` call every hook's methods at fixed points, in the order the hooks were
+given; a hook defines only the methods it needs (the base class's do nothing). The points:
+
+    stage_starting(trainer, index, from_best)  before a stage sets up its trainable parts and optimizer
+    loss_terms(trainer)                        extra terms of every batch's loss: [(weight, term(batch, output))]
+    stage_started(trainer)                     after the stage's optimizer exists
+    fit_starting(trainer) / fit_ended(trainer) around the epochs of a stage
+    epoch_starting(trainer, epoch, plan)
+    before_step(trainer, step_batches)         before the forward passes of an optimizer step
+    after_backward(trainer, task)              after one task's backward pass
+    before_update(trainer)                     after every backward pass, before the optimizer step
+    after_update(trainer, losses)              after the optimizer step ({task: loss})
+    after_step(trainer)                        after the step is counted in the epoch
+    epoch_ended(trainer, record)               on the main rank, after the dev evaluation
+    after_epoch(trainer)                       on every rank, once the epoch is closed
+    state() / load_state(state, tensors)       what a resumable checkpoint keeps of the hook
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
+
+from minbert.errors import MinbertError
+from minbert.training.config import TrainConfig
+from minbert.training.regularizers import BregmanProximal, pcgrad
+
+if TYPE_CHECKING:
+    from minbert.training.loop import Trainer
+
+log = logging.getLogger("minbert")
+PROGRESS_LOG_SECONDS = 60.0
+
+
+class TrainingError(MinbertError):
+    """Training cannot go on (a non-finite loss, ...)."""
+
+
+class Hook:
+    """A no-op at every point; subclasses override what they need."""
+
+    def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None: ...
+    def loss_terms(self, trainer: Trainer) -> list[tuple[float, Callable]]: return []
+    def stage_started(self, trainer: Trainer) -> None: ...
+    def fit_starting(self, trainer: Trainer) -> None: ...
+    def fit_ended(self, trainer: Trainer) -> None: ...
+    def epoch_starting(self, trainer: Trainer, epoch: int, plan: list) -> None: ...
+    def before_step(self, trainer: Trainer, step_batches: list) -> None: ...
+    def after_backward(self, trainer: Trainer, task: str) -> None: ...
+    def before_update(self, trainer: Trainer) -> None: ...
+    def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None: ...
+    def after_step(self, trainer: Trainer) -> None: ...
+    def epoch_ended(self, trainer: Trainer, record: dict) -> None: ...
+    def after_epoch(self, trainer: Trainer) -> None: ...
+    def state(self) -> tuple[dict, dict[str, Tensor]]: return {}, {}
+    def load_state(self, state: dict, tensors: dict[str, Tensor]) -> None: ...
+
+
+def lr_factor(train: TrainConfig, step: int, epoch: int, total_steps: int) -> float:
+    """Linear warm-up over warmup_ratio of all steps, then constant, linear decay to 0, or gamma**epoch."""
+    warmup = int(train.warmup_ratio * total_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if train.decay == "linear":
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    if train.decay == "exponential":
+        return train.gamma**epoch
+    return 1.0
+
+
+class LearningRateSchedule(Hook):
+    """Every parameter group's rate: its base rate times lr_factor at the stage's step."""
+
+    def stage_started(self, trainer: Trainer) -> None:
+        self.base_lrs = [g["lr"] for g in trainer.optimizer.param_groups]
+
+    def before_step(self, trainer: Trainer, step_batches: list) -> None:
+        factor = lr_factor(trainer.config.train, trainer.stage_step, trainer.epoch, trainer.total_steps)
+        for group, base in zip(trainer.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+
+
+class GradientSurgery(Hook):
+    """PCGrad (`train.gradient_surgery = "pcgrad"`) on steps with two or more tasks: each task's gradient of the
+    shared parameters is kept apart, projected off the others it conflicts with, and the projections summed."""
+
+    def before_step(self, trainer: Trainer, step_batches: list) -> None:
+        self.active = len(step_batches) > 1
+        self.shared = [p for p in [*trainer.model.encoder.parameters(), *trainer.model.common.parameters()]
+                       if p.requires_grad]
+        self.gradients: list[Tensor] = []
+
+    def after_backward(self, trainer: Trainer, task: str) -> None:
+        if self.active:
+            self.gradients.append(torch.cat([torch.zeros(p.numel(), device=p.device) if p.grad is None
+                                             else p.grad.reshape(-1) for p in self.shared]))
+            for p in self.shared:
+                p.grad = None
+
+    def before_update(self, trainer: Trainer) -> None:
+        if self.gradients:
+            # its own seeded order per step: resumable, and the sampler's stream is untouched
+            combined = pcgrad(self.gradients, np.random.default_rng([trainer.config.seed, trainer.step]))
+            for p, chunk in zip(self.shared, combined.split([p.numel() for p in self.shared]), strict=True):
+                p.grad = chunk.view_as(p).to(p.dtype)
+
+
+class GradientClipping(Hook):
+    """The global gradient norm clipped at `train.grad_clip` (after unscaling fp16 gradients)."""
+
+    def __init__(self, max_norm: float):
+        self.max_norm = max_norm
+
+    def before_update(self, trainer: Trainer) -> None:
+        trainer.scaler.unscale_(trainer.optimizer)
+        torch.nn.utils.clip_grad_norm_([p for g in trainer.optimizer.param_groups for p in g["params"]],
+                                       self.max_norm)
+
+
+class Bregman(Hook):
+    """SMART's Bregman proximal point (`train.bregman_weight`): a slow copy of the model, restarted at every stage,
+    whose predictions every batch is pulled towards; updated after each optimizer step and checkpointed."""
+
+    def __init__(self, weight: float, momentum: float):
+        self.weight, self.momentum = weight, momentum
+        self.proximal: BregmanProximal | None = None
+
+    def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None:
+        self.proximal = None  # rebuilt from the stage's starting weights in loss_terms
+
+    def loss_terms(self, trainer: Trainer) -> list[tuple[float, Callable]]:
+        self.proximal = BregmanProximal(trainer.model, self.weight, self.momentum)
+        return [(self.weight, self.proximal)]
+
+    def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        self.proximal.update(trainer.model)
+
+    def state(self) -> tuple[dict, dict[str, Tensor]]:
+        return {}, {f"proximal.{k}": v for k, v in self.proximal.teacher.checkpoint_state().items()}
+
+    def load_state(self, state: dict, tensors: dict[str, Tensor]) -> None:
+        self.proximal.teacher.load_state({k.removeprefix("proximal."): v for k, v in tensors.items()
+                                          if k.startswith("proximal.")})
+
+
+class TeacherShare(Hook):
+    """Distillation: the teacher's share of each target at this point of the stage (fixed, or annealed)."""
+
+    def before_step(self, trainer: Trainer, step_batches: list) -> None:
+        progress = trainer.stage_step / max(1, trainer.total_steps)
+        trainer.task_loss.teacher_share = trainer.distillation.share(progress)
+
+
+class NonFiniteLoss(Hook):
+    """`train.on_nan`: a non-finite loss stops the run naming the step, task and example ids ("stop"), or drops
+    that step and counts it ("skip"). The count is checkpointed and reported in every epoch's record."""
+
+    def __init__(self, policy: str):
+        self.policy = policy
+        self.skipped = 0
+
+    def handle(self, trainer: Trainer, task: str, positions: list[int], loss: Tensor) -> None:
+        ids = [trainer.exp.data[task]["train"].examples[p].id for p in positions]
+        message = (f"non-finite loss {loss.item()} at step {trainer.step} (epoch {trainer.epoch + 1}), task {task}; "
+                   f"example ids: {', '.join(ids)}")
+        if self.policy == "stop":
+            raise TrainingError(message + "; the last good checkpoint is kept")
+        self.skipped += 1
+        log.warning("%s: step skipped (%d skipped so far)", message, self.skipped)
+
+    def state(self) -> tuple[dict, dict[str, Tensor]]:
+        return {"nan_skipped": self.skipped}, {}
+
+    def load_state(self, state: dict, tensors: dict[str, Tensor]) -> None:
+        self.skipped = state["nan_skipped"]
+
+
+class Checkpointing(Hook):
+    """Resumable checkpoints every `train.checkpoint_every` steps inside an epoch and at every epoch's end (between
+    stages the Trainer saves one once the next stage is set up)."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.every and trainer.step % self.every == 0 and trainer.step_in_epoch < len(trainer.plan):
+            trainer.save_checkpoint()
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if trainer.epoch < trainer.stages[trainer.stage].epochs or trainer.stage + 1 == len(trainer.stages):
+            trainer.save_checkpoint()
+
+
+class ProgressReport(Hook):
+    """A live bar on a terminal; in logs and pipes, a line a minute instead."""
+
+    def fit_starting(self, trainer: Trainer) -> None:
+        columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
+                   TimeRemainingColumn()]
+        self.progress = Progress(*columns, transient=False, disable=not trainer.world.is_main)
+        self.progress.start()
+        stage = trainer.stages[trainer.stage]
+        self.label = f"{stage.name} " if len(trainer.stages) > 1 else ""
+
+    def fit_ended(self, trainer: Trainer) -> None:
+        self.progress.stop()
+
+    def epoch_starting(self, trainer: Trainer, epoch: int, plan: list) -> None:
+        self.epoch_text = f"{self.label}{epoch + 1}/{trainer.stages[trainer.stage].epochs}"
+        self.bar = self.progress.add_task("train", total=len(plan), completed=trainer.step_in_epoch,
+                                          epoch=self.epoch_text, loss=math.nan, rate=0.0)
+        self.last_report = time.perf_counter()
+
+    def after_step(self, trainer: Trainer) -> None:
+        recent = [v for task_losses in trainer.epoch_losses.values() for v in task_losses[-20:]]
+        loss, rate = float(np.mean(recent)) if recent else math.nan, trainer.epoch_seen / trainer.epoch_seconds
+        self.progress.update(self.bar, advance=1, loss=loss, rate=rate)
+        if not sys.stdout.isatty() and time.perf_counter() - self.last_report > PROGRESS_LOG_SECONDS:
+            self.last_report = time.perf_counter()
+            log.info("epoch %s: step %d/%d, loss %.4f, %.1f ex/s, %.0f s", self.epoch_text, trainer.step_in_epoch,
+                     len(trainer.plan), loss, rate, trainer.epoch_seconds)
+
+
+def default_hooks(train: TrainConfig, distillation: bool) -> list[Hook]:
+    """The hooks a config asks for, in the order they act."""
+    hooks: list[Hook] = [LearningRateSchedule()]
+    if distillation:
+        hooks.append(TeacherShare())
+    if train.gradient_surgery == "pcgrad":
+        hooks.append(GradientSurgery())
+    if train.grad_clip > 0:
+        hooks.append(GradientClipping(train.grad_clip))
+    if train.bregman_weight > 0:
+        hooks.append(Bregman(train.bregman_weight, train.bregman_momentum))
+    return [*hooks, NonFiniteLoss(train.on_nan), ProgressReport(), Checkpointing(train.checkpoint_every)]
