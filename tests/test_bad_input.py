@@ -20,8 +20,8 @@ def config(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("seed=-1", "seed = -1 must be in 0..4294967295"),
-    ("seed=99999999999", "seed = 99999999999 must be in 0..4294967295"),
+    ("seed=-1", "seed = -1 must be in [0, 4294967295]"),
+    ("seed=99999999999", "seed = 99999999999 must be in [0, 4294967295]"),
     ("train.betas=[2.0,3.0]", "train.betas = [2.0, 3.0]: each must be in [0, 1)"),
     ("train.betas=[0.9]", "train.betas = [0.9]: expected two numbers"),
     ("train.max_eval_examples=1", "train.max_eval_examples = 1 must be 0 (all) or at least 2"),

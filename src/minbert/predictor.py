@@ -43,7 +43,7 @@ class MultitaskBERT:
             raise ConfigError(f"precision {precision!r} is not one of {', '.join(INFERENCE_PRECISIONS)}")
         config = load_config(run_dir / "config.toml")
         best = run_dir / "best"
-        model = MultitaskModel.from_config(config, BertModel(BertConfig.from_json(best / "config.json")))
+        model = MultitaskModel(BertModel(BertConfig.from_json(best / "config.json")), config.tasks, config.model)
         model.load_checkpoint(best)
         if precision == "int8":  # quantized weights, fp32 activations
             model.encoder = quantize_int8(model.encoder, resolve_device(config.device))

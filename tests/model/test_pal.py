@@ -15,10 +15,10 @@ from tests.conftest import random_batch, tiny_config
 
 def build(*overrides):
     torch.manual_seed(0)
-    config = load_config(None, ["tasks.sst.data=sst", "tasks.cf.data=cfimdb", "model.pal_size=16",
-                                "model.pal_heads=4", *overrides])
+    config = load_config(None, ["tasks.sst.data=sst", "tasks.cf.data=cfimdb", "model.pal.size=16",
+                                "model.pal.heads=4", *overrides])
     encoder = BertModel(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
-    return MultitaskModel.from_config(config, encoder).eval()
+    return MultitaskModel(encoder, config.tasks, config.model).eval()
 
 
 def batch(task):
@@ -35,7 +35,7 @@ def test_parameter_count_shared_and_per_layer():
 
 def test_pal_starts_as_the_plain_encoder_and_then_differs_per_task():
     model = build()
-    plain = build("model.pal_size=0")
+    plain = build("model.pal.size=0")
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if ".pal." not in k})
     with torch.no_grad():
         torch.testing.assert_close(model(batch("sst")).logits, plain(batch("sst")).logits)
@@ -58,5 +58,5 @@ def test_a_tasks_loss_trains_only_its_own_pal():
 
 
 def test_pal_size_must_split_into_heads():
-    with pytest.raises(ConfigError, match="model.pal_size = 10 must be a multiple of model.pal_heads = 4"):
-        load_config(None, ["tasks.sst.data=sst", "model.pal_size=10", "model.pal_heads=4"])
+    with pytest.raises(ConfigError, match="model.pal.size = 10 must be a multiple of model.pal.heads = 4"):
+        load_config(None, ["tasks.sst.data=sst", "model.pal.size=10", "model.pal.heads=4"])

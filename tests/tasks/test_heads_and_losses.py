@@ -10,11 +10,11 @@ import torch.nn.functional as F
 
 from minbert import BertModel
 from minbert.data.batching import Batch
+from minbert.tasks.config import ModelConfig, TaskConfig
 from minbert.tasks.heads import HEADS, PAIR_FEATURES
 from minbert.tasks.kinds import KINDS
 from minbert.tasks.losses import LOSSES, TaskOutput
 from minbert.tasks.model import MultitaskModel
-from minbert.training.config import TaskConfig
 from tests.conftest import random_batch, tiny_config
 
 
@@ -78,7 +78,7 @@ def tiny_multitask(freeze="none"):
     torch.manual_seed(0)
     tasks = {"sst": TaskConfig(data="sst", pooling="mean"),
              "sts": TaskConfig(data="sts", pair_encoding="siamese", pooling="mean", head="cosine", loss="cosine_mse")}
-    return MultitaskModel(BertModel(tiny_config()), tasks, freeze=freeze)
+    return MultitaskModel(BertModel(tiny_config()), tasks, ModelConfig(freeze=freeze))
 
 
 def sst_batch():

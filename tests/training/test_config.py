@@ -67,7 +67,7 @@ def test_a_task_with_nothing_to_train_is_refused(head):
     ("tasks.sst.data=imdb", "tasks.sst.data = 'imdb' is not one of"),
     ("tasks.sst.dropout=1.5", "tasks.sst.dropout = 1.5 must be in [0, 1)"),
     ("train.precision=fp8", "train.precision = 'fp8' is not one of fp32, bf16, auto"),
-    ("train.sampler=random", "train.sampler = 'random' is not one of"),
+    ("train.sampler=random", "train.sampler.name = 'random' is not a sampler: one of"),
     ("model.freeze=half", "model.freeze = 'half' is not one of"),
     ("train", "override 'train': expected key=value"),
 ])

@@ -10,16 +10,16 @@ from minbert import BertModel, Tokenizer
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
 from minbert.data.layer_cache import LayerCache
+from minbert.tasks.config import ModelConfig, TaskConfig
 from minbert.tasks.model import MultitaskModel
-from minbert.training.config import TaskConfig
 from tests.conftest import WORDS
 
 
 def setup(tiny_model_dir, frozen_layers=1, freeze="none", budget=2**30, spill_dir=None):
     torch.manual_seed(0)
     encoder = BertModel.from_pretrained(tiny_model_dir)
-    model = MultitaskModel(encoder, {"sst": TaskConfig(data="sst", pooling="mean", dropout=0.0)}, freeze=freeze,
-                           frozen_layers=frozen_layers)
+    model = MultitaskModel(encoder, {"sst": TaskConfig(data="sst", pooling="mean", dropout=0.0)},
+                           ModelConfig(freeze=freeze, frozen_layers=frozen_layers))
     tok = Tokenizer.from_pretrained(tiny_model_dir)
     texts = [" ".join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(2 + i % 9)) for i in range(20)]
     data = TaskData("sst", [Example(str(i), (t,), i % 5, i + 2) for i, t in enumerate(texts)], tok, 32)
@@ -112,7 +112,7 @@ def test_top_k_trainable_layers(tiny_model_dir):
     from minbert.training.config import load_config
 
     config = load_config(None, ["tasks.sst.data=sst", "model.trainable_layers=1"])
-    model = MultitaskModel.from_config(config, BertModel.from_pretrained(tiny_model_dir))
+    model = MultitaskModel(BertModel.from_pretrained(tiny_model_dir), config.tasks, config.model)
     assert model.frozen_depth == 1  # 2 layers: the bottom one frozen, with the embeddings
     assert not any(p.requires_grad for p in model.encoder.layers[0].parameters())
     assert all(p.requires_grad for p in [*model.encoder.layers[1].parameters(), *model.encoder.pooler.parameters()])

@@ -48,7 +48,7 @@ def test_run_directory_has_every_artifact(multitask_run):
 def test_python_api_predicts_every_task(multitask_run):
     run_dir, _ = multitask_run
     model = MultitaskBERT.load(run_dir)
-    assert model.config.train.sampler == "round_robin" and model.config.model.common_layers == 0
+    assert model.config.train.sampler.name == "round_robin" and model.config.model.common_layers == 0
     assert len(model.predict_sentiment(["great film", "bad plot"])) == 2
     assert set(model.predict_paraphrase([("how do i learn python", "how do i learn python"),
                                          ("the dog sat", "why is it slow")])) <= {0, 1}

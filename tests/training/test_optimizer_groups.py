@@ -12,7 +12,7 @@ from tests.conftest import tiny_config
 def build(*overrides):
     config = load_config(None, ["tasks.sst.data=sst", "tasks.quora.data=quora", "train.lr=2e-5",
                                 "train.weight_decay=0.01", *overrides])
-    return config, MultitaskModel.from_config(config, BertModel(tiny_config()))
+    return config, MultitaskModel(BertModel(tiny_config()), config.tasks, config.model)
 
 
 def test_groups_cover_trainable_parameters_once_with_head_lr():

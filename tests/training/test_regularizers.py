@@ -9,10 +9,12 @@ import torch
 from minbert import BertModel
 from minbert.data.batching import Batch
 from minbert.errors import ConfigError
+from minbert.tasks.config import TaskConfig
 from minbert.tasks.losses import TaskOutput
 from minbert.tasks.model import MultitaskModel
-from minbert.training.config import TaskConfig, load_config
-from minbert.training.regularizers import FGSM, MNRL, SMART, BregmanProximal, divergence, pcgrad
+from minbert.tasks.regularizers import FGSM, MNRL, SMART, divergence
+from minbert.training.config import load_config
+from minbert.training.techniques import BregmanProximal, pcgrad
 from tests.conftest import random_batch, tiny_config
 
 
@@ -38,7 +40,7 @@ def test_fgsm_term_is_the_loss_at_sign_perturbed_embeddings():
     batch = Batch("sst", random_batch(99, batch=4, length=7), torch.tensor([0, 1, 2, 3]), [0, 1, 2, 3])
     embeds = model.encoder.embeddings.word_embeddings(batch.inputs["input_ids"])
     loss = model.loss(batch, model(batch, word_embeds=embeds))
-    term = FGSM(TaskConfig(fgsm_epsilon=0.01))(model, batch, None, loss, embeds)
+    term = FGSM(FGSM.Options(epsilon=0.01))(model, batch, None, loss, embeds)
     (gradient,) = torch.autograd.grad(model.loss(batch, model(batch, word_embeds=embeds)), embeds)
     expected = model.loss(batch, model(batch, word_embeds=embeds + 0.01 * gradient.sign()))
     torch.testing.assert_close(term, expected)
@@ -48,7 +50,7 @@ def test_fgsm_term_is_the_loss_at_sign_perturbed_embeddings():
 
 
 def test_mnrl_rewards_vectors_near_their_positives():
-    mnrl = MNRL(TaskConfig(mnrl_scale=20.0))
+    mnrl = MNRL(MNRL.Options(scale=20.0))
     labels = torch.tensor([0, 0, 1, 1])
     clustered = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
@@ -81,7 +83,7 @@ def test_smart_penalises_sensitivity_near_the_input():
     batch = Batch("sst", random_batch(99, batch=4, length=7), torch.tensor([0, 1, 2, 3]), [0, 1, 2, 3])
     embeds = model.encoder.embeddings.word_embeddings(batch.inputs["input_ids"])
     output = model(batch, word_embeds=embeds)
-    term = SMART(TaskConfig(smart_noise=1e-3, smart_step=1e-1))(model, batch, output, None, embeds)
+    term = SMART(SMART.Options(noise=1e-3, step=1e-1))(model, batch, output, None, embeds)
     assert term.item() > 0
     term.backward()
     assert model.encoder.layers[0].attention.qkv.weight.grad.abs().sum() > 0
@@ -115,10 +117,11 @@ def test_a_run_with_pcgrad_fgsm_and_mnrl(tmp_path, tiny_model_dir, tiny_data_dir
     from minbert.training.loop import Trainer
 
     config = load_config(None, [f"model.path={tiny_model_dir}", "train.epochs=1", "train.lr=1e-3",
-                                "train.sampler=round_robin", "train.update=global", "train.gradient_surgery=pcgrad",
-                                "tasks.sst.data=sst", 'tasks.sst.regularizers=["fgsm", "mnrl", "smart"]',
+                                "train.sampler=round_robin", "train.sampler.update=global",
+                                "train.techniques.pcgrad={}",
+                                "tasks.sst.data=sst", "tasks.sst.regularizers={fgsm={}, mnrl={}, smart={}}",
                                 "tasks.sts.data=sts", "tasks.sts.pair_encoding=siamese", "tasks.sts.head=cosine",
-                                "tasks.sts.loss=cosine_mse", 'tasks.sts.regularizers=["mnrl"]'])
+                                "tasks.sts.loss=cosine_mse", 'tasks.sts.regularizers.mnrl={}'])
     exp = build_experiment(config, data_dir=str(tiny_data_dir))
     before = [p.clone() for p in exp.model.encoder.parameters()]
     history = Trainer(exp).fit()
@@ -132,7 +135,7 @@ def test_perturbations_work_with_frozen_word_embeddings(tmp_path, tiny_model_dir
 
     config = load_config(None, [f"model.path={tiny_model_dir}", "train.epochs=1", "train.lr=1e-3",
                                 "model.freeze_word_embeddings=true", "tasks.sst.data=sst",
-                                'tasks.sst.regularizers=["fgsm", "smart"]', "tasks.sst.fgsm_epsilon=0.01"])
+                                'tasks.sst.regularizers.fgsm.epsilon=0.01', "tasks.sst.regularizers.smart={}"])
     exp = build_experiment(config, data_dir=str(tiny_data_dir))
     words = exp.model.encoder.embeddings.word_embeddings.weight.detach().clone()
     history = Trainer(exp).fit()
@@ -141,9 +144,15 @@ def test_perturbations_work_with_frozen_word_embeddings(tmp_path, tiny_model_dir
 
 
 def test_regularizer_config_errors():
-    with pytest.raises(ConfigError, match="'smrt' is not one of fgsm, mnrl, smart"):
-        load_config(None, ["tasks.sst.data=sst", 'tasks.sst.regularizers=["smrt"]'])
+    with pytest.raises(ConfigError, match="'smrt' is not a regularizer: one of fgsm, mnrl, smart"):
+        load_config(None, ["tasks.sst.data=sst", "tasks.sst.regularizers.smrt={}"])
     with pytest.raises(ConfigError, match="mnrl compares sentence vectors: it needs pair_encoding = 'siamese'"):
-        load_config(None, ["tasks.q.data=quora", 'tasks.q.regularizers=["mnrl"]'])
+        load_config(None, ["tasks.q.data=quora", "tasks.q.regularizers.mnrl={}"])
     with pytest.raises(ConfigError, match="fgsm perturbs"):
-        load_config(None, ["tasks.sst.data=sst", 'tasks.sst.regularizers=["fgsm"]', "model.frozen_layers=2"])
+        load_config(None, ["tasks.sst.data=sst", "tasks.sst.regularizers.fgsm={}", "model.frozen_layers=2"])
+    with pytest.raises(ConfigError, match=r"unknown key 'tasks.sst.regularizers.fgsm.epsilom'; did you mean 'epsilon'"):
+        load_config(None, ["tasks.sst.data=sst", "tasks.sst.regularizers.fgsm.epsilom=0.1"])
+    with pytest.raises(ConfigError, match=r"tasks.sst.regularizers.mnrl.scale = -1.0 must be >= 0"):
+        load_config(None, ["tasks.sst.data=sst", "tasks.sst.regularizers.mnrl.scale=-1"])
+    with pytest.raises(ConfigError, match="PCGrad needs steps that hold several tasks' batches"):
+        load_config(None, ["tasks.sst.data=sst", "train.techniques.pcgrad={}", "train.sampler=round_robin"])

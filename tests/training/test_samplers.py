@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minbert.errors import ConfigError
-from minbert.training.config import TrainConfig
+from minbert.options import build
 from minbert.training.samplers import SAMPLERS, Annealed, balance
 
 
@@ -15,7 +15,7 @@ def task_batches(counts: dict[str, int], size: int = 4) -> dict[str, list[list[i
 
 
 def plan(name: str, counts: dict[str, int], epoch: int = 0, epochs: int = 3, seed: int = 0, **train):
-    sampler = SAMPLERS[name](TrainConfig(**train))
+    sampler = SAMPLERS[name](build(SAMPLERS.options_of(name), train))
     return sampler.plan(task_batches(counts), epoch, epochs, np.random.default_rng(seed))
 
 
@@ -60,7 +60,7 @@ def test_proportional_cycles_through_each_tasks_batches():
 
 
 def test_annealed_alpha_per_epoch():
-    sampler = Annealed(TrainConfig())
+    sampler = Annealed(Annealed.Options())
     assert [round(sampler.alpha(e, 5), 3) for e in range(5)] == [1.0, 0.8, 0.6, 0.4, 0.2]
     assert sampler.alpha(0, 1) == 1.0
     sizes = {"a": 100, "b": 25}

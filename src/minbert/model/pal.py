@@ -7,8 +7,26 @@ small r-dimensional space. V_D starts at zero, so training starts from the pretr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from minbert.errors import ConfigError
+from minbert.options import option
+
+
+@dataclass
+class PALOptions:
+    """`[model.pal]`: one task's PALs in every encoder layer that trains."""
+
+    size: int = option(0, low=0)  # the projection's width r; 0 = no PALs
+    heads: int = option(12, low=0, low_open=True)
+    shared: bool = True  # one encoder/decoder projection pair shared by all layers (else one per layer)
+
+    def __post_init__(self) -> None:
+        if self.size % self.heads:
+            raise ConfigError(f"model.pal.size = {self.size} must be a multiple of model.pal.heads = {self.heads}")
 
 
 class ProjectedAttention(nn.Module):

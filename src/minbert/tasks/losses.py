@@ -24,6 +24,8 @@ class CrossEntropy(nn.Module):
     """Multi-class classification on logits (B, K) with integer labels, or class probabilities (B, K) as soft
     targets (distillation)."""
 
+    for_classification = True  # what each loss serves: class labels, or scores (regression)
+
     def __init__(self, score_range: tuple[float, float] | None = None):
         super().__init__()
 
@@ -41,6 +43,8 @@ class BinaryCrossEntropy(CrossEntropy):
 class MeanSquaredError(CrossEntropy):
     """Regression: MSE between the predicted score and the label."""
 
+    for_classification = False
+
     def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
         return F.mse_loss(output.score.float().view(-1), labels.float())
 
@@ -50,6 +54,7 @@ class CosineRegression(nn.Module):
 
     target_low, target_high = -1.0, 1.0
     needs_cosine = True
+    for_classification = False
 
     def __init__(self, score_range: tuple[float, float] | None = None):
         super().__init__()
@@ -80,6 +85,8 @@ class CosineMSE(CosineRegression):
 class CoSENT(nn.Module):
     """CoSENT (Su 2022): log(1 + sum over pairs (i, j) with y_i > y_j of exp(scale * (s_j - s_i))).
     Only the order of the similarities matters, which suits cosine geometry."""
+
+    for_classification = False
 
     def __init__(self, score_range: tuple[float, float] | None = None, scale: float = 20.0):
         super().__init__()

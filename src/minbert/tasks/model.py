@@ -12,12 +12,12 @@ from minbert.data.batching import Batch
 from minbert.errors import CheckpointError, ConfigError
 from minbert.model.bert import BertModel, BertOutput
 from minbert.model.loading import load_encoder_weights, load_state_file, native_to_hf, save_tensors
-from minbert.model.pal import PAL
+from minbert.model.pal import PAL, PALOptions
+from minbert.tasks.config import ModelConfig, TaskConfig
 from minbert.tasks.heads import HEADS
 from minbert.tasks.kinds import KINDS, TaskKind
 from minbert.tasks.losses import LOSSES, TaskOutput
 from minbert.tasks.pooling import POOLINGS
-from minbert.training.config import RunConfig, TaskConfig
 
 ENCODER_PREFIX = "bert."  # checkpoint keys: bert.<HF names> for the encoder, heads.<task>.<...> for the rest
 
@@ -35,7 +35,7 @@ class TaskModule(nn.Module):
                                        config.hidden_layers, config.hidden_size, features)
         self.loss_fn = LOSSES[config.loss or kind.default_loss](kind.format.score_range)
         self.loss_weight = config.loss_weight
-        self.pal: PAL | None = None  # set by the multitask model when model.pal_size > 0
+        self.pal: PAL | None = None  # the task's projected attention layers in the encoder (MultitaskModel's)
 
     def forward(self, output: BertOutput, batch: Batch, common: nn.Module) -> TaskOutput:
         pooled = common(self.pooling(output, batch.inputs["attention_mask"]))  # (N sequences, D)
@@ -60,34 +60,50 @@ def common_layers(count: int, width: int, dropout: float) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def frozen_depth(model: ModelConfig, n_layers: int) -> int:
+    """How many encoder layers (after the embeddings) are fixed, from the three ways a config says it: the whole
+    encoder (`freeze = "encoder"`, the starter's pretrain mode), the bottom N (`frozen_layers`), or all but the top k
+    (`trainable_layers`)."""
+    if model.freeze == "encoder":
+        return n_layers
+    if model.trainable_layers >= 0:  # "top k trainable" is "bottom N - k frozen"
+        if model.trainable_layers > n_layers:
+            raise ConfigError(f"model.trainable_layers = {model.trainable_layers}: the encoder has {n_layers} layers")
+        return n_layers - model.trainable_layers
+    if model.frozen_layers > n_layers:
+        raise ConfigError(f"model.frozen_layers = {model.frozen_layers}: the encoder has {n_layers} layers")
+    return model.frozen_layers
+
+
 class MultitaskModel(nn.Module):
-    def __init__(self, encoder: BertModel, tasks: dict[str, TaskConfig], freeze: str = "none",
-                 common_count: int = 0, common_dropout: float = 0.1, frozen_layers: int = 0):
+    """The shared encoder (frozen where `model` says), optional common layers, and one TaskModule per task, with
+    its PALs when `model.pal.size` > 0."""
+
+    def __init__(self, encoder: BertModel, tasks: dict[str, TaskConfig], model: ModelConfig | None = None):
         super().__init__()
+        model = model or ModelConfig()
         self.encoder = encoder
-        hidden = encoder.config.hidden_size
+        hidden, n_layers = encoder.config.hidden_size, len(encoder.layers)
+        self.freeze = model.freeze
+        self.freeze_words = model.freeze_word_embeddings
+        self.frozen_depth = frozen_depth(model, n_layers)
         self.heads = nn.ModuleDict({name: TaskModule(KINDS[cfg.data], cfg, hidden) for name, cfg in tasks.items()})
         widths = {POOLINGS[c.pooling]().output_dim(hidden) for c in tasks.values()}
-        if common_count and len(widths) > 1:
+        if model.common_layers and len(widths) > 1:
             raise ConfigError("model.common_layers needs every task's pooling to give the same width")
-        self.common = common_layers(common_count, widths.pop() if widths else hidden, common_dropout)
-        self.freeze = freeze
-        self.freeze_words = False
-        self.pal_parameters = 0
-        n_layers = len(encoder.layers)
-        if not 0 <= frozen_layers <= n_layers:
-            raise ConfigError(f"model.frozen_layers = {frozen_layers}: the encoder has {n_layers} layers")
-        # How many layers (after the embeddings) are fixed; the whole encoder in "pretrain" mode.
-        self.frozen_depth = n_layers if freeze == "encoder" else frozen_layers
-        if freeze == "encoder":
-            self.encoder.requires_grad_(False)
-        elif frozen_layers:
-            for module in (self.encoder.embeddings, *self.encoder.layers[:frozen_layers]):
-                module.requires_grad_(False)
+        self.common = common_layers(model.common_layers, widths.pop() if widths else hidden, model.common_dropout)
+        pal: PALOptions = model.pal
+        if pal.size:  # per task, in the layers that train (made last: the other parts' initialisation stays put)
+            for head in self.heads.values():
+                head.pal = PAL(hidden, pal.size, pal.heads, n_layers - self.frozen_depth, pal.shared,
+                               self.frozen_depth)
+        self.pal_parameters = sum(h.pal.num_parameters() for h in self.heads.values() if h.pal is not None)
+        self.set_trainable(True, list(tasks))
 
     def set_trainable(self, train_encoder: bool, tasks: list[str]) -> None:
         """What trains: the heads of `tasks` (and the common layers), and the encoder's unfrozen part when
-        `train_encoder`; the model-level freezes (pretrain mode, frozen layers, word embeddings) always hold."""
+        `train_encoder`; the model-level freezes (pretrain mode, frozen layers, word embeddings) always hold. The
+        one place where freezing is applied."""
         for name, head in self.heads.items():
             head.requires_grad_(name in tasks)
         self.common.requires_grad_(True)
@@ -97,27 +113,6 @@ class MultitaskModel(nn.Module):
                 module.requires_grad_(False)
         if self.freeze_words:
             self.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
-
-    @classmethod
-    def from_config(cls, config: RunConfig, encoder: BertModel) -> MultitaskModel:
-        frozen = config.model.frozen_layers
-        if config.model.trainable_layers >= 0:  # "top k trainable" is "bottom N - k frozen"
-            if config.model.trainable_layers > len(encoder.layers):
-                raise ConfigError(f"model.trainable_layers = {config.model.trainable_layers}: the encoder has "
-                                  f"{len(encoder.layers)} layers")
-            frozen = len(encoder.layers) - config.model.trainable_layers
-        model = cls(encoder, config.tasks, config.model.freeze, config.model.common_layers,
-                    config.model.common_dropout, frozen)
-        if config.model.pal_size:  # per task, in the layers that train
-            first = model.frozen_depth
-            for head in model.heads.values():
-                head.pal = PAL(encoder.config.hidden_size, config.model.pal_size, config.model.pal_heads,
-                               len(encoder.layers) - first, config.model.pal_shared, first)
-            model.pal_parameters = sum(head.pal.num_parameters() for head in model.heads.values())
-        model.freeze_words = config.model.freeze_word_embeddings
-        if model.freeze_words:
-            encoder.embeddings.word_embeddings.weight.requires_grad_(False)
-        return model
 
     def train(self, mode: bool = True) -> MultitaskModel:
         super().train(mode)

@@ -167,7 +167,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
 def build_model(config: RunConfig, model_dir: Path) -> MultitaskModel:
     encoder = BertModel.from_pretrained(model_dir)
     encoder.set_dropout(config.model.hidden_dropout, config.model.attention_dropout)
-    return MultitaskModel.from_config(config, encoder)
+    return MultitaskModel(encoder, config.tasks, config.model)
 
 
 def build_experiment(config: RunConfig, data_dir: str | None = None, strict: bool = False,
@@ -192,13 +192,16 @@ FUSED_ADAMW_MIN_PARAMS = 5_000_000
 
 
 def build_optimizer(config: RunConfig, model: MultitaskModel, lr: float | None = None,
-                    head_lr: float | None = None) -> AdamW:
-    """Weight decay on matrices only; the encoder at `lr` (train.lr), the heads and common layers at `head_lr`
-    (train.head_lr, else lr). Parameters that do not train are left out."""
+                    head_lr: float | None = None,
+                    encoder_parts: list[tuple[nn.Module, float]] | None = None) -> AdamW:
+    """Weight decay on matrices only; the encoder at `lr` (train.lr), or each of `encoder_parts` at lr times its
+    multiplier; the heads and common layers at `head_lr` (train.head_lr, else lr). Parameters that do not train are
+    left out."""
     train = config.train
     lr = lr or train.lr
     head_lr = head_lr or train.head_lr or lr
-    groups = decay_groups(model.encoder, train.weight_decay, lr=lr)
+    groups = [group for part, scale in encoder_parts or [(model.encoder, 1.0)]
+              for group in decay_groups(part, train.weight_decay, lr=lr * scale)]
     groups += decay_groups(nn.ModuleList([model.common, model.heads]), train.weight_decay, lr=head_lr)
     trainable = sum(p.numel() for g in groups for p in g["params"])
     fused = train.fused_adamw == "on" or (train.fused_adamw == "auto" and trainable >= FUSED_ADAMW_MIN_PARAMS)

@@ -4,6 +4,8 @@
 given; a hook defines only the methods it needs (the base class's do nothing). The points:
 
     stage_starting(trainer, index, from_best)  before a stage sets up its trainable parts and optimizer
+    encoder_parts(trainer)                     the encoder's parts and their learning-rate multipliers (the first
+                                               hook that answers decides; None: the whole encoder at 1)
     loss_terms(trainer)                        extra terms of every batch's loss: [(weight, term(batch, output))]
     stage_started(trainer)                     after the stage's optimizer exists
     fit_starting(trainer) / fit_ended(trainer) around the epochs of a stage
@@ -33,10 +35,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from minbert.errors import MinbertError
-from minbert.training.config import TrainConfig
-from minbert.training.regularizers import BregmanProximal, pcgrad
 
 if TYPE_CHECKING:
+    from minbert.training.config import TrainConfig
     from minbert.training.loop import Trainer
 
 log = logging.getLogger("minbert")
@@ -51,6 +52,7 @@ class Hook:
     """A no-op at every point; subclasses override what they need."""
 
     def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None: ...
+    def encoder_parts(self, trainer: Trainer) -> list[tuple[torch.nn.Module, float]] | None: return None
     def loss_terms(self, trainer: Trainer) -> list[tuple[float, Callable]]: return []
     def stage_started(self, trainer: Trainer) -> None: ...
     def fit_starting(self, trainer: Trainer) -> None: ...
@@ -91,31 +93,6 @@ class LearningRateSchedule(Hook):
             group["lr"] = base * factor
 
 
-class GradientSurgery(Hook):
-    """PCGrad (`train.gradient_surgery = "pcgrad"`) on steps with two or more tasks: each task's gradient of the
-    shared parameters is kept apart, projected off the others it conflicts with, and the projections summed."""
-
-    def before_step(self, trainer: Trainer, step_batches: list) -> None:
-        self.active = len(step_batches) > 1
-        self.shared = [p for p in [*trainer.model.encoder.parameters(), *trainer.model.common.parameters()]
-                       if p.requires_grad]
-        self.gradients: list[Tensor] = []
-
-    def after_backward(self, trainer: Trainer, task: str) -> None:
-        if self.active:
-            self.gradients.append(torch.cat([torch.zeros(p.numel(), device=p.device) if p.grad is None
-                                             else p.grad.reshape(-1) for p in self.shared]))
-            for p in self.shared:
-                p.grad = None
-
-    def before_update(self, trainer: Trainer) -> None:
-        if self.gradients:
-            # its own seeded order per step: resumable, and the sampler's stream is untouched
-            combined = pcgrad(self.gradients, np.random.default_rng([trainer.config.seed, trainer.step]))
-            for p, chunk in zip(self.shared, combined.split([p.numel() for p in self.shared]), strict=True):
-                p.grad = chunk.view_as(p).to(p.dtype)
-
-
 class GradientClipping(Hook):
     """The global gradient norm clipped at `train.grad_clip` (after unscaling fp16 gradients)."""
 
@@ -126,32 +103,6 @@ class GradientClipping(Hook):
         trainer.scaler.unscale_(trainer.optimizer)
         torch.nn.utils.clip_grad_norm_([p for g in trainer.optimizer.param_groups for p in g["params"]],
                                        self.max_norm)
-
-
-class Bregman(Hook):
-    """SMART's Bregman proximal point (`train.bregman_weight`): a slow copy of the model, restarted at every stage,
-    whose predictions every batch is pulled towards; updated after each optimizer step and checkpointed."""
-
-    def __init__(self, weight: float, momentum: float):
-        self.weight, self.momentum = weight, momentum
-        self.proximal: BregmanProximal | None = None
-
-    def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None:
-        self.proximal = None  # rebuilt from the stage's starting weights in loss_terms
-
-    def loss_terms(self, trainer: Trainer) -> list[tuple[float, Callable]]:
-        self.proximal = BregmanProximal(trainer.model, self.weight, self.momentum)
-        return [(self.weight, self.proximal)]
-
-    def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None:
-        self.proximal.update(trainer.model)
-
-    def state(self) -> tuple[dict, dict[str, Tensor]]:
-        return {}, {f"proximal.{k}": v for k, v in self.proximal.teacher.checkpoint_state().items()}
-
-    def load_state(self, state: dict, tensors: dict[str, Tensor]) -> None:
-        self.proximal.teacher.load_state({k.removeprefix("proximal."): v for k, v in tensors.items()
-                                          if k.startswith("proximal.")})
 
 
 class TeacherShare(Hook):
@@ -231,17 +182,3 @@ class ProgressReport(Hook):
             self.last_report = time.perf_counter()
             log.info("epoch %s: step %d/%d, loss %.4f, %.1f ex/s, %.0f s", self.epoch_text, trainer.step_in_epoch,
                      len(trainer.plan), loss, rate, trainer.epoch_seconds)
-
-
-def default_hooks(train: TrainConfig, distillation: bool) -> list[Hook]:
-    """The hooks a config asks for, in the order they act."""
-    hooks: list[Hook] = [LearningRateSchedule()]
-    if distillation:
-        hooks.append(TeacherShare())
-    if train.gradient_surgery == "pcgrad":
-        hooks.append(GradientSurgery())
-    if train.grad_clip > 0:
-        hooks.append(GradientClipping(train.grad_clip))
-    if train.bregman_weight > 0:
-        hooks.append(Bregman(train.bregman_weight, train.bregman_momentum))
-    return [*hooks, NonFiniteLoss(train.on_nan), ProgressReport(), Checkpointing(train.checkpoint_every)]

@@ -25,6 +25,7 @@ from minbert.device import autocast
 from minbert.evaluation.metrics import selection_score
 from minbert.evaluation.predict import predict, score
 from minbert.tasks.model import MultitaskModel
+from minbert.tasks.regularizers import build_regularizers
 from minbert.training.checkpoint import (
     load_optimizer_state,
     optimizer_state,
@@ -32,14 +33,36 @@ from minbert.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from minbert.training.config import TrainConfig
 from minbert.training.distillation import Distillation, attach_teacher_outputs, teachers_of
 from minbert.training.distributed import World
 from minbert.training.experiment import Experiment, build_optimizer
-from minbert.training.hooks import Hook, NonFiniteLoss, default_hooks
-from minbert.training.regularizers import build_regularizers
+from minbert.training.hooks import (
+    Checkpointing,
+    GradientClipping,
+    Hook,
+    LearningRateSchedule,
+    NonFiniteLoss,
+    ProgressReport,
+    TeacherShare,
+)
 from minbert.training.samplers import SAMPLERS, balance
+from minbert.training.techniques import build_techniques
 
 log = logging.getLogger("minbert")
+
+
+def default_hooks(train: TrainConfig, distillation: bool) -> list[Hook]:
+    """The hooks a config asks for, in the order they act: the schedule, distillation's share, the training
+    techniques of `[train.techniques.*]` (in their registry's order, whatever order the config lists them in),
+    clipping, then the chores."""
+    hooks: list[Hook] = [LearningRateSchedule()]
+    if distillation:
+        hooks.append(TeacherShare())
+    hooks += build_techniques(train.techniques)
+    if train.grad_clip > 0:
+        hooks.append(GradientClipping(train.grad_clip))
+    return [*hooks, NonFiniteLoss(train.on_nan), ProgressReport(), Checkpointing(train.checkpoint_every)]
 
 
 class TaskLoss(nn.Module):
@@ -89,8 +112,9 @@ class Trainer:
         self.model = experiment.model
         self.world = world or World()
         self.run_dir = run_dir  # where resumable checkpoints go (None: none are written)
-        self.regularizers = {name: build_regularizers(task) for name, task in self.config.tasks.items()}
-        self.sampler = SAMPLERS[self.config.train.sampler](self.config.train)
+        self.regularizers = {name: build_regularizers(task.regularizers) for name, task in self.config.tasks.items()}
+        sampler = self.config.train.sampler
+        self.sampler = SAMPLERS[sampler.name](sampler.options)
         self.rng = np.random.default_rng(self.config.seed)
         self.distillation = None
         if teachers_of(self.config):  # the teacher's outputs, computed once and cached in the run directory
@@ -164,7 +188,9 @@ class Trainer:
             device_ids = [self.world.local_rank] if self.exp.device.type == "cuda" else None
             self.loss_module = DistributedDataParallel(self.loss_module, device_ids=device_ids,
                                                        find_unused_parameters=True)
-        self.optimizer = build_optimizer(self.config, self.model, lr=stage.lr or None, head_lr=stage.head_lr or None)
+        parts = next((p for hook in self.hooks if (p := hook.encoder_parts(self)) is not None), None)
+        self.optimizer = build_optimizer(self.config, self.model, lr=stage.lr or None, head_lr=stage.head_lr or None,
+                                         encoder_parts=parts)
         # fp16 (GPUs without bf16) needs loss scaling; bf16 and fp32 do not (the scaler is then a no-op)
         self.scaler = torch.amp.GradScaler(self.exp.device.type,
                                            enabled=self.exp.autocast_dtype == torch.float16)

@@ -2,14 +2,18 @@
 
 A plan is a list of steps; a step is a list of (task, example positions) batches whose weighted losses are summed
 before one optimizer update. Balancing (which examples each task contributes to an epoch) happens before this, in
-`balance`.
+`balance`. Each sampler is chosen by name with its own options: `sampler = "mtdnn"`, or
+`[train.sampler] name = "proportional", alpha = 0.5`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from minbert.training.config import TrainConfig, parse_balancing
+from minbert.errors import ConfigError
+from minbert.options import NoOptions, Registry, option
 
 Batches = dict[str, list[list[int]]]
 Step = list[tuple[str, list[int]]]
@@ -18,8 +22,15 @@ Step = list[tuple[str, list[int]]]
 class Sequential:
     """All batches of the first task, then all of the next (in config order)."""
 
-    def __init__(self, train: TrainConfig):
-        self.train = train
+    Options = NoOptions
+
+    def __init__(self, options: object):
+        self.options = options
+
+    @classmethod
+    def mixes_tasks(cls, options: object) -> bool:
+        """Whether a step can hold batches of several tasks (what gradient surgery needs)."""
+        return False
 
     def plan(self, batches: Batches, epoch: int, epochs: int, rng: np.random.Generator) -> list[Step]:
         return [[(task, b)] for task, task_batches in batches.items() for b in task_batches]
@@ -29,12 +40,20 @@ class RoundRobin(Sequential):
     """One batch of each task in turn; a task that runs out drops out of the rotation. `update = "local"`: an
     optimizer step per batch; `"global"`: one step on the summed losses of each round."""
 
+    @dataclass
+    class Options:
+        update: str = option("local", choices=("local", "global"))
+
+    @classmethod
+    def mixes_tasks(cls, options: Options) -> bool:
+        return options.update == "global"
+
     def plan(self, batches: Batches, epoch: int, epochs: int, rng: np.random.Generator) -> list[Step]:
         rounds = max((len(b) for b in batches.values()), default=0)
         steps: list[Step] = []
         for r in range(rounds):
             turn = [(task, task_batches[r]) for task, task_batches in batches.items() if r < len(task_batches)]
-            steps.extend([turn] if self.train.update == "global" else [[item] for item in turn])
+            steps.extend([turn] if self.options.update == "global" else [[item] for item in turn])
         return steps
 
 
@@ -42,8 +61,13 @@ class Proportional(Sequential):
     """Each step draws a task with p_t ~ N_t ** alpha (1: proportional to size, 0.5: square root, 0: uniform) and
     takes that task's next batch, cycling through a fresh shuffle when the task runs out."""
 
+    @dataclass
+    class Options:
+        alpha: float = option(0.5, low=0)
+        steps_per_epoch: int = option(0, low=0)  # 0 = as many steps as all tasks' batches
+
     def alpha(self, epoch: int, epochs: int) -> float:
-        return self.train.alpha
+        return self.options.alpha
 
     def probabilities(self, batches: Batches, epoch: int, epochs: int) -> np.ndarray:
         sizes = np.array([sum(len(b) for b in task_batches) for task_batches in batches.values()], dtype=float)
@@ -52,7 +76,7 @@ class Proportional(Sequential):
 
     def plan(self, batches: Batches, epoch: int, epochs: int, rng: np.random.Generator) -> list[Step]:
         tasks = list(batches)
-        total = self.train.steps_per_epoch or sum(len(b) for b in batches.values())
+        total = self.options.steps_per_epoch or sum(len(b) for b in batches.values())
         draws = rng.choice(len(tasks), size=total, p=self.probabilities(batches, epoch, epochs))
         queues = {task: [] for task in tasks}
         steps: list[Step] = []
@@ -68,6 +92,10 @@ class Annealed(Proportional):
     """Proportional sampling with alpha = 1 - 0.8 (e - 1) / (E - 1) at epoch e of E (Stickland & Murray 2019):
     from size-proportional towards uniform as training goes on."""
 
+    @dataclass
+    class Options:
+        steps_per_epoch: int = option(0, low=0)  # 0 = as many steps as all tasks' batches
+
     def alpha(self, epoch: int, epochs: int) -> float:
         return 1.0 - 0.8 * epoch / (epochs - 1) if epochs > 1 else 1.0  # `epoch` counts from 0
 
@@ -80,8 +108,22 @@ class MTDNN(Sequential):
         return [merged[i] for i in rng.permutation(len(merged))]
 
 
-SAMPLERS = {"sequential": Sequential, "round_robin": RoundRobin, "proportional": Proportional,
-            "annealed": Annealed, "mtdnn": MTDNN}
+SAMPLERS = Registry("sampler", {"sequential": Sequential, "round_robin": RoundRobin, "proportional": Proportional,
+                                "annealed": Annealed, "mtdnn": MTDNN})
+
+
+def parse_balancing(balancing: str, num_tasks: int) -> list[float] | None:
+    """None for full / trimmed / padded; a list of per-task ratios for "1:2:1"."""
+    if balancing in ("full", "trimmed", "padded"):
+        return None
+    try:
+        ratios = [float(r) for r in balancing.split(":")]
+    except ValueError:
+        ratios = []
+    if len(ratios) != num_tasks or any(r <= 0 for r in ratios):
+        raise ConfigError(f"train.balancing = {balancing!r}: use full, trimmed, padded, or {num_tasks} positive "
+                          f"ratios such as {':'.join(['1'] * num_tasks)}")
+    return ratios
 
 
 def balance(sizes: dict[str, int], balancing: str, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -1,22 +1,34 @@
-"""Extra training signals, each a small named unit chosen per task (`tasks.X.regularizers = ["fgsm", "mnrl"]`),
-and gradient surgery across tasks (`train.gradient_surgery = "pcgrad"`).
+"""Extra training signals, each a small named unit chosen per task with its own options table:
+
+    [tasks.sst.regularizers.fgsm]
+    epsilon = 1e-5
+    [tasks.sst.regularizers.mnrl]
+    weight = 0.5
 
 A regularizer sees the task's clean output and loss and returns an extra term; the batch loss is
-loss + sum(weight * term).
+loss + sum(weight * term), in the order the tables are given. Each declares what it needs (`check`).
 """
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from minbert.data.batching import Batch
+from minbert.errors import ConfigError
+from minbert.options import Registry, option
 from minbert.tasks.losses import TaskOutput
-from minbert.training.config import TaskConfig
+
+
+def _perturbs_embeddings(name: str, context: Any) -> None:
+    """Perturbations of the word embeddings never reach frozen (cached) layers' outputs again."""
+    if context.model.freezes_layers():
+        raise ConfigError(f"{context.where}.{name} perturbs the word embeddings, which frozen (cached) layers never "
+                          "see again: use it without frozen layers")
 
 
 class FGSM:
@@ -25,8 +37,17 @@ class FGSM:
 
     needs_word_embeds = True
 
-    def __init__(self, task: TaskConfig):
-        self.epsilon = task.fgsm_epsilon
+    @dataclass
+    class Options:
+        epsilon: float = option(1e-5, low=0)  # the step on the word embeddings
+        weight: float = option(1.0, low=0)
+
+    def __init__(self, options: Options):
+        self.epsilon = options.epsilon
+
+    @classmethod
+    def check(cls, options: Options, context: Any) -> None:
+        _perturbs_embeddings("fgsm", context)
 
     def __call__(self, model, batch: Batch, output: TaskOutput, loss: Tensor, word_embeds: Tensor) -> Tensor:
         (gradient,) = torch.autograd.grad(loss, word_embeds, retain_graph=True)
@@ -41,8 +62,18 @@ class MNRL:
 
     needs_word_embeds = False
 
-    def __init__(self, task: TaskConfig):
-        self.scale = task.mnrl_scale
+    @dataclass
+    class Options:
+        weight: float = option(0.5, low=0)
+        scale: float = option(20.0, low=0)  # cosine similarities are multiplied by this before the softmax
+
+    def __init__(self, options: Options):
+        self.scale = options.scale
+
+    @classmethod
+    def check(cls, options: Options, context: Any) -> None:
+        if context.is_pair and not context.siamese:
+            raise ConfigError(f"{context.where}.mnrl compares sentence vectors: it needs pair_encoding = 'siamese'")
 
     def __call__(self, model, batch: Batch, output: TaskOutput, loss: Tensor, word_embeds: Tensor | None) -> Tensor:
         labels = batch.labels
@@ -85,12 +116,22 @@ class SMART:
     """SMART's smoothness-inducing adversarial regularizer (Jiang et al. 2020): start from small Gaussian noise
     on the word embeddings, take one normalised gradient-ascent step on the divergence between the perturbed and
     the clean predictions, and penalise the divergence there. Its other half, the Bregman proximal point step, is
-    `BregmanProximal` (`train.bregman_weight`)."""
+    the `bregman` training technique (`[train.techniques.bregman]`)."""
 
     needs_word_embeds = True
 
-    def __init__(self, task: TaskConfig):
-        self.noise, self.step, self.weight = task.smart_noise, task.smart_step, task.smart_weight
+    @dataclass
+    class Options:
+        weight: float = option(1.0, low=0)  # of the smoothness term
+        noise: float = option(1e-5, low=0)  # standard deviation of the initial perturbation
+        step: float = option(1e-3, low=0)  # size of the ascent step (on the max-normalised gradient)
+
+    def __init__(self, options: Options):
+        self.noise, self.step = options.noise, options.step
+
+    @classmethod
+    def check(cls, options: Options, context: Any) -> None:
+        _perturbs_embeddings("smart", context)
 
     def __call__(self, model, batch: Batch, output: TaskOutput, loss: Tensor, word_embeds: Tensor) -> Tensor:
         classification = model.heads[batch.task].kind.is_classification
@@ -103,54 +144,9 @@ class SMART:
         return divergence(model(batch, word_embeds=word_embeds + delta), output, classification)
 
 
-class BregmanProximal:
-    """SMART's momentum Bregman proximal point (Jiang et al. 2020): a slow copy of the model, theta~ <- beta *
-    theta~ + (1 - beta) * theta after every update, whose predictions the model is pulled towards with
-    weight * D(f(x; theta), f(x; theta~)) (`divergence`). It keeps each update near where training has been,
-    so aggressive steps cannot wander far from the pretrained solution. Unlike the regularizers above it spans
-    every task, so it is a train-level option; it restarts from the model at the start of every stage."""
-
-    def __init__(self, model, weight: float, momentum: float):
-        self.weight, self.momentum = weight, momentum
-        self.teacher = copy.deepcopy(model).requires_grad_(False).eval()  # no dropout: a fixed target
-
-    def __call__(self, batch: Batch, output: TaskOutput) -> Tensor:
-        with torch.no_grad():
-            target = self.teacher(batch)
-        classification = self.teacher.heads[batch.task].kind.is_classification
-        return divergence(output, TaskOutput(target.logits.float(), target.score.float()), classification)
-
-    @torch.no_grad()
-    def update(self, model) -> None:
-        pairs = [(t, p) for t, p in zip(self.teacher.parameters(), model.parameters(), strict=True) if p.requires_grad]
-        if pairs:
-            torch._foreach_lerp_([t for t, _ in pairs], [p.detach() for _, p in pairs], 1.0 - self.momentum)
+REGULARIZERS = Registry("regularizer", {"fgsm": FGSM, "mnrl": MNRL, "smart": SMART})
 
 
-REGULARIZERS = {"fgsm": FGSM, "mnrl": MNRL, "smart": SMART}
-
-
-def build_regularizers(task: TaskConfig) -> list[tuple[float, object]]:
-    """(weight, regularizer) pairs for a task's `regularizers` list."""
-    built = []
-    for key in task.regularizers:
-        weight = {"fgsm": 1.0, "mnrl": task.mnrl_weight, "smart": task.smart_weight}[key]
-        built.append((weight, REGULARIZERS[key](task)))
-    return built
-
-
-def pcgrad(gradients: list[Tensor], rng: np.random.Generator) -> Tensor:
-    """PCGrad (Yu et al. 2020): project each task's gradient off the others it conflicts with (negative dot
-    product), visiting the others in random order, then sum. `gradients` are flat vectors, one per task."""
-    projected = []
-    for i, g in enumerate(gradients):
-        g = g.clone()
-        for j in rng.permutation(len(gradients)):
-            if j == i:
-                continue
-            other = gradients[j]
-            dot = torch.dot(g, other)
-            if dot < 0:
-                g -= dot / other.dot(other).clamp_min(1e-20) * other
-        projected.append(g)
-    return torch.stack(projected).sum(dim=0)
+def build_regularizers(chosen: dict[str, Any]) -> list[tuple[float, object]]:
+    """(weight, regularizer) pairs for a task's `regularizers` tables, in their order."""
+    return [(options.weight, REGULARIZERS[name](options)) for name, options in chosen.items()]

@@ -1,0 +1,162 @@
+"""The model's and each task's config tables, with their checks. Techniques chosen by name (poolings, heads, losses,
+regularizers) are checked against their registries and by what each declares it needs; no technique is named here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from minbert.errors import ConfigError
+from minbert.model.pal import PALOptions
+from minbert.options import option
+from minbert.tasks.heads import HEADS, PAIR_FEATURES
+from minbert.tasks.kinds import KINDS
+from minbert.tasks.losses import LOSSES
+from minbert.tasks.pooling import POOLINGS
+from minbert.tasks.regularizers import REGULARIZERS
+
+EXTRA_FORMATS = ("tsv", "sst_trees")
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""  # HF-layout directory; "" = the embedded all-MiniLM-L6-v2
+    freeze: str = option("none", choices=("none", "encoder"))  # "encoder": the starter's "pretrain" mode
+    frozen_layers: int = option(0, low=0)  # freeze the embeddings and this many bottom layers (0: none)
+    trainable_layers: int = -1  # or: only the top k layers (+ pooler) train; -1 = use frozen_layers
+    max_length: int = option(128, low=0, low_open=True)  # tokens per sequence (a cross-encoded pair is one)
+    hidden_dropout: float = option(0.1, low=0, high=1, high_open=True)  # BERT's hidden_dropout_prob
+    attention_dropout: float = option(0.1, low=0, high=1, high_open=True)  # 0 lets SDPA use its fused kernel
+    freeze_word_embeddings: bool = False  # the 30k x H table is half of MiniLM: frozen, AdamW steps are 2x cheaper
+    pal: PALOptions = option(PALOptions())  # projected attention layers per task ([model.pal] size = 0: off)
+    common_layers: int = option(0, low=0)  # dense + GELU + dropout layers shared by every task, before the heads
+    common_dropout: float = option(0.1, low=0, high=1, high_open=True)
+
+    def freezes_layers(self) -> bool:
+        """Whether some encoder layers are frozen (and their outputs cached): perturbing embeddings cannot work."""
+        return bool(self.frozen_layers) or self.trainable_layers >= 0 or self.freeze == "encoder"
+
+
+@dataclass
+class ExtraDataConfig:
+    """More training examples for a task from another file, mapped onto the task's columns and labels."""
+
+    file: str = ""  # in the data directory, or a path
+    format: str = option("tsv", choices=EXTRA_FORMATS)  # sst_trees: every node of SST's trees, a labelled phrase
+    min_tokens: int = option(1, low=1)  # sst_trees: only phrases of at least this many tokens
+    include_roots: bool = False  # sst_trees: also the whole-sentence nodes (the training file's own sentences)
+    dedup: bool = True  # sst_trees: one example per distinct phrase (majority label; ties dropped and counted)
+    share: float = option(0.0, low=0, high=1, high_open=True)  # each epoch draws this share afresh; 0 = all of it
+    text_columns: list[str] = field(default_factory=list)  # one column, or two for a pair task
+    label_column: str = ""
+    id_column: str = ""  # "" = rows are named by file and line
+    delimiter: str = "\t"
+    label_offset: float = 0.0  # label -> (label + offset) * scale, e.g. ratings 1..5 -> 0..4: offset = -1
+    label_scale: float = 1.0  # e.g. relatedness 1..5 -> 0..5: offset = -1, scale = 1.25
+    max_examples: int = option(0, low=0)  # 0 = all
+    class_balanced: bool = False  # classification: sub-sample to the same count per class
+
+
+@dataclass
+class TaskConfig:
+    data: str = ""  # the file format: sst | cfimdb | quora | sts
+    train: str = ""  # file names in the data directory; "" = the data set's standard file
+    dev: str = ""
+    test: str = ""
+    pooling: str = option("cls", choices=tuple(sorted(POOLINGS)))  # see minbert.tasks.pooling
+    pair_encoding: str = option("cross", choices=("cross", "siamese"))  # cross: [CLS] a [SEP] b [SEP]
+    pair_features: list[str] = field(default_factory=lambda: ["u", "v", "abs_diff", "product"])  # siamese
+    head: str = option("linear", choices=tuple(sorted(HEADS)))  # see minbert.tasks.heads
+    hidden_layers: int = option(0, low=0)  # extra hidden layers in an "mlp" head
+    hidden_size: int = option(0, low=0)  # width of those layers; 0 = the encoder's hidden size
+    dropout: float = option(0.3, low=0, high=1, high_open=True)
+    loss: str = option("", choices=("", *LOSSES))  # "" = the task kind's default
+    batch_size: int = option(0, low=0)  # 0 = train.batch_size
+    loss_weight: float = option(1.0, low=0)
+    extra: list[ExtraDataConfig] = field(default_factory=list)  # [[tasks.X.extra]] tables: more training data
+    teacher: str = ""  # distillation: this task's teacher run or ensemble directory; "" = train.teacher
+    # [tasks.X.regularizers.NAME] tables, in order (see minbert.tasks.regularizers)
+    regularizers: dict[str, Any] = option({}, registry=REGULARIZERS, many=True)
+
+
+@dataclass
+class TaskContext:
+    """What a unit's `check` may ask about where it is used."""
+
+    config: Any  # the RunConfig
+    where: str  # the dotted path of the unit's table, for messages
+    task: TaskConfig | None = None
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.config.model
+
+    @property
+    def is_pair(self) -> bool:
+        return KINDS[self.task.data].is_pair
+
+    @property
+    def siamese(self) -> bool:
+        return self.is_pair and self.task.pair_encoding == "siamese"
+
+
+def check_task(name: str, task: TaskConfig, config: Any) -> None:
+    """A task's data format, the pieces' combination (by what each declares it needs), its regularizers' own
+    checks and its extra data."""
+    where = f"tasks.{name}"
+    if not task.data:  # most often a misspelt task name in an override: tasks.stt.pooling=mean
+        others = [t for t in config.tasks if t != name and config.tasks[t].data]
+        close = difflib.get_close_matches(name, others, n=1, cutoff=0.5)
+        hint = f"did you mean tasks.{close[0]}?" if close else f"set {where}.data to one of {', '.join(KINDS)}"
+        raise ConfigError(f"{where} has no `data` format; {hint}")
+    if task.data not in KINDS:
+        raise ConfigError(f"{where}.data = {task.data!r} is not one of {', '.join(KINDS)}")
+    kind = KINDS[task.data]
+    context = TaskContext(config, where, task)
+    if context.siamese:
+        unknown = [f for f in task.pair_features if f not in PAIR_FEATURES]
+        if unknown or not task.pair_features:
+            raise ConfigError(f"{where}.pair_features = {task.pair_features} must be a non-empty list of "
+                              f"{', '.join(PAIR_FEATURES)}")
+    head_needs_pairs = getattr(HEADS[task.head], "needs_pairs", False)
+    if head_needs_pairs and not (context.siamese and not kind.is_classification):
+        raise ConfigError(f"{where}.head = {task.head!r} scores the cosine of two sentence vectors: it needs "
+                          "a similarity task with pair_encoding = 'siamese'")
+    loss = LOSSES[task.loss or kind.default_loss]
+    if getattr(loss, "needs_cosine", False) and not head_needs_pairs:
+        raise ConfigError(f"{where}.loss = {task.loss!r} compares a cosine with the label: it needs a cosine head "
+                          f"({', '.join(h for h in HEADS if getattr(HEADS[h], 'needs_pairs', False))})")
+    if loss.for_classification != kind.is_classification:
+        what = "a classification" if loss.for_classification else "a regression"
+        raise ConfigError(f"{where}.loss = {task.loss!r} is {what} loss; {task.data} is "
+                          f"{'classification' if kind.is_classification else 'regression'}")
+    model = config.model
+    if model.freeze == "encoder" and not model.common_layers and head_needs_pairs:
+        raise ConfigError(f"{where}.head = {task.head!r} has no parameters and model.freeze = 'encoder' freezes the "
+                          "rest: nothing would train for this task (use head = 'linear' on the pair features, or "
+                          "model.common_layers > 0)")
+    for regularizer, options in task.regularizers.items():
+        REGULARIZERS.check(regularizer, options, TaskContext(config, f"{where}.regularizers", task))
+    for i, extra in enumerate(task.extra):
+        check_extra(f"{where}.extra[{i}]", extra, task)
+
+
+def check_extra(where: str, extra: ExtraDataConfig, task: TaskConfig) -> None:
+    kind = KINDS[task.data]
+    if extra.format == "sst_trees":
+        if not extra.file:
+            raise ConfigError(f"{where}: `file` is required")
+        if kind.format.num_classes != 5:
+            raise ConfigError(f"{where}: sst_trees hold 5-class sentiment phrases; {task.data} is not SST-5")
+        return
+    if not extra.file or not extra.label_column:
+        raise ConfigError(f"{where}: `file` and `label_column` are required")
+    if len(extra.text_columns) != len(kind.format.text_columns):
+        raise ConfigError(f"{where}.text_columns: {task.data} takes {len(kind.format.text_columns)} text "
+                          f"column(s), got {extra.text_columns}")
+    if extra.class_balanced and not kind.is_classification:
+        raise ConfigError(f"{where}.class_balanced: {task.data} is not a classification task")
+    if len(extra.delimiter) != 1:
+        raise ConfigError(f"{where}: delimiter must be one character")
