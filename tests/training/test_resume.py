@@ -102,7 +102,7 @@ def test_crash_between_write_and_rename_keeps_the_previous_checkpoint(reference,
 def test_bregman_proximal_copy_is_checkpointed(tiny_model_dir, tiny_data_dir, tmp_path):
     """The slow copy is training state: a resume without it would pull towards the wrong weights."""
     config = write_config(tmp_path / "run.toml", tmp_path, tiny_model_dir, epochs=2,
-                          extra="bregman_weight = 1.0\nbregman_momentum = 0.9")
+                          extra="techniques.bregman = { weight = 1.0, momentum = 0.9 }")
     args = ["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]
     assert main([*args, "name=uninterrupted"]) == 0
     result = run_with_fault("checkpoint-before-rename@9", "train", "--config", str(config), "--data-dir",
