@@ -51,7 +51,7 @@ def teacher(three_task_run):
 
 def student_config(path, out, model_dir, teacher, epochs=2, extra=""):
     return write_tiny_config(path, out, model_dir, tasks=THREE_TASKS,
-                             train=f'epochs = {epochs}\nbatch_size = 4\nteacher = "{teacher}"\n'
+                             train=f'epochs = {epochs}\nbatch_size = 4\ndistillation.teacher = "{teacher}"\n'
                                    f'checkpoint_every = 3\n{extra}')
 
 
@@ -74,7 +74,7 @@ def test_teacher_outputs_are_computed_once_and_cached(teacher, tiny_model_dir, t
 
 def test_a_distilled_run_resumes_exactly(teacher, tiny_model_dir, tiny_data_dir, tmp_path):
     config = student_config(tmp_path / "student.toml", tmp_path, tiny_model_dir, teacher, epochs=3,
-                            extra="teacher_annealing = true\nteacher_temperature = 2.0")
+                            extra="distillation.annealing = true\ndistillation.temperature = 2.0")
     args = ["--config", str(config), "--data-dir", str(tiny_data_dir)]
     assert main(["train", *args, "name=uninterrupted"]) == 0
     result = run_with_fault("checkpoint-before-rename@21", "train", *args, "name=torn")
@@ -93,7 +93,7 @@ def test_distillation_changes_training(teacher, tiny_model_dir, tiny_data_dir, t
     plain = write_tiny_config(tmp_path / "plain.toml", tmp_path, tiny_model_dir, tasks=THREE_TASKS,
                               train="epochs = 2\nbatch_size = 4")
     distilled = student_config(tmp_path / "distilled.toml", tmp_path, tiny_model_dir, teacher,
-                               extra="teacher_annealing = false\nteacher_weight = 1.0")
+                               extra="distillation.annealing = false\ndistillation.weight = 1.0")
     for config in (plain, distilled):
         assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
     a = load_file(tmp_path / "plain" / "best" / "model.safetensors")

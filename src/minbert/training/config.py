@@ -22,6 +22,7 @@ from minbert.device import TRAINING_PRECISIONS
 from minbert.errors import ConfigError
 from minbert.options import Chosen, build, option, to_table
 from minbert.tasks.config import ExtraDataConfig, ModelConfig, TaskConfig, TaskContext, check_task
+from minbert.training.distillation import Distillation
 from minbert.training.samplers import SAMPLERS, parse_balancing
 from minbert.training.techniques import TECHNIQUES
 
@@ -49,10 +50,8 @@ class TrainConfig:
     balancing: str = "full"  # full | trimmed | padded | ratios such as "1:2:1" (in task order)
     # [train.techniques.NAME] tables: pcgrad, bregman, layerwise_lr_decay (minbert.training.techniques)
     techniques: dict[str, Any] = option({}, registry=TECHNIQUES, many=True)
-    teacher: str = ""  # distillation from a finished run or ensemble directory (see training/distillation.py)
-    teacher_weight: float = option(0.5, low=0, high=1)  # the teacher's share of each target, when not annealed
-    teacher_annealing: bool = True  # the teacher's share falls from 1 to 0 over each stage (BAM!)
-    teacher_temperature: float = option(1.0, low=0, low_open=True)  # SST: p -> p ** (1 / T), renormalised
+    # [train.distillation] teacher (a run or ensemble), weight, annealing, temperature (training/distillation.py)
+    distillation: Distillation = option(Distillation())
     select_best_by: str = option("overall", choices=("overall", "two_of_three"))  # two_of_three: improves 2+ tasks
     checkpoint_every: int = option(0, low=0)  # also checkpoint every N optimizer steps (0: at epoch ends only)
     keep_checkpoints: int = option(2, low=0)  # the newest N resumable checkpoints are kept
@@ -143,6 +142,10 @@ ALIASES = {
     "train.gradient_surgery": "train.techniques.pcgrad",
     "train.bregman_weight": "train.techniques.bregman.weight",
     "train.bregman_momentum": "train.techniques.bregman.momentum",
+    "train.teacher": "train.distillation.teacher",
+    "train.teacher_weight": "train.distillation.weight",
+    "train.teacher_annealing": "train.distillation.annealing",
+    "train.teacher_temperature": "train.distillation.temperature",
     "model.pal_size": "model.pal.size",
     "model.pal_heads": "model.pal.heads",
     "model.pal_shared": "model.pal.shared",

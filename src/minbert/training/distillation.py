@@ -1,16 +1,16 @@
 """Knowledge distillation: a student learns from a teacher's soft outputs mixed with the gold labels.
 
-The teacher is a finished run or an ensemble (`train.teacher`), or one per task (`tasks.X.teacher`): with one
-single-task teacher per task and teacher annealing this is Born-Again Multi-Task Networks (BAM!, Clark et al.
-2019). A training example's target is
+The teacher is a finished run or an ensemble (`[train.distillation] teacher`), or one per task (`tasks.X.teacher`):
+with one single-task teacher per task and teacher annealing this is Born-Again Multi-Task Networks (BAM!, Clark et
+al. 2019). A training example's target is
 
-    (1 - s) * gold + s * teacher      s = train.teacher_weight, or with annealing 1 - progress through the stage
+    (1 - s) * gold + s * teacher      s = `weight`, or with `annealing` 1 - progress through the stage
 
-where gold is one-hot for SST (the teacher's class distribution is sharpened or softened at
-train.teacher_temperature), 0/1 for paraphrase (the teacher's probability), and the score for STS (the teacher's
-score); each task's own loss then takes the mixed target. Teacher outputs are computed once per training example
-and cached in the run directory (`teacher/<task>.npy`, keyed by the teacher and the examples), so later epochs and
-a resumed run read the same numbers.
+where gold is one-hot for SST (the teacher's class distribution is sharpened or softened at `temperature`), 0/1 for
+paraphrase (the teacher's probability), and the score for STS (the teacher's score); each task's own loss then
+takes the mixed target. Teacher outputs are computed once per training example and cached in the run directory
+(`teacher/<task>.npy`, keyed by the teacher and the examples), so later epochs and a resumed run read the same
+numbers.
 """
 
 from __future__ import annotations
@@ -21,27 +21,30 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from minbert.data.batching import TaskData
+from minbert.options import option
 from minbert.tasks.kinds import TaskKind
-from minbert.training.config import RunConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from minbert.training.config import RunConfig
 
 log = logging.getLogger("minbert")
 
 
 @dataclass(frozen=True)
 class Distillation:
-    weight: float  # the teacher's share of the target without annealing
-    annealing: bool  # the teacher's share falls linearly from 1 to 0 over each stage
-    temperature: float  # SST: the teacher's class distribution p -> p ** (1 / T), renormalised
+    """`[train.distillation]`: the teacher of every task without its own `tasks.X.teacher`, and the mix."""
 
-    @classmethod
-    def from_config(cls, train: TrainConfig) -> Distillation:
-        return cls(train.teacher_weight, train.teacher_annealing, train.teacher_temperature)
+    teacher: str = ""  # a finished run or ensemble directory; "" = none (unless a task names its own)
+    weight: float = option(0.5, low=0, high=1)  # the teacher's share of the target without annealing
+    annealing: bool = True  # the teacher's share falls linearly from 1 to 0 over each stage (BAM!)
+    temperature: float = option(1.0, low=0, low_open=True)  # SST: p -> p ** (1 / T), renormalised
 
     def share(self, progress: float) -> float:
         """The teacher's share of the target at `progress` (0..1) through the stage."""
@@ -60,8 +63,8 @@ class Distillation:
 
 def teachers_of(config: RunConfig) -> dict[str, str]:
     """{task: teacher run or ensemble directory} for the tasks that have one."""
-    return {task: t.teacher or config.train.teacher for task, t in config.tasks.items()
-            if t.teacher or config.train.teacher}
+    default = config.train.distillation.teacher
+    return {task: t.teacher or default for task, t in config.tasks.items() if t.teacher or default}
 
 
 def check_teachers(config: RunConfig) -> None:

@@ -118,7 +118,7 @@ class Trainer:
         self.rng = np.random.default_rng(self.config.seed)
         self.distillation = None
         if teachers_of(self.config):  # the teacher's outputs, computed once and cached in the run directory
-            self.distillation = Distillation.from_config(self.config.train)
+            self.distillation = self.config.train.distillation
             attach_teacher_outputs(self.config, self.exp.data, run_dir / "teacher" if run_dir else None,
                                    write=self.world.is_main)
         self.hooks = [*default_hooks(self.config.train, self.distillation is not None), *hooks]
