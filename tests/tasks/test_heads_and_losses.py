@@ -21,11 +21,11 @@ from tests.conftest import random_batch, tiny_config
 def test_feature_head_shapes_and_pair_features():
     pooled = torch.randn(5, 8)
     pairs = torch.tensor([[0, 1], [2, 2], [4, 3]])
-    head = HEADS["mlp"](8, 1, dropout=0.0, hidden_layers=2, hidden_size=6, pair_features=("u", "abs_diff"))
+    head = HEADS["mlp"].build(TaskConfig(dropout=0.0, hidden_layers=2, hidden_size=6), 8, 1, ("u", "abs_diff"))
     assert head(pooled, pairs).shape == (3, 1)
     assert head.net[1].in_features == 16 and head.net[1].out_features == 6
     assert sum(isinstance(m, torch.nn.Linear) for m in head.net) == 3
-    linear = HEADS["linear"](8, 5, dropout=0.3)
+    linear = HEADS["linear"].build(TaskConfig(dropout=0.3, hidden_layers=2), 8, 5)  # linear ignores the MLP fields
     assert linear(pooled).shape == (5, 5)
     u, v = pooled[0], pooled[1]
     assert torch.equal(PAIR_FEATURES["abs_diff"](u, v), (u - v).abs())
@@ -35,12 +35,13 @@ def test_feature_head_shapes_and_pair_features():
 def test_similarity_heads_map_cosine_to_the_score_range():
     pooled = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
     pairs = torch.tensor([[0, 1], [0, 2], [0, 3]])
-    cosine = HEADS["cosine"]()
+    cosine = HEADS["cosine"].build(TaskConfig(), 8, 1)
     logits = cosine(pooled, pairs)
     torch.testing.assert_close(logits, torch.tensor([1.0, -1.0, 0.0]))
     torch.testing.assert_close(cosine.to_score(logits, 0.0, 5.0), torch.tensor([5.0, 0.0, 2.5]))
-    torch.testing.assert_close(HEADS["relu_cosine"]().to_score(logits, 0.0, 5.0), torch.tensor([5.0, 0.0, 0.0]))
-    linear = HEADS["linear"](2, 1, 0.0)
+    relu_cosine = HEADS["relu_cosine"].build(TaskConfig(), 8, 1)
+    torch.testing.assert_close(relu_cosine.to_score(logits, 0.0, 5.0), torch.tensor([5.0, 0.0, 0.0]))
+    linear = HEADS["linear"].build(TaskConfig(dropout=0.0), 2, 1)
     torch.testing.assert_close(linear.to_score(torch.tensor([0.0]), 0.0, 5.0), torch.tensor([2.5]))
 
 
@@ -53,18 +54,18 @@ def test_losses_against_hand_values():
     labels = torch.tensor([0.0, 5.0])
     cos = output([0.0, 1.0])
     # cosine_embedding: targets -1 and 1: ((0 - -1)^2 + 0) / 2
-    assert LOSSES["cosine_embedding"]((0.0, 5.0))(cos, labels).item() == pytest.approx(0.5)
+    assert LOSSES["cosine_embedding"].build((0.0, 5.0))(cos, labels).item() == pytest.approx(0.5)
     # cosine_mse: targets 0 and 1: 0
-    assert LOSSES["cosine_mse"]((0.0, 5.0))(cos, labels).item() == pytest.approx(0.0)
-    assert LOSSES["mse"]((0.0, 5.0))(output([0.0], [4.0]), torch.tensor([5.0])).item() == 1.0
-    assert LOSSES["bce"]()(output([[0.0]]), torch.tensor([1.0])).item() == pytest.approx(math.log(2))
+    assert LOSSES["cosine_mse"].build((0.0, 5.0))(cos, labels).item() == pytest.approx(0.0)
+    assert LOSSES["mse"].build((0.0, 5.0))(output([0.0], [4.0]), torch.tensor([5.0])).item() == 1.0
+    assert LOSSES["bce"].build(None)(output([[0.0]]), torch.tensor([1.0])).item() == pytest.approx(math.log(2))
     logits = torch.tensor([[2.0, 0.0, -1.0]])
-    assert LOSSES["cross_entropy"]()(output(logits), torch.tensor([0])).item() == pytest.approx(
+    assert LOSSES["cross_entropy"].build(None)(output(logits), torch.tensor([0])).item() == pytest.approx(
         F.cross_entropy(logits, torch.tensor([0])).item())
 
 
 def test_cosent_only_penalises_wrong_order():
-    loss = LOSSES["cosent"]((0.0, 5.0))
+    loss = LOSSES["cosent"].build((0.0, 5.0))
     labels = torch.tensor([1.0, 3.0, 5.0])
     right = loss(output([-0.9, 0.0, 0.9]), labels).item()
     wrong = loss(output([0.9, 0.0, -0.9]), labels).item()
@@ -117,9 +118,9 @@ def test_siamese_similarity_output_is_on_the_label_scale():
 
 def test_cosine_losses_read_scores_back_through_their_target_mapping():
     cosine = torch.tensor([-0.2, 0.0, 0.5, 1.0])
-    mse_on_unit = LOSSES["cosine_mse"]((0.0, 5.0))
+    mse_on_unit = LOSSES["cosine_mse"].build((0.0, 5.0))
     torch.testing.assert_close(mse_on_unit.to_score(cosine), torch.tensor([-1.0, 0.0, 2.5, 5.0]))
-    embedding = LOSSES["cosine_embedding"]((0.0, 5.0))
+    embedding = LOSSES["cosine_embedding"].build((0.0, 5.0))
     torch.testing.assert_close(embedding.to_score(cosine), torch.tensor([2.0, 2.5, 3.75, 5.0]))
     labels = torch.tensor([1.0, 4.0])  # the loss is zero exactly where to_score returns the label
     for loss in (mse_on_unit, embedding):
@@ -127,3 +128,19 @@ def test_cosine_losses_read_scores_back_through_their_target_mapping():
         scores = loss.to_score(grid)
         target = grid[(scores[None, :] - labels[:, None]).abs().argmin(dim=1)]
         assert loss(TaskOutput(target, None), labels).item() < 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_every_head_builds_from_the_task_fields_it_uses(name):
+    head = HEADS[name].build(TaskConfig(dropout=0.0, hidden_layers=1, hidden_size=4), 8, 1)
+    assert isinstance(HEADS[name].needs_pairs, bool)
+    logits = head(torch.randn(4, 8), torch.tensor([[0, 1], [2, 3]]) if HEADS[name].needs_pairs else None)
+    assert head.to_score(logits, 0.0, 5.0).shape == logits.reshape(-1).shape
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_declares_what_it_serves_and_keeps_only_what_it_uses(name):
+    loss = LOSSES[name].build((0.0, 5.0))
+    assert isinstance(loss.for_classification, bool) and isinstance(loss.needs_cosine, bool)
+    assert (loss.to_score is not None) == loss.needs_cosine  # only cosine losses map back onto the label scale
+    assert hasattr(loss, "low") == loss.needs_cosine  # the others never needed the score range

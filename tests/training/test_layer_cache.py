@@ -9,9 +9,9 @@ import torch
 from minbert import BertModel, Tokenizer
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
-from minbert.data.layer_cache import LayerCache
 from minbert.tasks.config import ModelConfig, TaskConfig
 from minbert.tasks.model import MultitaskModel
+from minbert.training.layer_cache import LayerCache
 from tests.conftest import WORDS
 
 

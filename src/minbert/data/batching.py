@@ -8,13 +8,13 @@ form each pair).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from minbert.data.files import Example
-from minbert.data.layer_cache import LayerCache
 from minbert.tokenizer import Tokenizer
 
 BUCKET_BATCHES = 50  # training sorts by length within windows of this many batches, then shuffles the batches
@@ -39,7 +39,8 @@ class Batch:
     positions: list[int]  # the examples' positions in their TaskData (predictions go back there)
     index: Tensor | None = None  # siamese pairs: (B, 2) rows of `inputs`; None: row i is example i
     rows: list[int] | None = None  # the TaskData rows (tokenized sequences) in `inputs`
-    cache: LayerCache | None = None  # where frozen-layer outputs for those rows are kept, if caching
+    # where the frozen layers' outputs for those rows are kept (a training.layer_cache.LayerCache: get/put), if any
+    cache: Any = None
     teacher: Tensor | None = None  # distillation: the teacher's soft outputs for these examples
 
     def to(self, device: torch.device) -> Batch:
@@ -63,7 +64,7 @@ class TaskData:
         self.sources = list(sources)  # the extra files' examples, after the task's own (training data only)
         self.tokenizer = tokenizer
         self.siamese = siamese
-        self.cache: LayerCache | None = None  # set by the trainer when the encoder's bottom is frozen
+        self.cache: Any = None  # a LayerCache, set by the trainer when the encoder's bottom is frozen
         self.teacher: np.ndarray | None = None  # distillation: a teacher's soft output per example (training data)
         self.labelled = bool(examples) and all(e.label is not None for e in examples)
         self.labels = torch.tensor([e.label for e in examples], dtype=label_dtype) if self.labelled else None

@@ -120,14 +120,14 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
         if unknown or not task.pair_features:
             raise ConfigError(f"{where}.pair_features = {task.pair_features} must be a non-empty list of "
                               f"{', '.join(PAIR_FEATURES)}")
-    head_needs_pairs = getattr(HEADS[task.head], "needs_pairs", False)
+    head_needs_pairs = HEADS[task.head].needs_pairs
     if head_needs_pairs and not (context.siamese and not kind.is_classification):
         raise ConfigError(f"{where}.head = {task.head!r} scores the cosine of two sentence vectors: it needs "
                           "a similarity task with pair_encoding = 'siamese'")
     loss = LOSSES[task.loss or kind.default_loss]
-    if getattr(loss, "needs_cosine", False) and not head_needs_pairs:
+    if loss.needs_cosine and not head_needs_pairs:
         raise ConfigError(f"{where}.loss = {task.loss!r} compares a cosine with the label: it needs a cosine head "
-                          f"({', '.join(h for h in HEADS if getattr(HEADS[h], 'needs_pairs', False))})")
+                          f"({', '.join(h for h in HEADS if HEADS[h].needs_pairs)})")
     if loss.for_classification != kind.is_classification:
         what = "a classification" if loss.for_classification else "a regression"
         raise ConfigError(f"{where}.loss = {task.loss!r} is {what} loss; {task.data} is "

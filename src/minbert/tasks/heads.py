@@ -1,7 +1,9 @@
 """Task heads, chosen by name in a task's config.
 
 A head turns pooled sentence vectors into `logits` (class logits, one pair logit, or a cosine) and says how
-logits map onto the label's scale (`to_score`, used by similarity tasks: 0..5 for STS).
+logits map onto the label's scale (`to_score`, used by similarity tasks: 0..5 for STS). Each is built by
+`build(task, in_dim, out_dim)` from the task config fields it uses, and declares `needs_pairs` (it compares two
+sentence vectors, so it serves siamese similarity tasks only).
 
 - feature heads (`linear`, `mlp`): one vector per example: the pooled sequence, or for siamese pairs the
   concatenation of the chosen pair features (u, v, |u-v|, u*v, u+v). On a score range: low + (high-low)*sigmoid.
@@ -10,6 +12,8 @@ logits map onto the label's scale (`to_score`, used by similarity tasks: 0..5 fo
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +32,10 @@ class FeatureHead(nn.Module):
     """dropout -> [linear -> ReLU -> dropout] x hidden_layers -> linear."""
 
     needs_pairs = False
+
+    @classmethod
+    def build(cls, task: Any, in_dim: int, out_dim: int, pair_features: tuple[str, ...] = ()) -> FeatureHead:
+        return cls(in_dim, out_dim, task.dropout, task.hidden_layers, task.hidden_size, pair_features)
 
     def __init__(self, in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0,
                  pair_features: tuple[str, ...] = ()):
@@ -51,16 +59,20 @@ class FeatureHead(nn.Module):
         return low + (high - low) * torch.sigmoid(logits.view(-1))
 
 
-def linear_head(in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0,
-                pair_features: tuple[str, ...] = ()) -> FeatureHead:
-    """dropout + linear (hidden_layers is ignored)."""
-    return FeatureHead(in_dim, out_dim, dropout, 0, 0, pair_features)
+class LinearHead(FeatureHead):
+    """dropout + linear."""
+
+    @classmethod
+    def build(cls, task: Any, in_dim: int, out_dim: int, pair_features: tuple[str, ...] = ()) -> FeatureHead:
+        return cls(in_dim, out_dim, task.dropout, 0, 0, pair_features)
 
 
-def mlp_head(in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0,
-             pair_features: tuple[str, ...] = ()) -> FeatureHead:
-    """An MLP with at least one hidden ReLU layer."""
-    return FeatureHead(in_dim, out_dim, dropout, max(hidden_layers, 1), hidden_size, pair_features)
+class MLPHead(FeatureHead):
+    """An MLP with at least one hidden ReLU layer (`hidden_layers`, `hidden_size`)."""
+
+    @classmethod
+    def build(cls, task: Any, in_dim: int, out_dim: int, pair_features: tuple[str, ...] = ()) -> FeatureHead:
+        return cls(in_dim, out_dim, task.dropout, max(task.hidden_layers, 1), task.hidden_size, pair_features)
 
 
 class CosineHead(nn.Module):
@@ -68,8 +80,9 @@ class CosineHead(nn.Module):
 
     needs_pairs = True
 
-    def __init__(self, *args, **kwargs):
-        super().__init__()
+    @classmethod
+    def build(cls, task: Any, in_dim: int, out_dim: int, pair_features: tuple[str, ...] = ()) -> CosineHead:
+        return cls()  # no parameters
 
     def forward(self, pooled: Tensor, pairs: Tensor | None = None) -> Tensor:
         return F.cosine_similarity(pooled[pairs[:, 0]].float(), pooled[pairs[:, 1]].float(), dim=-1)
@@ -85,4 +98,5 @@ class ReluCosineHead(CosineHead):
         return high * torch.relu(logits)
 
 
-HEADS = {"linear": linear_head, "mlp": mlp_head, "cosine": CosineHead, "relu_cosine": ReluCosineHead}
+HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "mlp": MLPHead, "cosine": CosineHead,
+                                     "relu_cosine": ReluCosineHead}

@@ -1,7 +1,10 @@
 """Losses: (task output, labels) -> scalar. Each a small class, chosen by name in a task's config.
 
 A TaskOutput carries `logits` (what the head computed: class logits, a pair logit, or a cosine) and `score`
-(the prediction on the label's scale). Cosine losses need a cosine head.
+(the prediction on the label's scale). Each loss declares what it serves (`for_classification`), whether it needs
+a cosine head (`needs_cosine`), and, when it trains logits towards a transformed label, the inverse mapping
+(`to_score`: a cosine back onto the label scale; None: the head's own mapping holds). `build(score_range)` makes
+one; only the losses that use the label range keep it.
 """
 
 from __future__ import annotations
@@ -20,27 +23,34 @@ class TaskOutput:
     embeddings: tuple[Tensor, ...] = ()  # pooled sentence vectors: (u,), or (u, v) for siamese pairs
 
 
-class CrossEntropy(nn.Module):
+class Loss(nn.Module):
+    """What every loss declares; the defaults suit a plain classification loss."""
+
+    for_classification = True  # what it serves: class labels, or scores (regression)
+    needs_cosine = False  # compares a cosine with the label: needs a cosine head
+    to_score = None  # a loss on a transformed target maps logits back onto the label scale
+
+    @classmethod
+    def build(cls, score_range: tuple[float, float] | None) -> Loss:
+        return cls()
+
+
+class CrossEntropy(Loss):
     """Multi-class classification on logits (B, K) with integer labels, or class probabilities (B, K) as soft
     targets (distillation)."""
-
-    for_classification = True  # what each loss serves: class labels, or scores (regression)
-
-    def __init__(self, score_range: tuple[float, float] | None = None):
-        super().__init__()
 
     def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
         return F.cross_entropy(output.logits.float(), labels.float() if labels.dim() == 2 else labels.long())
 
 
-class BinaryCrossEntropy(CrossEntropy):
+class BinaryCrossEntropy(Loss):
     """Binary classification on one logit per example, labels 0/1 (or probabilities: soft targets)."""
 
     def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(output.logits.float().view(-1), labels.float())
 
 
-class MeanSquaredError(CrossEntropy):
+class MeanSquaredError(Loss):
     """Regression: MSE between the predicted score and the label."""
 
     for_classification = False
@@ -49,16 +59,20 @@ class MeanSquaredError(CrossEntropy):
         return F.mse_loss(output.score.float().view(-1), labels.float())
 
 
-class CosineRegression(nn.Module):
+class CosineRegression(Loss):
     """MSE between cos(u, v) and the label mapped linearly onto [target_low, target_high]."""
 
     target_low, target_high = -1.0, 1.0
     needs_cosine = True
     for_classification = False
 
-    def __init__(self, score_range: tuple[float, float] | None = None):
+    def __init__(self, score_range: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
-        self.low, self.high = score_range or (0.0, 1.0)
+        self.low, self.high = score_range
+
+    @classmethod
+    def build(cls, score_range: tuple[float, float] | None) -> CosineRegression:
+        return cls(score_range or (0.0, 1.0))
 
     def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
         unit = (labels.float() - self.low) / (self.high - self.low)
@@ -82,13 +96,13 @@ class CosineMSE(CosineRegression):
     target_low = 0.0
 
 
-class CoSENT(nn.Module):
+class CoSENT(Loss):
     """CoSENT (Su 2022): log(1 + sum over pairs (i, j) with y_i > y_j of exp(scale * (s_j - s_i))).
     Only the order of the similarities matters, which suits cosine geometry."""
 
     for_classification = False
 
-    def __init__(self, score_range: tuple[float, float] | None = None, scale: float = 20.0):
+    def __init__(self, scale: float = 20.0):
         super().__init__()
         self.scale = scale
 
@@ -101,7 +115,7 @@ class CoSENT(nn.Module):
         return torch.logsumexp(torch.cat([zero, differences]), dim=0)
 
 
-LOSSES: dict[str, type[nn.Module]] = {
+LOSSES: dict[str, type[Loss]] = {
     "cross_entropy": CrossEntropy,
     "bce": BinaryCrossEntropy,
     "mse": MeanSquaredError,

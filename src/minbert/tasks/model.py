@@ -31,9 +31,8 @@ class TaskModule(nn.Module):
         self.siamese = kind.is_pair and config.pair_encoding == "siamese"
         self.pooling = POOLINGS[config.pooling]()
         features = tuple(config.pair_features) if self.siamese else ()
-        self.head = HEADS[config.head](self.pooling.output_dim(hidden_size), kind.num_outputs, config.dropout,
-                                       config.hidden_layers, config.hidden_size, features)
-        self.loss_fn = LOSSES[config.loss or kind.default_loss](kind.format.score_range)
+        self.head = HEADS[config.head].build(config, self.pooling.output_dim(hidden_size), kind.num_outputs, features)
+        self.loss_fn = LOSSES[config.loss or kind.default_loss].build(kind.format.score_range)
         self.loss_weight = config.loss_weight
         self.pal: PAL | None = None  # the task's projected attention layers in the encoder (MultitaskModel's)
 
@@ -42,14 +41,17 @@ class TaskModule(nn.Module):
         logits = self.head(pooled, batch.index if self.siamese else None)
         # sentence vectors per example, for embedding losses: (u,) or, for siamese pairs, (u, v)
         embeddings = (pooled[batch.index[:, 0]], pooled[batch.index[:, 1]]) if self.siamese else (pooled,)
+        return TaskOutput(logits, self.score(logits), embeddings)
+
+    def score(self, logits: Tensor) -> Tensor:
+        """The one place logits become predictions on the label scale: classes keep their logits; a loss trained on
+        a transformed target reads back through its own inverse (cosine_mse: 5 * cos, not the cosine head's
+        2.5 * (1 + cos)); otherwise the head's mapping onto the score range."""
         if self.kind.is_classification:
-            return TaskOutput(logits, logits, embeddings)
-        # a cosine trained against a label mapping reads back through that mapping (cosine_mse: 5 * cos, not the
-        # head's 2.5 * (1 + cos)), so predicted scores sit on the label scale
-        to_score = getattr(self.loss_fn, "to_score", None)
-        if to_score is not None and getattr(self.head, "needs_pairs", False):  # a cosine head
-            return TaskOutput(logits, to_score(logits), embeddings)
-        return TaskOutput(logits, self.head.to_score(logits, *self.kind.format.score_range), embeddings)
+            return logits
+        if self.loss_fn.to_score is not None:
+            return self.loss_fn.to_score(logits)
+        return self.head.to_score(logits, *self.kind.format.score_range)
 
 
 def common_layers(count: int, width: int, dropout: float) -> nn.Module:

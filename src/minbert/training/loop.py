@@ -20,7 +20,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from minbert.data.batching import Batch
-from minbert.data.layer_cache import LayerCache
 from minbert.device import autocast
 from minbert.evaluation.metrics import selection_score
 from minbert.evaluation.predict import predict, score
@@ -46,6 +45,7 @@ from minbert.training.hooks import (
     ProgressReport,
     TeacherShare,
 )
+from minbert.training.layer_cache import LayerCache
 from minbert.training.samplers import SAMPLERS, balance
 from minbert.training.techniques import build_techniques
 
