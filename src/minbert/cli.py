@@ -209,6 +209,16 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from minbert.tuning.study import tune
+
+    directory = tune(args.search, args.trials, args.timeout, args.jobs, args.storage, args.study, args.output_dir,
+                     args.data_dir)
+    print((directory / "trials.md").read_text(encoding="utf-8"))
+    print(f"study: {directory} (trials.md, trials.csv, best.toml, figures/, trials/)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from minbert.bench import print_report, run_bench, write_report
 
@@ -289,6 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--jobs", type=int, default=1,
                         help="train this many runs at once in separate processes (GPU or many cores)")
     ablate.set_defaults(handler=cmd_ablate)
+
+    tune = sub.add_parser("tune", help="search hyperparameters with Optuna (one worker or many sharing a storage)")
+    tune.add_argument("search", help="search TOML: base config, budget per trial, [space]")
+    tune.add_argument("--trials", type=int, default=None, help="trials in the study in all (default: the file's)")
+    tune.add_argument("--timeout", type=float, default=None, metavar="MIN", help="stop starting trials after MIN")
+    tune.add_argument("--jobs", type=int, default=1, help="worker processes on this machine, sharing its cores")
+    tune.add_argument("--storage", default=None, metavar="URL",
+                      help="an Optuna RDB URL shared by several workers (default: SQLite in the study directory)")
+    tune.add_argument("--study", default=None, metavar="NAME", help="the study's name (default: the file's stem)")
+    tune.add_argument("--output-dir", default="runs", help="the study goes to OUTPUT_DIR/tune/NAME (default: runs)")
+    data_dir_flag(tune)
+    tune.set_defaults(handler=cmd_tune)
 
     ensemble = sub.add_parser("ensemble", help="average member runs' outputs into a run directory of predictions")
     ensemble.add_argument("runs", nargs="+", help="member run directories (or ensembles)")

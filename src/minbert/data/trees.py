@@ -41,13 +41,15 @@ def parse_tree(line: str, num_classes: int) -> list[tuple[str, int, bool]]:
 
 
 def read_sst_trees(path: str | Path, num_classes: int = 5, min_tokens: int = 1, include_roots: bool = False,
-                   dedup: bool = True, strict: bool = False) -> tuple[LoadedFile, list[str]]:
+                   dedup: bool = True, strict: bool = False,
+                   skip_roots: frozenset[str] = frozenset()) -> tuple[LoadedFile, list[str]]:
     """Every labelled node of every tree as an example (id `file:line:node`), and the root sentences.
 
     `min_tokens`: drop phrases shorter than this many tokens. `include_roots`: keep the whole-sentence nodes (they
     are the sentences of the training file, so they would count twice beside it). `dedup`: one example per
     distinct phrase text; a phrase seen with different labels takes the most frequent one, and is dropped (and
-    counted) when that is a tie."""
+    counted) when that is a tie. `skip_roots`: trees whose sentence is one of these give no phrases (sentences
+    held out for evaluation must not reach training through their parts)."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -69,6 +71,8 @@ def read_sst_trees(path: str | Path, num_classes: int = 5, min_tokens: int = 1, 
             loaded.skipped.append(SkippedRow(number, f"malformed tree ({exc})"))
             continue
         roots.append(nodes[0][0])
+        if nodes[0][0] in skip_roots:
+            continue
         for index, (text, label, is_root) in enumerate(nodes):
             if (is_root and not include_roots) or len(text.split(" ")) < min_tokens:
                 continue

@@ -65,6 +65,10 @@ class TrainConfig:
     train_fraction: float = option(1.0, low=0, high=1, low_open=True)  # a fixed random share of each task's data
     max_train_examples: int = option(0, low=0)  # 0 = all; else a fixed random subsample per task (quick looks)
     max_eval_examples: int = option(0, low=0)
+    # > 0: hold out this share of each training file (seeded by tune_split_seed, stratified by label) and evaluate
+    # on it instead of dev, which is then not read at all: what a tuning study selects on
+    tune_split: float = option(0.0, low=0, high=1, high_open=True)
+    tune_split_seed: int = option(0, low=0)
     stage_epoch_limit: int = option(0, low=0)  # > 0: every stage runs at most this many epochs (--quick sets 1)
 
 

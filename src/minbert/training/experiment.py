@@ -73,15 +73,38 @@ def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
     return [examples[i] for i in keep]
 
 
+def carve_tune_split(examples: list[Example], share: float, seed: int,
+                     classification: bool) -> tuple[list[Example], list[Example]]:
+    """(rest, held out): `share` of the examples held out, drawn per class (classification) or per tenth of the
+    label range (regression), so the held-out part has the file's label distribution. Both keep the file's order."""
+    rng = np.random.default_rng([seed, len(examples)])
+    labels = np.array([e.label for e in examples], dtype=float)
+    if classification:
+        strata = labels
+    else:  # deciles of the label
+        strata = np.searchsorted(np.quantile(labels, np.linspace(0, 1, 11)[1:-1]), labels, side="right")
+    held = []
+    for stratum in np.unique(strata):
+        members = np.flatnonzero(strata == stratum)
+        held.extend(rng.permutation(members)[: round(share * len(members))])
+    held_set = set(int(i) for i in held)
+    return ([e for i, e in enumerate(examples) if i not in held_set],
+            [e for i, e in enumerate(examples) if i in held_set])
+
+
 def load_extra(directory: Path, extra: ExtraDataConfig, kind: TaskKind, strict: bool, seed: int,
-               train_sentences: list[Example] = (), cap: int = 0) -> list[Example]:
+               train_sentences: list[Example] = (), cap: int = 0,
+               held_out: frozenset[str] = frozenset()) -> list[Example]:
     """Extra training examples: a file's columns mapped onto the task's (labels offset and scaled), or every
     phrase of SST's trees; optionally balanced per class and capped (at max_examples, and at `cap`:
-    train.max_train_examples, so that a quick look stays quick)."""
+    train.max_train_examples, so that a quick look stays quick). Trees of `held_out` sentences give no phrases."""
     path = Path(extra.file) if Path(extra.file).is_absolute() else directory / extra.file
     if extra.format == "sst_trees":
         loaded, roots = read_sst_trees(path, kind.format.num_classes, extra.min_tokens, extra.include_roots,
-                                       extra.dedup, strict)
+                                       extra.dedup, strict, held_out)
+        if held_out:
+            log.info("%s: the trees of %d held-out sentences give no phrases", path.name,
+                     sum(root in held_out for root in roots))
         sentences = {e.texts[0] for e in train_sentences}
         matched = sum(root in sentences for root in roots)
         log.info("%s: %d of %d tree roots spell a sentence of the task's training file exactly", path.name, matched,
@@ -126,10 +149,21 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                    splits: tuple[str, ...] = SPLITS) -> dict[str, dict[str, TaskData]]:
     directory = resolve_data_dir(data_dir or config.data_dir or None)
     data: dict[str, dict[str, TaskData]] = {}
+    tuning = config.train.tune_split > 0
+    if tuning:  # evaluation on a share of the training files: dev is not read, test not predicted
+        splits = tuple(s for s in splits if s != "test")
     for task, task_config in config.tasks.items():
         kind = KINDS[task_config.data]
         data[task] = {}
+        held_out: list[Example] = []
         for split in splits:
+            if tuning and split == "dev":
+                examples = subsample(held_out, config.train.max_eval_examples, config.seed)
+                check_enough_rows(directory / task_file(config, task, "train"), split, examples, kind, 0)
+                data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
+                                             siamese=kind.is_pair and task_config.pair_encoding == "siamese",
+                                             label_dtype=torch.long if kind.is_classification else torch.float32)
+                continue
             name = task_file(config, task, split)
             if not name:
                 continue
@@ -140,6 +174,12 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                     continue
                 raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
             loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict)
+            if tuning and split == "train":
+                rest, held_out = carve_tune_split(loaded.examples, config.train.tune_split,
+                                                  config.train.tune_split_seed, kind.is_classification)
+                log.info("%s: %d training examples held out as the tune split (%.0f%%); dev is not used", task,
+                         len(held_out), 100 * config.train.tune_split)
+                loaded = dataclasses.replace(loaded, examples=rest)
             limit = {"train": config.train.max_train_examples}.get(split, config.train.max_eval_examples)
             if split == "train" and config.train.train_fraction < 1:  # an ablation budget: a fixed share
                 share = max(1, round(config.train.train_fraction * len(loaded.examples)))
@@ -151,7 +191,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                 base = examples
                 for extra in task_config.extra:
                     added = load_extra(directory, extra, kind, strict, config.seed, base,
-                                       config.train.max_train_examples)
+                                       config.train.max_train_examples, frozenset(e.texts[0] for e in held_out))
                     sources.append(ExtraSource(extra.file, len(examples), len(examples) + len(added), extra.share))
                     examples = examples + added
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,

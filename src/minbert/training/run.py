@@ -16,7 +16,7 @@ import logging
 import logging.handlers
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.experiment import Experiment, build_experiment, load_task_data
 from minbert.training.hooks import Hook
 from minbert.training.loop import Trainer
-from minbert.training.rundir import RunLock, check_new_run, create_run_dir, remove_failed_start
+from minbert.training.rundir import RunLock, atomic_write_text, check_new_run, create_run_dir, remove_failed_start
 
 log = logging.getLogger("minbert")
 
@@ -167,7 +167,7 @@ class RunRecorder(Hook):
 
 
 def write_json(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def write_outputs(model: MultitaskModel, data: dict[str, dict[str, TaskData]], inference: Inference,
@@ -231,12 +231,13 @@ def print_summary(config: RunConfig, metrics: dict) -> None:
 
 
 def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False,
-              resume: str | Path | None = None) -> Path:
+              resume: str | Path | None = None, hooks: Sequence[Hook] = ()) -> Path:
     """Train one run, or continue one from its newest checkpoint (`resume`: its run directory). Under torchrun
     every rank trains its share; rank 0 alone locks and writes the run directory.
 
     Everything checkable is checked before the directory is made (config, an existing run, free space, the data
-    files and their rows); a new run that still fails before its first checkpoint removes its directory again."""
+    files and their rows); a new run that still fails before its first checkpoint removes its directory again.
+    `hooks` act on the main rank's loop after the run's own (a tuning study's pruner)."""
     world = init_world()
     root = Path(config.output_dir)
     run_dir = Path(resume) if resume else root / config.name
@@ -267,7 +268,7 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 held.flush()
             try:
                 world.barrier()
-                return _train_main(exp, world, run_dir, checkpoint, handler, started)
+                return _train_main(exp, world, run_dir, checkpoint, handler, started, hooks)
             except Exception:
                 if remove_failed_start(run_dir, created):
                     log.info("removed %s: the run failed before its first checkpoint", run_dir)
@@ -277,7 +278,7 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
 
 
 def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple | None, handler: logging.Handler,
-                started: float) -> Path:
+                started: float, hooks: Sequence[Hook] = ()) -> Path:
     config = exp.config
     try:
         for task, splits in exp.data.items():
@@ -290,7 +291,7 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple 
             log.info("data parallel over %d ranks: each takes 1/%d of every batch", world.size, world.size)
         best = BestCheckpoint(run_dir, exp)
         recorder = RunRecorder(run_dir, {"name": config.name, "epochs": [], "best": None}, best)
-        trainer = Trainer(exp, [best, recorder], cache_dir=run_dir / "cache", world=world, run_dir=run_dir)
+        trainer = Trainer(exp, [best, recorder, *hooks], cache_dir=run_dir / "cache", world=world, run_dir=run_dir)
         metrics = recorder.metrics
         if checkpoint:
             path, tensors, state = checkpoint

@@ -1,0 +1,1 @@
+"""Hyperparameter search on Optuna: search files (search.py) and studies (study.py)."""

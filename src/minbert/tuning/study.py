@@ -1,0 +1,228 @@
+"""`minbert tune`: an Optuna study over a search file, one worker or many sharing one storage.
+
+The study lives in `output_dir/tune/<study>/`: `study.db` (SQLite, the default storage; any Optuna RDB URL such as
+PostgreSQL lets workers on several machines share the study), `trials/trial-NNNN/` (each trial a normal run
+directory), and after the workers end `best.toml` (the best trial's settings on the base config, ready for
+`minbert train --config`), `trials.md` / `trials.csv` and `figures/` (Optuna's history, importances, parallel
+coordinates). Each trial's per-epoch score on the tune split feeds the pruner. A worker that is killed loses its
+running trial: the heartbeat marks it failed, and a restarted worker continues the study.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import multiprocessing
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from filelock import FileLock
+
+from minbert.errors import ConfigError
+from minbert.training.hooks import Hook
+from minbert.training.run import train_run
+from minbert.training.rundir import atomic_write_text
+from minbert.tuning.search import Search, active, choice_label, read_search
+
+log = logging.getLogger("minbert")
+TRIAL_DIR_KEY = "run_dir"
+# the heartbeat (a killed worker's trial is failed) and the matplotlib plots are marked experimental in Optuna
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+class Pruning(Hook):
+    """Reports each epoch's tune-split score to the trial, and stops a trial the pruner rules out."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+
+    def epoch_ended(self, trainer, record: dict) -> None:
+        step, score = len(trainer.history) - 1, record["selection_score"]
+        self.trial.report(score, step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {step + 1} at {score:.4f}")
+
+
+def suggest(trial: optuna.Trial, search: Search) -> dict[str, Any]:
+    """The trial's values for the active keys of the space, in the file's order."""
+    chosen: dict[str, Any] = {}
+    for key, parameter in search.space.items():
+        if not active(parameter, chosen):
+            continue
+        if parameter.type == "float":
+            chosen[key] = trial.suggest_float(key, parameter.low, parameter.high, log=parameter.log)
+        elif parameter.type == "int":
+            chosen[key] = trial.suggest_int(key, int(parameter.low), int(parameter.high), step=parameter.step,
+                                            log=parameter.log)
+        else:
+            labels = [choice_label(c) for c in parameter.choices]
+            chosen[key] = parameter.choices[labels.index(trial.suggest_categorical(key, labels))]
+    return chosen
+
+
+def params_of(trial: optuna.trial.FrozenTrial, search: Search) -> dict[str, Any]:
+    """A finished trial's values mapped back to config values (choices stored as labels)."""
+    values = {}
+    for key, label in trial.params.items():
+        parameter = search.space[key]
+        if parameter.type == "choice":
+            labels = [choice_label(c) for c in parameter.choices]
+            values[key] = parameter.choices[labels.index(label)]
+        else:
+            values[key] = label
+    return values
+
+
+@dataclass
+class Study:
+    search: Search
+    directory: Path
+    storage_url: str
+    name: str
+    data_dir: str | None = None
+
+    def storage(self) -> optuna.storages.RDBStorage:
+        heartbeat = self.search.heartbeat_seconds
+        return optuna.storages.RDBStorage(self.storage_url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
+
+    def load(self) -> optuna.Study:
+        sampler = (optuna.samplers.RandomSampler(seed=self.search.sampler_seed) if self.search.sampler == "random"
+                   else optuna.samplers.TPESampler(seed=self.search.sampler_seed))
+        pruner = {"none": optuna.pruners.NopPruner(), "median": optuna.pruners.MedianPruner(n_startup_trials=3),
+                  "hyperband": optuna.pruners.HyperbandPruner()}[self.search.pruner]
+        return optuna.create_study(storage=self.storage(), study_name=self.name, direction="maximize",
+                                   sampler=sampler, pruner=pruner, load_if_exists=True)
+
+    def objective(self, trial: optuna.Trial) -> float:
+        params = suggest(trial, self.search)
+        name = f"trial-{trial.number:04d}"
+        config = self.search.config(params, budget=True, extra=[f"name={name}",
+                                                                f"output_dir={self.directory / 'trials'}"])
+        trial.set_user_attr(TRIAL_DIR_KEY, str(self.directory / "trials" / name))
+        started = time.perf_counter()
+        try:
+            run_dir = train_run(config, self.data_dir, hooks=[Pruning(trial)])
+        finally:
+            trial.set_user_attr("minutes", (time.perf_counter() - started) / 60)
+        return best_score(run_dir)
+
+    def optimize(self, quota: int, total: int, timeout_minutes: float | None) -> None:
+        """Run at most `quota` trials, and stop once the study holds `total` (every worker's, on every machine)."""
+        if quota < 1:
+            return
+        self.load().optimize(self.objective, n_trials=quota, catch=(Exception,),
+                             timeout=timeout_minutes * 60 if timeout_minutes else None,
+                             callbacks=[optuna.study.MaxTrialsCallback(total, states=None)])
+
+
+def best_score(run_dir: Path) -> float:
+    """The best epoch's selection score (mean normalised score on the tune split)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return max(epoch["selection_score"] for epoch in metrics["epochs"])
+
+
+def _worker(study: Study, quota: int, total: int, timeout: float | None, threads: int) -> None:
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(quota, total, timeout)
+
+
+def tune(search_path: str | Path, trials: int | None = None, timeout: float | None = None, jobs: int = 1,
+         storage: str | None = None, study_name: str | None = None, output_dir: str = "runs",
+         data_dir: str | None = None) -> Path:
+    """Run (or continue) a study and write its report; returns the study directory."""
+    search = read_search(search_path)
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    name = study_name or Path(search_path).stem
+    directory = Path(output_dir) / "tune" / name
+    (directory / "trials").mkdir(parents=True, exist_ok=True)
+    study = Study(search, directory, storage or f"sqlite:///{(directory / 'study.db').resolve()}", name, data_dir)
+    total = trials or search.trials
+    # what is left of the study (a killed worker's trial counts, as failed), shared out between the workers: on one
+    # machine they end with exactly `total` trials; workers on other machines stop once the study holds them
+    remaining = max(0, total - len(study.load().trials))
+    quotas = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
+    if jobs == 1:
+        study.optimize(quotas[0], total, timeout)
+    else:  # one process per worker, threads shared out as `ablate --jobs` does
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        context = multiprocessing.get_context("spawn")
+        workers = [context.Process(target=_worker, args=(study, quota, total, timeout, threads))
+                   for quota in quotas if quota]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    write_report(study)
+    return directory
+
+
+def write_report(study: Study) -> None:
+    """best.toml, trials.md, trials.csv and figures/ from the storage (whichever worker writes last wins)."""
+    with FileLock(study.directory / ".report.lock"):
+        loaded = study.load()
+        trials = sorted(loaded.trials, key=lambda t: t.number)
+        keys = list(study.search.space)
+        rows = [[t.number, t.state.name.lower(), "" if t.value is None else f"{t.value:.4f}",
+                 *[t.params.get(k, "") for k in keys], f"{t.user_attrs.get('minutes', 0):.1f}",
+                 t.user_attrs.get(TRIAL_DIR_KEY, "")] for t in trials]
+        header = ["trial", "state", "tune score", *keys, "minutes", "run"]
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows([header, *rows])
+        atomic_write_text(study.directory / "trials.csv", buffer.getvalue())
+        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        lines = [f"# Study {study.name}", "",
+                 f"{len(trials)} trials: {len(complete)} complete, "
+                 f"{sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)} pruned, "
+                 f"{sum(t.state == optuna.trial.TrialState.FAIL for t in trials)} failed. Scores are the best "
+                 f"epoch's mean normalised score on the tune split ({study.search.tune_split:.0%} of each training "
+                 f"file); budget per trial: {', '.join(study.search.budget) or 'the base config'}.", "",
+                 "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+        if complete:
+            best = max(complete, key=lambda t: t.value)
+            config = study.search.config(params_of(best, study.search), budget=False,
+                                         extra=[f"name={study.name}-best"])
+            atomic_write_text(study.directory / "best.toml",
+                              f"# Study {study.name}: trial {best.number}, tune score {best.value:.4f}, without the "
+                              f"trial budget.\n# Train it with: minbert train --config "
+                              f"{study.directory / 'best.toml'}\n" + config.to_toml())
+            lines += ["", f"Best: trial {best.number}, {best.value:.4f}: "
+                      + ", ".join(f"`{k}={v}`" for k, v in params_of(best, study.search).items())
+                      + f". Its config: `{study.directory / 'best.toml'}`."]
+            write_figures(loaded, study.directory / "figures")
+        atomic_write_text(study.directory / "trials.md", "\n".join(lines) + "\n")
+
+
+def write_figures(study: optuna.Study, directory: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as plots
+
+    directory.mkdir(exist_ok=True)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    figures = {"history": plots.plot_optimization_history, "parallel": plots.plot_parallel_coordinate}
+    if len(complete) >= 2 and any(len({str(t.params.get(k)) for t in complete}) > 1
+                                  for k in complete[0].params):
+        figures["importances"] = lambda s: plots.plot_param_importances(
+            s, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    for name, plot in figures.items():
+        try:
+            axes = plot(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials for this plot
+            log.info("figure %s skipped: %s", name, exc)
+            continue
+        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+        figure.savefig(directory / f"{name}.png", dpi=120, bbox_inches="tight")
+        plt.close(figure)
