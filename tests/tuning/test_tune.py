@@ -74,6 +74,7 @@ def test_two_workers_share_one_storage_without_duplicates(tmp_path, tiny_model_d
     rows = trial_rows(study_dir)
     assert sorted(int(r["trial"]) for r in rows) == list(range(6))
     assert len({r["run"] for r in rows}) == 6 and {r["state"] for r in rows} == {"complete"}
+    assert len({r["train.lr"] for r in rows}) == 6  # the workers' samplers are seeded apart: no trial twice
     trial_dirs = sorted(p.name for p in (study_dir / "trials").iterdir() if p.is_dir())
     assert trial_dirs == [f"trial-{i:04d}" for i in range(6)]
 

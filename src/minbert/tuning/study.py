@@ -16,12 +16,14 @@ import json
 import logging
 import multiprocessing
 import os
+import socket
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from filelock import FileLock
@@ -88,14 +90,25 @@ class Study:
     storage_url: str
     name: str
     data_dir: str | None = None
+    shared: bool = False  # other workers draw from the same study (--jobs > 1, or a storage URL)
 
     def storage(self) -> optuna.storages.RDBStorage:
         heartbeat = self.search.heartbeat_seconds
         return optuna.storages.RDBStorage(self.storage_url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
 
+    def sampler_seed(self) -> int:
+        """The search file's seed for a lone worker (reproducible); mixed with the process and host when workers
+        share the study, so that two of them never draw the same parameters from the same seed."""
+        if not self.shared:
+            return self.search.sampler_seed
+        host = int.from_bytes(socket.gethostname().encode()[:8].ljust(8, b"\0"), "little")
+        return int(np.random.SeedSequence([self.search.sampler_seed, os.getpid(), host]).generate_state(1)[0])
+
     def load(self) -> optuna.Study:
-        sampler = (optuna.samplers.RandomSampler(seed=self.search.sampler_seed) if self.search.sampler == "random"
-                   else optuna.samplers.TPESampler(seed=self.search.sampler_seed))
+        seed = self.sampler_seed()
+        # constant liar: a worker treats the others' running trials as bad, so parallel workers spread out
+        sampler = (optuna.samplers.RandomSampler(seed=seed) if self.search.sampler == "random"
+                   else optuna.samplers.TPESampler(seed=seed, constant_liar=self.shared))
         pruner = {"none": optuna.pruners.NopPruner(), "median": optuna.pruners.MedianPruner(n_startup_trials=3),
                   "hyperband": optuna.pruners.HyperbandPruner()}[self.search.pruner]
         return optuna.create_study(storage=self.storage(), study_name=self.name, direction="maximize",
@@ -145,7 +158,8 @@ def tune(search_path: str | Path, trials: int | None = None, timeout: float | No
     name = study_name or Path(search_path).stem
     directory = Path(output_dir) / "tune" / name
     (directory / "trials").mkdir(parents=True, exist_ok=True)
-    study = Study(search, directory, storage or f"sqlite:///{(directory / 'study.db').resolve()}", name, data_dir)
+    study = Study(search, directory, storage or f"sqlite:///{(directory / 'study.db').resolve()}", name, data_dir,
+                  shared=jobs > 1 or storage is not None)
     total = trials or search.trials
     # what is left of the study (a killed worker's trial counts, as failed), shared out between the workers: on one
     # machine they end with exactly `total` trials; workers on other machines stop once the study holds them
