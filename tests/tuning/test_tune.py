@@ -103,7 +103,7 @@ def test_a_killed_workers_trial_is_failed_and_the_study_resumes(tmp_path, tiny_m
     assert states == {"0": "fail", "1": "complete", "2": "complete"}  # the killed trial only is lost
 
 
-def test_pruning_stops_the_trial_with_the_worst_intermediate_score():
+def test_pruning_ends_the_trial_with_the_worst_intermediate_score():
     study = optuna.create_study(direction="maximize",
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
     for value in (0.8, 0.9):
@@ -111,16 +111,15 @@ def test_pruning_stops_the_trial_with_the_worst_intermediate_score():
         trial.report(value, 0)
         study.tell(trial, value)
 
-    trainer = SimpleNamespace(history=[{}])  # what the hook reads: the finished epochs
 
     def record(score):
         return {"selection_score": score}
 
-    good = study.ask()
-    Pruning(good).epoch_ended(trainer, record(0.95))  # above the median: goes on
-    worst = study.ask()
-    with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1 at 0.1000"):
-        Pruning(worst).epoch_ended(trainer, record(0.1))
+    trainer = SimpleNamespace(history=[{}], stop_reason=None)  # what the hook reads and sets
+    (hook := Pruning(study.ask())).epoch_ended(trainer, record(0.95))  # above the median: goes on
+    assert hook.pruned is None and trainer.stop_reason is None
+    (hook := Pruning(study.ask())).epoch_ended(trainer, record(0.1))  # the worst: training ends after this epoch
+    assert hook.pruned == trainer.stop_reason == "pruned after epoch 1 at 0.1000"
 
 
 @pytest.mark.parametrize(("space", "message"), [
@@ -150,3 +149,22 @@ def test_bad_search_files_fail_before_any_trial(space, message, tmp_path, tiny_m
 def test_shipped_search_spaces_are_valid(path):
     search = read_search(path)
     assert search.space and search.budget
+
+
+def test_a_stopped_run_ends_after_that_epoch_and_keeps_its_directory(tmp_path, tiny_model_dir, tiny_data_dir):
+    """What pruning does to a trial's run: training ends after the epoch, the run is written like a finished one."""
+    import json
+
+    from minbert.training.hooks import Hook
+    from minbert.training.run import train_run
+
+    class StopAfterFirstEpoch(Hook):
+        def epoch_ended(self, trainer, record):
+            trainer.stop_reason = "enough"
+
+    write_tiny_config(tmp_path / "run.toml", tmp_path / "runs", tiny_model_dir, train="epochs = 3",
+                      tasks='[tasks.sst]\ndata = "sst"\n[[stages]]\nepochs = 3\n[[stages]]\nepochs = 1\n')
+    run = train_run(load_config(tmp_path / "run.toml"), str(tiny_data_dir), hooks=[StopAfterFirstEpoch()])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 1 and metrics["stopped_early"] == "enough"  # no second epoch, no stage 2
+    assert (run / "best" / "model.safetensors").is_file() and metrics["final_dev"]

@@ -33,6 +33,14 @@ class World:
         if self.distributed:
             dist.barrier()
 
+    def any(self, flag: bool) -> bool:
+        """Whether any rank's flag is set (every rank gets the same answer)."""
+        if not self.distributed:
+            return flag
+        value = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
 
 def init_world() -> World:
     """Join the process group torchrun describes in the environment; a plain run is a world of one."""

@@ -136,6 +136,7 @@ class Trainer:
         self.history: list[dict] = []
         self.step = 0
         self.total_steps = 0
+        self.stop_reason: str | None = None  # set by a hook (on the main rank) to end training after this epoch
         self.plan: list = []
         self.begin_stage(0, from_best=False)
         if self.config.train.compile:
@@ -259,6 +260,8 @@ class Trainer:
         """Run every stage (one, unless the config lists stages) from where training stands."""
         while self.stage < len(self.stages):
             self.fit_stage()
+            if self.stopped:
+                break
             if self.stage + 1 < len(self.stages):
                 self.begin_stage(self.stage + 1)
                 self.stage_start_step, self.epoch = self.step, 0
@@ -266,6 +269,11 @@ class Trainer:
             else:
                 self.stage += 1
         return self.history
+
+    @property
+    def stopped(self) -> bool:
+        """A hook asked to end training early (a tuning study's pruner): every rank agrees."""
+        return self.world.any(self.stop_reason is not None)
 
     def fit_stage(self) -> None:
         stage = self.stages[self.stage]
@@ -292,6 +300,8 @@ class Trainer:
                 self.epoch_losses, self.epoch_seen, self.epoch_seconds = defaultdict(list), 0, 0.0
                 self.call("after_epoch")  # (between stages, fit saves a checkpoint once the next stage is set up)
                 self.world.barrier()
+                if self.stopped:
+                    break
         finally:
             self.call("fit_ended")
 

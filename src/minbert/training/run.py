@@ -306,6 +306,9 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple 
         finally:
             trainer.close()
             recorder.close()
+        if trainer.stop_reason:
+            metrics["stopped_early"] = trainer.stop_reason
+            log.info("training ended early: %s", trainer.stop_reason)
         exp.model.load_checkpoint(run_dir / "best")
         metrics["final_dev"] = write_outputs(exp.model, exp.data, exp.inference, run_dir)
         plot_learning_curves(metrics["epochs"], run_dir / "figures" / "learning-curves.png")

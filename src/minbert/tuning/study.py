@@ -41,16 +41,18 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 
 class Pruning(Hook):
-    """Reports each epoch's tune-split score to the trial, and stops a trial the pruner rules out."""
+    """Reports each epoch's tune-split score to the trial; when the pruner rules the trial out, training ends after
+    that epoch like a finished run (its directory, best checkpoint and metrics stay), and the trial is pruned."""
 
     def __init__(self, trial: optuna.Trial):
         self.trial = trial
+        self.pruned: str | None = None
 
     def epoch_ended(self, trainer, record: dict) -> None:
         step, score = len(trainer.history) - 1, record["selection_score"]
         self.trial.report(score, step)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {step + 1} at {score:.4f}")
+            self.pruned = trainer.stop_reason = f"pruned after epoch {step + 1} at {score:.4f}"
 
 
 def suggest(trial: optuna.Trial, search: Search) -> dict[str, Any]:
@@ -120,11 +122,13 @@ class Study:
         config = self.search.config(params, budget=True, extra=[f"name={name}",
                                                                 f"output_dir={self.directory / 'trials'}"])
         trial.set_user_attr(TRIAL_DIR_KEY, str(self.directory / "trials" / name))
-        started = time.perf_counter()
+        started, pruning = time.perf_counter(), Pruning(trial)
         try:
-            run_dir = train_run(config, self.data_dir, hooks=[Pruning(trial)])
+            run_dir = train_run(config, self.data_dir, hooks=[pruning])
         finally:
             trial.set_user_attr("minutes", (time.perf_counter() - started) / 60)
+        if pruning.pruned:
+            raise optuna.TrialPruned(pruning.pruned)
         return best_score(run_dir)
 
     def optimize(self, quota: int, total: int, timeout_minutes: float | None) -> None:
