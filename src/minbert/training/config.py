@@ -177,6 +177,11 @@ def migrate(values: dict, source: str = "config") -> dict:
     if isinstance(train, dict) and isinstance(train.get("sampler"), str):
         train["sampler"] = {"name": train["sampler"]}
     sampler = train.get("sampler", {"name": "sequential"}) if isinstance(train, dict) else {}
+    for name, task in tasks.items():  # first, so that the flat regularizer options below find their tables
+        if isinstance(task, dict) and isinstance(task.get("regularizers"), list):
+            _warn_once("regularizers", f"{source}: tasks.{name}.regularizers is now a table per regularizer "
+                       f"([tasks.{name}.regularizers.NAME]; read as such)")
+            task["regularizers"] = {n: {} for n in task["regularizers"]}
     bregman_aliased = False
     for old, new in ALIASES.items():
         section, key = old.split(".", 1)
@@ -203,10 +208,8 @@ def migrate(values: dict, source: str = "config") -> dict:
                     sampler[leaf] = value
                     train["sampler"] = sampler
                 continue
-            if parents[0] == "regularizers":
-                chosen = table.get("regularizers", [])
-                if isinstance(chosen, list):
-                    chosen = table["regularizers"] = {n: {} for n in chosen}
+            if parents[0] == "regularizers":  # only the regularizers the task uses
+                chosen = table.get("regularizers", {})
                 if parents[1] in chosen:
                     chosen[parents[1]][leaf] = value
                 continue
@@ -214,11 +217,6 @@ def migrate(values: dict, source: str = "config") -> dict:
             for part in parents:
                 node = node.setdefault(part, {})
             node[leaf] = value
-    for name, task in tasks.items():
-        if isinstance(task, dict) and isinstance(task.get("regularizers"), list):
-            _warn_once("regularizers", f"{source}: tasks.{name}.regularizers is now a table per regularizer "
-                       f"([tasks.{name}.regularizers.NAME]; read as such)")
-            task["regularizers"] = {n: {} for n in task["regularizers"]}
     bregman = train.get("techniques", {}).get("bregman") if isinstance(train, dict) else None
     if bregman_aliased and bregman is not None and not bregman.get("weight"):  # the old weight 0 (default) was off
         del train["techniques"]["bregman"]

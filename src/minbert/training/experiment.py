@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from minbert.data.batching import ExtraSource, TaskData
-from minbert.data.files import KNOWN_FILES, Example, read_examples, resolve_data_dir
+from minbert.data.files import KNOWN_FILES, Example, LoadedFile, read_examples, resolve_data_dir
 from minbert.data.trees import read_sst_trees
 from minbert.device import resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
@@ -155,25 +155,22 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
     for task, task_config in config.tasks.items():
         kind = KINDS[task_config.data]
         data[task] = {}
-        held_out: list[Example] = []
+        held_out: list[Example] = []  # the tune split, carved from the training file
         for split in splits:
-            if tuning and split == "dev":
-                examples = subsample(held_out, config.train.max_eval_examples, config.seed)
-                check_enough_rows(directory / task_file(config, task, "train"), split, examples, kind, 0)
-                data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
-                                             siamese=kind.is_pair and task_config.pair_encoding == "siamese",
-                                             label_dtype=torch.long if kind.is_classification else torch.float32)
-                continue
-            name = task_file(config, task, split)
-            if not name:
-                continue
-            path = directory / name
-            if not path.exists():
-                if split == "test":
-                    log.info("%s: no test file %s; test predictions skipped", task, path)
+            if tuning and split == "dev":  # the tune split stands in for dev, which is not read
+                path = directory / task_file(config, task, "train")
+                loaded = LoadedFile(path, held_out)
+            else:
+                name = task_file(config, task, split)
+                if not name:
                     continue
-                raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
-            loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict)
+                path = directory / name
+                if not path.exists():
+                    if split == "test":
+                        log.info("%s: no test file %s; test predictions skipped", task, path)
+                        continue
+                    raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
+                loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict)
             if tuning and split == "train":
                 rest, held_out = carve_tune_split(loaded.examples, config.train.tune_split,
                                                   config.train.tune_split_seed, kind.is_classification)
@@ -188,10 +185,10 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
             check_enough_rows(path, split, examples, kind, len(loaded.skipped))
             sources = []
             if split == "train":
-                base = examples
+                base, held_sentences = examples, frozenset(e.texts[0] for e in held_out)
                 for extra in task_config.extra:
                     added = load_extra(directory, extra, kind, strict, config.seed, base,
-                                       config.train.max_train_examples, frozenset(e.texts[0] for e in held_out))
+                                       config.train.max_train_examples, held_sentences)
                     sources.append(ExtraSource(extra.file, len(examples), len(examples) + len(added), extra.share))
                     examples = examples + added
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
