@@ -70,16 +70,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 QUICK = ["train.max_train_examples=600", "train.max_eval_examples=300", "train.epochs=1", "train.stage_epoch_limit=1"]
 
 
-def default_config() -> Path:
-    """configs/multitask.toml here, else in the minbert checkout this package was installed from."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (root / "configs" / "multitask.toml").exists():
-            return root / "configs" / "multitask.toml"
-    raise MinbertError("no --config given and no configs/multitask.toml found here or in the minbert checkout")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from minbert.training.config import load_config
+    from minbert.training.config import default_config_path, load_config
     from minbert.training.run import train_run
 
     if args.resume:
@@ -92,9 +84,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     overrides = list(args.overrides)
     if args.quick:  # a first look: the same pipeline on a small subsample, in its own run directory
-        config = load_config(args.config or default_config(), overrides)
+        config = load_config(args.config or default_config_path(), overrides)
         overrides = [*QUICK, f"name={config.name}-quick", *overrides]
-    config = load_config(args.config or default_config(), overrides)
+    config = load_config(args.config or default_config_path(), overrides)
     train_run(config, data_dir=args.data_dir, overwrite=args.overwrite, strict=args.strict)
     return 0
 
@@ -209,6 +201,13 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from minbert.reporting.report import write_report
+
+    print(f"report: {write_report(args.runs, args.output)}")
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from minbert.tuning.study import tune
 
@@ -319,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--overwrite", action="store_true", help="replace an existing ensemble of that name")
     data_dir_flag(ensemble)
     ensemble.set_defaults(handler=cmd_ensemble)
+
+    report = sub.add_parser("report", help="a self-contained HTML report of a run, or a comparison of several")
+    report.add_argument("runs", nargs="+", help="run (or ensemble) directories")
+    report.add_argument("--output", default=None,
+                        help="the HTML file (default: RUN/report.html for one run, ./comparison.html for several)")
+    report.set_defaults(handler=cmd_report)
 
     bench = sub.add_parser("bench", help="minbert vs HF transformers: inference and training speed, memory")
     data_dir_flag(bench)

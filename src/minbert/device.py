@@ -4,6 +4,7 @@ weights for CPU inference."""
 from __future__ import annotations
 
 import contextlib
+import platform
 from collections.abc import Iterator
 
 import torch
@@ -28,6 +29,34 @@ def cpu_has_fast_bf16() -> bool:
     cpu = torch.cpu
     return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported",
                                                                   "_is_amx_tile_supported"))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else the platform's word for it)."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_bf16_kind() -> str:
+    """"amx", "avx512_bf16" or "none": which figures a CPU's numbers compare with."""
+    if torch.cpu._is_amx_tile_supported():
+        return "amx"
+    return "avx512_bf16" if torch.cpu._is_avx512_bf16_supported() else "none"
+
+
+def machine(device: torch.device | None = None, autocast_dtype: torch.dtype | None = None) -> dict:
+    """Where a run ran, for its metrics and report: CPU, bf16 support, threads, GPU, torch, precision."""
+    found = {"cpu": cpu_name(), "cpu_bf16": cpu_bf16_kind(), "threads": torch.get_num_threads(),
+             "torch": torch.__version__, "python": platform.python_version()}
+    if device is not None:
+        found["device"] = str(device)
+        if device.type == "cuda":
+            found["gpu"] = torch.cuda.get_device_name(device)
+    found["precision"] = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(autocast_dtype, "fp32")
+    return found
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:

@@ -23,20 +23,27 @@ class Inference:
     batch_size: int
 
 
-@torch.no_grad()
 def predict(model: MultitaskModel, data: TaskData, inference: Inference, soft: bool = False) -> np.ndarray:
     """Predictions for every example of `data`, in file order (batches are length-sorted, then put back); with
     `soft`, the task kind's soft outputs (class probabilities, paraphrase probability, score) instead."""
+    return predict_both(model, data, inference)[1 if soft else 0]
+
+
+@torch.no_grad()
+def predict_both(model: MultitaskModel, data: TaskData, inference: Inference) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, soft outputs) from one pass: a run's report shows how sure each prediction was."""
     model.eval()
     kind = model.heads[data.task].kind
-    shape = (len(data), kind.num_outputs) if soft and kind.is_classification and kind.num_outputs > 1 else len(data)
-    out = np.zeros(shape, dtype=np.int64 if kind.is_classification and not soft else np.float64)
+    hard = np.zeros(len(data), dtype=np.int64 if kind.is_classification else np.float64)
+    many = kind.is_classification and kind.num_outputs > 1
+    soft = np.zeros((len(data), kind.num_outputs) if many else len(data), dtype=np.float64)
     for positions in data.batches(inference.batch_size, shuffle=False, bucketing=True):
         batch = data.collate(positions).to(inference.device)
         with autocast(inference.device, inference.autocast_dtype):
             outputs = model(batch)
-        out[positions] = (kind.soft(outputs) if soft else kind.predict(outputs)).cpu().numpy()
-    return out
+        hard[positions] = kind.predict(outputs).cpu().numpy()
+        soft[positions] = kind.soft(outputs).cpu().numpy()
+    return hard, soft
 
 
 def score(kind: TaskKind, predictions: np.ndarray, labels: np.ndarray) -> dict:

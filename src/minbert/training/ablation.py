@@ -41,6 +41,7 @@ from pathlib import Path
 
 from minbert.errors import ConfigError
 from minbert.evaluation.metrics import overall_score, selection_score
+from minbert.reporting.report import write_report_quietly
 from minbert.training.checkpoint import list_checkpoints
 from minbert.training.config import RunConfig, load_config, read_toml
 from minbert.training.run import train_run
@@ -129,6 +130,8 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
         rows.append(ensemble_row(sweep["ensemble"], run_dirs, out, seeds, data_dir))
     write_table(rows, out / "ablation.md", base, budget, sweep.get("overrides", []), seeds)
     plot_bars(rows, out / "ablation.png")
+    every_run = [d for dirs in run_dirs.values() for d in dirs if (d / "metrics.json").exists()]
+    write_report_quietly(*every_run, output=out / "report.html")
     return out
 
 

@@ -233,6 +233,14 @@ def read_toml(path: str | Path, what: str = "config file") -> dict:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def default_config_path() -> Path:
+    """configs/multitask.toml here, else in the minbert checkout this package was installed from: the default job."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        if (root / "configs" / "multitask.toml").exists():
+            return root / "configs" / "multitask.toml"
+    raise ConfigError("no --config given and no configs/multitask.toml found here or in the minbert checkout")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
     """Read a TOML file (or start from nothing), apply `key=value` overrides, check everything."""
     values: dict = {}

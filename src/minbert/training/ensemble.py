@@ -27,10 +27,12 @@ import numpy as np
 import tomli_w
 
 from minbert.data.files import Example, read_examples, resolve_data_dir
+from minbert.device import machine
 from minbert.errors import ConfigError
 from minbert.evaluation.metrics import overall_score
 from minbert.evaluation.predict import score
 from minbert.predictor import MultitaskBERT
+from minbert.reporting.report import write_report_quietly
 from minbert.tasks.kinds import KINDS
 from minbert.training.config import check_run_name, load_config
 from minbert.training.experiment import task_file
@@ -140,14 +142,17 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
         create_run_dir(run_dir, root, overwrite, {ENSEMBLE_FILE: members_toml})
         final_dev = {}
         for (data, split), (examples, outputs) in averaged.items():
-            result = write_task_outputs(run_dir, data, KINDS[data], split, examples, KINDS[data].decide(outputs))
+            result = write_task_outputs(run_dir, data, KINDS[data], split, examples, KINDS[data].decide(outputs),
+                                        outputs)
             if result:
                 final_dev[data] = result
         rows = [*member_dev.items(), ("ensemble", {data: r["score"] for data, r in final_dev.items()})]
         (run_dir / "members.md").write_text(members_table(rows, ensemble.data_sets), encoding="utf-8")
         write_json(run_dir / "metrics.json", {
             "name": name, "members": [str(r) for r in ensemble.runs], "final_dev": final_dev,
-            "member_dev": member_dev, "wall_seconds": round(time.perf_counter() - started, 1)})
+            "member_dev": member_dev, "wall_seconds": round(time.perf_counter() - started, 1),
+            "environment": {**machine(), "precision": ensemble.precision or "each member's own"}})
+        write_report_quietly(run_dir)
     return run_dir
 
 

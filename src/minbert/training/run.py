@@ -26,12 +26,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
+from minbert.device import machine
 from minbert.errors import ConfigError
 from minbert.evaluation.metrics import confusion_matrix, overall_score, sts_bins
 from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
-from minbert.evaluation.predict import Inference, predict, score
+from minbert.evaluation.predict import Inference, predict, predict_both, score
 from minbert.evaluation.predictions import write_predictions
 from minbert.predictor import MultitaskBERT
+from minbert.reporting.report import write_report_quietly
 from minbert.tasks.kinds import TaskKind
 from minbert.tasks.model import MultitaskModel
 from minbert.terminal import console as make_console
@@ -177,17 +179,18 @@ def write_outputs(model: MultitaskModel, data: dict[str, dict[str, TaskData]], i
     for task, splits in data.items():
         for split in ("dev", "test"):
             if split in splits:
-                predictions = predict(model, splits[split], inference)
+                predictions, soft = predict_both(model, splits[split], inference)
                 result = write_task_outputs(run_dir, task, model.heads[task].kind, split, splits[split].examples,
-                                            predictions)
+                                            predictions, soft)
                 if result:
                     dev_metrics[task] = result
     return dev_metrics
 
 
 def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, examples: list[Example],
-                       predictions: np.ndarray) -> dict | None:
-    """One split's CS224N prediction file; for dev also its metric, confusion matrix or per-bin error, figure."""
+                       predictions: np.ndarray, soft: np.ndarray | None = None) -> dict | None:
+    """One split's CS224N prediction file; for dev also its metric, confusion matrix or per-bin error, figure,
+    and every example's text, gold label, prediction and soft output (what the HTML report shows)."""
     shown = predictions if kind.is_classification else [f"{p:.4f}" for p in predictions]
     write_predictions(run_dir / "predictions" / f"{kind.file_prefix}-{split}-output.csv", kind.prediction_header,
                       [e.id for e in examples], shown)
@@ -197,6 +200,7 @@ def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, exa
     figures.mkdir(exist_ok=True)
     labels = kind.labels(examples)
     result = score(kind, predictions, labels)
+    write_dev_details(run_dir / "predictions" / f"{task}-dev-details.jsonl", examples, predictions, soft)
     if not kind.is_classification:
         result["bins"] = sts_bins(predictions, labels)
         plot_similarity(predictions, labels, result["bins"], f"{task} dev (Pearson {result['score']:.3f})",
@@ -206,6 +210,17 @@ def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, exa
         result["confusion"] = counts.tolist()
         plot_confusion(counts, f"{task} dev (accuracy {result['score']:.3f})", figures / f"{task}-confusion.png")
     return result
+
+
+def write_dev_details(path: Path, examples: list[Example], predictions: np.ndarray, soft: np.ndarray | None) -> None:
+    rows = []
+    for i, example in enumerate(examples):
+        row = {"id": example.id, "texts": list(example.texts), "gold": example.label,
+               "predicted": predictions[i].item()}
+        if soft is not None:
+            row["soft"] = soft[i].tolist()
+        rows.append(json.dumps(row, ensure_ascii=False))
+    atomic_write_text(path, "\n".join(rows) + "\n")
 
 
 # Published reference points (dev) that the summary prints beside a run's own scores.
@@ -313,7 +328,9 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple 
         metrics["final_dev"] = write_outputs(exp.model, exp.data, exp.inference, run_dir)
         plot_learning_curves(metrics["epochs"], run_dir / "figures" / "learning-curves.png")
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+        metrics["environment"] = machine(exp.inference.device, exp.inference.autocast_dtype)
         write_json(run_dir / "metrics.json", metrics)
+        write_report_quietly(run_dir)
         print_summary(config, metrics)
         return run_dir
     finally:
@@ -353,4 +370,5 @@ def write_run_outputs(run_dir: str | Path, data_dir: str | None = None) -> dict[
         metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
         metrics["final_dev"] = final_dev
         write_json(metrics_path, metrics)
+        write_report_quietly(run_dir)
     return final_dev
