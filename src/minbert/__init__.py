@@ -1,23 +1,21 @@
 """minbert: a BERT encoder written from scratch in PyTorch, and a multitask fine-tuning toolkit."""
 
 from minbert.errors import CheckpointError, ConfigError, DataError, MinbertError
-from minbert.model import BertConfig, BertModel, BertOutput
-from minbert.optim import AdamW
-from minbert.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 
+# Everything that needs torch loads when first asked for, so the command line starts fast and `minbert serve` can
+# set OpenMP's wait policy before torch reads it.
+LAZY = {"BertConfig": "minbert.model", "BertModel": "minbert.model", "BertOutput": "minbert.model",
+        "AdamW": "minbert.optim", "Tokenizer": "minbert.tokenizer", "MultitaskBERT": "minbert.predictor",
+        "SentenceEncoder": "minbert.sentence_encoder"}
+
 
 def __getattr__(name: str):
-    # The training stack (rich, matplotlib, tensorboard) loads only when asked for.
-    if name == "MultitaskBERT":
-        from minbert.predictor import MultitaskBERT
+    if name in LAZY:
+        import importlib
 
-        return MultitaskBERT
-    if name == "SentenceEncoder":
-        from minbert.sentence_encoder import SentenceEncoder
-
-        return SentenceEncoder
+        return getattr(importlib.import_module(LAZY[name]), name)
     raise AttributeError(f"module 'minbert' has no attribute {name!r}")
 
 

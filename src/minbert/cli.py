@@ -208,6 +208,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    # OpenMP's workers spin between operations by default, starving the event loop that reads requests on the
+    # same cores; sleeping workers serve more (it is read once, when torch loads, so it is set before that)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from minbert.serving.app import Batching, Limits, serve
+
+    limits = Limits(args.max_texts, args.max_chars, args.timeout)
+    serve(args.run, args.host, args.port, limits, Batching(args.max_batch, args.max_wait_ms), args.precision)
+    return 0
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from minbert.serving.loadtest import load_test, table
+
+    results = load_test(args.run, args.clients, args.requests, args.time_limit, max_batch=args.max_batch,
+                        max_wait_ms=args.max_wait_ms)
+    text = table(results)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 1 if any(level.failed for r in results for level in r.levels) else 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from minbert.tuning.study import tune
 
@@ -231,6 +256,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.output:
         write_report(report, args.output)
     return 0
+
+
+def batching_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-batch", type=int, default=64,
+                        help="texts per model call; 1 serves one text at a time (default: 64)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0,
+                        help="how long a text waits for others to share its model call (default: 5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,6 +356,27 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", default=None,
                         help="the HTML file (default: RUN/report.html for one run, ./comparison.html for several)")
     report.set_defaults(handler=cmd_report)
+
+    serve = sub.add_parser("serve", help="serve a run as a JSON HTTP API with a page to try it (FastAPI, uvicorn)")
+    serve.add_argument("--run", required=True, help="the run directory to serve")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    batching_flags(serve)
+    serve.add_argument("--max-texts", type=int, default=64, help="texts or pairs per request (default: 64)")
+    serve.add_argument("--max-chars", type=int, default=2000, help="characters per text (default: 2000)")
+    serve.add_argument("--timeout", type=float, default=10.0, help="seconds to answer a request (default: 10)")
+    precision_flag(serve)
+    serve.set_defaults(handler=cmd_serve)
+
+    loadtest = sub.add_parser("loadtest", help="a bounded load test of `minbert serve`: batched vs one at a time")
+    loadtest.add_argument("--run", required=True, help="the run directory to serve")
+    loadtest.add_argument("--clients", type=seed_list, default=[1, 8, 32],
+                          help="comma-separated concurrent clients per level (default: 1,8,32)")
+    loadtest.add_argument("--requests", type=int, default=300, help="requests per level (default: 300)")
+    loadtest.add_argument("--time-limit", type=float, default=60, help="seconds per level at most (default: 60)")
+    batching_flags(loadtest)
+    loadtest.add_argument("--output", default=None, help="also write the markdown table here")
+    loadtest.set_defaults(handler=cmd_loadtest)
 
     bench = sub.add_parser("bench", help="minbert vs HF transformers: inference and training speed, memory")
     data_dir_flag(bench)

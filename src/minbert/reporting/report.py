@@ -24,7 +24,7 @@ from plotly.offline import get_plotlyjs
 
 from minbert.errors import ConfigError, MinbertError
 from minbert.evaluation.metrics import confusion_matrix, overall_score, sts_bins
-from minbert.tasks.kinds import KINDS
+from minbert.tasks.kinds import CLASS_LABELS, KINDS
 from minbert.training.config import default_config_path, load_config
 from minbert.training.rundir import atomic_write_text
 
@@ -32,8 +32,6 @@ log = logging.getLogger("minbert")
 
 REPORT_FILE = "report.html"
 WORST_ERRORS = 200  # rows per task in a report's error table
-SST_LABELS = ["very negative", "negative", "neutral", "positive", "very positive"]
-CLASS_LABELS = {"sst": SST_LABELS, "cfimdb": ["negative", "positive"], "quora": ["not paraphrase", "paraphrase"]}
 NOT_COMPARED = {"name", "output_dir", "data_dir"}  # where a run is written, not how it is trained
 
 

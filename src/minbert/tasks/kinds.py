@@ -12,6 +12,10 @@ from torch import Tensor
 from minbert.data.files import FORMATS, Example, FileFormat
 from minbert.tasks.losses import TaskOutput
 
+# What each class index means, for people (reports, the serve page).
+CLASS_LABELS = {"sst": ["very negative", "negative", "neutral", "positive", "very positive"],
+                "cfimdb": ["negative", "positive"], "quora": ["not paraphrase", "paraphrase"]}
+
 
 @dataclass(frozen=True)
 class TaskKind:

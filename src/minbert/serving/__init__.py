@@ -1,0 +1,1 @@
+"""minbert serve: a run behind a JSON HTTP API, with a page to try it."""

@@ -1,0 +1,290 @@
+"""`minbert serve`: a trained run behind a JSON HTTP API (FastAPI on uvicorn), with a page to try it.
+
+Concurrent requests are batched: every text waits in one queue, and a single worker takes what has gathered (up
+to `max_batch` texts, waiting at most `max_wait_ms` for more), groups it by task and runs each group through the
+model's length-sorted inference path in one call. Under load that turns many one-sentence forward passes into a
+few large ones; `max_batch = 1` serves one text at a time, the baseline of the load test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import BaseModel, Field
+
+from minbert.data.files import Example
+from minbert.errors import ConfigError
+from minbert.predictor import MultitaskBERT
+from minbert.sentence_encoder import SentenceEncoder
+from minbert.tasks.kinds import CLASS_LABELS
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask; each is answered with a JSON 4xx that names it."""
+
+    max_texts: int = 64  # texts (or pairs) per request
+    max_chars: int = 2000  # characters per text
+    timeout_seconds: float = 10.0  # from arrival to answer
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch: int = 64  # texts per model call; 1 serves one text at a time
+    max_wait_ms: float = 5.0  # how long a lone text waits for company
+
+
+class LimitExceeded(Exception):
+    def __init__(self, status: int, limit: str, value: float, message: str):
+        super().__init__(message)
+        self.status, self.limit, self.value = status, limit, value
+
+
+# --- the model side: one call per task per batch ---
+
+ENDPOINT_DATA = {"sentiment": ("sst", "cfimdb"), "paraphrase": ("quora",), "similarity": ("sts",)}
+
+
+class Service:
+    """The run's tasks by what the API calls them, and one batched call for each."""
+
+    def __init__(self, model: MultitaskBERT):
+        self.model = model
+        self.tasks: dict[str, str] = {}  # endpoint -> the run's task
+        for endpoint, data_sets in ENDPOINT_DATA.items():
+            found = [t for t, c in model.config.tasks.items() if c.data in data_sets]
+            if found:
+                self.tasks[endpoint] = found[0]
+        self.labels = {endpoint: CLASS_LABELS[model.config.tasks[task].data] for endpoint, task in self.tasks.items()
+                       if model.config.tasks[task].data in CLASS_LABELS}
+        self.encoder = SentenceEncoder(model.model.encoder, model.tokenizer, str(model.inference.device))
+        self.precision = {None: "fp32"}.get(model.inference.autocast_dtype, "bf16")
+        self.max_length = model.config.model.max_length
+
+    def run(self, endpoint: str, rows: Sequence[tuple[str, ...]]) -> list[dict]:
+        """Answers for rows of one text (sentiment, embedding) or two (paraphrase, similarity), in order."""
+        if endpoint == "embedding":
+            vectors = self.encoder.encode([r[0] for r in rows], batch_size=self.model.inference.batch_size,
+                                          precision=self.precision, max_length=self.max_length)
+            return [{"embedding": v} for v in vectors.tolist()]
+        task = self.tasks[endpoint]
+        kind = self.model.model.heads[task].kind
+        examples = [Example(str(i), tuple(row), None, i + 1) for i, row in enumerate(rows)]
+        soft = self.model.outputs(task, examples, soft=True)
+        decided = kind.decide(soft)
+        if endpoint == "sentiment":
+            names = self.labels[endpoint]
+            return [{"label": int(d), "name": names[int(d)], "probabilities": p.tolist()}
+                    for d, p in zip(decided, soft, strict=True)]
+        if endpoint == "paraphrase":
+            return [{"paraphrase": bool(d), "probability": float(p)} for d, p in zip(decided, soft, strict=True)]
+        return [{"similarity": float(s)} for s in np.asarray(soft, dtype=float)]
+
+
+@dataclass
+class Pending:
+    endpoint: str
+    row: tuple[str, ...]
+    future: asyncio.Future
+
+
+class Batcher:
+    """One queue, one worker: texts that arrive together are answered by one model call per task."""
+
+    def __init__(self, service: Service, batching: Batching):
+        self.service, self.batching = service, batching
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minbert-model")
+        self.worker: asyncio.Task | None = None
+        self.last_batch = 0
+        self.stats = {"requests": 0, "texts": 0, "model_calls": 0, "largest_batch": 0}
+
+    def start(self) -> None:
+        self.worker = asyncio.get_running_loop().create_task(self.work())
+
+    async def stop(self) -> None:
+        if self.worker:
+            self.worker.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, endpoint: str, rows: Sequence[tuple[str, ...]]) -> list[dict]:
+        loop = asyncio.get_running_loop()
+        pending = [Pending(endpoint, row, loop.create_future()) for row in rows]
+        for item in pending:
+            self.queue.put_nowait(item)
+        self.stats["requests"] += 1
+        return await asyncio.gather(*(item.future for item in pending))
+
+    async def gather_batch(self) -> list[Pending]:
+        """What is queued, up to max_batch texts. Under load (the last batch held several texts) it also waits
+        up to max_wait_ms for more; a lone client is answered at once."""
+        batch = [await self.queue.get()]
+        wait = self.batching.max_wait_ms / 1000 if self.last_batch > 1 else 0.0
+        deadline = time.perf_counter() + wait
+        while len(batch) < self.batching.max_batch:
+            if not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+                continue
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+            except TimeoutError:
+                break
+        self.last_batch = len(batch)
+        return [item for item in batch if not item.future.done()]  # a timed-out request's texts are dropped
+
+    async def work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self.gather_batch()
+            groups: dict[str, list[Pending]] = defaultdict(list)
+            for item in batch:
+                groups[item.endpoint].append(item)
+            for endpoint, items in groups.items():
+                try:
+                    answers = await loop.run_in_executor(self.executor, self.service.run, endpoint,
+                                                         [item.row for item in items])
+                except Exception as exc:  # answer every waiting request rather than leave it hanging
+                    for item in items:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                    continue
+                self.stats["model_calls"] += 1
+                self.stats["texts"] += len(items)
+                self.stats["largest_batch"] = max(self.stats["largest_batch"], len(items))
+                for item, answer in zip(items, answers, strict=True):
+                    if not item.future.done():
+                        item.future.set_result(answer)
+
+
+# --- the HTTP side ---
+
+class Texts(BaseModel):
+    texts: list[str] = Field(description="sentences", examples=[["A gripping, beautifully acted film."]])
+
+
+class Pairs(BaseModel):
+    pairs: list[tuple[str, str]] = Field(description="pairs of sentences", examples=[
+        [["How do I learn Python?", "What is the best way to learn Python?"]]])
+
+
+def check_limits(rows: Sequence[tuple[str, ...]], limits: Limits) -> None:
+    if not rows:
+        raise LimitExceeded(422, "min_texts", 1, "send at least one text")
+    if len(rows) > limits.max_texts:
+        raise LimitExceeded(413, "max_texts", limits.max_texts,
+                            f"{len(rows)} texts in one request; the limit is {limits.max_texts}")
+    for number, row in enumerate(rows):
+        for text in row:
+            if len(text) > limits.max_chars:
+                raise LimitExceeded(413, "max_chars", limits.max_chars,
+                                    f"text {number}: {len(text)} characters; the limit is {limits.max_chars}")
+            if not text.strip():
+                raise LimitExceeded(422, "empty_text", 0, f"text {number} is empty")
+
+
+def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Batching | None = None) -> FastAPI:
+    """The API of one loaded run. Every endpoint takes a list, so clients may batch too."""
+    limits, batching = limits or Limits(), batching or Batching()
+    if batching.max_batch < 1 or batching.max_wait_ms < 0:
+        raise ConfigError(f"max_batch must be >= 1 and max_wait_ms >= 0 (got {batching})")
+    service = Service(model)
+    batcher = Batcher(service, batching)
+
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title=f"minbert: {model.config.name}", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, description="Sentiment, paraphrase, similarity and sentence embeddings from a "
+                  "minbert run. Every endpoint takes a list; concurrent requests are batched together.")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    app.state.batcher, app.state.limits = batcher, limits
+    pages = Environment(loader=PackageLoader("minbert.serving", "templates"), autoescape=select_autoescape())
+
+    @app.exception_handler(LimitExceeded)
+    async def limit_exceeded(request: Request, exc: LimitExceeded) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "limit": exc.limit, "value": exc.value}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            where = next(e for e in errors if e["type"] == "json_invalid")
+            reason = where.get("ctx", {}).get("error", where["msg"])
+            return JSONResponse({"error": f"malformed JSON at character {where['loc'][-1]}: {reason}",
+                                 "limit": "json"}, status_code=400)
+        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors]
+        return JSONResponse({"error": "; ".join(problems), "limit": "schema"}, status_code=422)
+
+    async def answer(endpoint: str, rows: list[tuple[str, ...]]) -> list[dict]:
+        if endpoint != "embedding" and endpoint not in service.tasks:
+            raise LimitExceeded(404, "task", 0, f"this run has no {endpoint} task (it has "
+                                f"{', '.join(model.config.tasks)})")
+        check_limits(rows, limits)
+        try:
+            return await asyncio.wait_for(batcher.submit(endpoint, rows), limits.timeout_seconds)
+        except TimeoutError:
+            raise LimitExceeded(408, "timeout_seconds", limits.timeout_seconds,
+                                f"no answer within {limits.timeout_seconds} s (the server is overloaded)") from None
+
+    @app.post("/sentiment", summary="sentiment class of each text, with class probabilities")
+    async def sentiment(body: Texts) -> dict:
+        return {"results": await answer("sentiment", [(t,) for t in body.texts])}
+
+    @app.post("/paraphrase", summary="whether each pair is a paraphrase, with its probability")
+    async def paraphrase(body: Pairs) -> dict:
+        return {"results": await answer("paraphrase", [tuple(p) for p in body.pairs])}
+
+    @app.post("/similarity", summary="similarity of each pair, 0 (unrelated) to 5 (same meaning)")
+    async def similarity(body: Pairs) -> dict:
+        return {"results": await answer("similarity", [tuple(p) for p in body.pairs])}
+
+    @app.post("/embedding", summary="a sentence embedding of each text (mean pooling of the fine-tuned encoder)")
+    async def embedding(body: Texts) -> dict:
+        return {"results": await answer("embedding", [(t,) for t in body.texts])}
+
+    @app.get("/health", summary="liveness, the run served, batching settings and counters")
+    async def health() -> dict:
+        return {"status": "ok", "run": model.config.name, "tasks": service.tasks, "limits": limits.__dict__,
+                "batching": batching.__dict__, "queued": batcher.queue.qsize(), "served": batcher.stats}
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(pages.get_template("try.html.j2").render(
+            run=model.config.name, tasks=service.tasks, labels=service.labels, limits=limits))
+
+    return app
+
+
+def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
+          batching: Batching | None = None, precision: str | None = None) -> None:
+    """Load the run (a failure stops here, before any port is opened), then serve until interrupted."""
+    import uvicorn
+
+    model = MultitaskBERT.load(run, precision)
+    uvicorn.run(create_app(model, limits, batching), host=host, port=port, log_level="warning")
