@@ -64,6 +64,8 @@ cosent = ["tasks.sts.loss=cosent"]
             cells = [c.strip() for c in line.strip("|").split("|")]
             rows[cells[0]] = cells
     assert "Every variant ran with seeds 3, 4" in (out / "ablation.md").read_text()
+    comparison = (out / "report.html").read_text()  # the sweep's comparison page, linking each run's report
+    assert "4 runs compared" in comparison and 'href="cosent/seed-4/report.html"' in comparison
     # the mean and spread are those of the two runs' own overall scores
     per_seed = [float(v) for v in rows["baseline"][-3].split(" / ")]
     mean, spread = (float(v) for v in rows["baseline"][2].split(" ± "))

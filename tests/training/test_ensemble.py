@@ -94,6 +94,8 @@ def test_single_task_members_make_the_trio_through_a_sweep(tmp_path, tiny_model_
             assert metrics["final_dev"][task]["score"] == pytest.approx(alone["score"], abs=1e-6)
     trio_row = next(line for line in (out / "ablation.md").read_text().splitlines() if line.startswith("| trio "))
     assert "ensemble of 3 runs per seed" in trio_row and " ± " in trio_row
+    report = (out / "trio" / "seed-1" / "report.html").read_text()
+    assert "an ensemble of 3 runs" in report and "worst dev errors" in report
 
 
 def test_an_ensemble_needs_finished_runs(tmp_path, capsys):
