@@ -28,7 +28,9 @@ def test_a_run_writes_every_dev_example_with_its_prediction_and_soft_output(thre
         assert len(row["soft"]) == 5 and row["predicted"] == max(range(5), key=row["soft"].__getitem__)
     sts = [json.loads(line) for line in (three_task_run / "predictions" / "sts-dev-details.jsonl").open()]
     assert all(len(r["texts"]) == 2 and isinstance(r["gold"], float) for r in sts)
-    environment = json.loads((three_task_run / "metrics.json").read_text())["environment"]
+    metrics = json.loads((three_task_run / "metrics.json").read_text())
+    assert 50 < metrics["peak_rss_mb"] < 24 * 1024
+    environment = metrics["environment"]
     assert environment["cpu_bf16"] in ("amx", "avx512_bf16", "none") and environment["precision"]
 
 
@@ -59,6 +61,7 @@ def test_report_command_writes_one_page_per_run_and_a_comparison(three_task_run,
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "Plotly.newPlot" in page and "<script src=" not in page and "<link rel=\"stylesheet\"" not in page
     assert "sst: accuracy" in page and "worst dev errors" in page and "train.epochs" in page
+    assert "Peak resident memory" in page
     other = copy_run(three_task_run, tmp_path, "other")
     assert main(["report", str(run), str(other), "--output", str(tmp_path / "both.html")]) == 0
     both = (tmp_path / "both.html").read_text(encoding="utf-8")

@@ -3,10 +3,11 @@
 runs/<name>/
   config.toml       the resolved config (every default filled in)
   train.log         the log
-  metrics.json      per-epoch train loss, dev metrics, times; the best epoch; final dev and wall time
+  metrics.json      per-epoch train loss, dev metrics, times; the best epoch; final dev, wall time, machine, peak RSS
   best/             the best checkpoint: config.json + model.safetensors (+ tokenizer files), HF layout
   predictions/      {sst,para,sts,cfimdb}-{dev,test}-output.csv from the best checkpoint
   figures/          confusion matrices, learning curves
+  report.html       the run's self-contained HTML report (minbert report)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import resource
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -230,18 +232,19 @@ PUBLISHED = {"best CS224N multitask report (bert-base)": {"overall": 0.738}}
 def print_summary(config: RunConfig, metrics: dict) -> None:
     table = Table(title=f"{config.name}: dev scores of the best checkpoint (epoch {metrics['best']['epoch']})")
     table.add_column("")
-    for column in ("sst", "quora", "sts", "cfimdb", "overall", "minutes"):
+    for column in ("sst", "quora", "sts", "cfimdb", "overall", "minutes", "peak GB"):
         table.add_column(column, justify="right")
     by_data = {config.tasks[t].data: r["score"] for t, r in metrics["final_dev"].items()}
     if {"sst", "quora", "sts"} <= by_data.keys():
         by_data["overall"] = overall_score(by_data["sst"], by_data["quora"], by_data["sts"])
     by_data["minutes"] = metrics["wall_seconds"] / 60
     table.add_row("this run", *(f"{by_data[c]:.4f}" if c in by_data else "" for c in
-                                ("sst", "quora", "sts", "cfimdb", "overall")), f"{by_data['minutes']:.1f}")
+                                ("sst", "quora", "sts", "cfimdb", "overall")), f"{by_data['minutes']:.1f}",
+                  f"{metrics['peak_rss_mb'] / 1024:.2f}" if "peak_rss_mb" in metrics else "")
     if "overall" in by_data:
         for name, scores in PUBLISHED.items():
             table.add_row(name, *(f"{scores[c]:.3f}" if c in scores else "" for c in
-                                  ("sst", "quora", "sts", "cfimdb", "overall")), "")
+                                  ("sst", "quora", "sts", "cfimdb", "overall")), "", "")
     make_console().print(table)
 
 
@@ -329,6 +332,8 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple 
         plot_learning_curves(metrics["epochs"], run_dir / "figures" / "learning-curves.png")
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
         metrics["environment"] = machine(exp.inference.device, exp.inference.autocast_dtype)
+        # the process's peak resident memory (Linux reports KiB): what the run needed of the machine
+        metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         write_json(run_dir / "metrics.json", metrics)
         write_report_quietly(run_dir)
         print_summary(config, metrics)
