@@ -5,7 +5,8 @@ runs/<name>/
   train.log         the log
   metrics.json      per-epoch train loss, dev metrics, times; the best epoch; final dev, wall time, machine, peak RSS
   best/             the best checkpoint: config.json + model.safetensors (+ tokenizer files), HF layout
-  predictions/      {sst,para,sts,cfimdb}-{dev,test}-output.csv from the best checkpoint
+  predictions/      {sst,para,sts,cfimdb}-{dev,test}-output.csv from the best checkpoint; TASK-dev-details.jsonl
+                    (every dev example: text, gold, prediction, soft output)
   figures/          confusion matrices, learning curves
   report.html       the run's self-contained HTML report (minbert report)
 """
