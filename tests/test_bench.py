@@ -22,3 +22,14 @@ def test_report_prints_ratios_against_hf(capsys):
     print_report(report)
     out = capsys.readouterr().out
     assert "3.00x" in out and "80%" in out and "ImportError: no transformers" in out
+
+
+def test_report_prints_the_default_jobs_steps(capsys):
+    row = {"sentences_per_s": 300.0, "gflops": 120.0, "peak_rss_mb": 500.0}
+    job = {"examples_per_s": 123.4, "warm_up_s": 2.5, "graphs": 0, "padding_share": 0.071, "peak_rss_mb": 1900.0}
+    report = {"threads": 2, "fast_bf16": False, "peak_gflops": {"fp32": 150.0, "bf16": 1.0},
+              "inference": {"minbert fp32": row}, "training": {"minbert fp32": row},
+              "default job": {"eager": job, "compiled": {"error": "RuntimeError: no compiler"}}}
+    print_report(report)
+    out = capsys.readouterr().out
+    assert "123.4" in out and "7.1%" in out and "1900" in out and "RuntimeError: no compiler" in out

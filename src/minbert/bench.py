@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from minbert.data.files import FORMATS, read_examples, resolve_data_dir
@@ -130,6 +131,45 @@ def train_minbert(data_dir: str | None, precision: str, steps: int) -> dict:
     return {"sentences_per_s": seen / seconds, "gflops": flops / seconds / 1e9, "peak_rss_mb": _peak_rss_mb()}
 
 
+def train_default_job(data_dir: str | None, steps: int, compiled: bool) -> dict:
+    """The default job's (configs/multitask.toml) first training steps as the run would take them: examples/s,
+    the padding its bucketed batches carry, peak memory; compiled, the first step's compile time apart."""
+    from minbert.training.config import default_config_path, load_config
+    from minbert.training.experiment import build_experiment
+    from minbert.training.loop import Trainer
+
+    config = load_config(default_config_path(), [f"train.compile={str(compiled).lower()}",
+                                                  "train.max_eval_examples=10"])
+    exp = build_experiment(config, data_dir, splits=("train", "dev"))
+    trainer = Trainer(exp)
+    plan = trainer.epoch_plan(0)
+    trainer.total_steps = len(plan)
+    useful = computed = 0
+    for step in plan:  # the whole epoch's padding, as collate() will pad it
+        for task, positions in step:
+            data = exp.data[task]["train"]
+            rows = np.unique(data.pair_rows[positions]) if data.siamese else np.asarray(positions)
+            lengths = data.row_lengths[rows] if data.siamese else data.lengths[rows]
+            useful += int(lengths.sum())
+            computed += int(len(lengths) * lengths.max())
+    exp.model.train()
+    start = time.perf_counter()
+    for step in plan[:3]:  # warm-up (and compilation: shapes vary, so a few steps)
+        trainer.train_step(step)
+    warm_up = time.perf_counter() - start
+    seen, start = 0, time.perf_counter()
+    for step in plan[3:steps + 3]:
+        seen += trainer.train_step(step)
+    seconds = time.perf_counter() - start
+    graphs = 0
+    if compiled:
+        from torch._dynamo.utils import counters
+
+        graphs = int(counters["stats"]["unique_graphs"])
+    return {"examples_per_s": seen / seconds, "warm_up_s": warm_up, "graphs": graphs,
+            "padding_share": 1 - useful / computed, "peak_rss_mb": _peak_rss_mb()}
+
+
 def train_hf(data_dir: str | None, precision: str, steps: int) -> dict:
     import transformers
 
@@ -189,7 +229,8 @@ def in_child(fn: Callable, *args) -> dict:
     return result.get("ok") or {"error": result["error"]}
 
 
-def run_bench(data_dir: str | None = None, steps: int = 20, run_dir: str | None = None) -> dict:
+def run_bench(data_dir: str | None = None, steps: int = 20, run_dir: str | None = None,
+              job_steps: int = 0) -> dict:
     have_hf = _importable("transformers")
     fast_bf16 = cpu_has_fast_bf16() or torch.cuda.is_available()
     report: dict = {"threads": torch.get_num_threads(), "fast_bf16": fast_bf16,
@@ -203,6 +244,9 @@ def run_bench(data_dir: str | None = None, steps: int = 20, run_dir: str | None 
     if have_hf:
         report["inference"].update({f"hf {p}": in_child(infer_hf, data_dir, p) for p in precisions})
         report["training"].update({f"hf {p}": in_child(train_hf, data_dir, p, steps) for p in precisions})
+    if job_steps:
+        report["default job"] = {name: in_child(train_default_job, data_dir, job_steps, compiled)
+                                 for name, compiled in (("eager", False), ("compiled", True))}
     if run_dir:
         # emulated bf16 would take hours here, so only precisions that run fast on this machine are compared
         report["dev"] = {p: in_child(dev_metrics, run_dir, data_dir, p) for p in inference_precisions}
@@ -239,6 +283,18 @@ def print_report(report: dict) -> None:
             table.add_row(name, f"{result['sentences_per_s']:.1f}",
                           f"{result['sentences_per_s'] / base:.2f}x" if base else "-",
                           f"{result['gflops']:.0f}", f"({share})" if name.endswith("int8") else share,
+                          f"{result['peak_rss_mb']:.0f}")
+        console.print(table)
+    if "default job" in report:
+        table = Table(title="the default job (configs/multitask.toml): its first training steps")
+        for column in ("step", "examples/s", "warm-up s", "graphs", "padding", "peak RSS MB"):
+            table.add_column(column, justify="left" if column == "step" else "right")
+        for name, result in report["default job"].items():
+            if "error" in result:
+                table.add_row(name, result["error"], "", "", "", "")
+                continue
+            table.add_row(name, f"{result['examples_per_s']:.1f}", f"{result['warm_up_s']:.1f}",
+                          str(result["graphs"]), f"{100 * result['padding_share']:.1f}%",
                           f"{result['peak_rss_mb']:.0f}")
         console.print(table)
     if "dev" in report:

@@ -246,7 +246,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from minbert.bench import print_report, run_bench, write_report
 
-    report = run_bench(args.data_dir, steps=args.steps, run_dir=args.run)
+    report = run_bench(args.data_dir, steps=args.steps, run_dir=args.run, job_steps=args.job_steps)
     if args.json:
         import json
 
@@ -383,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=20, help="timed training steps per engine")
     bench.add_argument("--run", default=None,
                        help="also compare a trained run's dev metrics in fp32, bf16 (where fast) and int8 (CPU)")
+    bench.add_argument("--job-steps", type=int, default=0, metavar="N",
+                       help="also time N steps of the default job, eager and compiled (rate, padding, peak memory)")
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
     bench.add_argument("--output", default=None, help="also write the JSON report here")
     bench.set_defaults(handler=cmd_bench)
