@@ -205,6 +205,79 @@ def train_hf(data_dir: str | None, precision: str, steps: int) -> dict:
     return {"sentences_per_s": seen / seconds, "gflops": flops / seconds / 1e9, "peak_rss_mb": _peak_rss_mb()}
 
 
+def train_base_size(data_dir: str | None, engine: str, steps: int, vocabulary: str | None = None) -> dict:
+    """A bert-base-sized encoder (random weights: 12 layers, hidden 768) trained for `steps` batches of 32 SST
+    sentences on a GPU in bf16 autocast: minbert (our encoder and AdamW) or HF (eager or sdpa attention, torch
+    AdamW), the same batches in file order for each. Sentences/s, GFLOP/s on the batches' tokens, peak memory."""
+    from minbert.model import BertConfig, BertModel
+    from minbert.optim import AdamW
+    from minbert.tokenizer import Tokenizer
+
+    device = torch.device("cuda")
+    config = BertConfig()  # bert-base's shape
+    tokenizer = Tokenizer.from_pretrained(vocabulary)  # MiniLM's: bert-base's uncased WordPiece (30,522)
+    texts = _sentences(data_dir, "ids-sst-train.csv", limit=32 * (steps + 3))
+    labels = torch.tensor([e.label for e in read_examples(resolve_data_dir(data_dir) / "ids-sst-train.csv",
+                                                          FORMATS["sst"]).examples[:len(texts)]])
+    batches = [(tokenizer.encode(texts[i:i + 32], max_length=128), labels[i:i + 32])
+               for i in range(0, len(texts), 32)]
+    if engine == "minbert":
+        encoder = BertModel(config).to(device)
+        head = torch.nn.Linear(config.hidden_size, 5).to(device)
+        parameters = [*encoder.parameters(), *head.parameters()]
+        optimizer = AdamW(parameters, lr=2e-5)
+
+        def loss_of(inputs: dict, y: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(head(encoder(**inputs).last_hidden_state[:, 0]), y)
+    else:
+        import transformers
+
+        hf_config = transformers.BertConfig(num_labels=5, attn_implementation=engine.removeprefix("hf "))
+        model = transformers.BertForSequenceClassification(hf_config).to(device)
+        parameters = list(model.parameters())
+        optimizer = torch.optim.AdamW(parameters, lr=2e-5)
+
+        def loss_of(inputs: dict, y: torch.Tensor) -> torch.Tensor:
+            return model(**inputs, labels=y).loss
+
+    def step(batch: tuple) -> int:
+        inputs = {k: v.to(device) for k, v in batch[0].items()}
+        with torch.autocast("cuda", torch.bfloat16):
+            loss = loss_of(inputs, batch[1].to(device))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return inputs["input_ids"].numel()
+
+    for batch in batches[:3]:  # warm-up
+        step(batch)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    seen, flops, start = 0, 0.0, time.perf_counter()
+    for batch in batches[3:]:
+        tokens = step(batch)
+        length = batch[0]["input_ids"].shape[1]
+        seen += batch[0]["input_ids"].shape[0]
+        flops += tokens * flops_per_token(config, length, True)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return {"sentences_per_s": seen / seconds, "gflops": flops / seconds / 1e9,
+            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20, "peak_rss_mb": _peak_rss_mb()}
+
+
+def gpu_matmul_peak(size: int = 8192, rounds: int = 20) -> float:
+    """bf16 GFLOP/s of a large square matmul on the GPU."""
+    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(rounds):
+        a @ b
+    torch.cuda.synchronize()
+    return rounds * 2 * size**3 / (time.perf_counter() - start) / 1e9
+
+
 def dev_metrics(run_dir: str, data_dir: str | None, precision: str) -> dict:
     from minbert.training.run import evaluate_run
 
@@ -244,6 +317,11 @@ def run_bench(data_dir: str | None = None, steps: int = 20, run_dir: str | None 
     if have_hf:
         report["inference"].update({f"hf {p}": in_child(infer_hf, data_dir, p) for p in precisions})
         report["training"].update({f"hf {p}": in_child(train_hf, data_dir, p, steps) for p in precisions})
+    if torch.cuda.is_available():
+        engines = ["minbert", *(["hf eager", "hf sdpa"] if have_hf else [])]
+        report["gpu"] = {"device": torch.cuda.get_device_name(), "bf16_peak_gflops": gpu_matmul_peak(),
+                         "bert-base training": {e: in_child(train_base_size, data_dir, e, 10 * steps)
+                                                for e in engines}}
     if job_steps:
         report["default job"] = {name: in_child(train_default_job, data_dir, job_steps, compiled)
                                  for name, compiled in (("eager", False), ("compiled", True))}
@@ -284,6 +362,19 @@ def print_report(report: dict) -> None:
                           f"{result['sentences_per_s'] / base:.2f}x" if base else "-",
                           f"{result['gflops']:.0f}", f"({share})" if name.endswith("int8") else share,
                           f"{result['peak_rss_mb']:.0f}")
+        console.print(table)
+    if "gpu" in report:
+        gpu = report["gpu"]
+        table = Table(title=f"bert-base size (random weights) training on {gpu['device']}: batch 32, bf16 autocast")
+        for column in ("engine", "sentences/s", "GFLOP/s", "% of bf16 peak", "peak GPU MB"):
+            table.add_column(column, justify="left" if column == "engine" else "right")
+        for name, result in gpu["bert-base training"].items():
+            if "error" in result:
+                table.add_row(name, result["error"], "", "", "")
+                continue
+            table.add_row(name, f"{result['sentences_per_s']:.0f}", f"{result['gflops']:.0f}",
+                          f"{100 * result['gflops'] / gpu['bf16_peak_gflops']:.1f}%", f"{result['peak_gpu_mb']:.0f}")
+        console.print(f"GPU bf16 matmul peak: {gpu['bf16_peak_gflops']:.0f} GFLOP/s")
         console.print(table)
     if "default job" in report:
         table = Table(title="the default job (configs/multitask.toml): its first training steps")

@@ -417,5 +417,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The `minbert` command: under jemalloc where the system has it (minbert/allocator.py), then `main`."""
+    from minbert.allocator import reexec_with_fast_allocator
+
+    reexec_with_fast_allocator()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

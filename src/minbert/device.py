@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
+from minbert.allocator import active_allocator
 from minbert.errors import ConfigError
 
 TRAINING_PRECISIONS = ("fp32", "bf16", "auto")
@@ -50,7 +51,7 @@ def cpu_bf16_kind() -> str:
 def machine(device: torch.device | None = None, autocast_dtype: torch.dtype | None = None) -> dict:
     """Where a run ran, for its metrics and report: CPU, bf16 support, threads, GPU, torch, precision."""
     found = {"cpu": cpu_name(), "cpu_bf16": cpu_bf16_kind(), "threads": torch.get_num_threads(),
-             "torch": torch.__version__, "python": platform.python_version()}
+             "torch": torch.__version__, "python": platform.python_version(), "allocator": active_allocator()}
     if device is not None:
         found["device"] = str(device)
         if device.type == "cuda":

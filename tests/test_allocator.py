@@ -1,0 +1,48 @@
+"""The `minbert` command's choice of malloc: jemalloc when the system has it, once, and never against the user."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from minbert.allocator import DONE, VARIABLE, active_allocator, library_to_preload, preloaded_environment
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
+
+
+@linux
+def test_the_first_library_found_is_preloaded_once(tmp_path):
+    library = tmp_path / "libjemalloc.so.2"
+    library.write_bytes(b"")
+    candidates = [str(tmp_path / "missing.so"), str(library)]
+    assert library_to_preload({}, candidates) == str(library)
+    env = preloaded_environment({"LD_PRELOAD": "/x/other.so", "PATH": "/bin"}, str(library))
+    assert env["LD_PRELOAD"] == f"{library} /x/other.so" and env["PATH"] == "/bin" and env[DONE] == str(library)
+    assert library_to_preload(env, candidates) is None  # the re-executed process does not loop
+    assert library_to_preload({"LD_PRELOAD": str(library)}, candidates) is None  # already there
+
+
+@linux
+def test_the_user_can_keep_glibc_or_name_another_library(tmp_path):
+    library = tmp_path / "libtcmalloc.so"
+    library.write_bytes(b"")
+    assert library_to_preload({VARIABLE: "system"}, [str(library)]) is None
+    assert library_to_preload({VARIABLE: str(library)}, []) == str(library)
+    with pytest.raises(SystemExit, match="no such library"):
+        library_to_preload({VARIABLE: str(tmp_path / "nope.so")}, [])
+    assert library_to_preload({}, [str(tmp_path / "nope.so")]) is None  # none installed: run as we are
+
+
+@linux
+def test_the_command_runs_on_the_library_it_preloads():
+    probe = "from minbert.allocator import active_allocator; print(active_allocator())"
+    plain = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert plain.stdout.strip() == active_allocator() == "glibc"
+    library = library_to_preload({})
+    if library is None:
+        pytest.skip("no jemalloc on this machine (Debian: libjemalloc2)")
+    env = preloaded_environment({"PATH": "/usr/bin:/bin"}, library)
+    preloaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    assert preloaded.stdout.strip() == "jemalloc"
