@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minbert.bench import flops_per_token, print_report
+from minbert.bench import flops_per_token, print_report, useful_flops
 from minbert.model.config import BertConfig
 
 
@@ -14,14 +14,20 @@ def test_flops_per_token_matches_the_minilm_figure():
     assert flops_per_token(config, 32, True) == 3 * flops_per_token(config, 32, False)
 
 
+def test_useful_flops_count_each_sentence_at_its_own_length():
+    config = BertConfig(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4)
+    assert useful_flops(config, [3, 5]) == 3 * flops_per_token(config, 3, False) + 5 * flops_per_token(config, 5, False)
+    assert useful_flops(config, [5, 5]) == 2 * 5 * flops_per_token(config, 5, False)  # no padding: equal to computed
+
+
 def test_report_prints_ratios_against_hf(capsys):
-    row = {"sentences_per_s": 300.0, "gflops": 120.0, "peak_rss_mb": 500.0}
+    row = {"sentences_per_s": 300.0, "gflops": 120.0, "peak_rss_mb": 500.0, "useful_gflops": 90.0}
     report = {"threads": 2, "fast_bf16": False, "peak_gflops": {"fp32": 150.0, "bf16": 1.0},
               "inference": {"minbert fp32": row, "hf fp32": {**row, "sentences_per_s": 100.0}},
               "training": {"minbert fp32": row, "hf fp32": {"error": "ImportError: no transformers"}}}
     print_report(report)
     out = capsys.readouterr().out
-    assert "3.00x" in out and "80%" in out and "ImportError: no transformers" in out
+    assert "3.00x" in out and "80%" in out and "60%" in out and "ImportError: no transformers" in out
 
 
 def test_report_prints_the_default_jobs_steps(capsys):
