@@ -23,7 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from plotly.offline import get_plotlyjs
 
 from minbert.errors import ConfigError, MinbertError
-from minbert.evaluation.metrics import confusion_matrix, overall_score, sts_bins
+from minbert.evaluation.metrics import overall_score
 from minbert.tasks.kinds import CLASS_LABELS, KINDS
 from minbert.training.config import default_config_path, load_config
 from minbert.training.rundir import atomic_write_text
@@ -167,7 +167,7 @@ def confusion_chart(task: str, counts: np.ndarray, labels: Sequence[str]) -> dic
     return chart(figure, height=300 + 30 * len(labels))
 
 
-def similarity_charts(task: str, rows: list[dict]) -> list[dict]:
+def similarity_scatter(task: str, rows: list[dict]) -> dict:
     gold = np.array([r["gold"] for r in rows], dtype=float)
     predicted = np.array([r["predicted"] for r in rows], dtype=float)
     scatter = go.Figure(go.Scattergl(x=gold, y=predicted, mode="markers", marker={"size": 5, "opacity": 0.5},
@@ -176,12 +176,16 @@ def similarity_charts(task: str, rows: list[dict]) -> list[dict]:
     scatter.add_scatter(x=[0, 5], y=[0, 5], mode="lines", line={"color": "gray", "width": 1}, showlegend=False)
     scatter.update_layout(title=f"{task}: predicted against gold (dev)", xaxis_title="gold similarity",
                           yaxis_title="predicted", showlegend=False)
-    bins = sts_bins(predicted, gold)
+    return chart(scatter, height=420)
+
+
+def error_per_bin_chart(task: str, bins: list[dict]) -> dict:
+    """The per-bin error the run recorded in metrics.json (write_task_outputs' sts_bins)."""
     per_bin = go.Figure(go.Bar(x=[b["bin"] for b in bins], y=[b["mean_abs_error"] or 0 for b in bins],
                                text=[f"n={b['count']}" for b in bins], textposition="outside"))
     per_bin.update_layout(title=f"{task}: mean |error| per gold-score bin", xaxis_title="gold bin",
                           yaxis_title="mean |error|")
-    return [chart(scatter, height=420), chart(per_bin, height=420)]
+    return chart(per_bin, height=420)
 
 
 # --- tables ---
@@ -224,13 +228,13 @@ def task_sections(run: RunView) -> list[dict]:
                    "errors": [], "pair": KINDS[data].is_pair if data in KINDS else False, "has_details": bool(rows)}
         labels = CLASS_LABELS.get(data)
         section["classes"] = labels is not None
+        # the confusion matrix and per-bin error are in metrics.json (write_task_outputs); the scatter needs the rows
         if labels and "confusion" in result:
             section["charts"].append(confusion_chart(task, np.array(result["confusion"]), labels))
-        elif labels and rows:
-            counts = confusion_matrix([r["predicted"] for r in rows], [r["gold"] for r in rows], len(labels))
-            section["charts"].append(confusion_chart(task, counts, labels))
         if labels is None and rows:
-            section["charts"].extend(similarity_charts(task, rows))
+            section["charts"].append(similarity_scatter(task, rows))
+        if labels is None and "bins" in result:
+            section["charts"].append(error_per_bin_chart(task, result["bins"]))
         if rows:
             section["errors"] = worst_errors(data, rows)
         sections.append(section)
