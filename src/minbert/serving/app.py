@@ -72,6 +72,7 @@ class Service:
         self.labels = {endpoint: CLASS_LABELS[model.config.tasks[task].data] for endpoint, task in self.tasks.items()
                        if model.config.tasks[task].data in CLASS_LABELS}
         self.encoder = SentenceEncoder(model.model.encoder, model.tokenizer, str(model.inference.device))
+        # the run's autocast, as SentenceEncoder names it ("bf16" becomes fp16 on a GPU without bf16)
         self.precision = {None: "fp32"}.get(model.inference.autocast_dtype, "bf16")
         self.max_length = model.config.model.max_length
 

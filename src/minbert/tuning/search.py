@@ -92,6 +92,11 @@ def choice_label(value: Any) -> Any:
     return value if value is None or isinstance(value, bool | int | float | str) else json.dumps(value, sort_keys=True)
 
 
+def choice_of(parameter: Parameter, label: Any) -> Any:
+    """The config value behind a choice's stored label."""
+    return parameter.choices[[choice_label(c) for c in parameter.choices].index(label)]
+
+
 def matches(value: Any, wanted: Any) -> bool:
     if isinstance(value, dict) and isinstance(wanted, str):
         return value.get("name") == wanted

@@ -32,7 +32,7 @@ from minbert.errors import ConfigError
 from minbert.training.hooks import Hook
 from minbert.training.run import train_run
 from minbert.training.rundir import atomic_write_text
-from minbert.tuning.search import Search, active, choice_label, read_search
+from minbert.tuning.search import Search, active, choice_label, choice_of, read_search
 
 log = logging.getLogger("minbert")
 TRIAL_DIR_KEY = "run_dir"
@@ -68,21 +68,14 @@ def suggest(trial: optuna.Trial, search: Search) -> dict[str, Any]:
                                             log=parameter.log)
         else:
             labels = [choice_label(c) for c in parameter.choices]
-            chosen[key] = parameter.choices[labels.index(trial.suggest_categorical(key, labels))]
+            chosen[key] = choice_of(parameter, trial.suggest_categorical(key, labels))
     return chosen
 
 
 def params_of(trial: optuna.trial.FrozenTrial, search: Search) -> dict[str, Any]:
     """A finished trial's values mapped back to config values (choices stored as labels)."""
-    values = {}
-    for key, label in trial.params.items():
-        parameter = search.space[key]
-        if parameter.type == "choice":
-            labels = [choice_label(c) for c in parameter.choices]
-            values[key] = parameter.choices[labels.index(label)]
-        else:
-            values[key] = label
-    return values
+    return {key: choice_of(search.space[key], value) if search.space[key].type == "choice" else value
+            for key, value in trial.params.items()}
 
 
 @dataclass
@@ -208,14 +201,14 @@ def write_report(study: Study) -> None:
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
         if complete:
             best = max(complete, key=lambda t: t.value)
-            config = study.search.config(params_of(best, study.search), budget=False,
-                                         extra=[f"name={study.name}-best"])
+            best_params = params_of(best, study.search)
+            config = study.search.config(best_params, budget=False, extra=[f"name={study.name}-best"])
             atomic_write_text(study.directory / "best.toml",
                               f"# Study {study.name}: trial {best.number}, tune score {best.value:.4f}, without the "
                               f"trial budget.\n# Train it with: minbert train --config "
                               f"{study.directory / 'best.toml'}\n" + config.to_toml())
             lines += ["", f"Best: trial {best.number}, {best.value:.4f}: "
-                      + ", ".join(f"`{k}={v}`" for k, v in params_of(best, study.search).items())
+                      + ", ".join(f"`{k}={v}`" for k, v in best_params.items())
                       + f". Its config: `{study.directory / 'best.toml'}`."]
             write_figures(loaded, study.directory / "figures")
         atomic_write_text(study.directory / "trials.md", "\n".join(lines) + "\n")
