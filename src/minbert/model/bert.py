@@ -120,8 +120,12 @@ class Pooler(nn.Module):
 
 def attention_mask_for(attention_mask: Tensor | None) -> Tensor | None:
     """(B, T) 1/0 padding mask -> (B, 1, 1, T) bool; None when nothing is padded (lets SDPA use its fastest
-    kernel)."""
-    if attention_mask is None or bool(attention_mask.all()):
+    kernel). Seeing that nothing is padded means reading the mask, which is free only for a CPU tensor in eager
+    mode: on a GPU it would stall every forward on a device-to-host copy, and under torch.compile it would break the
+    graph, so there the mask is always applied (same result: no key is masked)."""
+    if attention_mask is None:
+        return None
+    if attention_mask.is_cpu and not torch.compiler.is_compiling() and bool(attention_mask.all()):
         return None
     return attention_mask.bool()[:, None, None, :]
 

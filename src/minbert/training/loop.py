@@ -52,6 +52,18 @@ from minbert.training.techniques import build_techniques
 log = logging.getLogger("minbert")
 
 
+def compile_stats(functions: Sequence[Callable]) -> dict:
+    """What torch.compile has done in this process: graphs made, recompiles (graphs past the first for each of
+    `functions`, e.g. a new shape the dynamic graph did not cover), graph breaks, and seconds spent compiling."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+    from torch._dynamo.utils import compilation_time_metrics, counters
+
+    entries = [len(_debug_get_cache_entry_list(f.__code__)) for f in functions]
+    return {"graphs": counters["stats"]["unique_graphs"], "recompiles": sum(max(0, n - 1) for n in entries),
+            "graph_breaks": sum(counters["graph_break"].values()),
+            "seconds": round(sum(compilation_time_metrics.get("_compile.compile_inner", [])), 2)}
+
+
 def default_hooks(train: TrainConfig, distillation: bool) -> list[Hook]:
     """The hooks a config asks for, in the order they act: the schedule, distillation's share, the training
     techniques of `[train.techniques.*]` (in their registry's order, whatever order the config lists them in),
@@ -139,6 +151,7 @@ class Trainer:
         self.stop_reason: str | None = None  # set by a hook (on the main rank) to end training after this epoch
         self.plan: list = []
         self.begin_stage(0, from_best=False)
+        self.compile_seconds_counted = 0.0
         if self.config.train.compile:
             self.model.encoder.compile(dynamic=True)  # in place: parameter names stay the same
         self.caches = self.attach_caches(cache_dir) if self.config.train.cache_frozen else []
@@ -306,6 +319,8 @@ class Trainer:
             self.call("fit_ended")
 
     def finish_epoch(self, epoch: int) -> None:
+        if self.config.train.compile:  # compile seconds spent in this epoch's training (evaluation compiles too)
+            compile_seconds_in_training = compile_stats([])["seconds"] - self.compile_seconds_counted
         eval_start = time.perf_counter()
         dev = self.evaluate("dev")
         record = {
@@ -322,6 +337,14 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "nan_steps_skipped": self.nan_policy.skipped,
         }
+        if self.config.train.compile:
+            stats = record["compile"] = compile_stats([type(self.model.encoder).forward])
+            record["compile_seconds"] = round(compile_seconds_in_training, 2)
+            self.compile_seconds_counted = stats["seconds"]  # this process's count (a resumed run starts again)
+            log.info("torch.compile: %d graphs so far, %d recompiles (one is evaluation's no-grad graph), "
+                     "%d graph breaks; %.0f s of this epoch's training spent compiling (%.1f ex/s without it)",
+                     stats["graphs"], stats["recompiles"], stats["graph_breaks"], compile_seconds_in_training,
+                     self.epoch_seen / max(self.epoch_seconds - compile_seconds_in_training, 1e-9))
         self.history.append(record)
         log.info("epoch %d: %s; selection %.4f; %.0f s train (%.1f ex/s), %.0f s eval", record["epoch"],
                  ", ".join(f"{t} {r['metric']} {r['score']:.4f}" for t, r in dev.items()),
