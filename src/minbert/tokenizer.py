@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, normalizers, pre_tokenizers, processors
@@ -13,6 +15,32 @@ from tokenizers.models import WordPiece
 
 from minbert.errors import CheckpointError
 from minbert.model.loading import resolve_model_dir
+
+ENCODE_CHUNK = 4096  # rows tokenized per call: bounds the library's per-row Encoding objects held at once
+
+
+class TokenRows(Sequence):
+    """Tokenized rows, stored flat: every row's token ids (int32) and token types (int8) end to end, and where each
+    row starts. Row i reads as an (ids, types) pair of numpy arrays. A Python list of ints per row costs about 44
+    bytes a token (the int objects and the list's pointers, ids and types); this costs 5."""
+
+    def __init__(self, ids: np.ndarray, types: np.ndarray, lengths: np.ndarray):
+        self.ids, self.types = ids, types
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        if not -len(self) <= row < len(self):
+            raise IndexError(f"row {row} of {len(self)}")
+        row %= len(self)
+        start, stop = self.starts[row], self.starts[row + 1]
+        return self.ids[start:stop], self.types[start:stop]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return (self[row] for row in range(len(self)))
 
 
 class Tokenizer:
@@ -57,7 +85,7 @@ class Tokenizer:
         return self.backend.encode(text, add_special_tokens=False).tokens
 
     def encode_ids(self, texts: str | Sequence[str], pairs: Sequence[str] | None = None,
-                   max_length: int = 512) -> list[tuple[list[int], list[int]]]:
+                   max_length: int = 512) -> TokenRows:
         """Unpadded (token ids, token type ids) per row. With `pairs`, each row is `[CLS] a [SEP] b [SEP]`
         (token types 0 then 1), truncated longest-first to `max_length` (capped at the model's maximum)."""
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -66,12 +94,19 @@ class Tokenizer:
             if len(pairs) != len(texts):
                 raise ValueError(f"got {len(texts)} first sentences but {len(pairs)} second sentences")
         self.backend.enable_truncation(min(max_length, self.model_max_length), strategy="longest_first")
+        inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
+        ids, types, lengths = [], [], []
         try:
-            inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
-            encodings = self.backend.encode_batch(inputs)
+            for start in range(0, len(inputs), ENCODE_CHUNK):  # a chunk's Encoding objects at a time, not all
+                encodings = self.backend.encode_batch(inputs[start:start + ENCODE_CHUNK])
+                lengths.append(np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings)))
+                ids.append(np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int32))
+                types.append(np.fromiter(chain.from_iterable(e.type_ids for e in encodings), dtype=np.int8))
         finally:
             self.backend.no_truncation()
-        return [(e.ids, e.type_ids) for e in encodings]
+        if not inputs:
+            return TokenRows(np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64))
+        return TokenRows(np.concatenate(ids), np.concatenate(types), np.concatenate(lengths))
 
     def pad(self, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
         """Pad (ids, type ids) rows to the longest: `input_ids`, `attention_mask`, `token_type_ids` tensors."""

@@ -73,13 +73,12 @@ class TaskData:
             row_of = {s: i for i, s in enumerate(sentences)}
             self.rows = tokenizer.encode_ids(sentences, max_length=max_length)
             self.pair_rows = np.array([[row_of[t] for t in e.texts] for e in examples], dtype=np.int64).reshape(-1, 2)
-            row_lengths = np.array([len(ids) for ids, _ in self.rows])
-            self.lengths = row_lengths[self.pair_rows].max(axis=1) if len(examples) else row_lengths
+            self.lengths = self.rows.lengths[self.pair_rows].max(axis=1) if len(examples) else self.rows.lengths
         else:
             texts = [e.texts[0] for e in examples]
             pairs = [e.texts[1] for e in examples] if examples and len(examples[0].texts) == 2 else None
             self.rows = tokenizer.encode_ids(texts, pairs, max_length=max_length)
-            self.lengths = np.array([len(ids) for ids, _ in self.rows])
+            self.lengths = self.rows.lengths
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -131,4 +130,4 @@ class TaskData:
     @property
     def row_lengths(self) -> np.ndarray:
         """Tokens per tokenized sequence (for a siamese task: per distinct sentence)."""
-        return np.array([len(ids) for ids, _ in self.rows])
+        return self.rows.lengths

@@ -73,7 +73,7 @@ KNOWN_FILES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: no per-instance __dict__ on 140k SST phrases and sentences
 class Example:
     id: str
     texts: tuple[str, ...]  # one sentence, or a pair

@@ -144,7 +144,7 @@ class MultitaskModel(nn.Module):
         if hidden is None:
             hidden = self.frozen_bottom(inputs)
             if batch.cache is not None:
-                batch.cache.put(batch.rows, hidden)
+                hidden = batch.cache.put(batch.rows, hidden)  # rounded as a later cache hit will be
         hidden = hidden.to(inputs["input_ids"].device)
         top = self.encoder.run_layers(hidden, inputs["attention_mask"], self.frozen_depth, len(self.encoder.layers),
                                       pal)

@@ -62,6 +62,7 @@ class TrainConfig:
     eval_batch_size: int = option(64, low=0, low_open=True)
     cache_frozen: bool = True  # compute the frozen bottom's outputs once and reuse them in later epochs
     cache_budget_mb: int = option(4096, low=0)  # in memory up to this; a memory-mapped file beyond it
+    cache_dtype: str = option("bfloat16", choices=("bfloat16", "float32"))  # bf16 halves the cache's bytes
     train_fraction: float = option(1.0, low=0, high=1, low_open=True)  # a fixed random share of each task's data
     max_train_examples: int = option(0, low=0)  # 0 = all; else a fixed random subsample per task (quick looks)
     max_eval_examples: int = option(0, low=0)

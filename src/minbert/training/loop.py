@@ -174,7 +174,8 @@ class Trainer:
         for task, splits in self.exp.data.items():
             for split in ("train", "dev"):
                 data = splits[split]
-                data.cache = LayerCache(data.row_lengths, hidden, budget, cache_dir, name=f"{task}-{split}")
+                data.cache = LayerCache(data.row_lengths, hidden, budget, cache_dir, name=f"{task}-{split}",
+                                        dtype=self.config.train.cache_dtype)
                 budget = max(0, budget - data.cache.store.nbytes) if data.cache.spill_path is None else budget
                 caches.append(data.cache)
         return caches
