@@ -26,6 +26,8 @@ from minbert.data.files import FORMATS, read_examples, resolve_data_dir
 from minbert.device import cpu_has_fast_bf16
 from minbert.terminal import console as make_console
 
+PACKING_CAPACITY = 128  # tokens per packed row in the packed inference measurement
+
 
 def matmul_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0) -> float:
     """GFLOP/s of a square matmul, the best of a few timed rounds."""
@@ -64,19 +66,26 @@ def _peak_rss_mb() -> float:
 
 # --- measurements, each run in its own child process ----------------------------------------------------------
 
-def infer_minbert(data_dir: str | None, precision: str) -> dict:
+def infer_minbert(data_dir: str | None, precision: str, packing: int = 0) -> dict:
+    """`packing` > 0: 64 sentences per call packed into rows of that many tokens, instead of sorted and padded."""
+    from minbert.data.packing import pack
     from minbert.sentence_encoder import SentenceEncoder
 
     texts = _sentences(data_dir, "ids-sst-dev.csv")
     encoder = SentenceEncoder.from_pretrained()
-    encoder.encode(texts[:64], precision=precision)  # warm-up
-    lengths = sorted(len(ids) for ids, _ in encoder.tokenizer.encode_ids(texts))
-    batches = [lengths[i:i + 64] for i in range(0, len(lengths), 64)]  # as encode() batches them
-    tokens = sum(len(b) * b[-1] for b in batches)  # computed, padding included (little: sorted)
+    encoder.encode(texts[:64], precision=precision, packing=packing)  # warm-up
+    rows = encoder.tokenizer.encode_ids(texts)
+    lengths = sorted(rows.lengths.tolist())
+    if packing:  # (rows, width) of each call's packed batch, as encode() packs them
+        shapes = [pack([rows[i] for i in range(s, min(s + 64, len(rows)))], packing, 0).inputs["input_ids"].shape
+                  for s in range(0, len(rows), 64)]
+    else:  # as encode() batches them: sorted, 64 at a time
+        shapes = [(len(lengths[i:i + 64]), lengths[i:i + 64][-1]) for i in range(0, len(lengths), 64)]
+    tokens = sum(n * width for n, width in shapes)  # computed, padding included
     start = time.perf_counter()
-    encoder.encode(texts, batch_size=64, precision=precision)
+    encoder.encode(texts, batch_size=64, precision=precision, packing=packing)
     seconds = time.perf_counter() - start
-    flops = sum(len(b) * b[-1] * flops_per_token(encoder.model.config, b[-1], False) for b in batches)
+    flops = sum(n * width * flops_per_token(encoder.model.config, width, False) for n, width in shapes)
     return {"sentences_per_s": len(texts) / seconds, "gflops": flops / seconds / 1e9, "tokens": tokens,
             "useful_gflops": useful_flops(encoder.model.config, lengths) / seconds / 1e9,
             "peak_rss_mb": _peak_rss_mb()}
@@ -323,6 +332,8 @@ def run_bench(data_dir: str | None = None, steps: int = 20, run_dir: str | None 
     # int8 (dynamic quantization) is a CPU inference option; on a GPU bf16 is the fast path.
     inference_precisions = precisions + ([] if torch.cuda.is_available() else ["int8"])
     report["inference"] = {f"minbert {p}": in_child(infer_minbert, data_dir, p) for p in inference_precisions}
+    packed = precisions[-1]  # the fastest precision here, with several sentences packed into each row
+    report["inference"][f"minbert {packed} packed"] = in_child(infer_minbert, data_dir, packed, PACKING_CAPACITY)
     report["training"] = {f"minbert {p}": in_child(train_minbert, data_dir, p, steps) for p in precisions}
     if have_hf:
         report["inference"].update({f"hf {p}": in_child(infer_hf, data_dir, p) for p in precisions})
@@ -375,7 +386,7 @@ def print_report(report: dict) -> None:
                 table.add_row(name, result["error"], "", "", "", "", "")
                 continue
             # int8 matmuls have no measured peak here: their share is shown against the fp32 peak, in brackets
-            peak = peaks["bf16" if name.endswith("bf16") else "fp32"]
+            peak = peaks["bf16" if "bf16" in name else "fp32"]
             share = f"{100 * result['gflops'] / peak:.0f}%"
             table.add_row(name, f"{result['sentences_per_s']:.1f}",
                           f"{result['sentences_per_s'] / base:.2f}x" if base else "-",

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from minbert.data.packing import pack, unpack
 from minbert.device import INFERENCE_PRECISIONS, autocast, quantize_int8, resolve_device, resolve_precision
 from minbert.errors import ConfigError
 from minbert.model.bert import BertModel
@@ -33,7 +34,9 @@ class SentenceEncoder:
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 64, pooling: str = "mean", precision: str = "auto",
-               max_length: int = 512, sort_by_length: bool = True) -> Tensor:
+               max_length: int = 512, sort_by_length: bool = True, packing: int = 0) -> Tensor:
+        """(N, H) embeddings in input order. `packing` > 0: each model call packs `batch_size` sentences into rows
+        of that many tokens (block-diagonal attention, minbert.data.packing) instead of padding them."""
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
         if precision not in INFERENCE_PRECISIONS:
@@ -50,10 +53,23 @@ class SentenceEncoder:
         rows = self.tokenizer.encode_ids(list(texts), max_length=max_length)
         order = np.argsort([len(ids) for ids, _ in rows], kind="stable") if sort_by_length else np.arange(len(rows))
         out = torch.empty(len(rows), pool.output_dim(self.model.config.hidden_size))
+        if packing:
+            order = np.arange(len(rows))  # packing needs no sorting: short and long rows share a packed row
         for start in range(0, len(rows), batch_size):
             chosen = order[start:start + batch_size]
-            inputs = {k: v.to(self.device) for k, v in self.tokenizer.pad([rows[i] for i in chosen]).items()}
-            with autocast(self.device, dtype):
-                pooled = pool(model(**inputs), inputs["attention_mask"])
+            if packing:
+                pooled = self._packed_call(model, pool, [rows[i] for i in chosen], packing, dtype)
+            else:
+                inputs = {k: v.to(self.device) for k, v in self.tokenizer.pad([rows[i] for i in chosen]).items()}
+                with autocast(self.device, dtype):
+                    pooled = pool(model(**inputs), inputs["attention_mask"])
             out[torch.from_numpy(chosen)] = pooled.float().cpu()
         return out
+
+    def _packed_call(self, model: BertModel, pool, rows: list, capacity: int, dtype) -> Tensor:
+        packed = pack(rows, capacity, self.tokenizer.pad_id)
+        inputs = {k: v.to(self.device) for k, v in packed.inputs.items()}
+        with autocast(self.device, dtype):
+            hidden = model(**inputs).last_hidden_state
+            hidden, mask = unpack(hidden, packed)  # each sentence's own tokens, as a padded batch would hold them
+            return pool(model.finish(hidden), mask)

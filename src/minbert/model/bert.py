@@ -32,12 +32,16 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
-                word_embeds: Tensor | None = None) -> Tensor:
-        # word_embeds lets adversarial regularizers feed perturbed word embeddings in place of a lookup.
+                word_embeds: Tensor | None = None, position_ids: Tensor | None = None) -> Tensor:
+        # word_embeds lets adversarial regularizers feed perturbed word embeddings in place of a lookup;
+        # position_ids (B, T) let packed rows count each sequence's positions from 0 (minbert.data.packing)
         T = input_ids.size(1)
         if word_embeds is None:
             word_embeds = self.word_embeddings(input_ids)  # (B, T, H)
-        positions = self.position_embeddings.weight[:T]  # (T, H), broadcast over the batch
+        if position_ids is None:
+            positions = self.position_embeddings.weight[:T]  # (T, H), broadcast over the batch
+        else:
+            positions = self.position_embeddings(position_ids)
         if token_type_ids is None:
             types = self.token_type_embeddings.weight[0]  # every token is segment 0
         else:
@@ -57,7 +61,7 @@ class SelfAttention(nn.Module):
         self.use_sdpa = True  # False selects the explicit reference path below
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        # x (B, T, H); mask (B, 1, 1, T) bool, True where a key may be attended to, or None for no padding
+        # x (B, T, H); mask (B, 1, 1, T) or (B, 1, T, T) bool, True where a key may be attended to; None: no padding
         B, T, H = x.shape
         q, k, v = self.qkv(x).split(H, dim=2)
         q, k, v = (t.view(B, T, self.n_head, H // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
@@ -120,11 +124,14 @@ class Pooler(nn.Module):
 
 def attention_mask_for(attention_mask: Tensor | None) -> Tensor | None:
     """(B, T) 1/0 padding mask -> (B, 1, 1, T) bool; None when nothing is padded (lets SDPA use its fastest
-    kernel). Seeing that nothing is padded means reading the mask, which is free only for a CPU tensor in eager
-    mode: on a GPU it would stall every forward on a device-to-host copy, and under torch.compile it would break the
-    graph, so there the mask is always applied (same result: no key is masked)."""
+    kernel). A (B, T, T) mask says which keys each query may see (packed rows' block diagonal) -> (B, 1, T, T).
+    Seeing that nothing is padded means reading the mask, which is free only for a CPU tensor in eager mode: on a
+    GPU it would stall every forward on a device-to-host copy, and under torch.compile it would break the graph,
+    so there the mask is always applied (same result: no key is masked)."""
     if attention_mask is None:
         return None
+    if attention_mask.dim() == 3:
+        return attention_mask.bool()[:, None]
     if attention_mask.is_cpu and not torch.compiler.is_compiling() and bool(attention_mask.all()):
         return None
     return attention_mask.bool()[:, None, None, :]
@@ -169,8 +176,9 @@ class BertModel(nn.Module):
             layer.attention.use_sdpa = impl == "sdpa"
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, word_embeds: Tensor | None = None, pal=None) -> BertOutput:
-        x = self.embeddings(input_ids, token_type_ids, word_embeds)
+                token_type_ids: Tensor | None = None, word_embeds: Tensor | None = None, pal=None,
+                position_ids: Tensor | None = None) -> BertOutput:
+        x = self.embeddings(input_ids, token_type_ids, word_embeds, position_ids)
         return self.finish(self.run_layers(x, attention_mask, 0, len(self.layers), pal))
 
     def run_layers(self, x: Tensor, attention_mask: Tensor | None, start: int, end: int, pal=None) -> Tensor:
