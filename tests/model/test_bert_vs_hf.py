@@ -88,3 +88,23 @@ def test_embedded_minilm_matches_hf_on_real_sentences(data_dir, embedded_dir):
                         (ours_out.pooler_output - hf_out.pooler_output).abs().max().item())  # ~1e-4 by kernel)
     print(f"embedded MiniLM, 64 real sequences: max abs diff on real tokens and pooled outputs {worst:.2e}")
     assert worst < 5e-5
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_feed_forward_recomputing_gelu_equals_autograds_own_path_bit_for_bit(autocast):
+    from minbert.model.bert import FeedForward
+
+    torch.manual_seed(0)
+    ffn = FeedForward(tiny_config())
+    x = torch.randn(3, 7, 64)
+    results = []
+    for recompute in (True, False):
+        ffn.zero_grad(set_to_none=True)
+        inputs = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            hidden = ffn.up(inputs)
+            out = ffn(inputs) if recompute else ffn.down(torch.nn.functional.gelu(hidden))
+        out.float().sin().sum().backward()
+        results.append([out.detach(), inputs.grad, *(p.grad for p in ffn.parameters())])
+    for recomputed, plain in zip(*results, strict=True):
+        assert torch.equal(recomputed, plain)
