@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -46,3 +47,27 @@ def test_the_command_runs_on_the_library_it_preloads():
     env = preloaded_environment({"PATH": "/usr/bin:/bin"}, library)
     preloaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
     assert preloaded.stdout.strip() == "jemalloc"
+
+
+def test_the_onednn_kernel_cache_is_bounded_unless_the_user_chose(tmp_path):
+    from minbert.allocator import ONEDNN_CACHE, ONEDNN_CACHE_CAPACITY, limit_onednn_kernel_cache
+
+    env = {}
+    limit_onednn_kernel_cache(env)
+    assert env == {ONEDNN_CACHE: ONEDNN_CACHE_CAPACITY}
+    env = {ONEDNN_CACHE: "1024"}
+    limit_onednn_kernel_cache(env)
+    assert env == {ONEDNN_CACHE: "1024"}
+
+
+def test_the_command_bounds_it_before_anything_else(monkeypatch):
+    from minbert import allocator, cli
+    from minbert.allocator import ONEDNN_CACHE, ONEDNN_CACHE_CAPACITY
+
+    seen = []
+    monkeypatch.delenv(ONEDNN_CACHE, raising=False)
+    monkeypatch.setattr(allocator, "reexec_with_fast_allocator", lambda: seen.append(os.environ.get(ONEDNN_CACHE)))
+    monkeypatch.setattr(cli, "main", lambda: 0)
+    with pytest.raises(SystemExit):
+        cli.entry()
+    assert seen == [ONEDNN_CACHE_CAPACITY]  # already set when the process re-executes under jemalloc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -418,9 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `minbert` command: under jemalloc where the system has it (minbert/allocator.py), then `main`."""
-    from minbert.allocator import reexec_with_fast_allocator
+    """The `minbert` command: under jemalloc where the system has it, with a bounded oneDNN kernel cache
+    (minbert/allocator.py), then `main`."""
+    from minbert.allocator import limit_onednn_kernel_cache, reexec_with_fast_allocator
 
+    limit_onednn_kernel_cache(os.environ)
     reexec_with_fast_allocator()
     sys.exit(main())
 
