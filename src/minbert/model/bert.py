@@ -97,9 +97,11 @@ class FeedForward(nn.Module):
 
 class GeluDown(torch.autograd.Function):
     """down(gelu(h)) that keeps h, not gelu(h), for the backward pass and recomputes the GELU there: one
-    (B, T, intermediate) tensor less per layer (80 MiB of a long MiniLM batch's 465), at no measurable cost in
-    time. Same kernels in the same order as autograd's own path, so outputs and gradients are bit for bit the
-    same (tests/model/test_bert_vs_hf.py)."""
+    (B, T, intermediate) tensor less per layer (72 MiB of a long MiniLM batch's 465), at no measurable cost in
+    time. One forward and backward give autograd's own outputs and gradients bit for bit
+    (tests/model/test_bert_vs_hf.py). Where a step runs the encoder twice (FGSM, SMART), each pass casts the
+    weight to bf16 on its own and their gradients are summed in fp32, where autocast's shared cast summed them in
+    bf16 first: the same sum, rounded less."""
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor, approximate: str) -> Tensor:
