@@ -80,3 +80,22 @@ def test_cased_vocab_keeps_case(tmp_path):
     assert Tokenizer.from_pretrained(tmp_path).tokenize("Hello hello") == ["Hello", "hello"]
     (tmp_path / "tokenizer_config.json").write_text('{"do_lower_case": true}')
     assert Tokenizer.from_pretrained(tmp_path).tokenize("Hello hello") == ["hello", "hello"]
+
+
+def test_rows_are_stored_flat_across_chunks_and_read_back_per_row(tokenizers, monkeypatch):
+    import minbert.tokenizer
+
+    ours, hf = tokenizers
+    texts = [f"sentence number {i} " + "word " * (i % 5) for i in range(23)]
+    pairs = [f"and its pair {i}" for i in range(23)]
+    monkeypatch.setattr(minbert.tokenizer, "ENCODE_CHUNK", 7)  # four chunks, the last one short
+    rows = ours.encode_ids(texts, pairs)
+    assert len(rows) == 23 and rows.ids.dtype.name == "int32" and rows.types.dtype.name == "int8"
+    for i, (ids, types) in enumerate(rows):
+        ref = hf(texts[i], pairs[i])
+        assert ids.tolist() == ref["input_ids"] and types.tolist() == ref["token_type_ids"]
+        assert rows.lengths[i] == len(ref["input_ids"])
+    assert [a.tolist() for a in rows[-1]] == [a.tolist() for a in rows[22]]
+    with pytest.raises(IndexError, match="row 23 of 23"):
+        rows[23]
+    assert len(ours.encode_ids([])) == 0

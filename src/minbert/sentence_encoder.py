@@ -51,10 +51,10 @@ class SentenceEncoder:
                 self._int8_model = quantize_int8(self.model, self.device)
             model = self._int8_model
         rows = self.tokenizer.encode_ids(list(texts), max_length=max_length)
-        order = np.argsort(rows.lengths, kind="stable") if sort_by_length else np.arange(len(rows))
+        # packing needs no sorting: short and long rows share a packed row
+        sort = sort_by_length and not packing
+        order = np.argsort(rows.lengths, kind="stable") if sort else np.arange(len(rows))
         out = torch.empty(len(rows), pool.output_dim(self.model.config.hidden_size))
-        if packing:
-            order = np.arange(len(rows))  # packing needs no sorting: short and long rows share a packed row
         for start in range(0, len(rows), batch_size):
             chosen = order[start:start + batch_size]
             if packing:
