@@ -233,7 +233,7 @@ PUBLISHED = {"best CS224N multitask report (bert-base)": {"overall": 0.738}}
 def print_summary(config: RunConfig, metrics: dict) -> None:
     table = Table(title=f"{config.name}: dev scores of the best checkpoint (epoch {metrics['best']['epoch']})")
     table.add_column("")
-    for column in ("sst", "quora", "sts", "cfimdb", "overall", "minutes", "peak GB"):
+    for column in ("sst", "quora", "sts", "cfimdb", "overall", "minutes", "peak GiB"):
         table.add_column(column, justify="right")
     by_data = {config.tasks[t].data: r["score"] for t, r in metrics["final_dev"].items()}
     if {"sst", "quora", "sts"} <= by_data.keys():
