@@ -161,14 +161,12 @@ def train_default_job(data_dir: str | None, steps: int, compiled: bool) -> dict:
     plan = trainer.epoch_plan(0)
     trainer.total_steps = len(plan)
     useful = computed = 0
-    # tokens per padded row: a siamese batch pads its distinct sentences, any other its examples
-    row_lengths = {task: d["train"].row_lengths if d["train"].siamese else d["train"].lengths
-                   for task, d in exp.data.items()}
     for step in plan:  # the whole epoch's padding, as collate() will pad it
         for task, positions in step:
             data = exp.data[task]["train"]
+            # the padded rows: a siamese batch's distinct sentences, any other batch's examples
             rows = np.unique(data.pair_rows[positions]) if data.siamese else np.asarray(positions)
-            lengths = row_lengths[task][rows]
+            lengths = data.row_lengths[rows]
             useful += int(lengths.sum())
             computed += int(len(lengths) * lengths.max())
     exp.model.train()

@@ -62,13 +62,13 @@ class LayerCache:
 
     def put(self, rows: list[int], hidden: Tensor) -> Tensor:
         """Store each row's real tokens; returns `hidden` rounded to the store's dtype (what a later get gives)."""
-        rounded = hidden.detach().to(self.dtype).cpu()
-        bits = rounded.view(torch.int16) if self.dtype == torch.bfloat16 else rounded
+        rounded = hidden.detach().to(self.dtype)  # on hidden's device: only the store's copy goes to the host
+        bits = rounded.cpu().view(torch.int16) if self.dtype == torch.bfloat16 else rounded.cpu()
         array = bits.numpy()
         for i, r in enumerate(rows):
             self.store[self.offsets[r]:self.offsets[r + 1]] = array[i, : self.lengths[r]]
         self.filled[rows] = True
-        return rounded.to(device=hidden.device, dtype=hidden.dtype)
+        return rounded.to(hidden.dtype)
 
     def close(self) -> None:
         if self.spill_path is not None:
