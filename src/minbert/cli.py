@@ -6,11 +6,13 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from minbert.errors import MinbertError
+from minbert.interrupts import STOP, Interrupted
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -217,7 +219,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from minbert.serving.app import Batching, Limits, serve
 
-    limits = Limits(args.max_texts, args.max_chars, args.timeout)
+    limits = Limits(args.max_texts, args.max_chars, args.timeout, args.max_body_bytes)
     serve(args.run, args.host, args.port, limits, Batching(args.max_batch, args.max_wait_ms), args.precision)
     return 0
 
@@ -366,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-texts", type=int, default=64, help="texts or pairs per request (default: 64)")
     serve.add_argument("--max-chars", type=int, default=2000, help="characters per text (default: 2000)")
     serve.add_argument("--timeout", type=float, default=10.0, help="seconds to answer a request (default: 10)")
+    serve.add_argument("--max-body-bytes", type=int, default=0,
+                       help="bytes of a request body, refused before it is read (default: room for --max-texts "
+                            "pairs of --max-chars characters)")
     precision_flag(serve)
     serve.set_defaults(handler=cmd_serve)
 
@@ -411,11 +416,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        return args.handler(args)
-    except MinbertError as exc:
-        print(f"minbert: error: {exc}", file=sys.stderr)
-        return 2
+    with STOP.installed():
+        try:
+            return args.handler(args)
+        except MinbertError as exc:
+            print(f"minbert: error: {exc}", file=sys.stderr)
+            return 2
+        except Interrupted as exc:
+            print(f"minbert: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:  # raised before our handlers were in place
+            print("minbert: stopped by SIGINT", file=sys.stderr)
+            return 128 + signal.SIGINT
 
 
 def entry() -> None:

@@ -8,9 +8,11 @@ soft output of every dev example, written with the run's predictions).
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 from plotly.offline import get_plotlyjs
 
 from minbert.errors import ConfigError, MinbertError
@@ -135,6 +137,12 @@ def show(value: object) -> str:
 
 # --- charts: Plotly figures, serialised to JSON and drawn by the inlined plotly.js ---
 
+def plain(text: object) -> str:
+    """Text for a Plotly label, title or hover: Plotly reads its own HTML subset (<br>, <a href>, ...) in every
+    string, so what came from data or a user is escaped and shows literally."""
+    return html.escape(str(text), quote=False)
+
+
 def chart(figure: go.Figure, height: int = 360) -> dict:
     figure.update_layout(height=height, margin={"l": 60, "r": 20, "t": 40, "b": 50}, template="plotly_white")
     return json.loads(figure.to_json())
@@ -147,9 +155,9 @@ def learning_curves(epochs: list[dict]) -> list[dict]:
     tasks = sorted({t for e in epochs for t in e.get("dev", {})})
     loss, dev = go.Figure(), go.Figure()
     for task in tasks:
-        loss.add_scatter(x=numbers, y=[e.get("train_loss", {}).get(task) for e in epochs], name=task,
+        loss.add_scatter(x=numbers, y=[e.get("train_loss", {}).get(task) for e in epochs], name=plain(task),
                          mode="lines+markers")
-        dev.add_scatter(x=numbers, y=[e["dev"].get(task, {}).get("score") for e in epochs], name=task,
+        dev.add_scatter(x=numbers, y=[e["dev"].get(task, {}).get("score") for e in epochs], name=plain(task),
                         mode="lines+markers")
     dev.add_scatter(x=numbers, y=[e.get("selection_score") for e in epochs], name="selection score",
                     mode="lines+markers", line={"dash": "dot", "color": "black"})
@@ -159,10 +167,11 @@ def learning_curves(epochs: list[dict]) -> list[dict]:
 
 
 def confusion_chart(task: str, counts: np.ndarray, labels: Sequence[str]) -> dict:
-    figure = go.Figure(go.Heatmap(z=counts.tolist(), x=list(labels), y=list(labels), colorscale="Blues",
+    labels = [plain(label) for label in labels]
+    figure = go.Figure(go.Heatmap(z=counts.tolist(), x=labels, y=labels, colorscale="Blues",
                                   text=counts.tolist(), texttemplate="%{text}", hovertemplate=(
                                       "gold %{y}<br>predicted %{x}<br>%{z} examples<extra></extra>")))
-    figure.update_layout(title=f"{task}: confusion matrix (dev)", xaxis_title="predicted", yaxis_title="gold",
+    figure.update_layout(title=f"{plain(task)}: confusion matrix (dev)", xaxis_title="predicted", yaxis_title="gold",
                          yaxis_autorange="reversed")
     return chart(figure, height=300 + 30 * len(labels))
 
@@ -171,10 +180,10 @@ def similarity_scatter(task: str, rows: list[dict]) -> dict:
     gold = np.array([r["gold"] for r in rows], dtype=float)
     predicted = np.array([r["predicted"] for r in rows], dtype=float)
     scatter = go.Figure(go.Scattergl(x=gold, y=predicted, mode="markers", marker={"size": 5, "opacity": 0.5},
-                                     text=[" / ".join(r["texts"]) for r in rows],
+                                     text=[plain(" / ".join(r["texts"])) for r in rows],
                                      hovertemplate="gold %{x:.2f}, predicted %{y:.2f}<br>%{text}<extra></extra>"))
     scatter.add_scatter(x=[0, 5], y=[0, 5], mode="lines", line={"color": "gray", "width": 1}, showlegend=False)
-    scatter.update_layout(title=f"{task}: predicted against gold (dev)", xaxis_title="gold similarity",
+    scatter.update_layout(title=f"{plain(task)}: predicted against gold (dev)", xaxis_title="gold similarity",
                           yaxis_title="predicted", showlegend=False)
     return chart(scatter, height=420)
 
@@ -183,7 +192,7 @@ def error_per_bin_chart(task: str, bins: list[dict]) -> dict:
     """The per-bin error the run recorded in metrics.json (write_task_outputs' sts_bins)."""
     per_bin = go.Figure(go.Bar(x=[b["bin"] for b in bins], y=[b["mean_abs_error"] or 0 for b in bins],
                                text=[f"n={b['count']}" for b in bins], textposition="outside"))
-    per_bin.update_layout(title=f"{task}: mean |error| per gold-score bin", xaxis_title="gold bin",
+    per_bin.update_layout(title=f"{plain(task)}: mean |error| per gold-score bin", xaxis_title="gold bin",
                           yaxis_title="mean |error|")
     return chart(per_bin, height=420)
 
@@ -256,14 +265,24 @@ def epoch_rows(epochs: list[dict]) -> tuple[list[str], list[dict]]:
 
 @cache
 def environment() -> Environment:
-    env = Environment(loader=PackageLoader("minbert.reporting", "templates"), autoescape=select_autoescape())
+    # every value is escaped (select_autoescape() would leave *.html.j2 unescaped): texts, names and config
+    # values come from data files and users, and reports are shared
+    env = Environment(loader=PackageLoader("minbert.reporting", "templates"), autoescape=True)
     env.filters["num"] = lambda v, digits=4: "" if v is None else f"{v:.{digits}f}"
     return env
 
 
+def content_security_policy(nonce: str) -> str:
+    """The page's own scripts only (by nonce), nothing fetched; Plotly needs inline styles and data/blob images."""
+    return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src data: blob:; "
+            "font-src data:; base-uri 'none'; form-action 'none'")
+
+
 def page_context(title: str) -> dict:
+    nonce = secrets.token_urlsafe(16)
     return {"title": title, "plotly_js": get_plotlyjs(), "made": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "default_job": default_job()[0] if default_job() else None}
+            "default_job": default_job()[0] if default_job() else None, "nonce": nonce,
+            "content_security_policy": content_security_policy(nonce)}
 
 
 def render_run(run: RunView) -> str:
@@ -281,7 +300,7 @@ def render_run(run: RunView) -> str:
 def render_comparison(runs: list[RunView], links: dict[Path, str]) -> str:
     ranked = sorted(runs, key=lambda r: -r.scores.get("overall", max(r.scores.values(), default=0)))
     columns = [c for c in ("sst", "quora", "sts", "cfimdb", "overall") if any(c in r.scores for r in runs)]
-    leaderboard = go.Figure(go.Bar(x=[r.name for r in ranked], y=[r.scores.get(columns[-1]) for r in ranked]))
+    leaderboard = go.Figure(go.Bar(x=[plain(r.name) for r in ranked], y=[r.scores.get(columns[-1]) for r in ranked]))
     leaderboard.update_layout(title=f"{columns[-1]} dev score per run", yaxis_title=columns[-1])
     low = min((r.scores.get(columns[-1], 1) for r in ranked), default=0)
     leaderboard.update_yaxes(range=[max(0, low - 0.02), None])
@@ -290,7 +309,7 @@ def render_comparison(runs: list[RunView], links: dict[Path, str]) -> str:
         epochs = run.metrics.get("epochs", [])
         if epochs:
             curves.add_scatter(x=[e["epoch"] for e in epochs], y=[e.get("selection_score") for e in epochs],
-                               name=run.name, mode="lines+markers")
+                               name=plain(run.name), mode="lines+markers")
     curves.update_layout(title="selection score per epoch (dev)", xaxis_title="epoch")
     rows = [{"run": r, "link": links.get(r.path), "scores": r.scores, "best_epoch": (r.metrics.get("best") or {})
              .get("epoch"), "minutes": (r.metrics.get("wall_seconds") or 0) / 60,

@@ -9,6 +9,9 @@ few large ones; `max_batch = 1` serves one text at a time, the baseline of the l
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader
 from pydantic import BaseModel, Field
 
 from minbert.data.files import Example
@@ -33,6 +36,19 @@ from minbert.sentence_encoder import SentenceEncoder
 from minbert.tasks.kinds import CLASS_LABELS
 
 
+def check_positive(owner: object, minimum: dict[str, float]) -> None:
+    """Each named field at least its minimum (0 for an open bound: > 0), checked before a server starts."""
+    for name, low in minimum.items():
+        value = getattr(owner, name)
+        flag = "--" + name.replace("_", "-").replace("-seconds", "")
+        if low == 0 and not value > 0:
+            raise ConfigError(f"{flag} = {value} must be > 0")
+        if low and value < low:
+            raise ConfigError(f"{flag} = {value} must be >= {low}")
+
+log = logging.getLogger("minbert")
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may ask; each is answered with a JSON 4xx that names it."""
@@ -40,12 +56,29 @@ class Limits:
     max_texts: int = 64  # texts (or pairs) per request
     max_chars: int = 2000  # characters per text
     timeout_seconds: float = 10.0  # from arrival to answer
+    max_body_bytes: int = 0  # bytes of a request body, refused (413) before it is read; 0 = from the limits above
+
+    def __post_init__(self) -> None:
+        check_positive(self, {"max_texts": 1, "max_chars": 1, "timeout_seconds": 0})
+        if self.max_body_bytes < 0:
+            raise ConfigError(f"--max-body-bytes = {self.max_body_bytes} must be > 0 (or 0: from the other limits)")
+
+    @property
+    def body_bytes(self) -> int:
+        """The body limit: as set, else room for max_texts pairs of max_chars characters, each written as a
+        six-byte JSON escape, plus the JSON around them."""
+        return self.max_body_bytes or 2 * self.max_texts * self.max_chars * 6 + 64 * 1024
 
 
 @dataclass(frozen=True)
 class Batching:
     max_batch: int = 64  # texts per model call; 1 serves one text at a time
     max_wait_ms: float = 5.0  # how long a lone text waits for company
+
+    def __post_init__(self) -> None:
+        check_positive(self, {"max_batch": 1})
+        if not self.max_wait_ms >= 0:
+            raise ConfigError(f"--max-wait-ms = {self.max_wait_ms} must be >= 0")
 
 
 class LimitExceeded(Exception):
@@ -151,30 +184,82 @@ class Batcher:
         return [item for item in batch if not item.future.done()]  # a timed-out request's texts are dropped
 
     async def work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self.gather_batch()
             groups: dict[str, list[Pending]] = defaultdict(list)
             for item in batch:
                 groups[item.endpoint].append(item)
             for endpoint, items in groups.items():
-                try:
-                    answers = await loop.run_in_executor(self.executor, self.service.run, endpoint,
-                                                         [item.row for item in items])
-                except Exception as exc:  # answer every waiting request rather than leave it hanging
-                    for item in items:
-                        if not item.future.done():
-                            item.future.set_exception(exc)
-                    continue
-                self.stats["model_calls"] += 1
-                self.stats["texts"] += len(items)
-                self.stats["largest_batch"] = max(self.stats["largest_batch"], len(items))
-                for item, answer in zip(items, answers, strict=True):
-                    if not item.future.done():
-                        item.future.set_result(answer)
+                await self.answer(endpoint, items)
+
+    async def answer(self, endpoint: str, items: list[Pending]) -> None:
+        """One model call for the group; if it fails, each text alone, so that only the texts that fail get an
+        error and the requests they shared the batch with are answered."""
+        loop = asyncio.get_running_loop()
+        try:
+            answers = await loop.run_in_executor(self.executor, self.service.run, endpoint,
+                                                 [item.row for item in items])
+        except Exception as exc:
+            if len(items) > 1:
+                for item in items:
+                    await self.answer(endpoint, [item])
+                return
+            log.warning("serve: %s failed on %r: %s: %s", endpoint, items[0].row, type(exc).__name__, exc)
+            if not items[0].future.done():
+                items[0].future.set_exception(LimitExceeded(500, "model", 0, f"the model could not process this "
+                                                            f"text ({type(exc).__name__}: {exc})"))
+            return
+        self.stats["model_calls"] += 1
+        self.stats["texts"] += len(items)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(items))
+        for item, answer in zip(items, answers, strict=True):
+            if not item.future.done():
+                item.future.set_result(answer)
 
 
 # --- the HTTP side ---
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is refused with 413 before it is read or parsed, by its
+    Content-Length at once, or for a chunked body as soon as what has arrived passes the limit; the connection is
+    then closed, so the rest of the body is never held in memory."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if int(length) > self.limit:  # the server has checked that it is a number
+                return await self.refuse(send, f"{int(length):,} bytes")
+            return await self.app(scope, receive, send)
+        received, messages = 0, []
+        while True:  # no length given: read up to the limit here, then hand the body on
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                return await self.refuse(send, f"over {self.limit:,} bytes")
+            if not message.get("more_body"):
+                break
+
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def refuse(self, send, size: str) -> None:
+        body = json.dumps({"error": f"the request body is {size}; the limit is {self.limit:,} (--max-body-bytes)",
+                           "limit": "max_body_bytes", "value": self.limit}).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
 
 class Texts(BaseModel):
     texts: list[str] = Field(description="sentences", examples=[["A gripping, beautifully acted film."]])
@@ -193,6 +278,12 @@ def check_limits(rows: Sequence[tuple[str, ...]], limits: Limits) -> None:
                             f"{len(rows)} texts in one request; the limit is {limits.max_texts}")
     for number, row in enumerate(rows):
         for text in row:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") that JSON allows and UTF-8 does not
+                raise LimitExceeded(422, "unicode", exc.start, f"text {number} is not valid Unicode: "
+                                    f"{exc.object[exc.start]!r} at character {exc.start} is a lone surrogate"
+                                    ) from None
             if len(text) > limits.max_chars:
                 raise LimitExceeded(413, "max_chars", limits.max_chars,
                                     f"text {number}: {len(text)} characters; the limit is {limits.max_chars}")
@@ -200,11 +291,15 @@ def check_limits(rows: Sequence[tuple[str, ...]], limits: Limits) -> None:
                 raise LimitExceeded(422, "empty_text", 0, f"text {number} is empty")
 
 
+def page_policy(nonce: str) -> str:
+    """The try-it page runs its own script and style (by nonce) and talks to this server only."""
+    return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
+            "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
 def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Batching | None = None) -> FastAPI:
     """The API of one loaded run. Every endpoint takes a list, so clients may batch too."""
     limits, batching = limits or Limits(), batching or Batching()
-    if batching.max_batch < 1 or batching.max_wait_ms < 0:
-        raise ConfigError(f"max_batch must be >= 1 and max_wait_ms >= 0 (got {batching})")
     service = Service(model)
     batcher = Batcher(service, batching)
 
@@ -217,8 +312,9 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
                   redoc_url=None, description="Sentiment, paraphrase, similarity and sentence embeddings from a "
                   "minbert run. Every endpoint takes a list; concurrent requests are batched together.")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    app.add_middleware(BodyLimit, limit=limits.body_bytes)
     app.state.batcher, app.state.limits = batcher, limits
-    pages = Environment(loader=PackageLoader("minbert.serving", "templates"), autoescape=select_autoescape())
+    pages = Environment(loader=PackageLoader("minbert.serving", "templates"), autoescape=True)
 
     @app.exception_handler(LimitExceeded)
     async def limit_exceeded(request: Request, exc: LimitExceeded) -> JSONResponse:
@@ -276,8 +372,10 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
 
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
-        return HTMLResponse(pages.get_template("try.html.j2").render(
-            run=model.config.name, tasks=service.tasks, labels=service.labels, limits=limits))
+        nonce = secrets.token_urlsafe(16)
+        html = pages.get_template("try.html.j2").render(run=model.config.name, tasks=service.tasks,
+                                                         labels=service.labels, limits=limits, nonce=nonce)
+        return HTMLResponse(html, headers={"Content-Security-Policy": page_policy(nonce)})
 
     return app
 
@@ -287,5 +385,7 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
     """Load the run (a failure stops here, before any port is opened), then serve until interrupted."""
     import uvicorn
 
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a port number (1 to 65535)")
     model = MultitaskBERT.load(run, precision)
     uvicorn.run(create_app(model, limits, batching), host=host, port=port, log_level="warning")

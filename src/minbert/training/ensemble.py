@@ -19,7 +19,6 @@ from __future__ import annotations
 import gc
 import logging
 import time
-import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,24 +33,50 @@ from minbert.evaluation.predict import score
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.tasks.kinds import KINDS
-from minbert.training.config import check_run_name, load_config
+from minbert.training.config import check_run_name, load_config, read_toml
 from minbert.training.experiment import task_file
-from minbert.training.rundir import RunLock, create_run_dir
+from minbert.training.rundir import Input, RunLock, check_new_run, create_run_dir, remove_failed_start
 
 log = logging.getLogger("minbert")
 ENSEMBLE_FILE = "ensemble.toml"
 DATA_ORDER = ("sst", "quora", "sts", "cfimdb")
 
 
+def read_members(ensemble_dir: Path) -> list[Path]:
+    """The members an ensemble.toml lists, or a message naming the file when it is not a list of directories."""
+    path = ensemble_dir / ENSEMBLE_FILE
+    members = read_toml(path, "ensemble file").get("members")
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) and m.strip() for m in members):
+        raise ConfigError(f"{path}: `members` must be a non-empty list of run directories, got {members!r}")
+    return [Path(m) for m in members]
+
+
+def member_tree(path: str | Path, chain: tuple[Path, ...] = ()) -> list[tuple[Path, bool]]:
+    """Every directory behind a run or ensemble directory, depth first, each with whether it is a training run:
+    the ensembles themselves, then their members (ensembles of ensembles included). An ensemble that contains
+    itself, directly or through another, is reported with the chain that closes the loop."""
+    path = Path(path).resolve()
+    if path in chain:
+        loop = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
+        raise ConfigError(f"{chain[-1] / ENSEMBLE_FILE}: the ensemble contains itself ({loop})")
+    if (path / ENSEMBLE_FILE).is_file():
+        return [(path, False), *(found for member in read_members(path)
+                                 for found in member_tree(member, (*chain, path)))]
+    if not (path / "config.toml").is_file() or not (path / "best").is_dir():
+        where = f" (listed in {chain[-1] / ENSEMBLE_FILE})" if chain else ""
+        raise ConfigError(f"{path}: not a finished run (no config.toml and best/) nor an ensemble "
+                          f"({ENSEMBLE_FILE}){where}")
+    return [(path, True)]
+
+
 def member_runs(path: str | Path) -> list[Path]:
     """The training runs behind a run directory or an ensemble directory (ensembles of ensembles flatten)."""
-    path = Path(path).resolve()
-    if (path / ENSEMBLE_FILE).is_file():
-        members = tomllib.loads((path / ENSEMBLE_FILE).read_text(encoding="utf-8"))["members"]
-        return [run for member in members for run in member_runs(member)]
-    if not (path / "config.toml").is_file() or not (path / "best").is_dir():
-        raise ConfigError(f"{path}: not a finished run (no config.toml and best/) nor an ensemble ({ENSEMBLE_FILE})")
-    return [path]
+    return [found for found, is_run in member_tree(path) if is_run]
+
+
+def member_inputs(members: Sequence[str | Path], what: str = "a member") -> list[Input]:
+    """What an ensemble (or a teacher) reads: each member as given and every run and ensemble behind it."""
+    return [Input(what, Path(found), is_run=True) for member in members for found, _ in member_tree(member)]
 
 
 def tasks_by_data(run_dir: Path) -> dict[str, str]:
@@ -122,6 +147,8 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
     ensemble = Ensemble(members)
     root = Path(output_dir)
     run_dir = root / name
+    inputs = member_inputs(members)
+    check_new_run(run_dir, root, overwrite, inputs)  # before the members' outputs are computed
     with RunLock(run_dir):
         member_dev: dict[str, dict[str, float]] = {}
         averaged: dict[tuple[str, str], tuple[list[Example], np.ndarray]] = {}
@@ -139,20 +166,25 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
             for data, outputs in ensemble.outputs(requests, member_score).items():
                 averaged[(data, split)] = (requests[data], outputs)
         members_toml = tomli_w.dumps({"members": [str(r) for r in ensemble.runs]})
-        create_run_dir(run_dir, root, overwrite, {ENSEMBLE_FILE: members_toml})
-        final_dev = {}
-        for (data, split), (examples, outputs) in averaged.items():
-            result = write_task_outputs(run_dir, data, KINDS[data], split, examples, KINDS[data].decide(outputs),
-                                        outputs)
-            if result:
-                final_dev[data] = result
-        rows = [*member_dev.items(), ("ensemble", {data: r["score"] for data, r in final_dev.items()})]
-        (run_dir / "members.md").write_text(members_table(rows, ensemble.data_sets), encoding="utf-8")
-        write_json(run_dir / "metrics.json", {
-            "name": name, "members": [str(r) for r in ensemble.runs], "final_dev": final_dev,
-            "member_dev": member_dev, "wall_seconds": round(time.perf_counter() - started, 1),
-            "environment": {**machine(), "precision": ensemble.precision or "each member's own"}})
-        write_report_quietly(run_dir)
+        created = create_run_dir(run_dir, root, overwrite, {ENSEMBLE_FILE: members_toml}, inputs)
+        try:
+            final_dev = {}
+            for (data, split), (examples, outputs) in averaged.items():
+                result = write_task_outputs(run_dir, data, KINDS[data], split, examples, KINDS[data].decide(outputs),
+                                            outputs)
+                if result:
+                    final_dev[data] = result
+            rows = [*member_dev.items(), ("ensemble", {data: r["score"] for data, r in final_dev.items()})]
+            (run_dir / "members.md").write_text(members_table(rows, ensemble.data_sets), encoding="utf-8")
+            write_json(run_dir / "metrics.json", {
+                "name": name, "members": [str(r) for r in ensemble.runs], "final_dev": final_dev,
+                "member_dev": member_dev, "wall_seconds": round(time.perf_counter() - started, 1),
+                "environment": {**machine(), "precision": ensemble.precision or "each member's own"}})
+            write_report_quietly(run_dir)
+        except BaseException:  # an error or an interrupt: no half-written ensemble is left behind
+            if remove_failed_start(run_dir, created):
+                log.info("removed %s: the ensemble was not finished", run_dir)
+            raise
     return run_dir
 
 

@@ -28,9 +28,9 @@ from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
 from minbert.data.batching import TaskData
-from minbert.data.files import Example
+from minbert.data.files import Example, resolve_data_dir
 from minbert.device import machine
-from minbert.errors import ConfigError
+from minbert.errors import ConfigError, MinbertError
 from minbert.evaluation.metrics import confusion_matrix, overall_score, sts_bins
 from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
 from minbert.evaluation.predict import Inference, predict, predict_both, score
@@ -42,11 +42,20 @@ from minbert.tasks.model import MultitaskModel
 from minbert.terminal import console as make_console
 from minbert.training.checkpoint import load_latest
 from minbert.training.config import RunConfig
+from minbert.training.distillation import teachers_of
 from minbert.training.distributed import World, init_world, shutdown
-from minbert.training.experiment import Experiment, build_experiment, load_task_data
+from minbert.training.ensemble import member_inputs
+from minbert.training.experiment import SPLITS, Experiment, build_experiment, load_task_data, task_file
 from minbert.training.hooks import Hook
 from minbert.training.loop import Trainer
-from minbert.training.rundir import RunLock, atomic_write_text, check_new_run, create_run_dir, remove_failed_start
+from minbert.training.rundir import (
+    Input,
+    RunLock,
+    atomic_write_text,
+    check_new_run,
+    create_run_dir,
+    remove_failed_start,
+)
 
 log = logging.getLogger("minbert")
 
@@ -67,6 +76,25 @@ def check_free_space(run_dir: Path, config: RunConfig) -> None:
     if free < needed:
         raise ConfigError(f"{probe}: {free / 2**20:.0f} MB free, the run's checkpoints need about "
                           f"{needed / 2**20:.0f} MB; free space or lower train.keep_checkpoints")
+
+
+def run_inputs(config: RunConfig, data_dir: str | None) -> list[Input]:
+    """What a training run reads, which its run directory may never replace: its teachers (and every run behind
+    them), the starting model, the data files."""
+    inputs = [item for task, teacher in teachers_of(config).items()
+              for item in member_inputs([teacher], f"the teacher of tasks.{task}")]
+    if config.model.path:
+        inputs.append(Input("model.path", Path(config.model.path)))
+    try:
+        directory = resolve_data_dir(data_dir or config.data_dir or None)
+    except MinbertError:  # reported when the data is read
+        return inputs
+    inputs.append(Input("the data directory", directory))
+    for task, task_config in config.tasks.items():
+        inputs += [Input(f"tasks.{task}.{split}", directory / name) for split in SPLITS
+                   if (name := task_file(config, task, split))]
+        inputs += [Input(f"tasks.{task}.extra", directory / extra.file) for extra in task_config.extra]
+    return inputs
 
 
 def check_resumable(run_dir: Path) -> tuple:
@@ -262,7 +290,8 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
     run_dir = Path(resume) if resume else root / config.name
     try:
         with RunLock(run_dir) if world.is_main else nullcontext():
-            checkpoint = check_resumable(run_dir) if resume else check_new_run(run_dir, root, overwrite)
+            checkpoint = (check_resumable(run_dir) if resume else
+                          check_new_run(run_dir, root, overwrite, run_inputs(config, data_dir)))
             world.barrier()  # every rank has looked before rank 0 changes anything
             if not world.is_main:
                 world.barrier()  # rank 0 prepares the run directory
@@ -281,7 +310,8 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                     check_free_space(run_dir, config)
                 exp = build_experiment(config, data_dir, strict, world)
                 created = False if resume else create_run_dir(run_dir, root, overwrite,
-                                                              {"config.toml": config.to_toml()})
+                                                              {"config.toml": config.to_toml()},
+                                                              run_inputs(config, data_dir))
                 handler = attach_log_file(run_dir)
                 held.setTarget(handler)
                 held.flush()

@@ -6,6 +6,9 @@
 - One process at a time writes a run: an OS-level lock (flock through `filelock`) beside the directory, held for
   the life of a train, resume or evaluate-with-writes. The kernel drops it when the holder dies, so a kill -9 leaves
   no stale lock; the holder's pid and command are written next to it so a refused process can name it.
+- Inputs are never outputs: the directory a command writes may not be, hold or lie inside a run it reads (an
+  ensemble's member, a teacher), nor be or hold a file or directory it reads (the model, the data): refused before
+  anything is touched, `--overwrite` or not.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -94,19 +99,49 @@ def check_removable(run_dir: Path, root: Path) -> None:
                           "directories minbert made: move or remove it yourself, or choose another name")
 
 
-def check_new_run(run_dir: Path, root: Path, overwrite: bool) -> None:
-    """Before any work: an existing run is replaced only with `overwrite`, and only if it is a minbert run."""
+@dataclass(frozen=True)
+class Input:
+    """Something a command reads: `what` names it in messages; a run (`is_run`) may not even hold the output."""
+
+    what: str
+    path: Path
+    is_run: bool = False
+
+
+def check_not_an_input(run_dir: Path, inputs: Iterable[Input]) -> None:
+    """Refuse to write `run_dir` where it would replace or change what the command reads: an input run it is, holds
+    or lies inside; a model or data path it is or holds."""
+    target = run_dir.resolve()
+    for item in inputs:
+        source = item.path.resolve()
+        if target == source:
+            relation = "is"
+        elif target in source.parents:
+            relation = "holds"
+        elif item.is_run and source in target.parents:
+            relation = "lies inside"
+        else:
+            continue
+        raise ConfigError(f"{run_dir} {relation} {item.what} {item.path}, which this command reads: writing the "
+                          "run there would replace or change its own input; choose another name or output directory")
+
+
+def check_new_run(run_dir: Path, root: Path, overwrite: bool, inputs: Iterable[Input] = ()) -> None:
+    """Before any work: the run is none of the command's inputs, and an existing run is replaced only with
+    `overwrite`, and only if it is a minbert run."""
+    check_not_an_input(run_dir, inputs)
     if run_dir.is_symlink() or (run_dir.exists() and any(run_dir.iterdir())):
         if not overwrite:
             raise ConfigError(f"{run_dir} already exists; pass --overwrite to replace it, or set name=...")
         check_removable(run_dir, root)
 
 
-def create_run_dir(run_dir: Path, root: Path, overwrite: bool, files: dict[str, str]) -> bool:
+def create_run_dir(run_dir: Path, root: Path, overwrite: bool, files: dict[str, str],
+                   inputs: Iterable[Input] = ()) -> bool:
     """Make the run directory with its marker and `files` (name: text; the resolved config, say), replacing an old
     run when `overwrite` allows it. Returns whether this call created the directory (so a failed start may remove
     it again)."""
-    check_new_run(run_dir, root, overwrite)
+    check_new_run(run_dir, root, overwrite, inputs)
     if run_dir.exists() and any(run_dir.iterdir()):
         shutil.rmtree(run_dir)
     created = not run_dir.exists()
