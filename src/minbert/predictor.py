@@ -17,7 +17,7 @@ from minbert.model.bert import BertModel
 from minbert.model.config import BertConfig
 from minbert.tasks.model import MultitaskModel
 from minbert.tokenizer import Tokenizer
-from minbert.training.config import RunConfig, load_config
+from minbert.training.config import RunConfig, check_trained_with, load_config
 
 log = logging.getLogger("minbert")
 
@@ -42,6 +42,7 @@ class MultitaskBERT:
         if precision is not None and precision not in INFERENCE_PRECISIONS:
             raise ConfigError(f"precision {precision!r} is not one of {', '.join(INFERENCE_PRECISIONS)}")
         config = load_config(run_dir / "config.toml")
+        check_trained_with(run_dir, config)
         best = run_dir / "best"
         model = MultitaskModel(BertModel(BertConfig.from_json(best / "config.json")), config.tasks, config.model)
         model.load_checkpoint(best)

@@ -17,6 +17,8 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -100,38 +102,116 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     final = directory / name
     publish(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old)
+        retire(old)
     return final
+
+
+def retire(path: Path) -> None:
+    """Remove a checkpoint: out of the listing first (a rename), then deleted, so that an interrupt midway never
+    leaves half a checkpoint under a checkpoint's name (a `.tmp-*` leftover is cleaned up later)."""
+    trash = path.with_name(f".tmp-removed-{path.name}")
+    os.rename(path, trash)
+    shutil.rmtree(trash)
 
 
 def publish(tmp: Path, final: Path) -> None:
     """The one moment a checkpoint appears: a rename of its complete, synced temporary directory."""
     if final.exists():
-        shutil.rmtree(final)
+        retire(final)
     os.rename(tmp, final)
     _fsync(final.parent)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temporary directories of interrupted writes are not listed)."""
+    """Checkpoints by name, oldest first (temporary directories of interrupted writes are not listed)."""
     directory = Path(run_dir) / CHECKPOINT_DIR
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.is_dir() and NAME.fullmatch(p.name))
 
 
-def load_latest(run_dir: Path) -> tuple[Path, dict[str, torch.Tensor], dict] | None:
-    """The newest readable checkpoint, after removing leftovers of interrupted writes."""
+# What a resumable state.json holds (hooks add their own keys, checked by their load_state)
+STATE_KEYS = ("step", "stage", "stage_start_step", "epoch", "step_in_epoch", "epoch_rng_state", "rng", "optimizer",
+              "scaler", "epoch_losses", "epoch_seen", "epoch_seconds", "history")
+
+
+def damage(path: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (files missing, a tensor file shorter than its header says, a state
+    that is not JSON or lacks a key), or None; read without loading its tensors."""
+    tensors, state = path / "tensors.safetensors", path / "state.json"
+    for file in (tensors, state):
+        if not file.is_file():
+            return f"{file.name} is missing"
+    size = tensors.stat().st_size
+    try:
+        with open(tensors, "rb") as f:
+            header_size = int.from_bytes(f.read(8), "little")
+            if size < 8 or 8 + header_size > size:
+                return f"tensors.safetensors is truncated ({size:,} bytes, not even its header)"
+            header = json.loads(f.read(header_size))
+        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        return f"tensors.safetensors has an unreadable header ({exc})"
+    if 8 + header_size + end != size:
+        return f"tensors.safetensors is truncated: {size:,} bytes where its header describes {8 + header_size + end:,}"
+    try:
+        saved = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"state.json is unreadable ({exc})"
+    if not isinstance(saved, dict):
+        return "state.json is not a JSON object"
+    missing = [key for key in STATE_KEYS if key not in saved]
+    if missing:
+        return f"state.json is incomplete: no {missing[0]!r}"
+    return None
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    try:
+        tensors = load_file(path / "tensors.safetensors")
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except (OSError, SafetensorError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from None
+    return tensors, state
+
+
+@dataclass
+class ResumePoint:
+    """The newest checkpoint that can be resumed from, and the newer ones passed over (path, why)."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    state: dict
+    passed_over: list[tuple[Path, str]]
+
+    @property
+    def step(self) -> int:
+        return self.state["step"]
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Temporary directories of interrupted writes and removals."""
     directory = Path(run_dir) / CHECKPOINT_DIR
     if directory.is_dir():
         for leftover in directory.glob(".tmp-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def newest_usable(run_dir: Path, check: Callable[[dict, dict], str | None] | None = None
+                  ) -> tuple[ResumePoint | None, list[tuple[Path, str]]]:
+    """The newest checkpoint that is complete, readable and (`check(tensors, state)` returns None) fits the run,
+    with the newer ones passed over and why; (None, all of them) when none does."""
+    passed_over: list[tuple[Path, str]] = []
     for path in reversed(list_checkpoints(run_dir)):
-        try:
-            tensors = load_file(path / "tensors.safetensors")
-            state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        except (OSError, SafetensorError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{path}: unreadable checkpoint ({exc}); remove it to resume from an older one"
-                                  ) from None
-        return path, tensors, state
-    return None
+        reason = damage(path)
+        if reason is None:
+            try:
+                tensors, state = load_checkpoint(path)
+            except CheckpointError as exc:
+                reason = str(exc).removeprefix(f"{path}: ")
+            else:
+                reason = check(tensors, state) if check else None
+                if reason is None:
+                    return ResumePoint(path, tensors, state, passed_over), passed_over
+        passed_over.append((path, reason))
+    return None, passed_over

@@ -10,6 +10,8 @@ tables through `ALIASES`, with one warning per key.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import tomllib
 from dataclasses import dataclass, field
@@ -113,6 +115,77 @@ class RunConfig:
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
+
+
+# What changes only how a run trains, not what its checkpoint computes. Every other key shapes the model (the tasks
+# and their data sets, pooling, head, loss, pair encoding, model.max_length, PAL, common layers, ...): a run's
+# prediction is only its own while these match what it was trained with (`model_keys`).
+TRAINING_ONLY = ("name", "output_dir", "data_dir", "seed", "device", "train", "stages", "model.path", "model.freeze",
+                 "model.frozen_layers", "model.trainable_layers", "model.hidden_dropout", "model.attention_dropout",
+                 "model.freeze_word_embeddings", "model.common_dropout", "tasks.*.train", "tasks.*.dev",
+                 "tasks.*.test", "tasks.*.dropout", "tasks.*.batch_size", "tasks.*.loss_weight", "tasks.*.extra",
+                 "tasks.*.teacher", "tasks.*.regularizers")
+
+
+def model_keys(config: RunConfig) -> dict[str, Any]:
+    """{dotted key: value} of every key that shapes the trained model (all but TRAINING_ONLY)."""
+    keys: dict[str, Any] = {}
+
+    def walk(value: Any, path: list[str]) -> None:
+        generic = ".".join("*" if len(path) > 1 and path[0] == "tasks" and i == 1 else part
+                           for i, part in enumerate(path))
+        if any(generic == k or generic.startswith(k + ".") for k in TRAINING_ONLY):
+            return
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(item, [*path, key])
+        else:
+            keys[".".join(path)] = value
+
+    walk(config.to_dict(), [])
+    return keys
+
+
+def model_digest(keys: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def changed_model_keys(recorded: dict[str, Any], config: RunConfig) -> list[str]:
+    """'key: value (trained with other)' for each model-shaping key that differs from what was recorded; keys
+    the record lacks (added to minbert after the run) are not compared."""
+    now = model_keys(config)
+    tasks_then = {k.split(".")[1] for k in recorded if k.startswith("tasks.")}
+    tasks_now = {k.split(".")[1] for k in now if k.startswith("tasks.")}
+    changes = [f"tasks: {', '.join(sorted(tasks_now))} (trained with {', '.join(sorted(tasks_then))})"
+               ] if tasks_then != tasks_now else []
+    return changes + [f"{key} = {now.get(key, '(absent)')!r} (trained with {value!r})"
+                      for key, value in recorded.items() if key in now and now[key] != value]
+
+
+TRAINED_WITH = "trained-with.json"  # the model-shaping keys of a run's config, as it was trained
+
+
+def trained_with(config: RunConfig) -> str:
+    keys = model_keys(config)
+    return json.dumps({"digest": model_digest(keys), "keys": keys}, indent=2) + "\n"
+
+
+def check_trained_with(run_dir: Path, config: RunConfig) -> None:
+    """Refuse a run whose config.toml was edited after training in a key that shapes the model (pooling, head,
+    max_length, ...): its checkpoint would compute something else than what it learnt. Runs made before minbert
+    recorded the keys are not checked."""
+    record = run_dir / TRAINED_WITH
+    if not record.is_file():
+        return
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8"))["keys"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{record}: unreadable ({exc})") from None
+    changes = changed_model_keys(recorded, config)
+    if changes:
+        raise ConfigError(f"{run_dir / 'config.toml'} no longer matches the config the run was trained with "
+                          f"({record}): {'; '.join(changes)}. Restore those values: the checkpoint was trained "
+                          "with them")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

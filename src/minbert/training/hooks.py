@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from minbert.errors import MinbertError
+from minbert.interrupts import STOP, Interrupted
 
 if TYPE_CHECKING:
     from minbert.training.config import TrainConfig
@@ -137,6 +139,11 @@ class NonFiniteLoss(Hook):
         self.skipped = state["nan_skipped"]
 
 
+def checkpoints_epoch_end(trainer: Trainer) -> bool:
+    """Whether the epoch that just ended gets its checkpoint now (between stages, once the next one is set up)."""
+    return trainer.epoch < trainer.stages[trainer.stage].epochs or trainer.stage + 1 == len(trainer.stages)
+
+
 class Checkpointing(Hook):
     """Resumable checkpoints every `train.checkpoint_every` steps inside an epoch and at every epoch's end (between
     stages the Trainer saves one once the next stage is set up)."""
@@ -149,8 +156,28 @@ class Checkpointing(Hook):
             trainer.save_checkpoint()
 
     def after_epoch(self, trainer: Trainer) -> None:
-        if trainer.epoch < trainer.stages[trainer.stage].epochs or trainer.stage + 1 == len(trainer.stages):
+        if checkpoints_epoch_end(trainer):
             trainer.save_checkpoint()
+
+
+class GracefulStop(Hook):
+    """A first Ctrl-C or SIGTERM (minbert.interrupts) ends training at the next step boundary: a checkpoint of
+    where training stands (unless one was just written), then `Interrupted`. Under torchrun every rank stops at the
+    same step."""
+
+    def after_step(self, trainer: Trainer) -> None:
+        self.stop_if_asked(trainer)
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if checkpoints_epoch_end(trainer):  # just written; between stages, the next stage's first step stops
+            self.stop_if_asked(trainer)
+
+    def stop_if_asked(self, trainer: Trainer) -> None:
+        if not trainer.world.any(STOP.requested is not None):
+            return
+        if trainer.last_checkpoint_step != trainer.step:
+            trainer.save_checkpoint()
+        raise Interrupted(STOP.requested or signal.SIGTERM)  # another rank's signal: the launcher's SIGTERM
 
 
 class ProgressReport(Hook):

@@ -23,6 +23,7 @@ from minbert.data.batching import Batch
 from minbert.device import autocast
 from minbert.evaluation.metrics import selection_score
 from minbert.evaluation.predict import predict, score
+from minbert.interrupts import STOP
 from minbert.tasks.model import MultitaskModel
 from minbert.tasks.regularizers import build_regularizers
 from minbert.training.checkpoint import (
@@ -32,12 +33,13 @@ from minbert.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from minbert.training.config import TrainConfig
+from minbert.training.config import TrainConfig, model_digest, model_keys
 from minbert.training.distillation import Distillation, attach_teacher_outputs, teachers_of
 from minbert.training.distributed import World
 from minbert.training.experiment import Experiment, build_optimizer
 from minbert.training.hooks import (
     Checkpointing,
+    GracefulStop,
     GradientClipping,
     Hook,
     LearningRateSchedule,
@@ -74,7 +76,8 @@ def default_hooks(train: TrainConfig, distillation: bool) -> list[Hook]:
     hooks += build_techniques(train.techniques)
     if train.grad_clip > 0:
         hooks.append(GradientClipping(train.grad_clip))
-    return [*hooks, NonFiniteLoss(train.on_nan), ProgressReport(), Checkpointing(train.checkpoint_every)]
+    return [*hooks, NonFiniteLoss(train.on_nan), ProgressReport(), Checkpointing(train.checkpoint_every),
+            GracefulStop()]
 
 
 class TaskLoss(nn.Module):
@@ -147,6 +150,7 @@ class Trainer:
         self.epoch_seconds = 0.0
         self.history: list[dict] = []
         self.step = 0
+        self.last_checkpoint_step: int | None = None  # the step of the newest checkpoint this process wrote
         self.total_steps = 0
         self.stop_reason: str | None = None  # set by a hook (on the main rank) to end training after this epoch
         self.plan: list = []
@@ -271,7 +275,12 @@ class Trainer:
         return total
 
     def fit(self) -> list[dict]:
-        """Run every stage (one, unless the config lists stages) from where training stands."""
+        """Run every stage (one, unless the config lists stages) from where training stands. A first Ctrl-C or
+        SIGTERM stops it at the next step boundary, with a checkpoint (minbert.interrupts, GracefulStop)."""
+        with STOP.stoppable():
+            return self._fit()
+
+    def _fit(self) -> list[dict]:
         while self.stage < len(self.stages):
             self.fit_stage()
             if self.stopped:
@@ -368,14 +377,37 @@ class Trainer:
             "epoch_rng_state": self.epoch_rng_state, "rng": rng_states, "optimizer": optimizer_saved,
             "scaler": self.scaler.state_dict(), "epoch_losses": self.epoch_losses, "epoch_seen": self.epoch_seen,
             "epoch_seconds": self.epoch_seconds, "history": self.history,
+            "model_digest": model_digest(model_keys(self.config)),
         }
         for hook in self.hooks:
             hook_state, hook_tensors = hook.state()
             state.update(hook_state)
             tensors.update(hook_tensors)
         path = save_checkpoint(self.run_dir, self.step, tensors, state, self.config.train.keep_checkpoints)
+        self.last_checkpoint_step = self.step
         log.info("checkpoint: %s (stage %d, epoch %d, step %d of the epoch)", path, self.stage + 1, self.epoch + 1,
                  self.step_in_epoch)
+
+    def state_mismatch(self, tensors: dict[str, torch.Tensor], state: dict) -> str | None:
+        """Why a checkpoint cannot continue this trainer (written under a config whose model-shaping keys differ,
+        a stage this config lacks, tensors that are not this model's), or None."""
+        digest = state.get("model_digest")  # absent in checkpoints written before minbert recorded it
+        if digest is not None and digest != model_digest(model_keys(self.config)):
+            return "written under another config (its model-shaping keys differ from this run's)"
+        if not isinstance(state["stage"], int) or not 0 <= state["stage"] < len(self.stages):
+            return f"its stage index {state['stage']!r} is not one of this config's {len(self.stages)} stages"
+        expected = {k: tuple(v.shape) for k, v in self.model.checkpoint_state().items()}
+        found = {k.removeprefix("model."): tuple(v.shape) for k, v in tensors.items() if k.startswith("model.")}
+        if missing := sorted(expected.keys() - found.keys()):
+            return f"it holds no {missing[0]} ({len(missing)} of the model's tensors missing)"
+        if extra := sorted(found.keys() - expected.keys()):
+            return f"it holds {extra[0]}, which this model has not"
+        for name, shape in expected.items():
+            if found[name] != shape:
+                return f"its {name} is {list(found[name])}, this model's is {list(shape)}"
+        if "rng.torch" not in tensors:
+            return "it holds no RNG state"
+        return None
 
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict) -> None:
         """Continue exactly where a checkpoint left off (call after building everything else)."""

@@ -30,18 +30,19 @@ from torch.utils.tensorboard import SummaryWriter
 from minbert.data.batching import TaskData
 from minbert.data.files import Example, resolve_data_dir
 from minbert.device import machine
-from minbert.errors import ConfigError, MinbertError
+from minbert.errors import CheckpointError, ConfigError, MinbertError
 from minbert.evaluation.metrics import confusion_matrix, overall_score, sts_bins
 from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
 from minbert.evaluation.predict import Inference, predict, predict_both, score
 from minbert.evaluation.predictions import write_predictions
+from minbert.interrupts import Interrupted
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.tasks.kinds import TaskKind
 from minbert.tasks.model import MultitaskModel
 from minbert.terminal import console as make_console
-from minbert.training.checkpoint import load_latest
-from minbert.training.config import RunConfig
+from minbert.training.checkpoint import ResumePoint, damage, list_checkpoints, newest_usable, remove_leftovers
+from minbert.training.config import TRAINED_WITH, RunConfig, check_trained_with, trained_with
 from minbert.training.distillation import teachers_of
 from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.ensemble import member_inputs
@@ -97,16 +98,37 @@ def run_inputs(config: RunConfig, data_dir: str | None) -> list[Input]:
     return inputs
 
 
-def check_resumable(run_dir: Path) -> tuple:
-    """The newest checkpoint of an unfinished run."""
+def check_resumable(run_dir: Path, config: RunConfig) -> None:
+    """An unfinished run with at least one checkpoint that is complete (whether it fits the model is checked
+    once the model is built: `resume_point`)."""
     metrics = run_dir / "metrics.json"
     if metrics.exists() and "final_dev" in json.loads(metrics.read_text(encoding="utf-8")):
         raise ConfigError(f"{run_dir}: the run already finished; nothing to resume (`minbert evaluate --run "
                           f"{run_dir} --write-outputs` rewrites its outputs)")
-    checkpoint = load_latest(run_dir)
-    if checkpoint is None:
+    check_trained_with(run_dir, config)
+    remove_leftovers(run_dir)
+    found = list_checkpoints(run_dir)
+    if not found:
         raise ConfigError(f"{run_dir}: no checkpoint to resume from")
-    return checkpoint
+    reasons = [(path, reason) for path in found if (reason := damage(path))]
+    if len(reasons) == len(found):
+        raise CheckpointError(f"{run_dir}: no checkpoint can be resumed from: " + "; ".join(
+            f"{path.name}: {reason}" for path, reason in reasons))
+
+
+def resume_point(run_dir: Path, trainer: Trainer) -> ResumePoint:
+    """The newest checkpoint that is complete and fits the trainer's model and config; the newer ones passed over
+    are reported by path and reason, with the steps the fallback costs."""
+    point, passed_over = newest_usable(run_dir, trainer.state_mismatch)
+    if point is None:
+        raise CheckpointError(f"{run_dir}: no checkpoint can be resumed from: " + "; ".join(
+            f"{path.name}: {reason}" for path, reason in passed_over))
+    for path, reason in passed_over:
+        steps = int(path.name.removeprefix("step-")) - point.step
+        log.warning("%s: cannot resume from it (%s); resuming from the previous complete checkpoint %s instead: "
+                    "%d step%s to train again (the damaged one is replaced when training reaches it)", path, reason,
+                    point.path.name, steps, "" if steps == 1 else "s")
+    return point
 
 
 @contextmanager
@@ -290,15 +312,18 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
     run_dir = Path(resume) if resume else root / config.name
     try:
         with RunLock(run_dir) if world.is_main else nullcontext():
-            checkpoint = (check_resumable(run_dir) if resume else
-                          check_new_run(run_dir, root, overwrite, run_inputs(config, data_dir)))
+            if resume:
+                check_resumable(run_dir, config)
+            else:
+                check_new_run(run_dir, root, overwrite, run_inputs(config, data_dir))
             world.barrier()  # every rank has looked before rank 0 changes anything
             if not world.is_main:
                 world.barrier()  # rank 0 prepares the run directory
                 exp = build_experiment(config, data_dir, strict, world)
                 trainer = Trainer(exp, [BestCheckpoint(run_dir, exp)], world=world, run_dir=run_dir)
-                if checkpoint:
-                    trainer.load_state(*checkpoint[1:])
+                if resume:
+                    point = resume_point(run_dir, trainer)
+                    trainer.load_state(point.tensors, point.state)
                 try:
                     trainer.fit()
                 finally:
@@ -309,24 +334,40 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 if not resume:
                     check_free_space(run_dir, config)
                 exp = build_experiment(config, data_dir, strict, world)
-                created = False if resume else create_run_dir(run_dir, root, overwrite,
-                                                              {"config.toml": config.to_toml()},
+                files = {"config.toml": config.to_toml(), TRAINED_WITH: trained_with(config)}
+                created = False if resume else create_run_dir(run_dir, root, overwrite, files,
                                                               run_inputs(config, data_dir))
                 handler = attach_log_file(run_dir)
                 held.setTarget(handler)
                 held.flush()
             try:
                 world.barrier()
-                return _train_main(exp, world, run_dir, checkpoint, handler, started, hooks)
-            except Exception:
-                if remove_failed_start(run_dir, created):
+                return _train_main(exp, world, run_dir, bool(resume), handler, started, hooks)
+            except BaseException as exc:  # an error, or an interrupt that came before the first checkpoint
+                removed = remove_failed_start(run_dir, created)
+                if removed:
                     log.info("removed %s: the run failed before its first checkpoint", run_dir)
+                if isinstance(exc, Interrupted):
+                    exc.detail = what_was_kept(run_dir, removed)
                 raise
     finally:
         shutdown(world)
 
 
-def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple | None, handler: logging.Handler,
+def what_was_kept(run_dir: Path, removed: bool) -> str:
+    """The line an interrupted run ends with: its newest complete checkpoint and how to continue."""
+    if removed:
+        return (f"it had not reached its first checkpoint, so {run_dir} was removed: start it again with the "
+                "same command")
+    kept = [path for path in list_checkpoints(run_dir) if damage(path) is None]
+    if not kept:
+        return f"{run_dir} holds no complete checkpoint"
+    state = json.loads((kept[-1] / "state.json").read_text(encoding="utf-8"))
+    return (f"kept {kept[-1]} (step {state['step']}, epoch {state['epoch'] + 1}, step {state['step_in_epoch']} "
+            f"of the epoch); continue with: minbert train --resume {run_dir}")
+
+
+def _train_main(exp: Experiment, world: World, run_dir: Path, resume: bool, handler: logging.Handler,
                 started: float, hooks: Sequence[Hook] = ()) -> Path:
     config = exp.config
     try:
@@ -342,9 +383,10 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, checkpoint: tuple 
         recorder = RunRecorder(run_dir, {"name": config.name, "epochs": [], "best": None}, best)
         trainer = Trainer(exp, [best, recorder, *hooks], cache_dir=run_dir / "cache", world=world, run_dir=run_dir)
         metrics = recorder.metrics
-        if checkpoint:
-            path, tensors, state = checkpoint
-            trainer.load_state(tensors, state)
+        if resume:
+            point = resume_point(run_dir, trainer)
+            path = point.path
+            trainer.load_state(point.tensors, point.state)
             best.replay(trainer.history)  # the finished epochs, as if they had just run
             metrics["best"], metrics["epochs"] = best.best, list(trainer.history)
             metrics["resumed_from"] = {"checkpoint": path.name, "step": trainer.step}
