@@ -127,3 +127,110 @@ def test_the_serve_page_answers_as_the_python_api_does(browser, tiny_model):
         assert int(page.get_attribute("#sentiment-a .value", "data-label")) == tiny_model.predict_sentiment(b)
         page.close()
 
+
+
+# --- hostile text from data files and users shows literally and never runs ---
+
+HOSTILE = ["<script>alert('script')</script>", "<img src=x onerror=alert('img')>",
+           '<iframe src="about:blank" id="injected"></iframe>', "<!-- the rest is a comment",
+           "<b>bold</b> & <a href='javascript:alert(1)'>link</a>"]
+HOSTILE_NAME = "<img src=x onerror=alert('name')>"
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+    """A tiny run trained on dev files whose sentences are markup, under a run name that is markup too."""
+    from minbert.cli import main
+    from tests.conftest import THREE_TASKS, write_tiny_config
+
+    root = tmp_path_factory.mktemp("hostile")
+    data = root / "data"
+    shutil.copytree(tiny_data_dir, data)
+    for name, column in (("ids-sst-dev.csv", 2), ("sts-dev.csv", 2)):
+        lines = (data / name).read_text().splitlines()
+        for i, text in enumerate(HOSTILE, start=1):
+            cells = lines[i].split("\t")
+            cells[column] = text.replace("\t", " ")
+            lines[i] = "\t".join(cells)
+        (data / name).write_text("\n".join(lines) + "\n")
+    config = write_tiny_config(root / "hostile.toml", root / "runs", tiny_model_dir, tasks=THREE_TASKS)
+    assert main(["train", "--config", str(config), f"name={HOSTILE_NAME}", "--data-dir", str(data)]) == 0
+    return root / "runs" / HOSTILE_NAME
+
+
+def open_watched(browser, url: str) -> tuple[Watched, list[str]]:
+    watched, dialogs = Watched(browser), []
+    watched.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    watched.page.goto(url)
+    watched.page.wait_for_load_state("load")
+    return watched, dialogs
+
+
+def assert_inert(page, dialogs: list[str]) -> None:
+    """No script ran, nothing was injected, and the page was not cut short by an open comment."""
+    page.wait_for_timeout(300)
+    assert dialogs == []
+    assert page.locator("#injected").count() == 0 and page.locator("img[src=x]").count() == 0
+    assert page.locator("a[href^=javascript]").count() == 0
+
+
+def test_hostile_dev_rows_and_run_names_show_literally_in_the_report(browser, hostile_run):
+    watched, dialogs = open_watched(browser, (hostile_run / "report.html").as_uri())
+    page = watched.page
+    assert_inert(page, dialogs)
+    assert page.title() == f"minbert report: {HOSTILE_NAME}"
+    assert page.inner_text("h1") == HOSTILE_NAME
+    shown = page.inner_text("#errors-sts")
+    for text in HOSTILE:
+        assert text in shown  # as text, in full
+    assert "Made by minbert report" in page.inner_text("body")  # the open comment hid nothing
+    scatter = page.locator("div.chart").filter(has_text="predicted against gold")
+    scatter.locator(".main-svg").first.wait_for()
+    # hover each point: Plotly draws the sentences as text, never as markup
+    hovered = page.evaluate("""div => { const texts = [];
+        const n = div._fullData[0]._length;
+        for (let i = 0; i < n; i++) { Plotly.Fx.hover(div, [{curveNumber: 0, pointNumber: i}]);
+          const layer = div.querySelector('.hoverlayer'); texts.push(layer ? layer.textContent : ''); }
+        return texts; }""", scatter.element_handle())
+    assert any(HOSTILE[0] in text for text in hovered), hovered
+    assert_inert(page, dialogs)
+    assert watched.errors == []
+    page.close()
+
+
+def test_hostile_run_names_show_literally_in_a_comparison(browser, hostile_run, three_task_run, tmp_path):
+    page_path = write_report([hostile_run, three_task_run], tmp_path / "comparison.html")
+    watched, dialogs = open_watched(browser, page_path.as_uri())
+    page = watched.page
+    page.locator("div.chart .main-svg").first.wait_for()
+    assert_inert(page, dialogs)
+    assert HOSTILE_NAME in page.inner_text("#leaderboard")
+    assert watched.errors == []
+    page.close()
+
+
+def test_the_serve_page_shows_a_hostile_run_name_literally_under_a_strict_policy(browser, hostile_run):
+    from minbert.predictor import MultitaskBERT
+
+    model = MultitaskBERT.load(hostile_run)
+    with running_server(model) as url:
+        watched, dialogs = open_watched(browser, url)
+        page = watched.page
+        assert_inert(page, dialogs)
+        assert page.title() == f"minbert: {HOSTILE_NAME}" and HOSTILE_NAME in page.inner_text("h1")
+        policy = httpx_get(url).headers["content-security-policy"]
+        assert "script-src 'nonce-" in policy and "unsafe-inline" not in policy and "default-src 'none'" in policy
+        page.fill("#sentence-a", HOSTILE[1])  # a hostile sentence typed in: the answer names it as text
+        page.fill("#sentence-b", "")
+        page.click("#submit")
+        page.locator("#sentiment-a .value").wait_for()
+        assert HOSTILE[1] in page.inner_text("#sentiment-a h3")
+        assert_inert(page, dialogs)
+        assert watched.errors == []
+        page.close()
+
+
+def httpx_get(url: str):
+    import httpx
+
+    return httpx.get(url, timeout=30)

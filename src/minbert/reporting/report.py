@@ -179,9 +179,10 @@ def confusion_chart(task: str, counts: np.ndarray, labels: Sequence[str]) -> dic
 def similarity_scatter(task: str, rows: list[dict]) -> dict:
     gold = np.array([r["gold"] for r in rows], dtype=float)
     predicted = np.array([r["predicted"] for r in rows], dtype=float)
-    scatter = go.Figure(go.Scattergl(x=gold, y=predicted, mode="markers", marker={"size": 5, "opacity": 0.5},
-                                     text=[plain(" / ".join(r["texts"])) for r in rows],
-                                     hovertemplate="gold %{x:.2f}, predicted %{y:.2f}<br>%{text}<extra></extra>"))
+    # SVG, not WebGL (Scattergl): headless browsers and many machines have no WebGL, and dev sets are small
+    scatter = go.Figure(go.Scatter(x=gold, y=predicted, mode="markers", marker={"size": 5, "opacity": 0.5},
+                                   text=[plain(" / ".join(r["texts"])) for r in rows],
+                                   hovertemplate="gold %{x:.2f}, predicted %{y:.2f}<br>%{text}<extra></extra>"))
     scatter.add_scatter(x=[0, 5], y=[0, 5], mode="lines", line={"color": "gray", "width": 1}, showlegend=False)
     scatter.update_layout(title=f"{plain(task)}: predicted against gold (dev)", xaxis_title="gold similarity",
                           yaxis_title="predicted", showlegend=False)
