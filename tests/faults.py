@@ -4,11 +4,16 @@ installs FAULT, then runs the `minbert` command in this process.
     nan-loss@N                   the loss of optimizer step N is NaN
     checkpoint-before-rename@N   the process dies (exit 137, as after SIGKILL) when checkpoint N is written and
                                  synced but not yet renamed into place
+    signal@step-N:SIG[xK]        the process sends itself SIG (SIGINT, SIGTERM) K times (default once) in the
+                                 middle of optimizer step N: after the forward pass, before the backward
+    signal@checkpoint-N:SIG[xK]  the same while checkpoint N is being written (synced, not yet renamed)
+    signal@start:SIG             the same once the run directory is made, before training starts
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +49,58 @@ def die_before_rename(step: int) -> None:
     checkpoint.publish = dying_publish
 
 
+def signal_at(where: str) -> None:
+    """A real signal, from the process to itself, at a chosen moment (see the module's docstring)."""
+    moment, _, spec = where.partition(":")
+    name, _, times = spec.partition("x")
+    signum, count = getattr(signal, name), int(times or 1)
+
+    def send() -> None:
+        for _ in range(count):
+            os.kill(os.getpid(), signum)
+
+    if moment == "start":
+        from minbert.training import run
+
+        train_main = run._train_main
+
+        def signalled_train_main(*args, **kwargs):
+            send()
+            return train_main(*args, **kwargs)
+
+        run._train_main = signalled_train_main
+        return
+    kind, step = moment.split("-")
+    step = int(step)
+    if kind == "checkpoint":
+        publish = checkpoint.publish
+
+        def signalled_publish(tmp, final):
+            if final.name == f"step-{step:08d}":
+                send()
+            publish(tmp, final)
+
+        checkpoint.publish = signalled_publish
+        return
+    current = {"step": -1}
+    train_step, forward = Trainer.train_step, TaskLoss.forward
+
+    def counting_train_step(self, *args, **kwargs):
+        current["step"] = self.step + 1  # the step being taken (self.step counts the finished ones)
+        return train_step(self, *args, **kwargs)
+
+    def signalled_forward(self, batch):
+        loss = forward(self, batch)
+        if current["step"] == step:
+            current["step"] = -1
+            send()
+        return loss
+
+    Trainer.train_step, TaskLoss.forward = counting_train_step, signalled_forward
+
+
 REPO = Path(__file__).resolve().parents[1]
-FAULTS = {"nan-loss": nan_loss_at, "checkpoint-before-rename": die_before_rename}
+FAULTS = {"nan-loss": nan_loss_at, "checkpoint-before-rename": die_before_rename, "signal": signal_at}
 
 
 def run_with_fault(fault: str, *args: str) -> subprocess.CompletedProcess:
@@ -56,6 +111,6 @@ def run_with_fault(fault: str, *args: str) -> subprocess.CompletedProcess:
 
 
 if __name__ == "__main__":
-    name, step = sys.argv[1].split("@")
-    FAULTS[name](int(step))
+    name, where = sys.argv[1].split("@")
+    FAULTS[name](where if name == "signal" else int(where))
     sys.exit(main(sys.argv[2:]))

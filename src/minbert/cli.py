@@ -39,6 +39,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    import errno
     import json
 
     from minbert.data.files import FORMATS, KNOWN_FILES, read_examples, resolve_data_dir
@@ -48,6 +49,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     for (kind, split), name in KNOWN_FILES.items():
         path = directory / name
         if not path.exists():
+            if path.is_symlink():  # a dangling link or a loop: the file is meant to be there and cannot be read
+                reason = os.strerror(errno.ENOENT)
+                try:
+                    path.stat()
+                except OSError as exc:
+                    reason = exc.strerror or reason
+                report[name] = {"rows": 0, "skipped": [], "error": f"a symlink that cannot be read ({reason}: "
+                                f"{os.readlink(path)})"}
             continue
         loaded = read_examples(path, FORMATS[kind], labelled=split != "test", strict=args.strict)
         report[name] = {"rows": len(loaded.examples),
@@ -130,7 +139,7 @@ def read_prediction_input(path: str, columns: tuple[str, ...], skip_bad_rows: bo
     else:  # plain lines: quotes are text, and line 1 is the first example
         fmt = FileFormat(columns, "", id_column="", quoting=False)
         loaded = parse_examples("\t".join(columns).encode() + b"\n" + raw, Path(path), fmt, labelled=False,
-                                header_line=0)
+                                header_line=0, blank_lines_are_rows=True)
     if loaded.skipped and not skip_bad_rows:
         first_bad = loaded.skipped[0]
         lines = ", ".join(str(s.line) for s in loaded.skipped[:20]) + (", ..." if len(loaded.skipped) > 20 else "")
@@ -145,8 +154,11 @@ def read_prediction_input(path: str, columns: tuple[str, ...], skip_bad_rows: bo
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from minbert.evaluation.predictions import write_predictions
+    from minbert.outputs import check_output_file
     from minbert.predictor import MultitaskBERT
 
+    if args.output:
+        check_output_file(args.output)
     predictor = MultitaskBERT.load(args.run, precision=args.precision)
     task = predictor.resolve_task(args.task, sentiment=args.task is None)
     kind = predictor.model.heads[task].kind

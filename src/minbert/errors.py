@@ -15,3 +15,7 @@ class ConfigError(MinbertError):
 
 class DataError(MinbertError):
     """A data file that cannot be read, or a row that breaks the file's format."""
+
+
+class RunFailed(MinbertError):
+    """Runs of a sweep (ablate --jobs, tune --jobs) that failed in their own processes: each one's message."""

@@ -140,3 +140,64 @@ def test_resume_needs_a_checkpoint(tmp_path, capsys):
     (tmp_path / "config.toml").write_text('[tasks.sst]\ndata = "sst"\n')
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+# --- Ctrl-C and SIGTERM: a real signal at a chosen moment, then --resume ends as an uninterrupted run ---
+
+def steps_of(run_dir):
+    return [int(p.name.split("-")[1]) for p in list_checkpoints(run_dir)]
+
+
+def assert_clean_stop(result, signum):
+    assert result.returncode == 128 + signum, result.stderr
+    assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"minbert: stopped by {signal.Signals(signum).name}"), result.stderr
+    return last
+
+
+@pytest.mark.parametrize(("where", "signum", "newest"), [
+    ("step-5:SIGINT", signal.SIGINT, 5),  # mid-step: the step ends, a checkpoint of step 5 is written
+    ("checkpoint-6:SIGTERM", signal.SIGTERM, 6),  # mid-write: the write completes, no second checkpoint
+    ("step-5:SIGINTx2", signal.SIGINT, 3),  # a second signal stops at once: the last complete one is step 3
+])
+def test_a_signal_stops_at_a_step_boundary_and_resume_matches(reference, tiny_data_dir, tmp_path, where, signum,
+                                                              newest):
+    reference_dir, config = reference
+    run_dir = tmp_path / "stopped"
+    result = run_with_fault(f"signal@{where}", "train", "--config", str(config), "--data-dir", str(tiny_data_dir),
+                            f"output_dir={tmp_path}", "name=stopped")
+    last = assert_clean_stop(result, signum)
+    assert max(steps_of(run_dir)) == newest
+    if "x2" not in where:  # the one line says what was kept and how to continue
+        assert f"step-{newest:08d}" in last and f"minbert train --resume {run_dir}" in last
+    assert not (run_dir / "metrics.json").exists() or "final_dev" not in (run_dir / "metrics.json").read_text()
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(tiny_data_dir)]) == 0  # the lock is free
+    assert json.loads((run_dir / "metrics.json").read_text())["resumed_from"]["step"] == newest
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+    assert assert_same_run(reference_dir, run_dir) <= 1e-6
+
+
+def test_sigint_from_outside_mid_run(reference, tiny_data_dir, tmp_path):
+    """As at a terminal: Ctrl-C from another process while the run trains."""
+    _, config = reference
+    run_dir = tmp_path / "outside"
+    child = subprocess.Popen(train_command("--config", str(config), "--data-dir", str(tiny_data_dir),
+                                           f"output_dir={tmp_path}", "name=outside"),
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None and not list_checkpoints(run_dir):
+        time.sleep(0.01)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert_clean_stop(subprocess.CompletedProcess([], child.returncode, "", stderr), signal.SIGINT)
+    assert steps_of(run_dir)
+
+
+def test_an_interrupt_before_training_removes_the_new_run(reference, tiny_data_dir, tmp_path):
+    _, config = reference
+    result = run_with_fault("signal@start:SIGINT", "train", "--config", str(config), "--data-dir",
+                            str(tiny_data_dir), f"output_dir={tmp_path}", "name=early")
+    last = assert_clean_stop(result, signal.SIGINT)
+    assert not (tmp_path / "early").exists() and "removed" in last  # so the same command starts it again

@@ -129,10 +129,11 @@ def split_line(line: str, delimiter: str, quoting: bool = True) -> tuple[list[st
 
 
 def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = True, strict: bool = False,
-                   header_line: int = 1) -> LoadedFile:
+                   header_line: int = 1, blank_lines_are_rows: bool = False) -> LoadedFile:
     """Parse a file's bytes; `path` names it in messages. `header_line=0` for a header that is not in the file
     (so reported line numbers stay those of the file). Every non-blank line after the header becomes an example
-    or a reported skipped row."""
+    or a reported skipped row; with `blank_lines_are_rows` (plain lines, one example each) so does every blank or
+    whitespace-only line but the empty one after the file's last line break."""
     # surrogateescape keeps undecodable bytes visible per row, so one bad row does not sink the whole file
     text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     if not text.strip():
@@ -159,7 +160,9 @@ def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = Tru
     for offset, text_line in enumerate(lines[1:], start=1):
         line = header_line + offset
         if not text_line.strip():
-            continue  # a blank line is not a row
+            if blank_lines_are_rows and not (offset == len(lines) - 1 and not text_line):
+                skip(line, "blank line (each line is a text to predict)")
+            continue  # in a data file a blank line is not a row
         cells, reason = split_line(text_line, fmt.delimiter, fmt.quoting)
         if reason:
             skip(line, reason)

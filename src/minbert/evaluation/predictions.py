@@ -6,15 +6,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minbert.errors import DataError
+from minbert.outputs import atomic_write_text, check_output_file
 
 
 def write_predictions(path: str | Path, header: str, ids: Sequence[str], predictions: Sequence) -> None:
-    path = Path(path)
+    """Written whole or not at all (an interrupted predict leaves no half file)."""
+    path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"id \t {header} \n")
-        for example_id, prediction in zip(ids, predictions, strict=True):
-            f.write(f"{example_id} , {prediction} \n")
+    rows = [f"{example_id} , {prediction} \n" for example_id, prediction in zip(ids, predictions, strict=True)]
+    atomic_write_text(path, f"id \t {header} \n" + "".join(rows))
 
 
 def read_predictions(path: str | Path) -> tuple[str, list[tuple[str, str]]]:

@@ -26,9 +26,9 @@ from plotly.offline import get_plotlyjs
 
 from minbert.errors import ConfigError, MinbertError
 from minbert.evaluation.metrics import overall_score
+from minbert.outputs import atomic_write_text, check_output_file
 from minbert.tasks.kinds import CLASS_LABELS, KINDS
 from minbert.training.config import default_config_path, load_config
-from minbert.training.rundir import atomic_write_text
 
 log = logging.getLogger("minbert")
 
@@ -326,6 +326,8 @@ def write_report(runs: Sequence[str | Path], output: str | Path | None = None) -
     that links each run's own report where it has one."""
     if not runs:
         raise ConfigError("name at least one run directory")
+    if output:
+        check_output_file(output)
     views = [load_run(r) for r in runs]
     if len(views) == 1:
         path = Path(output) if output else views[0].path / REPORT_FILE

@@ -84,6 +84,10 @@ class MultitaskModel(nn.Module):
     def __init__(self, encoder: BertModel, tasks: dict[str, TaskConfig], model: ModelConfig | None = None):
         super().__init__()
         model = model or ModelConfig()
+        positions = encoder.config.max_position_embeddings
+        if model.max_length > positions:  # longer inputs would index past the position embeddings
+            raise ConfigError(f"model.max_length={model.max_length} is more than the model's {positions} position "
+                              f"embeddings: set model.max_length={positions} or less")
         self.encoder = encoder
         hidden, n_layers = encoder.config.hidden_size, len(encoder.layers)
         self.freeze = model.freeze

@@ -33,14 +33,14 @@ The ensemble is one more row of the table (its minutes include its members' trai
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from minbert.errors import ConfigError
+from minbert.errors import ConfigError, RunFailed
 from minbert.evaluation.metrics import overall_score, selection_score
+from minbert.interrupts import Interrupted, run_in_processes
 from minbert.reporting.report import write_report_quietly
 from minbert.training.checkpoint import list_checkpoints
 from minbert.training.config import RunConfig, load_config, read_toml
@@ -105,6 +105,8 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
         check_seeds("--seeds", seeds)
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
+    if budget is not None and not (isinstance(budget, (int, float)) and 0 < budget <= 1):
+        raise ConfigError(f"budget must be a share of the training data in (0, 1], got {budget!r}")
     out = Path(sweep.get("output_dir") or Path("runs") / "ablations" / path.stem)
     common = ([f"train.train_fraction={budget}"] if budget else []) + sweep.get("overrides", []) + list(overrides)
     # check every run's config before running any: a typo in the last one should not cost the first ones' time
@@ -119,11 +121,18 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
             runs[run_dir] = config
             run_dirs[name].append(run_dir)
     pending = [(config, run_dir) for run_dir, config in runs.items() if not finished(run_dir)]
-    if jobs > 1 and len(pending) > 1:
-        run_parallel(pending, data_dir, jobs)
-    else:
-        for config, run_dir in pending:
-            train_one(config, run_dir, data_dir)
+    try:
+        if jobs > 1 and len(pending) > 1:
+            run_parallel(pending, data_dir, jobs)
+        else:
+            for config, run_dir in pending:
+                train_one(config, run_dir, data_dir)
+    except Interrupted as exc:
+        done = sum(finished(run_dir) for run_dir in runs)
+        exc.detail = "; ".join(filter(None, [
+            exc.detail, f"{done} of {len(runs)} runs of the sweep finished (kept in {out})",
+            f"rerun `minbert ablate {path}` to continue: finished runs are not run again, stopped ones resume"]))
+        raise
     base = (path.parent / sweep["base"]).resolve() if "base" in sweep else None
     rows = [summarize(name, run_dirs[name], variant, base) for name, variant in sweep["variants"].items()]
     if "ensemble" in sweep:
@@ -176,20 +185,15 @@ def train_one(config: RunConfig, run_dir: Path, data_dir: str | None, threads: i
 
 def run_parallel(pending: list, data_dir: str | None, jobs: int) -> None:
     """Train the runs `jobs` at a time, each in its own process (spawned: no CUDA or thread state is inherited).
-    A run that fails does not stop the others; the failures are listed at the end."""
+    A run that fails does not stop the others; the failures are listed at the end. A signal stops them all at
+    their next step boundary (minbert.interrupts)."""
     jobs = min(jobs, len(pending))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
-        results = [(run_dir, pool.apply_async(train_one, (config, run_dir, data_dir, threads)))
-                   for config, run_dir in pending]
-        failures = []
-        for run_dir, result in results:
-            try:
-                result.get()
-            except Exception as exc:
-                failures.append(f"{run_dir}: {type(exc).__name__}: {exc}")
+    outcomes = run_in_processes([(str(run_dir), train_one, (config, run_dir, data_dir, threads))
+                                 for config, run_dir in pending], jobs)
+    failures = [f"{o.label}: {o.message}" for o in outcomes if o.rc]
     if failures:
-        raise RuntimeError(f"{len(failures)} of {len(pending)} runs failed:\n" + "\n".join(failures))
+        raise RunFailed(f"{len(failures)} of {len(pending)} runs failed:\n" + "\n".join(failures))
 
 
 def summarize(name: str, run_dirs: list[Path], variant: dict, base: Path | None) -> dict:

@@ -37,8 +37,8 @@ log = logging.getLogger("minbert")
 class TrainConfig:
     epochs: int = option(10, low=0, low_open=True)
     batch_size: int = option(8, low=0, low_open=True)
-    lr: float = option(1e-5, low=0)
-    head_lr: float = option(0.0, low=0)  # learning rate of the task heads and common layers; 0 = lr
+    lr: float = option(1e-5, low=0, high=1)  # above 1 AdamW's steps are larger than the weights: a typo
+    head_lr: float = option(0.0, low=0, high=1)  # learning rate of the task heads and common layers; 0 = lr
     weight_decay: float = option(0.0, low=0)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = option(1e-6, low=0, low_open=True)
@@ -82,8 +82,8 @@ class StageConfig:
     name: str = ""
     epochs: int = option(1, low=0, low_open=True)
     tasks: list[str] = field(default_factory=list)  # the tasks trained in this stage; [] = all
-    lr: float = option(0.0, low=0)  # 0 = train.lr
-    head_lr: float = option(0.0, low=0)  # 0 = train.head_lr
+    lr: float = option(0.0, low=0, high=1)  # 0 = train.lr
+    head_lr: float = option(0.0, low=0, high=1)  # 0 = train.head_lr
     train_encoder: bool = True  # False: only the stage's heads train
     # all | base (each task's own train file) | extra (only its [[tasks.X.extra]] data)
     train_data: str = option("all", choices=("all", "base", "extra"))

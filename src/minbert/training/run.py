@@ -36,6 +36,7 @@ from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_
 from minbert.evaluation.predict import Inference, predict, predict_both, score
 from minbert.evaluation.predictions import write_predictions
 from minbert.interrupts import Interrupted
+from minbert.outputs import atomic_write_text
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.tasks.kinds import TaskKind
@@ -52,7 +53,6 @@ from minbert.training.loop import Trainer
 from minbert.training.rundir import (
     Input,
     RunLock,
-    atomic_write_text,
     check_new_run,
     create_run_dir,
     remove_failed_start,

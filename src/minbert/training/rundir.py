@@ -30,13 +30,6 @@ from minbert.errors import ConfigError
 MARKER = ".minbert-run"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename: a reader (or a crash) sees the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def lock_path(run_dir: Path) -> Path:
     """Beside the run directory, not in it: removing the directory must not remove the lock it is guarded by."""
     return run_dir.parent / f".{run_dir.name}.lock"

@@ -4,8 +4,12 @@ The study lives in `output_dir/tune/<study>/`: `study.db` (SQLite, the default s
 PostgreSQL lets workers on several machines share the study), `trials/trial-NNNN/` (each trial a normal run
 directory), and after the workers end `best.toml` (the best trial's settings on the base config, ready for
 `minbert train --config`), `trials.md` / `trials.csv` and `figures/` (Optuna's history, importances, parallel
-coordinates). Each trial's per-epoch score on the tune split feeds the pruner. A worker that is killed loses its
-running trial: the heartbeat marks it failed, and a restarted worker continues the study.
+coordinates). Each trial's per-epoch score on the tune split feeds the pruner.
+
+A worker that is stopped (Ctrl-C, SIGTERM) ends its trial at a step boundary and marks it failed, "stopped"; one
+that is killed loses its running trial: the next `tune` on the same machine sees that the trial's process is gone
+and marks it failed at once (workers elsewhere: the heartbeat, after two heartbeats). Stopped trials do not count
+towards `trials`, so a rerun of the same command finishes the study.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import csv
 import io
 import json
 import logging
-import multiprocessing
 import os
 import socket
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +33,17 @@ import optuna
 import torch
 from filelock import FileLock
 
-from minbert.errors import ConfigError
+from minbert.errors import ConfigError, RunFailed
+from minbert.interrupts import Interrupted, run_in_processes
+from minbert.outputs import atomic_write_text
 from minbert.training.hooks import Hook
 from minbert.training.run import train_run
-from minbert.training.rundir import atomic_write_text
 from minbert.tuning.search import Search, active, choice_label, choice_of, read_search
 
 log = logging.getLogger("minbert")
 TRIAL_DIR_KEY = "run_dir"
+STOPPED_KEY = "stopped"  # a trial ended by a signal or a dead worker: failed, and not counted towards `trials`
+WORKER_KEY = "worker"  # {host, pid, started}: whether the trial's process still lives
 # the heartbeat (a killed worker's trial is failed) and the matplotlib plots are marked experimental in Optuna
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -91,16 +99,19 @@ class Study:
         heartbeat = self.search.heartbeat_seconds
         return optuna.storages.RDBStorage(self.storage_url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
 
-    def sampler_seed(self) -> int:
-        """The search file's seed for a lone worker (reproducible); mixed with the process and host when workers
-        share the study, so that two of them never draw the same parameters from the same seed."""
-        if not self.shared:
-            return self.search.sampler_seed
-        host = int.from_bytes(socket.gethostname().encode()[:8].ljust(8, b"\0"), "little")
-        return int(np.random.SeedSequence([self.search.sampler_seed, os.getpid(), host]).generate_state(1)[0])
+    def sampler_seed(self, existing: int) -> int:
+        """The search file's seed for a lone worker on a new study (reproducible); mixed with the number of trials
+        already in the study, so that a rerun does not draw the first run's parameters again, and with the process
+        and host when workers share the study, so that two of them never draw from the same seed."""
+        parts = [self.search.sampler_seed] + ([existing] if existing else [])
+        if self.shared:
+            parts += [os.getpid(), int.from_bytes(socket.gethostname().encode()[:8].ljust(8, b"\0"), "little")]
+        if len(parts) == 1:
+            return parts[0]
+        return int(np.random.SeedSequence(parts).generate_state(1)[0])
 
-    def load(self) -> optuna.Study:
-        seed = self.sampler_seed()
+    def load(self, existing: int = 0) -> optuna.Study:
+        seed = self.sampler_seed(existing)
         # constant liar: a worker treats the others' running trials as bad, so parallel workers spread out
         sampler = (optuna.samplers.RandomSampler(seed=seed) if self.search.sampler == "random"
                    else optuna.samplers.TPESampler(seed=seed, constant_liar=self.shared))
@@ -110,6 +121,7 @@ class Study:
                                    sampler=sampler, pruner=pruner, load_if_exists=True)
 
     def objective(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_KEY, this_worker())
         params = suggest(trial, self.search)
         name = f"trial-{trial.number:04d}"
         config = self.search.config(params, budget=True, extra=[f"name={name}",
@@ -118,6 +130,9 @@ class Study:
         started, pruning = time.perf_counter(), Pruning(trial)
         try:
             run_dir = train_run(config, self.data_dir, hooks=[pruning])
+        except Interrupted as exc:  # Optuna marks the trial failed and lets the interrupt through
+            trial.set_user_attr(STOPPED_KEY, f"stopped by {exc.name}")
+            raise
         finally:
             trial.set_user_attr("minutes", (time.perf_counter() - started) / 60)
         if pruning.pruned:
@@ -125,12 +140,89 @@ class Study:
         return best_score(run_dir)
 
     def optimize(self, quota: int, total: int, timeout_minutes: float | None) -> None:
-        """Run at most `quota` trials, and stop once the study holds `total` (every worker's, on every machine)."""
+        """Run at most `quota` trials, and stop once the study counts `total` (every worker's, on every machine;
+        stopped trials left out)."""
         if quota < 1:
             return
-        self.load().optimize(self.objective, n_trials=quota, catch=(Exception,),
-                             timeout=timeout_minutes * 60 if timeout_minutes else None,
-                             callbacks=[optuna.study.MaxTrialsCallback(total, states=None)])
+        study = self.load(len(self.load().trials))
+
+        def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if len(counted(study.get_trials(deepcopy=False))) >= total:
+                study.stop()
+
+        with quiet_interrupts():
+            study.optimize(self.objective, n_trials=quota, catch=(Exception,), callbacks=[enough],
+                           timeout=timeout_minutes * 60 if timeout_minutes else None)
+
+
+def counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count towards the study's `trials`: all but those a signal or a killed worker ended (failed
+    with STOPPED_KEY, or without the minutes every trial that ran to an end records)."""
+    return [t for t in trials if not (t.state == optuna.trial.TrialState.FAIL
+                                      and (STOPPED_KEY in t.user_attrs or "minutes" not in t.user_attrs))]
+
+
+class _DropInterruptTraceback(logging.Filter):
+    """Optuna logs a trial ended by an exception with its traceback; for a stop that is noise (the trial is marked
+    failed and the command says what was kept)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+
+
+@contextmanager
+def quiet_interrupts() -> Iterator[None]:
+    logger, quiet = logging.getLogger("optuna.study._optimize"), _DropInterruptTraceback()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def this_worker() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start_time(os.getpid())}
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), which tells a live worker from a process that
+    reuses its pid; None where /proc is not there or the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2:].split()[19])  # field 22; the name in brackets may hold spaces
+
+
+def worker_is_gone(worker: dict[str, Any]) -> bool:
+    """A worker of this machine whose process no longer runs (or whose pid now belongs to another process)."""
+    if worker.get("host") != socket.gethostname():
+        return False  # another machine's: the heartbeat decides
+    if worker.get("started") is not None:  # Linux: the pid and its start time name one process
+        return process_start_time(int(worker["pid"])) != worker["started"]
+    try:
+        os.kill(int(worker["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process: alive
+        pass
+    return False
+
+
+def fail_dead_workers_trials(study: optuna.Study) -> list[int]:
+    """Mark failed the running trials whose worker was killed: this machine's at once, others' once their heartbeat
+    is stale (Optuna's own check). Returns the numbers of this machine's."""
+    storage, ended = study._storage, []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = trial.user_attrs.get(WORKER_KEY)
+        if worker and worker_is_gone(worker):
+            with suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker got there first
+                storage.set_trial_user_attr(trial._trial_id, STOPPED_KEY,
+                                            f"its worker (pid {worker['pid']}) was killed")
+                storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+                ended.append(trial.number)
+    optuna.storages.fail_stale_trials(study)
+    return ended
 
 
 def best_score(run_dir: Path) -> float:
@@ -140,6 +232,7 @@ def best_score(run_dir: Path) -> float:
 
 
 def _worker(study: Study, quota: int, total: int, timeout: float | None, threads: int) -> None:
+    """One worker process of `tune --jobs`."""
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(quota, total, timeout)
@@ -152,29 +245,78 @@ def tune(search_path: str | Path, trials: int | None = None, timeout: float | No
     search = read_search(search_path)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {trials}")
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"--timeout must be more than 0 minutes, got {timeout}")
+    if storage is not None:
+        check_storage(storage)  # before the study's directory is made
     name = study_name or Path(search_path).stem
     directory = Path(output_dir) / "tune" / name
     (directory / "trials").mkdir(parents=True, exist_ok=True)
     study = Study(search, directory, storage or f"sqlite:///{(directory / 'study.db').resolve()}", name, data_dir,
                   shared=jobs > 1 or storage is not None)
     total = trials or search.trials
-    # what is left of the study (a killed worker's trial counts, as failed), shared out between the workers: on one
-    # machine they end with exactly `total` trials; workers on other machines stop once the study holds them
-    remaining = max(0, total - len(study.load().trials))
-    quotas = [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
-    if jobs == 1:
-        study.optimize(quotas[0], total, timeout)
-    else:  # one process per worker, threads shared out as `ablate --jobs` does
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        context = multiprocessing.get_context("spawn")
-        workers = [context.Process(target=_worker, args=(study, quota, total, timeout, threads))
-                   for quota in quotas if quota]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+    loaded = study.load()
+    for number in fail_dead_workers_trials(loaded):
+        log.warning("trial %d was left running by a worker that was killed: marked failed (it does not count)",
+                    number)
+    # what is left of the study, shared out between the workers: on one machine they end with exactly `total`
+    # trials that count; workers on other machines stop once the study holds them
+    remaining = max(0, total - len(counted(loaded.trials)))
+    quotas = [q for q in (remaining // jobs + (i < remaining % jobs) for i in range(jobs)) if q]
+    try:
+        if jobs == 1:
+            study.optimize(remaining, total, timeout)
+        elif quotas:  # one process per worker, threads shared out as `ablate --jobs` does
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            outcomes = run_in_processes([(f"worker {i}", _worker, (study, quota, total, timeout, threads))
+                                         for i, quota in enumerate(quotas)], jobs)
+            failed = [o for o in outcomes if o.rc]
+            if failed:
+                raise RunFailed("tune: " + "; ".join(f"{o.label} failed: {o.message}" for o in failed))
+    except Interrupted as exc:
+        write_report(study)
+        done = len(counted(study.load().trials))
+        exc.detail = (f"{done} of {total} trials done, the running ones marked failed (they do not count); the "
+                      f"study is in {directory}. Rerun the same command to continue it")
+        raise
     write_report(study)
     return directory
+
+
+def check_storage(url: str) -> None:
+    """A storage URL that parses, whose database driver is installed and whose server answers, or a one-line
+    error naming it (its password masked)."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"--storage {url!r} is not a database URL (e.g. sqlite:///study.db, "
+                          "postgresql://user:password@host/db, mysql+pymysql://user:password@host/db)") from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        engine = sqlalchemy.create_engine(parsed)
+    except ImportError as exc:
+        driver = {"postgresql": "psycopg2-binary (or use postgresql+psycopg:// and pip install 'psycopg[binary]')",
+                  "postgresql+psycopg": "'psycopg[binary]'",
+                  "postgresql+psycopg2": "psycopg2-binary", "mysql": "mysqlclient", "mysql+pymysql": "pymysql"}
+        package = driver.get(parsed.drivername, exc.name or parsed.drivername)
+        raise ConfigError(f"--storage {shown}: its database driver is not installed ({exc}); "
+                          f"pip install {package}") from None
+    except SQLAlchemyError as exc:  # an unknown dialect, a bad option
+        raise ConfigError(f"--storage {shown}: {str(exc).splitlines()[0]}") from None
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigError(f"--storage {shown}: cannot connect: {reason}") from None
+    finally:
+        engine.dispose()
 
 
 def write_report(study: Study) -> None:
@@ -183,7 +325,8 @@ def write_report(study: Study) -> None:
         loaded = study.load()
         trials = sorted(loaded.trials, key=lambda t: t.number)
         keys = list(study.search.space)
-        rows = [[t.number, t.state.name.lower(), "" if t.value is None else f"{t.value:.4f}",
+        rows = [[t.number, t.state.name.lower() + (f" ({t.user_attrs[STOPPED_KEY]})" if STOPPED_KEY in t.user_attrs
+                                                   else ""), "" if t.value is None else f"{t.value:.4f}",
                  *[t.params.get(k, "") for k in keys], f"{t.user_attrs.get('minutes', 0):.1f}",
                  t.user_attrs.get(TRIAL_DIR_KEY, "")] for t in trials]
         header = ["trial", "state", "tune score", *keys, "minutes", "run"]
