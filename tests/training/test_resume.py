@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,3 +202,66 @@ def test_an_interrupt_before_training_removes_the_new_run(reference, tiny_data_d
                             str(tiny_data_dir), f"output_dir={tmp_path}", "name=early")
     last = assert_clean_stop(result, signal.SIGINT)
     assert not (tmp_path / "early").exists() and "removed" in last  # so the same command starts it again
+
+
+# --- a damaged newest checkpoint: resume passes over it, says why, and ends as an uninterrupted run ---
+
+@pytest.fixture(scope="module")
+def stopped_at_9(reference, tiny_data_dir, tmp_path_factory):
+    """A run that died while writing its step-12 checkpoint: it holds step-6 and step-9."""
+    _, config = reference
+    out = tmp_path_factory.mktemp("stopped")
+    result = run_with_fault("checkpoint-before-rename@12", "train", "--config", str(config), "--data-dir",
+                            str(tiny_data_dir), f"output_dir={out}", "name=run")
+    assert result.returncode == 137, result.stderr
+    shutil.rmtree(out / "run" / "checkpoints" / ".tmp-step-00000012")
+    assert steps_of(out / "run") == [6, 9]
+    return out / "run"
+
+
+def truncate_tensors(step_dir, _):
+    tensors = step_dir / "tensors.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:-1000])
+
+
+def remove_state(step_dir, _):
+    (step_dir / "state.json").unlink()
+
+
+def drop_stage(step_dir, _):
+    state = json.loads((step_dir / "state.json").read_text())
+    del state["stage"]
+    (step_dir / "state.json").write_text(json.dumps(state))
+
+
+def state_of_another_config(step_dir, other_run):
+    """The checkpoint of a run trained with another pooling, copied in whole (tensors of the same shapes)."""
+    other = list_checkpoints(other_run)[-1]
+    for name in ("tensors.safetensors", "state.json"):
+        (step_dir / name).write_bytes((other / name).read_bytes())
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (truncate_tensors, "tensors.safetensors is truncated"),
+    (remove_state, "state.json is missing"),
+    (drop_stage, "state.json is incomplete: no 'stage'"),
+    (state_of_another_config, "another"),
+])
+def test_a_damaged_newest_checkpoint_resumes_from_the_previous_one(reference, stopped_at_9, tiny_data_dir, tmp_path,
+                                                                   caplog, damage, reason):
+    reference_dir, config = reference
+    other_run = None
+    if damage is state_of_another_config:
+        assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), f"output_dir={tmp_path}",
+                     "name=other", "tasks.sst.pooling=cls", "train.epochs=1"]) == 0
+        other_run = tmp_path / "other"
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped_at_9, run_dir)
+    damage(run_dir / "checkpoints" / "step-00000009", other_run)
+    caplog.clear()
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(tiny_data_dir)]) == 0
+    err = caplog.text
+    assert "step-00000009: cannot resume from it" in err and reason in err, err
+    assert "resuming from the previous complete checkpoint step-00000006 instead: 3 steps to train again" in err
+    assert json.loads((run_dir / "metrics.json").read_text())["resumed_from"]["step"] == 6
+    assert assert_same_run(reference_dir, run_dir) <= 1e-6
