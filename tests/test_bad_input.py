@@ -29,6 +29,9 @@ def config(tmp_path, tiny_model_dir):
     ("train.lr=inf", "train.lr = inf is not a finite number"),
     ("tasks.sst.dropout=nan", "tasks.sst.dropout = nan is not a finite number"),
     ("train.eps=0", "train.eps = 0.0 must be > 0"),
+    ("train.head_lr=1e9", "train.head_lr = 1000000000.0 must be in [0, 1]"),
+    ("train.lr=2", "train.lr = 2.0 must be in [0, 1]"),
+    ("model.max_length=100000", "model.max_length=100000 is more than the model's 64 position embeddings"),
     ("tasks.stt.pooling=mean", "tasks.stt has no `data` format; did you mean tasks.sst?"),
 ])
 def test_impossible_values_stop_before_any_work(config, tiny_data_dir, override, message, capsys):
@@ -140,15 +143,32 @@ def test_predict_input_refuses_malformed_rows_unless_told_to_skip(three_task_run
 
 def test_predict_input_keeps_plain_line_numbers_as_ids(three_task_run, tmp_path):
     sentences = tmp_path / "sentences.txt"
-    sentences.write_text("a great film\n\nan awful film\n")
+    sentences.write_text("a great film\nan awful film\n")
     out = tmp_path / "out.csv"
     result = run_cli("predict", "--run", str(three_task_run), "--task", "sst", "--input", str(sentences),
                      "--output", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [line.split(" , ")[0] for line in out.read_text().splitlines()[1:]] == ["1", "3"]
+    assert [line.split(" , ")[0] for line in out.read_text().splitlines()[1:]] == ["1", "2"]
 
 
-@pytest.mark.parametrize("content", ["", "\n\n", "id\tsentence\n"])
+def test_predict_input_reports_blank_lines_as_bad_rows(three_task_run, tmp_path):
+    """Each plain line is a text: a blank or whitespace-only one is not dropped without a word."""
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("a great film\n\n  \t \nan awful film\n")
+    out = tmp_path / "out.csv"
+    result = run_cli("predict", "--run", str(three_task_run), "--task", "sst", "--input", str(sentences),
+                     "--output", str(out))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"{sentences}:2: blank line" in result.stderr and "2 malformed rows in all (lines 2, 3)" in result.stderr
+    assert not out.exists()
+    result = run_cli("predict", "--run", str(three_task_run), "--task", "sst", "--input", str(sentences),
+                     "--output", str(out), "--skip-bad-rows")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 malformed rows skipped" in result.stdout
+    assert [line.split(" , ")[0] for line in out.read_text().splitlines()[1:]] == ["1", "4"]
+
+
+@pytest.mark.parametrize("content", ["", "id\tsentence\n"])
 def test_predict_input_with_no_rows_is_an_error(three_task_run, tmp_path, content):
     empty = tmp_path / "empty.tsv"
     empty.write_text(content)
@@ -190,3 +210,61 @@ def test_a_list_of_strings_is_not_taken_for_pairs(three_task_run):
     model = MultitaskBERT.load(three_task_run)
     with pytest.raises(minbert.DataError, match="example 1: expected a pair of texts, got a str"):
         model.predict_paraphrase(["ab", "cd"])
+
+
+# --- issue 24: limits and outputs checked before any work -------------------------------------------------------
+
+def test_an_edited_config_is_refused_by_predict_and_evaluate(three_task_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "edited"
+    shutil.copytree(three_task_run, copy)
+    config = copy / "config.toml"
+    text = config.read_text()
+    assert 'pooling = "cls"' in text
+    config.write_text(text.replace('pooling = "cls"', 'pooling = "mean"', 1))
+    for command in (["predict", "--run", str(copy), "--task", "sst", "a fine film"],
+                    ["evaluate", "--run", str(copy)]):
+        result = run_cli(*command)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert f"{config} no longer matches the config the run was trained with" in result.stderr
+        assert "pooling" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["predict", "report"])
+def test_an_output_that_is_a_directory_is_refused_before_any_work(three_task_run, tmp_path, command):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(three_task_run, copy)
+    target = tmp_path / "a-directory"
+    target.mkdir()
+    args = (["predict", "--run", str(copy), "--task", "sst", "a fine film", "--output", str(target)]
+            if command == "predict" else ["report", str(copy), "--output", str(target)])
+    result = run_cli(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"--output {target}: is a directory" in result.stderr
+    assert list(target.iterdir()) == [] and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+def test_data_reports_a_broken_symlink(tmp_path, link):
+    directory = make_tiny_data_dir(tmp_path / "data")
+    dev = directory / "ids-sst-dev.csv"
+    dev.unlink()
+    if link == "dangling":
+        dev.symlink_to(directory / "no-such-file.csv")
+    else:
+        dev.symlink_to(directory / "ids-sst-dev.csv")  # points at itself
+    result = run_cli("data", "--data-dir", str(directory))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "ids-sst-dev.csv" in result.stdout and "a symlink that cannot be read" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("budget", ["0", "1.5", "-0.25"])
+def test_ablate_budget_outside_its_range_is_refused(tmp_path, config, budget, capsys):
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(f'base = "{config}"\noutput_dir = "{tmp_path / "ablations"}"\n[variants]\nbaseline = []\n')
+    assert main(["ablate", str(sweep), "--budget", budget]) == 2
+    assert "budget must be a share of the training data in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "ablations").exists()
