@@ -79,28 +79,78 @@ def test_two_workers_share_one_storage_without_duplicates(tmp_path, tiny_model_d
     assert trial_dirs == [f"trial-{i:04d}" for i in range(6)]
 
 
-def test_a_killed_workers_trial_is_failed_and_the_study_resumes(tmp_path, tiny_model_dir, tiny_data_dir):
-    search = write_search(tmp_path, tiny_model_dir, budget='"train.epochs=400"', extra="heartbeat_seconds = 1\n",
-                          space='[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-3 }\n')
-    runs = tmp_path / "runs"
+LONG_TRIALS = '[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-3 }\n'
+
+
+def start_worker(search: Path, runs: Path, data_dir: Path) -> subprocess.Popen:
+    """`minbert tune` in its own process, once its first trial has finished an epoch (its trials are long)."""
     worker = subprocess.Popen([sys.executable, "-m", "minbert", "tune", str(search), "--trials", "2", "--output-dir",
-                               str(runs), "--data-dir", str(tiny_data_dir)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               str(runs), "--data-dir", str(data_dir)], env={**os.environ, "OMP_NUM_THREADS": "1"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = runs / "tune" / "search" / "trials" / "trial-0000" / "metrics.json"
     deadline = time.time() + 120
-    while not first.exists():  # the first trial is under way (one epoch done)
+    while not first.exists():
         assert worker.poll() is None, worker.stderr.read()[-2000:]
         assert time.time() < deadline, "the first trial never finished an epoch"
         time.sleep(0.05)
+    return worker
+
+
+def finish_study(tmp_path: Path, model_dir: Path, runs: Path, data_dir: Path) -> list[dict]:
+    """Rerun the same study with short trials: it ends with two trials that count."""
+    study_dir = tune(write_search(tmp_path, model_dir, space=LONG_TRIALS), trials=2, output_dir=str(runs),
+                     data_dir=str(data_dir))
+    rows = trial_rows(study_dir)
+    assert len({r["train.lr"] for r in rows}) == len(rows)  # the rerun's sampler does not redraw trial 0
+    return rows
+
+
+def test_a_killed_workers_trial_is_failed_at_once_and_not_counted(tmp_path, tiny_model_dir, tiny_data_dir):
+    """kill -9, then the same command at once (the default heartbeat would wait a minute): the killed trial is
+    marked failed, and the rerun still runs the study's two trials."""
+    search = write_search(tmp_path, tiny_model_dir, budget='"train.epochs=400"', space=LONG_TRIALS)
+    runs = tmp_path / "runs"
+    worker = start_worker(search, runs, tiny_data_dir)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     worker.stderr.close()
-    time.sleep(3)  # past the grace period of two heartbeats
-    study_dir = tune(write_search(tmp_path, tiny_model_dir, extra="heartbeat_seconds = 1\n",
-                                  space='[space]\n"train.lr" = { type = "float", low = 1e-4, high = 1e-3 }\n'),
-                     trials=3, output_dir=str(runs), data_dir=str(tiny_data_dir))
-    states = {r["trial"]: r["state"] for r in trial_rows(study_dir)}
-    assert states == {"0": "fail", "1": "complete", "2": "complete"}  # the killed trial only is lost
+    rows = finish_study(tmp_path, tiny_model_dir, runs, tiny_data_dir)
+    states = {r["trial"]: r["state"] for r in rows}
+    assert states == {"0": f"fail (its worker (pid {worker.pid}) was killed)", "1": "complete", "2": "complete"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_worker_marks_its_trial_failed_and_says_how_to_continue(tmp_path, tiny_model_dir, tiny_data_dir,
+                                                                          signum):
+    search = write_search(tmp_path, tiny_model_dir, budget='"train.epochs=400"', space=LONG_TRIALS)
+    runs = tmp_path / "runs"
+    worker = start_worker(search, runs, tiny_data_dir)
+    worker.send_signal(signum)
+    _, stderr = worker.communicate(timeout=120)
+    name = signal.Signals(signum).name
+    assert worker.returncode == 128 + signum, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"minbert: stopped by {name}: 0 of 2 trials done") and "Rerun the same command" in last
+    assert trial_rows(runs / "tune" / "search")[0]["state"] == f"fail (stopped by {name})"
+    states = {r["trial"]: r["state"] for r in finish_study(tmp_path, tiny_model_dir, runs, tiny_data_dir)}
+    assert states == {"0": f"fail (stopped by {name})", "1": "complete", "2": "complete"}
+
+
+@pytest.mark.parametrize(("storage", "message"), [
+    ("notaurl", "--storage 'notaurl' is not a database URL"),
+    ("postgresql://me:secret@localhost/studies", "--storage postgresql://me:***@localhost/studies: its database "
+                                                 "driver is not installed"),
+    ("sqlite:////no/such/directory/study.db", "--storage sqlite:////no/such/directory/study.db: cannot connect"),
+])
+def test_a_bad_storage_is_one_line_before_the_study_is_made(tmp_path, tiny_model_dir, storage, message, capsys):
+    from minbert.cli import main
+
+    search = write_search(tmp_path, tiny_model_dir)
+    assert main(["tune", str(search), "--storage", storage, "--output-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "secret" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_pruning_ends_the_trial_with_the_worst_intermediate_score():
