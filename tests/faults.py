@@ -8,6 +8,8 @@ installs FAULT, then runs the `minbert` command in this process.
                                  middle of optimizer step N: after the forward pass, before the backward
     signal@checkpoint-N:SIG[xK]  the same while checkpoint N is being written (synced, not yet renamed)
     signal@start:SIG             the same once the run directory is made, before training starts
+    signal@call-NAME:SIG         the same when the function NAME (module.attribute, e.g.
+                                 minbert.predictor.MultitaskBERT.predict) is first called
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ def signal_at(where: str) -> None:
         for _ in range(count):
             os.kill(os.getpid(), signum)
 
+    if moment.startswith("call-"):
+        owner, attribute = resolve(moment.removeprefix("call-"))
+        original = getattr(owner, attribute)
+
+        def signalled(*args, **kwargs):
+            send()
+            return original(*args, **kwargs)
+
+        setattr(owner, attribute, signalled)
+        return
     if moment == "start":
         from minbert.training import run
 
@@ -97,6 +109,22 @@ def signal_at(where: str) -> None:
         return loss
 
     Trainer.train_step, TaskLoss.forward = counting_train_step, signalled_forward
+
+
+def resolve(dotted: str) -> tuple[object, str]:
+    """"package.module.Class.method" -> (Class, "method")."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:-1]:
+            owner = getattr(owner, name)
+        return owner, parts[-1]
+    raise ValueError(f"no module in {dotted!r}")
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -101,3 +101,42 @@ def test_seeds_flag_wants_integers(capsys):
     with pytest.raises(SystemExit):
         main(["ablate", "sweep.toml", "--seeds", "1,x"])
     assert "expected comma-separated integers, got '1,x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_stops_every_run_at_a_step_boundary_without_a_traceback(tmp_path, tiny_model_dir, tiny_data_dir,
+                                                                        jobs):
+    """As at a terminal: SIGINT to the command's process group. With --jobs the runs' processes sit in groups of
+    their own and stop once, when the parent passes the signal on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from minbert.training.checkpoint import list_checkpoints
+
+    write_base(tmp_path, tiny_model_dir)
+    sweep, out = tmp_path / "sweep.toml", tmp_path / "out"
+    sweep.write_text(f'base = "base.toml"\noutput_dir = "{out}"\noverrides = ["train.epochs=400", '
+                     f'"train.checkpoint_every=2"]\n[variants]\nbaseline = []\ncosent = ["tasks.sts.loss=cosent"]\n')
+    command = subprocess.Popen([sys.executable, "-m", "minbert", "ablate", str(sweep), "--data-dir",
+                                str(tiny_data_dir), "--jobs", str(jobs)], start_new_session=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    running = [out / "baseline", out / "cosent"][:jobs]
+    deadline = time.time() + 120
+    while not all(list_checkpoints(run) for run in running):
+        assert command.poll() is None and time.time() < deadline, command.stderr.read()[-3000:]
+        time.sleep(0.05)
+    os.killpg(command.pid, signal.SIGINT)
+    _, stderr = command.communicate(timeout=120)
+    assert command.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("minbert: stopped by SIGINT") and "0 of 2 runs of the sweep finished" in last, last
+    assert f"rerun `minbert ablate {sweep}` to continue" in last
+    for run in running:  # each stopped run kept a checkpoint to resume from
+        assert list_checkpoints(run) and not list((run / "checkpoints").glob(".tmp-*"))
+    if jobs == 1:
+        assert not (out / "cosent").exists()  # never started

@@ -28,6 +28,7 @@ import tomli_w
 from minbert.data.files import Example, read_examples, resolve_data_dir
 from minbert.device import machine
 from minbert.errors import ConfigError
+from minbert.interrupts import Interrupted
 from minbert.evaluation.metrics import overall_score
 from minbert.evaluation.predict import score
 from minbert.predictor import MultitaskBERT
@@ -181,9 +182,11 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
                 "member_dev": member_dev, "wall_seconds": round(time.perf_counter() - started, 1),
                 "environment": {**machine(), "precision": ensemble.precision or "each member's own"}})
             write_report_quietly(run_dir)
-        except BaseException:  # an error or an interrupt: no half-written ensemble is left behind
+        except BaseException as exc:  # an error or an interrupt: no half-written ensemble is left behind
             if remove_failed_start(run_dir, created):
                 log.info("removed %s: the ensemble was not finished", run_dir)
+            if isinstance(exc, Interrupted):
+                exc.detail = f"the ensemble was not finished, so {run_dir} was removed: run the same command again"
             raise
     return run_dir
 
