@@ -117,3 +117,99 @@ def test_serve_stops_at_start_up_when_the_model_cannot_load(tmp_path, three_task
     (broken / "best" / "config.json").write_text("{", encoding="utf-8")
     assert main(["serve", "--run", str(broken)]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+# --- issue 24: one bad request fails alone; bodies are bounded before they are read; limits checked at start ---
+
+async def good_and_bad_at_once(url: str, good: int, bad_every: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        return await asyncio.gather(*(
+            http.post("/sentiment", content=b'{"texts": ["\\ud800 a lone surrogate"]}',
+                      headers={"content-type": "application/json"}) if i % bad_every == 0
+            else http.post("/sentiment", json={"texts": [SENTENCES[i % 2]]}) for i in range(good)))
+
+
+def test_a_lone_surrogate_fails_alone_among_concurrent_good_requests(tiny_model):
+    with running_server(tiny_model, batching=Batching(max_batch=64, max_wait_ms=50)) as url:
+        responses = asyncio.run(good_and_bad_at_once(url, 130, 13))
+        served = httpx.get(f"{url}/health").json()["served"]
+    bad = [r for i, r in enumerate(responses) if i % 13 == 0]
+    good = [(i, r) for i, r in enumerate(responses) if i % 13]
+    assert {r.status_code for r in bad} == {422}
+    assert all(r.json()["limit"] == "unicode" and "text 0 is not valid Unicode" in r.json()["error"] for r in bad)
+    assert {r.status_code for _, r in good} == {200}, [r.text for _, r in good if r.status_code != 200][:3]
+    assert [r.json()["results"][0]["label"] for _, r in good] == [
+        tiny_model.predict_sentiment(SENTENCES[i % 2]) for i, _ in good]
+    assert served["largest_batch"] > 1  # the good ones still shared model calls
+
+
+def rss_mb() -> float:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_an_oversized_body_is_refused_at_once_with_memory_and_health_unaffected(tiny_model):
+    """50 MB announced by Content-Length: 413 before any of it is read. 50 MB chunked (no length): refused once
+    the limit has arrived, the connection closed. The server's memory stays flat; /health answers meanwhile."""
+    import socket
+    import threading
+    import time
+    from urllib.parse import urlsplit
+
+    size = 50 * 2**20
+    with running_server(tiny_model) as url:
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        before = rss_mb()
+        started = time.perf_counter()
+        with socket.create_connection((host, port)) as conn:
+            conn.sendall(f"POST /sentiment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {size}\r\n\r\n".encode() + b'{"texts": ["' + b"x" * 65536)
+            answer = conn.recv(65536).decode()
+        assert answer.startswith("HTTP/1.1 413") and '"limit": "max_body_bytes"' in answer, answer
+        assert time.perf_counter() - started < 2
+
+        health_seconds: list[float] = []
+
+        def chunked_upload() -> httpx.Response | Exception:
+            def chunks():
+                yield b'{"texts": ["'
+                for _ in range(size // 2**20):
+                    yield b"x" * 2**20
+
+            try:
+                return httpx.post(f"{url}/sentiment", content=chunks(), timeout=60,
+                                  headers={"content-type": "application/json"})
+            except httpx.HTTPError as exc:  # the server may close while the client still writes
+                return exc
+
+        result: list = []
+        upload = threading.Thread(target=lambda: result.append(chunked_upload()))
+        upload.start()
+        while upload.is_alive():
+            asked = time.perf_counter()
+            assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+            health_seconds.append(time.perf_counter() - asked)
+            time.sleep(0.02)
+        upload.join()
+        grown = rss_mb() - before
+    if isinstance(result[0], httpx.Response):
+        assert result[0].status_code == 413 and result[0].json()["limit"] == "max_body_bytes"
+    assert max(health_seconds) < 1.0, health_seconds
+    assert grown < 30, f"the server's memory grew {grown:.0f} MB"  # never near the 50 MB sent
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--port", "99999"], "--port 99999 is not a port number (1 to 65535)"),
+    (["--port", "0"], "--port 0 is not a port number"),
+    (["--max-texts", "-5"], "--max-texts = -5 must be >= 1"),
+    (["--max-chars", "-1"], "--max-chars = -1 must be >= 1"),
+    (["--timeout", "-1"], "--timeout = -1.0 must be > 0"),
+    (["--max-body-bytes", "-3"], "--max-body-bytes = -3 must be > 0"),
+    (["--max-batch", "0"], "--max-batch = 0 must be >= 1"),
+])
+def test_serve_refuses_impossible_limits_before_loading(tmp_path, args, message, capsys):
+    assert main(["serve", "--run", str(tmp_path / "never-read"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "not a run directory" not in err, err
