@@ -28,8 +28,8 @@ def test_predict_stopped_writes_no_half_file(three_task_run, tmp_path, moment, s
     sentences = tmp_path / "in.txt"
     sentences.write_text("a fine film\nan awful film\n")
     out = tmp_path / "out.csv"
-    result = run_with_fault(f"signal@call-{moment}:{signal.Signals(signum).name}", "predict", "--run", str(three_task_run), "--task", "sst", "--input", str(sentences),
-                            "--output", str(out))
+    result = run_with_fault(f"signal@call-{moment}:{signal.Signals(signum).name}", "predict", "--run",
+                            str(three_task_run), "--task", "sst", "--input", str(sentences), "--output", str(out))
     assert_one_line_stop(result, signum)
     assert list(tmp_path.iterdir()) == [sentences]  # no output, no temporary file
 

@@ -57,6 +57,8 @@ class TrainConfig:
     select_best_by: str = option("overall", choices=("overall", "two_of_three"))  # two_of_three: improves 2+ tasks
     checkpoint_every: int = option(0, low=0)  # also checkpoint every N optimizer steps (0: at epoch ends only)
     keep_checkpoints: int = option(2, low=0)  # the newest N resumable checkpoints are kept
+    # on glibc's malloc: hand freed memory back to the system every N steps and after each evaluation (0: never)
+    malloc_trim_every: int = option(20, low=0)
     on_nan: str = option("stop", choices=("stop", "skip"))  # stop: naming step, task, ids; skip: drop, count
     fused_adamw: str = option("auto", choices=("auto", "on", "off"))  # auto: on when 5M+ parameters train
     compile: bool = False  # torch.compile the encoder (dynamic shapes); pays a compile time up front

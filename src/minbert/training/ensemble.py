@@ -28,9 +28,9 @@ import tomli_w
 from minbert.data.files import Example, read_examples, resolve_data_dir
 from minbert.device import machine
 from minbert.errors import ConfigError
-from minbert.interrupts import Interrupted
 from minbert.evaluation.metrics import overall_score
 from minbert.evaluation.predict import score
+from minbert.interrupts import Interrupted
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.tasks.kinds import KINDS

@@ -45,6 +45,7 @@ from minbert.training.hooks import (
     LearningRateSchedule,
     NonFiniteLoss,
     ProgressReport,
+    ReturnFreedMemory,
     TeacherShare,
 )
 from minbert.training.layer_cache import LayerCache
@@ -77,7 +78,7 @@ def default_hooks(train: TrainConfig, distillation: bool) -> list[Hook]:
     if train.grad_clip > 0:
         hooks.append(GradientClipping(train.grad_clip))
     return [*hooks, NonFiniteLoss(train.on_nan), ProgressReport(), Checkpointing(train.checkpoint_every),
-            GracefulStop()]
+            ReturnFreedMemory(train.malloc_trim_every), GracefulStop()]
 
 
 class TaskLoss(nn.Module):
