@@ -71,3 +71,28 @@ def test_the_command_bounds_it_before_anything_else(monkeypatch):
     with pytest.raises(SystemExit):
         cli.entry()
     assert seen == [ONEDNN_CACHE_CAPACITY]  # already set when the process re-executes under jemalloc
+
+
+def test_training_trims_glibcs_heap_every_n_steps_and_after_each_evaluation():
+    from types import SimpleNamespace
+
+    from minbert.training.hooks import ReturnFreedMemory, glibc_malloc_trim
+
+    if active_allocator() == "glibc":  # this process: pytest, not re-executed
+        assert glibc_malloc_trim() is not None
+    hook, calls = ReturnFreedMemory(3), []
+    hook.trim = calls.append
+    for step in range(1, 10):
+        hook.after_step(SimpleNamespace(step=step))
+    assert len(calls) == 3  # steps 3, 6, 9
+    hook.epoch_ended(SimpleNamespace(step=9), {})
+    assert len(calls) == 4
+    assert ReturnFreedMemory(0).trim is None  # train.malloc_trim_every = 0: never
+
+
+def test_no_trim_under_another_allocator(monkeypatch):
+    from minbert import allocator
+    from minbert.training.hooks import glibc_malloc_trim
+
+    monkeypatch.setattr(allocator, "active_allocator", lambda: "jemalloc")
+    assert glibc_malloc_trim() is None

@@ -124,18 +124,23 @@ PAIRS = "id\tsentence1\tsentence2\n" \
         "q5\twhy\n"
 
 
+def predict_file(run, task, path, out, skip_bad_rows=False) -> tuple:
+    """`predict --input PATH --output OUT`, then again with --skip-bad-rows when the first one refused."""
+    refused = run_cli("predict", "--run", str(run), "--task", task, "--input", str(path), "--output", str(out))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert not out.exists()
+    skipped = run_cli("predict", "--run", str(run), "--task", task, "--input", str(path), "--output", str(out),
+                      "--skip-bad-rows")
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    return refused, skipped
+
+
 def test_predict_input_refuses_malformed_rows_unless_told_to_skip(three_task_run, tmp_path):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text(PAIRS)
     out = tmp_path / "out.csv"
-    result = run_cli("predict", "--run", str(three_task_run), "--task", "quora", "--input", str(pairs),
-                     "--output", str(out))
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert f"{pairs}:3:" in result.stderr and "4 malformed rows" in result.stderr
-    assert not out.exists()
-    result = run_cli("predict", "--run", str(three_task_run), "--task", "quora", "--input", str(pairs),
-                     "--output", str(out), "--skip-bad-rows")
-    assert result.returncode == 0, result.stderr[-3000:]
+    refused, result = predict_file(three_task_run, "quora", pairs, out)
+    assert f"{pairs}:3:" in refused.stderr and "4 malformed rows" in refused.stderr
     assert "wrote 1 prediction" in result.stdout and "4 malformed rows skipped" in result.stdout
     lines = out.read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("q1 , ")  # the input's own id
@@ -156,14 +161,8 @@ def test_predict_input_reports_blank_lines_as_bad_rows(three_task_run, tmp_path)
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("a great film\n\n  \t \nan awful film\n")
     out = tmp_path / "out.csv"
-    result = run_cli("predict", "--run", str(three_task_run), "--task", "sst", "--input", str(sentences),
-                     "--output", str(out))
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert f"{sentences}:2: blank line" in result.stderr and "2 malformed rows in all (lines 2, 3)" in result.stderr
-    assert not out.exists()
-    result = run_cli("predict", "--run", str(three_task_run), "--task", "sst", "--input", str(sentences),
-                     "--output", str(out), "--skip-bad-rows")
-    assert result.returncode == 0, result.stderr[-3000:]
+    refused, result = predict_file(three_task_run, "sst", sentences, out)
+    assert f"{sentences}:2: blank line" in refused.stderr and "2 malformed rows in all (lines 2, 3)" in refused.stderr
     assert "2 malformed rows skipped" in result.stdout
     assert [line.split(" , ")[0] for line in out.read_text().splitlines()[1:]] == ["1", "4"]
 

@@ -15,7 +15,7 @@ from minbert.errors import ConfigError, DataError
 from minbert.evaluation.predict import Inference, predict
 from minbert.model.bert import BertModel
 from minbert.model.config import BertConfig
-from minbert.tasks.model import MultitaskModel
+from minbert.tasks.model import MultitaskModel, check_max_length
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import RunConfig, check_trained_with, load_config
 
@@ -44,7 +44,9 @@ class MultitaskBERT:
         config = load_config(run_dir / "config.toml")
         check_trained_with(run_dir, config)
         best = run_dir / "best"
-        model = MultitaskModel(BertModel(BertConfig.from_json(best / "config.json")), config.tasks, config.model)
+        encoder = BertModel(BertConfig.from_json(best / "config.json"))
+        check_max_length(config.model, encoder)
+        model = MultitaskModel(encoder, config.tasks, config.model)
         model.load_checkpoint(best)
         if precision == "int8":  # quantized weights, fp32 activations
             model.encoder = quantize_int8(model.encoder, resolve_device(config.device))

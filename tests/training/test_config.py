@@ -61,7 +61,7 @@ def test_a_task_with_nothing_to_train_is_refused(head):
     ("tasks.sst.poolng=mean", "unknown key 'tasks.sst.poolng'; did you mean 'pooling'?"),
     ("train.lr=fast", "train.lr: expected float, got str 'fast'"),
     ("train.epochs=2.5", "train.epochs: expected int, got float 2.5"),
-    ("train.lr=-1e-5", "train.lr = -1e-05 must be >= 0"),
+    ("train.lr=-1e-5", "train.lr = -1e-05 must be in [0, 1]"),
     ("train.batch_size=0", "train.batch_size = 0 must be > 0"),
     ("tasks.sst.pooling=median", "tasks.sst.pooling = 'median' is not one of cls, cls_raw, max, mean, mean_max"),
     ("tasks.sst.data=imdb", "tasks.sst.data = 'imdb' is not one of"),

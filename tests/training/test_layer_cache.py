@@ -122,7 +122,8 @@ def test_trainer_computes_the_frozen_encoder_once(tiny_model_dir, tiny_data_dir,
     from minbert.training.hooks import Hook
     from minbert.training.loop import Trainer
 
-    config = load_config(None, [f"model.path={tiny_model_dir}", "model.freeze=encoder", "train.epochs=3",
+    config = load_config(None, [f"model.path={tiny_model_dir}", "model.max_length=32",
+                                "model.freeze=encoder", "train.epochs=3",
                                 "train.lr=1e-3", "tasks.sst.data=sst", f"output_dir={tmp_path}"])
     exp = build_experiment(config, data_dir=str(tiny_data_dir))
     calls_per_epoch = []
@@ -161,7 +162,8 @@ def test_a_run_with_its_cache_over_budget_finishes_with_the_same_results(tiny_mo
     from minbert.training.run import train_run
 
     def run(name: str, budget_mb: int) -> tuple[list, list[str]]:
-        config = load_config(None, [f"model.path={tiny_model_dir}", "model.frozen_layers=1", "train.epochs=2",
+        config = load_config(None, [f"model.path={tiny_model_dir}", "model.max_length=32",
+                                "model.frozen_layers=1", "train.epochs=2",
                                     "tasks.sst.data=sst", f"output_dir={tmp_path}", f"name={name}",
                                     f"train.cache_budget_mb={budget_mb}"])
         caplog.clear()

@@ -67,11 +67,11 @@ def test_predict_command_pairs_and_files(multitask_run, tmp_path, capsys, caplog
     assert "takes 2 texts per example; got 1" in capsys.readouterr().err
     caplog.set_level(logging.WARNING, logger="minbert")
     plain = tmp_path / "pairs.txt"
-    plain.write_text("a dog sat\ta cat sat\n\nhow do i learn\n")
+    plain.write_text("a dog sat\ta cat sat\n\nhow do i learn\n")  # line 2 blank, line 3 half a pair
     out = tmp_path / "out.csv"
     args = ["predict", "--run", str(run_dir), "--task", "quora", "--input", str(plain), "--output", str(out)]
     assert main(args) == 2 and not out.exists()  # a malformed row stops the job unless told to skip it
-    assert f"{plain}:3: empty sentence2; 1 malformed rows in all" in capsys.readouterr().err
+    assert f"{plain}:2: blank line (each line is a text to predict); 2 malformed rows in all" in capsys.readouterr().err
     assert main([*args, "--skip-bad-rows"]) == 0
     header, rows = read_predictions(out)
     assert header == "Predicted_Is_Paraphrase" and [r[0] for r in rows] == ["1"]  # line 3 lacks a second question

@@ -116,7 +116,8 @@ def test_a_run_with_pcgrad_fgsm_and_mnrl(tmp_path, tiny_model_dir, tiny_data_dir
     from minbert.training.experiment import build_experiment
     from minbert.training.loop import Trainer
 
-    config = load_config(None, [f"model.path={tiny_model_dir}", "train.epochs=1", "train.lr=1e-3",
+    config = load_config(None, [f"model.path={tiny_model_dir}", "model.max_length=32",
+                                "train.epochs=1", "train.lr=1e-3",
                                 "train.sampler=round_robin", "train.sampler.update=global",
                                 "train.techniques.pcgrad={}",
                                 "tasks.sst.data=sst", "tasks.sst.regularizers={fgsm={}, mnrl={}, smart={}}",
@@ -133,7 +134,8 @@ def test_perturbations_work_with_frozen_word_embeddings(tmp_path, tiny_model_dir
     from minbert.training.experiment import build_experiment
     from minbert.training.loop import Trainer
 
-    config = load_config(None, [f"model.path={tiny_model_dir}", "train.epochs=1", "train.lr=1e-3",
+    config = load_config(None, [f"model.path={tiny_model_dir}", "model.max_length=32",
+                                "train.epochs=1", "train.lr=1e-3",
                                 "model.freeze_word_embeddings=true", "tasks.sst.data=sst",
                                 'tasks.sst.regularizers.fgsm.epsilon=0.01', "tasks.sst.regularizers.smart={}"])
     exp = build_experiment(config, data_dir=str(tiny_data_dir))

@@ -77,6 +77,14 @@ def frozen_depth(model: ModelConfig, n_layers: int) -> int:
     return model.frozen_layers
 
 
+def check_max_length(model: ModelConfig, encoder: BertModel) -> None:
+    """A run's model.max_length within its encoder's position embeddings (longer inputs would index past them)."""
+    positions = encoder.config.max_position_embeddings
+    if model.max_length > positions:
+        raise ConfigError(f"model.max_length={model.max_length} is more than the model's {positions} position "
+                          f"embeddings: set model.max_length={positions} or less")
+
+
 class MultitaskModel(nn.Module):
     """The shared encoder (frozen where `model` says), optional common layers, and one TaskModule per task, with
     its PALs when `model.pal.size` > 0."""
@@ -84,10 +92,6 @@ class MultitaskModel(nn.Module):
     def __init__(self, encoder: BertModel, tasks: dict[str, TaskConfig], model: ModelConfig | None = None):
         super().__init__()
         model = model or ModelConfig()
-        positions = encoder.config.max_position_embeddings
-        if model.max_length > positions:  # longer inputs would index past the position embeddings
-            raise ConfigError(f"model.max_length={model.max_length} is more than the model's {positions} position "
-                              f"embeddings: set model.max_length={positions} or less")
         self.encoder = encoder
         hidden, n_layers = encoder.config.hidden_size, len(encoder.layers)
         self.freeze = model.freeze

@@ -23,7 +23,7 @@ from minbert.model.bert import BertModel
 from minbert.model.loading import resolve_model_dir
 from minbert.optim import AdamW, decay_groups
 from minbert.tasks.kinds import KINDS, TaskKind
-from minbert.tasks.model import MultitaskModel
+from minbert.tasks.model import MultitaskModel, check_max_length
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import ExtraDataConfig, RunConfig
 from minbert.training.distillation import check_teachers
@@ -204,6 +204,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
 def build_model(config: RunConfig, model_dir: Path) -> MultitaskModel:
     encoder = BertModel.from_pretrained(model_dir)
     encoder.set_dropout(config.model.hidden_dropout, config.model.attention_dropout)
+    check_max_length(config.model, encoder)
     return MultitaskModel(encoder, config.tasks, config.model)
 
 
