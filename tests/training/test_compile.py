@@ -18,7 +18,8 @@ NO_DROPOUT = ["model.hidden_dropout=0", "model.attention_dropout=0", "tasks.sst.
 
 
 def one_step(tiny_model_dir, tiny_data_dir, tmp_path, compiled: bool, batches: list[list[int]]):
-    config = load_config(None, [f"model.path={tiny_model_dir}", f"output_dir={tmp_path}", *NO_DROPOUT,
+    config = load_config(None, [f"model.path={tiny_model_dir}", "model.max_length=64", f"output_dir={tmp_path}",
+                                *NO_DROPOUT,
                                 f"train.compile={str(compiled).lower()}"])
     torch.manual_seed(0)
     trainer = Trainer(build_experiment(config, data_dir=str(tiny_data_dir)))
@@ -60,7 +61,8 @@ def test_compiled_step_matches_eager_across_lengths(tiny_model_dir, tiny_data_di
 def test_compiled_training_reports_its_graphs(tiny_model_dir, tiny_data_dir, tmp_path, compiled, caplog):
     from minbert.training.run import train_run
 
-    config = load_config(None, [f"model.path={tiny_model_dir}", f"output_dir={tmp_path}", *NO_DROPOUT,
+    config = load_config(None, [f"model.path={tiny_model_dir}", "model.max_length=64", f"output_dir={tmp_path}",
+                                *NO_DROPOUT,
                                 f"train.compile={str(compiled).lower()}", "name=c", "train.epochs=2"])
     with caplog.at_level("INFO", logger="minbert"):
         run_dir = train_run(config, data_dir=str(tiny_data_dir))
