@@ -139,12 +139,12 @@ class Study:
             raise optuna.TrialPruned(pruning.pruned)
         return best_score(run_dir)
 
-    def optimize(self, quota: int, total: int, timeout_minutes: float | None) -> None:
+    def optimize(self, quota: int, total: int, timeout_minutes: float | None, existing: int = 0) -> None:
         """Run at most `quota` trials, and stop once the study counts `total` (every worker's, on every machine;
         stopped trials left out)."""
         if quota < 1:
             return
-        study = self.load(len(self.load().trials))
+        study = self.load(existing)  # existing: the trials in the study when `tune` started
 
         def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             if len(counted(study.get_trials(deepcopy=False))) >= total:
@@ -231,11 +231,11 @@ def best_score(run_dir: Path) -> float:
     return max(epoch["selection_score"] for epoch in metrics["epochs"])
 
 
-def _worker(study: Study, quota: int, total: int, timeout: float | None, threads: int) -> None:
+def _worker(study: Study, quota: int, total: int, timeout: float | None, threads: int, existing: int) -> None:
     """One worker process of `tune --jobs`."""
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(quota, total, timeout)
+    study.optimize(quota, total, timeout, existing)
 
 
 def tune(search_path: str | Path, trials: int | None = None, timeout: float | None = None, jobs: int = 1,
@@ -267,10 +267,11 @@ def tune(search_path: str | Path, trials: int | None = None, timeout: float | No
     quotas = [q for q in (remaining // jobs + (i < remaining % jobs) for i in range(jobs)) if q]
     try:
         if jobs == 1:
-            study.optimize(remaining, total, timeout)
+            study.optimize(remaining, total, timeout, len(loaded.trials))
         elif quotas:  # one process per worker, threads shared out as `ablate --jobs` does
             threads = max(1, (os.cpu_count() or 1) // jobs)
-            outcomes = run_in_processes([(f"worker {i}", _worker, (study, quota, total, timeout, threads))
+            outcomes = run_in_processes([(f"worker {i}", _worker, (study, quota, total, timeout, threads,
+                                                                    len(loaded.trials)))
                                          for i, quota in enumerate(quotas)], jobs)
             failed = [o for o in outcomes if o.rc]
             if failed:
