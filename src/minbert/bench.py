@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minbert.data.files import FORMATS, read_examples, resolve_data_dir
+from minbert.data.files import read_examples
+from minbert.data.spec import FORMATS, resolve_data_dir
 from minbert.device import cpu_has_fast_bf16
 from minbert.terminal import console as make_console
 

@@ -10,9 +10,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minbert.errors import MinbertError
 from minbert.interrupts import STOP, Interrupted
+
+if TYPE_CHECKING:
+    from minbert.data.files import FileFormat
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -42,11 +46,23 @@ def cmd_data(args: argparse.Namespace) -> int:
     import errno
     import json
 
-    from minbert.data.files import FORMATS, KNOWN_FILES, read_examples, resolve_data_dir
+    from minbert.data.files import read_examples
+    from minbert.data.spec import FORMATS, KNOWN_FILES, resolve_data_dir
 
-    directory = resolve_data_dir(args.data_dir)
+    # what to check: the built-in data sets' files, or a config's tasks (their own specs and file choices)
+    files = [(name, FORMATS[data], split) for (data, split), name in KNOWN_FILES.items()]
+    config = None
+    if args.config or args.overrides:
+        from minbert.tasks.kinds import kind_of
+        from minbert.training.config import load_config
+        from minbert.training.experiment import task_file
+
+        config = load_config(args.config, args.overrides)
+        files = [(name, kind_of(task, task_config).format, split) for task, task_config in config.tasks.items()
+                 for split in ("train", "dev", "test") if (name := task_file(config, task, split))]
+    directory = resolve_data_dir(args.data_dir or (config.data_dir if config else None) or None)
     report = {}
-    for (kind, split), name in KNOWN_FILES.items():
+    for name, file_format, split in files:
         path = directory / name
         if not path.exists():
             if path.is_symlink():  # a dangling link or a loop: the file is meant to be there and cannot be read
@@ -57,8 +73,10 @@ def cmd_data(args: argparse.Namespace) -> int:
                     reason = exc.strerror or reason
                 report[name] = {"rows": 0, "skipped": [], "error": f"a symlink that cannot be read ({reason}: "
                                 f"{os.readlink(path)})"}
+            elif config is not None and split != "test":  # a config's train and dev files are required
+                report[name] = {"rows": 0, "skipped": [], "error": "no such file"}
             continue
-        loaded = read_examples(path, FORMATS[kind], labelled=split != "test", strict=args.strict)
+        loaded = read_examples(path, file_format, labelled=split != "test", strict=args.strict)
         report[name] = {"rows": len(loaded.examples),
                         "skipped": [{"line": s.line, "reason": s.reason} for s in loaded.skipped]}
         if not loaded.examples:  # training or scoring on it would fail; predicting for it writes nothing
@@ -120,21 +138,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_prediction_input(path: str, columns: tuple[str, ...], skip_bad_rows: bool = False
+def read_prediction_input(path: str, task_format: FileFormat, skip_bad_rows: bool = False
                           ) -> tuple[list[str], list[tuple[str, ...]], list]:
-    """A CS224N-format file (a header naming the columns; ids from its `id` column, else line numbers), or plain
-    lines: a sentence, or `a<TAB>b` for pairs, named by line number. Malformed rows stop the job unless
-    `skip_bad_rows`; returns ids, rows and the skipped rows."""
+    """A file in the task's own format (a header naming its text columns, its delimiter and quoting; ids from its
+    id column, else line numbers), or plain lines: a sentence, or `a<TAB>b` for pairs, named by line number.
+    Malformed rows stop the job unless `skip_bad_rows`; returns ids, rows and the skipped rows."""
     from minbert.data.files import FileFormat, parse_examples
 
+    columns = task_format.text_columns
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise MinbertError(f"{path}: cannot read ({exc.strerror})") from None
-    first = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").split("\t")
-    header = [h.strip().strip('"') for h in first]
+    first = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").removeprefix("\ufeff")
+    header = [h.strip().strip('"') for h in first.split(task_format.delimiter)]
     if all(c in header for c in columns):
-        fmt = FileFormat(columns, "", id_column="id" if "id" in header else "")
+        id_column = next((c for c in (task_format.id_column, "id") if c and c in header), "")
+        fmt = FileFormat(columns, "", id_column=id_column, delimiter=task_format.delimiter,
+                         quoting=task_format.quoting)
         loaded = parse_examples(raw, Path(path), fmt, labelled=False)
     else:  # plain lines: quotes are text, and line 1 is the first example
         fmt = FileFormat(columns, "", id_column="", quoting=False)
@@ -165,7 +186,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     width = len(kind.format.text_columns)
     skipped = []
     if args.input:
-        ids, rows, skipped = read_prediction_input(args.input, kind.format.text_columns, args.skip_bad_rows)
+        ids, rows, skipped = read_prediction_input(args.input, kind.format, args.skip_bad_rows)
     else:
         texts = [*(args.text or []), *args.texts]
         if not texts:
@@ -296,8 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", default=None,
                        help="data directory (default: $MINBERT_DATA, then ./data, then ../shared/data)")
 
-    data = sub.add_parser("data", help="validate every known data file and report skipped rows")
+    data = sub.add_parser("data", help="validate every known data file (or a config's tasks' files) and report "
+                          "skipped rows")
     data_dir_flag(data)
+    data.add_argument("--config", default=None, help="check this config's tasks: their data specs and files")
+    data.add_argument("overrides", nargs="*", help="key=value overrides of the config")
     data.add_argument("--json", action="store_true", help="print {file: {rows, skipped: [{line, reason}]}}")
     data.add_argument("--strict", action="store_true", help="stop at the first bad row")
     data.set_defaults(handler=cmd_data)

@@ -88,6 +88,9 @@ def check_type(value: Any, kind: Any, where: str) -> Any:
     if kind is Any:
         return value
     if origin in (types.UnionType, typing.Union):
+        tables = [choice for choice in typing.get_args(kind) if dataclasses.is_dataclass(choice)]
+        if isinstance(value, dict) and len(tables) == 1:  # a table: its own errors name the key at fault
+            return build(tables[0], value, where)
         for choice in typing.get_args(kind):
             try:
                 return check_type(value, choice, where)

@@ -10,6 +10,7 @@ import numpy as np
 
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
+from minbert.data.spec import builtin_name
 from minbert.device import INFERENCE_PRECISIONS, quantize_int8, resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
 from minbert.evaluation.predict import Inference, predict
@@ -58,7 +59,8 @@ class MultitaskBERT:
             if task not in self.config.tasks:
                 raise ConfigError(f"task {task!r} is not in this run (it has {', '.join(self.config.tasks)})")
             return task
-        chosen = [t for t, c in self.config.tasks.items() if c.data in ("sst", "cfimdb")] if sentiment else []
+        chosen = ([t for t, c in self.config.tasks.items() if builtin_name(c.data) in ("sst", "cfimdb")]
+                  if sentiment else [])
         if len(chosen) != 1:
             raise ConfigError(f"name a task with --task (this run has {', '.join(self.config.tasks)})")
         return chosen[0]
@@ -86,27 +88,38 @@ class MultitaskBERT:
         return predict(self.model, data, self.inference, soft=soft)
 
     def task_for(self, data: str, task: str | None = None) -> str:
-        """The run's task for a data format (sst, cfimdb, quora, sts), or the named one."""
+        """The run's task on a built-in data set (sst, cfimdb, quora, sts), or the named one."""
         if task is not None:
             return self.resolve_task(task, sentiment=False)
-        chosen = [t for t, c in self.config.tasks.items() if c.data == data]
+        chosen = [t for t, c in self.config.tasks.items() if builtin_name(c.data) == data]
         if len(chosen) != 1:
             raise ConfigError(f"this run has no single {data} task (it has {', '.join(self.config.tasks)})")
         return chosen[0]
 
-    def predict(self, task: str, texts: Sequence[Sequence[str]]) -> list:
-        """Predictions of `task` for rows of one text (sentiment) or two (pairs)."""
+    def predict(self, task: str, texts: Sequence[str] | Sequence[Sequence[str]], labels: bool = False) -> list:
+        """Predictions of any task of the run, in order: for a single-sentence task a list of texts (or of 1-tuples),
+        for a pair task a list of pairs. Class indices or scores; with `labels`, class names instead of indices."""
         kind = self.model.heads[self.resolve_task(task, sentiment=False)].kind
         width = len(kind.format.text_columns)
         if isinstance(texts, str):
             raise DataError("expected a list of rows, got a str")
+        rows = []
         for i, row in enumerate(texts):
             if isinstance(row, str):  # tuple("ab") would silently become the pair ("a", "b")
-                what = "a pair of texts" if width == 2 else "a row of one text"
-                raise DataError(f"example {i + 1}: expected {what}, got a str")
+                if width == 1:
+                    rows.append((row,))
+                    continue
+                raise DataError(f"example {i + 1}: expected a pair of texts, got a str")
             if len(row) != width:
                 raise DataError(f"example {i + 1}: task {task} takes {width} text(s) per example, got {len(row)}")
-        return self._predict(task, [tuple(row) for row in texts])
+            rows.append(tuple(row))
+        predictions = self._predict(task, rows)
+        return [kind.show(p) for p in predictions] if labels and kind.is_classification else predictions
+
+    def class_names(self, task: str) -> list[str] | None:
+        """What a classification task's indices mean (None for a regression task)."""
+        kind = self.model.heads[self.resolve_task(task, sentiment=False)].kind
+        return kind.class_names if kind.is_classification else None
 
     def predict_sentiment(self, texts: str | Sequence[str], task: str | None = None) -> int | list[int]:
         """Class indices (SST: 0 very negative .. 4 very positive; CFIMDB: 0 negative, 1 positive); one text

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from minbert.cli import main
-from minbert.data.files import FORMATS, KNOWN_FILES, read_examples, resolve_data_dir
+from minbert.data.files import read_examples
+from minbert.data.spec import FORMATS, KNOWN_FILES, resolve_data_dir
 from minbert.errors import DataError
 from tests.conftest import write_tsv
 
@@ -126,7 +127,7 @@ def test_data_dir_resolution_order(tmp_path, monkeypatch):
 def test_no_data_directory_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MINBERT_DATA", raising=False)
-    monkeypatch.setattr("minbert.data.files._repo_root", lambda: tmp_path / "repo")
+    monkeypatch.setattr("minbert.data.spec._repo_root", lambda: tmp_path / "repo")
     with pytest.raises(DataError, match=r"no data directory found; looked in: --data-dir \(not given\), "
                                         r"\$MINBERT_DATA \(not set\), data, ../shared/data"):
         resolve_data_dir()

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minbert.data.files import FORMATS, parse_examples
+from minbert.data.files import parse_examples
+from minbert.data.spec import FORMATS
 from minbert.errors import DataError
 
 PATH = Path("fuzz.csv")

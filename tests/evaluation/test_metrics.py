@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from minbert.errors import DataError
-from minbert.evaluation.metrics import (
+from minbert.evaluation.predictions import read_predictions, write_predictions
+from minbert.metrics import (
     accuracy,
     confusion_matrix,
-    overall_score,
+    cs224n_score,
     pearson,
+    score_bins,
     selection_score,
-    sts_bins,
 )
-from minbert.evaluation.predictions import read_predictions, write_predictions
 
 
 def test_accuracy():
@@ -34,9 +34,9 @@ def test_pearson_by_hand():
 
 
 def test_overall_score_formula_and_selection():
-    assert math.isclose(overall_score(0.5, 0.8, 0.6), (0.5 + 0.8 + 0.8) / 3)
+    assert math.isclose(cs224n_score(0.5, 0.8, 0.6), (0.5 + 0.8 + 0.8) / 3)
     assert math.isclose(selection_score({"sst": ("accuracy", 0.5), "quora": ("accuracy", 0.8),
-                                         "sts": ("pearson", 0.6)}), overall_score(0.5, 0.8, 0.6))
+                                         "sts": ("pearson", 0.6)}), cs224n_score(0.5, 0.8, 0.6))
     assert selection_score({"sst": ("accuracy", 0.47)}) == 0.47
 
 
@@ -45,8 +45,8 @@ def test_confusion_matrix_is_gold_by_predicted():
     assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
 
 
-def test_sts_bins():
-    rows = sts_bins(predictions=[0.5, 1.0, 4.0, 5.0], labels=[0.0, 0.5, 4.5, 5.0])
+def test_score_bins():
+    rows = score_bins(predictions=[0.5, 1.0, 4.0, 5.0], labels=[0.0, 0.5, 4.5, 5.0])
     assert [r["count"] for r in rows] == [2, 0, 0, 0, 2]
     assert rows[0]["mean_abs_error"] == pytest.approx(0.5)
     assert rows[4]["mean_error"] == pytest.approx(-0.25)

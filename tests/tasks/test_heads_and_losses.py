@@ -12,7 +12,7 @@ from minbert import BertModel
 from minbert.data.batching import Batch
 from minbert.tasks.config import ModelConfig, TaskConfig
 from minbert.tasks.heads import HEADS, PAIR_FEATURES
-from minbert.tasks.kinds import KINDS
+from minbert.tasks.kinds import builtin_kind
 from minbert.tasks.losses import LOSSES, TaskOutput
 from minbert.tasks.model import MultitaskModel
 from tests.conftest import random_batch, tiny_config
@@ -111,7 +111,7 @@ def test_siamese_similarity_output_is_on_the_label_scale():
     out = model(batch)
     assert out.logits.shape == (2,) and out.logits[1].item() == pytest.approx(1.0, abs=1e-5)
     assert out.score[1].item() == pytest.approx(5.0, abs=1e-4)
-    assert KINDS["sts"].predict(out).tolist() == pytest.approx(out.score.tolist())
+    assert builtin_kind("sts").predict(out).tolist() == pytest.approx(out.score.tolist())
     # cosine_mse trained cos towards label / 5: scores read back as 5 * cos, not the head's 2.5 * (1 + cos)
     torch.testing.assert_close(out.score, 5.0 * out.logits)
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from minbert.cli import main
 from minbert.predictor import MultitaskBERT
-from minbert.tasks.kinds import KINDS
+from minbert.tasks.kinds import builtin_kind
 from minbert.tasks.losses import CrossEntropy, TaskOutput
 from minbert.training.distillation import Distillation
 from tests.conftest import THREE_TASKS, write_tiny_config
@@ -23,12 +23,13 @@ def test_targets_mix_gold_and_teacher_per_task_kind():
     tempered = probs.clamp_min(1e-12).sqrt()
     tempered = tempered / tempered.sum(-1, keepdim=True)
     expected = 0.75 * F.one_hot(torch.tensor([3, 0]), 5).float() + 0.25 * tempered
-    got = distill.targets(KINDS["sst"], torch.tensor([3, 0]), probs, distill.share(0.3))
+    got = distill.targets(builtin_kind("sst"), torch.tensor([3, 0]), probs, distill.share(0.3))
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(got.sum(-1), torch.ones(2))
-    quora = distill.targets(KINDS["quora"], torch.tensor([1.0, 0.0]), torch.tensor([0.2, 0.6]), 0.25)
+    quora = distill.targets(builtin_kind("quora"), torch.tensor([1.0, 0.0]), torch.tensor([0.2, 0.6]),
+                            0.25)
     torch.testing.assert_close(quora, torch.tensor([0.8, 0.15]))
-    torch.testing.assert_close(distill.targets(KINDS["sts"], torch.tensor([4.0, 1.0]), torch.tensor([2.0, 3.0]), 0.5),
+    torch.testing.assert_close(distill.targets(builtin_kind("sts"), torch.tensor([4.0, 1.0]), torch.tensor([2.0, 3.0]), 0.5),
                                torch.tensor([3.0, 2.0]))
     annealed = Distillation(weight=0.25, annealing=True, temperature=1.0)
     assert [annealed.share(p) for p in (0.0, 0.25, 1.0, 1.5)] == [1.0, 0.75, 0.0, 0.0]
@@ -64,7 +65,8 @@ def test_teacher_outputs_are_computed_once_and_cached(teacher, tiny_model_dir, t
     assert cached["sst"].shape == (48, 5) and cached["quora"].shape == (48,) and cached["sts"].shape == (48,)
     np.testing.assert_allclose(cached["sst"].sum(-1), 1, atol=1e-5)
     member = MultitaskBERT.load(teacher)
-    from minbert.data.files import FORMATS, read_examples
+    from minbert.data.files import read_examples
+from minbert.data.spec import FORMATS
 
     train = read_examples(tiny_data_dir / "ids-sst-train.csv", FORMATS["sst"]).examples
     np.testing.assert_allclose(cached["sst"], member.outputs("sst", train), atol=1e-6)

@@ -10,7 +10,8 @@ import torch
 
 from minbert.cli import main
 from minbert.data.batching import TaskData
-from minbert.data.files import FORMATS, read_examples
+from minbert.data.files import read_examples
+from minbert.data.spec import FORMATS
 from minbert.device import autocast
 from minbert.evaluation.predictions import read_predictions
 from minbert.predictor import MultitaskBERT

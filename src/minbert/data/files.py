@@ -1,4 +1,4 @@
-"""Readers for the CS224N tab-separated files, with row-level validation.
+"""Readers for delimited data files (the CS224N files, GLUE's, a task spec's), with row-level validation.
 
 Columns are found by header name (the SST and CFIMDB test files carry an extra leading column). A row is one
 line, its fields split with csv's quoting rules. A bad row is reported with file:line and reason and skipped (or,
@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +32,31 @@ class FileFormat:
     label_offset: float = 0.0  # extra data: the file's label becomes (label + offset) * scale
     label_scale: float = 1.0
     quoting: bool = True  # csv's quoting rules; False: every character is text (plain lines to predict)
+    classes: tuple[str | int | float, ...] | None = None  # declared labels (index = position); None: 0..K-1
+
+    def class_index(self, raw: str) -> tuple[int | None, str | None]:
+        """A declared class's index: a string class matches exactly, a number class numerically (after the
+        offset and scale)."""
+        for index, declared in enumerate(self.classes):
+            if isinstance(declared, str):
+                if raw == declared:
+                    return index, None
+                continue
+            try:
+                if (float(raw) + self.label_offset) * self.label_scale == declared:
+                    return index, None
+            except ValueError:
+                pass
+        shown = ", ".join(map(str, self.classes))
+        return None, f"{self.label_column} {raw!r} is not a declared class ({shown})"
 
     def check_label(self, raw: str) -> tuple[float | int | None, str | None]:
         """(label, None) for a valid label (after the offset and scale), (None, reason) otherwise."""
         raw = raw.strip()
         if not raw:
             return None, f"empty {self.label_column} (no label)"
+        if self.classes is not None:
+            return self.class_index(raw)
         try:
             value = (float(raw) + self.label_offset) * self.label_scale
         except ValueError:
@@ -55,22 +73,6 @@ class FileFormat:
         if not low <= value <= high:
             return None, f"{self.label_column} {raw!r} is outside {low:g}..{high:g}"
         return value, None
-
-
-FORMATS = {
-    "sst": FileFormat(("sentence",), "sentiment", num_classes=5),
-    "cfimdb": FileFormat(("sentence",), "sentiment", num_classes=2),
-    "quora": FileFormat(("sentence1", "sentence2"), "is_duplicate", num_classes=2),
-    "sts": FileFormat(("sentence1", "sentence2"), "similarity", score_range=(0.0, 5.0)),
-}
-
-# The data sets' files in a data directory, by (data set, split).
-KNOWN_FILES = {
-    (kind, split): name
-    for kind, stem in [("sst", "ids-sst"), ("cfimdb", "ids-cfimdb"), ("quora", "quora"), ("sts", "sts")]
-    for split, name in [("train", f"{stem}-train.csv"), ("dev", f"{stem}-dev.csv"),
-                        ("test", f"{stem}-test-student.csv")]
-}
 
 
 @dataclass(frozen=True, slots=True)  # slots: no per-instance __dict__ on 140k SST phrases and sentences
@@ -194,25 +196,3 @@ def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = Tru
     if loaded.skipped:
         log.warning("%s", loaded.summary())
     return loaded
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
-
-
-def resolve_data_dir(flag: str | Path | None = None) -> Path:
-    """--data-dir, then $MINBERT_DATA, then ./data, then ../shared/data (from here, then from the checkout)."""
-    if flag:
-        if not Path(flag).is_dir():
-            raise DataError(f"--data-dir {flag}: no such directory")
-        return Path(flag)
-    if env := os.environ.get("MINBERT_DATA"):
-        if not Path(env).is_dir():
-            raise DataError(f"MINBERT_DATA={env}: no such directory")
-        return Path(env)
-    candidates = [Path("data"), Path("../shared/data"), _repo_root() / "data", _repo_root().parent / "shared" / "data"]
-    for candidate in candidates:
-        if any((candidate / name).exists() for name in KNOWN_FILES.values()):
-            return candidate
-    looked = ", ".join(str(c) for c in ["--data-dir (not given)", "$MINBERT_DATA (not set)", *candidates])
-    raise DataError(f"no data directory found; looked in: {looked}")

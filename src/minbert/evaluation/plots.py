@@ -40,7 +40,7 @@ def plot_learning_curves(history: list[dict], path: str | Path) -> None:
         axes[0].plot(epochs, [e["train_loss"].get(task, np.nan) for e in history], marker="o", label=task)
         axes[1].plot(epochs, [e["dev"][task]["score"] for e in history], marker="o", label=task)
     axes[0].set_title("train loss")
-    axes[1].set_title("dev metric (accuracy / Pearson r)")
+    axes[1].set_title("dev primary metric")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.legend()
@@ -51,12 +51,12 @@ def plot_learning_curves(history: list[dict], path: str | Path) -> None:
 
 
 def plot_similarity(predictions: Sequence[float], labels: Sequence[float], bins: list[dict], title: str,
-                    path: str | Path) -> None:
+                    path: str | Path, score_range: tuple[float, float] = (0.0, 5.0)) -> None:
     """Predicted vs gold scatter, and the mean absolute error per gold-score bin."""
     fig, (scatter, per_bin) = plt.subplots(1, 2, figsize=(11, 4.5))
     scatter.scatter(labels, predictions, s=6, alpha=0.4)
-    scatter.plot([0, 5], [0, 5], color="gray", linewidth=1)
-    scatter.set_xlabel("gold similarity")
+    scatter.plot(score_range, score_range, color="gray", linewidth=1)
+    scatter.set_xlabel("gold score")
     scatter.set_ylabel("predicted")
     scatter.set_title(title)
     names = [b["bin"] for b in bins]

@@ -9,7 +9,7 @@ import torch
 
 from minbert.data.batching import TaskData
 from minbert.device import autocast
-from minbert.evaluation.metrics import accuracy, pearson
+from minbert.metrics import metric
 from minbert.tasks.kinds import TaskKind
 from minbert.tasks.model import MultitaskModel
 
@@ -47,6 +47,11 @@ def predict_both(model: MultitaskModel, data: TaskData, inference: Inference) ->
 
 
 def score(kind: TaskKind, predictions: np.ndarray, labels: np.ndarray) -> dict:
-    """{"metric": accuracy or pearson, "score": its value} for labelled predictions."""
-    value = pearson(predictions, labels) if kind.metric == "pearson" else accuracy(predictions, labels)
-    return {"metric": kind.metric, "score": value}
+    """{"metric": the primary metric's name, "score": its value, "metrics": {every metric: value}} for labelled
+    predictions (a single-metric task's result is as it always was: metric and score only)."""
+    positive = kind.spec.positive_index if kind.is_classification else 1
+    values = {name: metric(name)(predictions, labels, positive) for name in kind.spec.metric_names}
+    result = {"metric": kind.metric, "score": values[kind.metric]}
+    if len(values) > 1:
+        result["metrics"] = values
+    return result

@@ -24,10 +24,11 @@ import plotly.graph_objects as go
 from jinja2 import Environment, PackageLoader
 from plotly.offline import get_plotlyjs
 
+from minbert.data.spec import data_key
 from minbert.errors import ConfigError, MinbertError
-from minbert.evaluation.metrics import overall_score
+from minbert.metrics import TaskScore, overall
 from minbert.outputs import atomic_write_text, check_output_file
-from minbert.tasks.kinds import CLASS_LABELS, KINDS
+from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.training.config import default_config_path, load_config
 
 log = logging.getLogger("minbert")
@@ -47,14 +48,24 @@ class RunView:
     config: dict | None  # the resolved config (None for an ensemble)
     members: list[str] = field(default_factory=list)  # an ensemble's member runs
     details: dict[str, list[dict]] = field(default_factory=dict)  # task -> dev examples with predictions
-    data_of: dict[str, str] = field(default_factory=dict)  # task -> data set (sst, quora, sts, cfimdb)
+    kinds: dict[str, TaskKind] = field(default_factory=dict)  # task -> its kind (spec, classes, ...)
+
+    def data_of(self, task: str) -> str:
+        """The name runs are compared by: a built-in data set's (sst, quora, ...), else the task's own."""
+        return data_key(task, self.kinds[task].data) if task in self.kinds else task
+
+    @property
+    def overall(self) -> tuple[float | None, str]:
+        return overall(TaskScore(task, self.kinds[task].data if task in self.kinds else "", r["metric"], r["score"])
+                       for task, r in self.metrics.get("final_dev", {}).items())
 
     @property
     def scores(self) -> dict[str, float]:
-        """{data set or "overall": dev score of the best checkpoint}."""
-        found = {self.data_of.get(t, t): r["score"] for t, r in self.metrics.get("final_dev", {}).items()}
-        if {"sst", "quora", "sts"} <= found.keys():
-            found["overall"] = overall_score(found["sst"], found["quora"], found["sts"])
+        """{data set or "overall": dev score (primary metric) of the best checkpoint}."""
+        found = {self.data_of(t): r["score"] for t, r in self.metrics.get("final_dev", {}).items()}
+        value, _ = self.overall
+        if value is not None:
+            found["overall"] = value
         return found
 
 
@@ -86,16 +97,26 @@ def load_run(path: str | Path) -> RunView:
         raise ConfigError(f"{path}/metrics.json: no final_dev (the run has not finished; "
                           f"`minbert evaluate --run {path} --write-outputs` writes it)")
     config = members = None
-    data_of = {}
     if (path / "config.toml").exists():
-        config = load_config(path / "config.toml").to_dict()
-        data_of = {task: table["data"] for task, table in config["tasks"].items()}
-    else:  # an ensemble: its tasks are named by their data sets
+        run_config = load_config(path / "config.toml")
+        config = run_config.to_dict()
+        kinds = {task: kind_of(task, task_config) for task, task_config in run_config.tasks.items()}
+    else:  # an ensemble: its tasks are named by their data sets, their kinds are its members'
         members = metrics.get("members", [])
-        data_of = {task: task for task in metrics["final_dev"]}
-    details = {task: read_details(path / "predictions" / f"{task}-dev-details.jsonl") for task in data_of
+        kinds = member_kinds(members, metrics["final_dev"])
+    details = {task: read_details(path / "predictions" / f"{task}-dev-details.jsonl") for task in metrics["final_dev"]
                if (path / "predictions" / f"{task}-dev-details.jsonl").exists()}
-    return RunView(path, metrics.get("name", path.name), metrics, config, members or [], details, data_of)
+    return RunView(path, metrics.get("name", path.name), metrics, config, members or [], details, kinds)
+
+
+def member_kinds(members: Sequence[str], tasks: Sequence[str]) -> dict[str, TaskKind]:
+    """An ensemble's task kinds by data set, from the first member run (its config.toml) that has each."""
+    kinds: dict[str, TaskKind] = {}
+    for member in members:
+        if (Path(member) / "config.toml").exists():
+            for task, task_config in load_config(Path(member) / "config.toml").tasks.items():
+                kinds.setdefault(data_key(task, task_config.data), kind_of(task, task_config))
+    return {task: kinds[task] for task in tasks if task in kinds}
 
 
 def flatten(values: dict, prefix: str = "") -> dict[str, object]:
@@ -162,7 +183,7 @@ def learning_curves(epochs: list[dict]) -> list[dict]:
     dev.add_scatter(x=numbers, y=[e.get("selection_score") for e in epochs], name="selection score",
                     mode="lines+markers", line={"dash": "dot", "color": "black"})
     loss.update_layout(title="train loss per epoch", xaxis_title="epoch")
-    dev.update_layout(title="dev metric per epoch (accuracy / Pearson r)", xaxis_title="epoch")
+    dev.update_layout(title="dev primary metric per epoch", xaxis_title="epoch")
     return [chart(loss), chart(dev)]
 
 
@@ -176,21 +197,22 @@ def confusion_chart(task: str, counts: np.ndarray, labels: Sequence[str]) -> dic
     return chart(figure, height=300 + 30 * len(labels))
 
 
-def similarity_scatter(task: str, rows: list[dict]) -> dict:
+def similarity_scatter(task: str, rows: list[dict], score_range: Sequence[float] = (0.0, 5.0)) -> dict:
     gold = np.array([r["gold"] for r in rows], dtype=float)
     predicted = np.array([r["predicted"] for r in rows], dtype=float)
     # SVG, not WebGL (Scattergl): headless browsers and many machines have no WebGL, and dev sets are small
     scatter = go.Figure(go.Scatter(x=gold, y=predicted, mode="markers", marker={"size": 5, "opacity": 0.5},
                                    text=[plain(" / ".join(r["texts"])) for r in rows],
                                    hovertemplate="gold %{x:.2f}, predicted %{y:.2f}<br>%{text}<extra></extra>"))
-    scatter.add_scatter(x=[0, 5], y=[0, 5], mode="lines", line={"color": "gray", "width": 1}, showlegend=False)
-    scatter.update_layout(title=f"{plain(task)}: predicted against gold (dev)", xaxis_title="gold similarity",
+    scatter.add_scatter(x=list(score_range), y=list(score_range), mode="lines", line={"color": "gray", "width": 1},
+                        showlegend=False)
+    scatter.update_layout(title=f"{plain(task)}: predicted against gold (dev)", xaxis_title="gold score",
                           yaxis_title="predicted", showlegend=False)
     return chart(scatter, height=420)
 
 
 def error_per_bin_chart(task: str, bins: list[dict]) -> dict:
-    """The per-bin error the run recorded in metrics.json (write_task_outputs' sts_bins)."""
+    """The per-bin error the run recorded in metrics.json (write_task_outputs' score_bins)."""
     per_bin = go.Figure(go.Bar(x=[b["bin"] for b in bins], y=[b["mean_abs_error"] or 0 for b in bins],
                                text=[f"n={b['count']}" for b in bins], textposition="outside"))
     per_bin.update_layout(title=f"{plain(task)}: mean |error| per gold-score bin", xaxis_title="gold bin",
@@ -200,10 +222,9 @@ def error_per_bin_chart(task: str, bins: list[dict]) -> dict:
 
 # --- tables ---
 
-def worst_errors(data: str, rows: list[dict], limit: int = WORST_ERRORS) -> list[dict]:
+def worst_errors(labels: Sequence[str] | None, rows: list[dict], limit: int = WORST_ERRORS) -> list[dict]:
     """The dev examples a task got most wrong: classes furthest off (then the most confident), or the largest
-    similarity error."""
-    labels = CLASS_LABELS.get(data)
+    score error. `labels`: the class names of a classification task, None for scores."""
     scored = []
     for row in rows:
         gold, predicted = row["gold"], row["predicted"]
@@ -232,21 +253,25 @@ def worst_errors(data: str, rows: list[dict], limit: int = WORST_ERRORS) -> list
 def task_sections(run: RunView) -> list[dict]:
     sections = []
     for task, result in run.metrics["final_dev"].items():
-        data = run.data_of.get(task, task)
+        kind = run.kinds.get(task)
         rows = run.details.get(task)
-        section = {"task": task, "data": data, "metric": result["metric"], "score": result["score"], "charts": [],
-                   "errors": [], "pair": KINDS[data].is_pair if data in KINDS else False, "has_details": bool(rows)}
-        labels = CLASS_LABELS.get(data)
+        section = {"task": task, "data": run.data_of(task), "metric": result["metric"], "score": result["score"],
+                   "metrics": result.get("metrics", {}), "charts": [], "errors": [],
+                   "pair": kind.is_pair if kind else bool(rows and len(rows[0]["texts"]) == 2),
+                   "has_details": bool(rows)}
+        labels = kind.class_names if kind and kind.is_classification else None
+        if labels is None and kind is None and "confusion" in result:  # a task whose spec cannot be read now
+            labels = [str(i) for i in range(len(result["confusion"]))]
         section["classes"] = labels is not None
         # the confusion matrix and per-bin error are in metrics.json (write_task_outputs); the scatter needs the rows
         if labels and "confusion" in result:
             section["charts"].append(confusion_chart(task, np.array(result["confusion"]), labels))
         if labels is None and rows:
-            section["charts"].append(similarity_scatter(task, rows))
+            section["charts"].append(similarity_scatter(task, rows, kind.score_range if kind else (0.0, 5.0)))
         if labels is None and "bins" in result:
             section["charts"].append(error_per_bin_chart(task, result["bins"]))
         if rows:
-            section["errors"] = worst_errors(data, rows)
+            section["errors"] = worst_errors(labels, rows)
         sections.append(section)
     return sections
 
@@ -291,7 +316,8 @@ def render_run(run: RunView) -> str:
     config_text = (run.path / "config.toml").read_text(encoding="utf-8") if run.config else ""
     best = run.metrics.get("best") or {}
     return environment().get_template("run.html.j2").render(
-        **page_context(f"minbert report: {run.name}"), run=run, scores=run.scores, best_epoch=best.get("epoch"),
+        **page_context(f"minbert report: {run.name}"), run=run, scores=run.scores, overall_label=run.overall[1],
+        best_epoch=best.get("epoch"),
         sections=task_sections(run), curves=learning_curves(run.metrics.get("epochs", [])), epoch_tasks=tasks,
         epochs=epochs, differences=config_differences(run.config), config_text=config_text,
         environment=run.metrics.get("environment"), wall_seconds=run.metrics.get("wall_seconds"),
@@ -300,7 +326,8 @@ def render_run(run: RunView) -> str:
 
 def render_comparison(runs: list[RunView], links: dict[Path, str]) -> str:
     ranked = sorted(runs, key=lambda r: -r.scores.get("overall", max(r.scores.values(), default=0)))
-    columns = [c for c in ("sst", "quora", "sts", "cfimdb", "overall") if any(c in r.scores for r in runs)]
+    columns = list(dict.fromkeys(c for r in runs for c in r.scores if c != "overall"))
+    columns += ["overall"] if any("overall" in r.scores for r in runs) else []
     leaderboard = go.Figure(go.Bar(x=[plain(r.name) for r in ranked], y=[r.scores.get(columns[-1]) for r in ranked]))
     leaderboard.update_layout(title=f"{columns[-1]} dev score per run", yaxis_title=columns[-1])
     low = min((r.scores.get(columns[-1], 1) for r in ranked), default=0)

@@ -30,10 +30,11 @@ from jinja2 import Environment, PackageLoader
 from pydantic import BaseModel, Field
 
 from minbert.data.files import Example
+from minbert.data.spec import builtin_name
 from minbert.errors import ConfigError
 from minbert.predictor import MultitaskBERT
 from minbert.sentence_encoder import SentenceEncoder
-from minbert.tasks.kinds import CLASS_LABELS
+from minbert.tasks.kinds import TaskKind
 
 
 def check_positive(owner: object, minimum: dict[str, float]) -> None:
@@ -99,11 +100,12 @@ class Service:
         self.model = model
         self.tasks: dict[str, str] = {}  # endpoint -> the run's task
         for endpoint, data_sets in ENDPOINT_DATA.items():
-            found = [t for t, c in model.config.tasks.items() if c.data in data_sets]
+            found = [t for t, c in model.config.tasks.items() if builtin_name(c.data) in data_sets]
             if found:
                 self.tasks[endpoint] = found[0]
-        self.labels = {endpoint: CLASS_LABELS[model.config.tasks[task].data] for endpoint, task in self.tasks.items()
-                       if model.config.tasks[task].data in CLASS_LABELS}
+        self.kinds = {task: model.model.heads[task].kind for task in model.config.tasks}  # POST /predict/{task}
+        self.labels = {endpoint: self.kinds[task].class_names for endpoint, task in self.tasks.items()
+                       if self.kinds[task].is_classification}
         self.encoder = SentenceEncoder(model.model.encoder, model.tokenizer, str(model.inference.device))
         # the run's autocast, as SentenceEncoder names it ("bf16" becomes fp16 on a GPU without bf16)
         self.precision = {None: "fp32"}.get(model.inference.autocast_dtype, "bf16")
@@ -115,11 +117,13 @@ class Service:
             vectors = self.encoder.encode([r[0] for r in rows], batch_size=self.model.inference.batch_size,
                                           precision=self.precision, max_length=self.max_length)
             return [{"embedding": v} for v in vectors.tolist()]
-        task = self.tasks[endpoint]
-        kind = self.model.model.heads[task].kind
+        task = endpoint.removeprefix(TASK_PREFIX) if endpoint.startswith(TASK_PREFIX) else self.tasks[endpoint]
+        kind = self.kinds[task]
         examples = [Example(str(i), tuple(row), None, i + 1) for i, row in enumerate(rows)]
         soft = self.model.outputs(task, examples, soft=True)
         decided = kind.decide(soft)
+        if endpoint.startswith(TASK_PREFIX):
+            return [task_answer(kind, d, s) for d, s in zip(decided, soft, strict=True)]
         if endpoint == "sentiment":
             names = self.labels[endpoint]
             return [{"label": int(d), "name": names[int(d)], "probabilities": p.tolist()}
@@ -127,6 +131,17 @@ class Service:
         if endpoint == "paraphrase":
             return [{"paraphrase": bool(d), "probability": float(p)} for d, p in zip(decided, soft, strict=True)]
         return [{"similarity": float(s)} for s in np.asarray(soft, dtype=float)]
+
+
+TASK_PREFIX = "task:"  # the batcher's name for POST /predict/{task}
+
+
+def task_answer(kind: TaskKind, decided: np.ndarray, soft: np.ndarray) -> dict:
+    """Any task's answer: the class (index, name, every class's probability), or the score."""
+    if not kind.is_classification:
+        return {"score": float(soft)}
+    probabilities = soft.tolist() if np.ndim(soft) else [1 - float(soft), float(soft)]  # one logit: two classes
+    return {"label": int(decided), "name": kind.class_names[int(decided)], "probabilities": probabilities}
 
 
 @dataclass
@@ -270,6 +285,11 @@ class Pairs(BaseModel):
         [["How do I learn Python?", "What is the best way to learn Python?"]]])
 
 
+class TaskRows(BaseModel):
+    texts: list[str] | None = Field(None, description="sentences, for a single-sentence task")
+    pairs: list[tuple[str, str]] | None = Field(None, description="pairs of sentences, for a pair task")
+
+
 def check_limits(rows: Sequence[tuple[str, ...]], limits: Limits) -> None:
     if not rows:
         raise LimitExceeded(422, "min_texts", 1, "send at least one text")
@@ -332,7 +352,7 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
         return JSONResponse({"error": "; ".join(problems), "limit": "schema"}, status_code=422)
 
     async def answer(endpoint: str, rows: list[tuple[str, ...]]) -> list[dict]:
-        if endpoint != "embedding" and endpoint not in service.tasks:
+        if endpoint != "embedding" and not endpoint.startswith(TASK_PREFIX) and endpoint not in service.tasks:
             raise LimitExceeded(404, "task", 0, f"this run has no {endpoint} task (it has "
                                 f"{', '.join(model.config.tasks)})")
         check_limits(rows, limits)
@@ -354,13 +374,27 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
     async def similarity(body: Pairs) -> dict:
         return {"results": await answer("similarity", [tuple(p) for p in body.pairs])}
 
+    @app.post("/predict/{task}", summary="any task of the run: a class (with every class's probability) or a score")
+    async def predict_task(task: str, body: TaskRows) -> dict:
+        if task not in service.kinds:
+            raise LimitExceeded(404, "task", 0, f"this run has no task {task!r} (it has "
+                                f"{', '.join(model.config.tasks)})")
+        pair = service.kinds[task].is_pair
+        rows = body.pairs if pair else body.texts
+        if rows is None or (body.texts if pair else body.pairs) is not None:
+            wanted, other = ("pairs", "texts") if pair else ("texts", "pairs")
+            raise LimitExceeded(422, "schema", 0, f"task {task} takes `{wanted}`"
+                                f"{'' if rows is None else f', not `{other}`'}")
+        return {"task": task, "results": await answer(TASK_PREFIX + task, [tuple(r) if pair else (r,) for r in rows])}
+
     @app.post("/embedding", summary="a sentence embedding of each text (mean pooling of the fine-tuned encoder)")
     async def embedding(body: Texts) -> dict:
         return {"results": await answer("embedding", [(t,) for t in body.texts])}
 
     @app.get("/health", summary="liveness, the run served, batching settings and counters")
     async def health() -> dict:
-        return {"status": "ok", "run": model.config.name, "tasks": service.tasks, "limits": limits.__dict__,
+        return {"status": "ok", "run": model.config.name, "tasks": service.tasks,
+                "task_endpoints": {task: f"/predict/{task}" for task in service.kinds}, "limits": limits.__dict__,
                 "batching": batching.__dict__, "queued": batcher.queue.qsize(), "served": batcher.stats}
 
     @app.get("/docs", include_in_schema=False)

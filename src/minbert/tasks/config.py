@@ -8,11 +8,12 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from minbert.data.spec import DataSpec, builtin_specs, resolve_spec
 from minbert.errors import ConfigError
 from minbert.model.pal import PALOptions
 from minbert.options import option
 from minbert.tasks.heads import HEADS, PAIR_FEATURES
-from minbert.tasks.kinds import KINDS
+from minbert.tasks.kinds import kind_of
 from minbert.tasks.losses import LOSSES
 from minbert.tasks.pooling import POOLINGS
 from minbert.tasks.regularizers import REGULARIZERS
@@ -61,8 +62,9 @@ class ExtraDataConfig:
 
 @dataclass
 class TaskConfig:
-    data: str = ""  # the file format: sst | cfimdb | quora | sts
-    train: str = ""  # file names in the data directory; "" = the data set's standard file
+    # a built-in data set (sst | cfimdb | quora | sts) or the task's own spec, a table (minbert.data.spec)
+    data: str | DataSpec = ""
+    train: str = ""  # file names in the data directory; "" = the data spec's file
     dev: str = ""
     test: str = ""
     pooling: str = option("cls", choices=tuple(sorted(POOLINGS)))  # see minbert.tasks.pooling
@@ -95,7 +97,7 @@ class TaskContext:
 
     @property
     def is_pair(self) -> bool:
-        return KINDS[self.task.data].is_pair
+        return resolve_spec(self.task.data, f"{self.where}.data").is_pair
 
     @property
     def siamese(self) -> bool:
@@ -109,11 +111,10 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
     if not task.data:  # most often a misspelt task name in an override: tasks.stt.pooling=mean
         others = [t for t in config.tasks if t != name and config.tasks[t].data]
         close = difflib.get_close_matches(name, others, n=1, cutoff=0.5)
-        hint = f"did you mean tasks.{close[0]}?" if close else f"set {where}.data to one of {', '.join(KINDS)}"
-        raise ConfigError(f"{where} has no `data` format; {hint}")
-    if task.data not in KINDS:
-        raise ConfigError(f"{where}.data = {task.data!r} is not one of {', '.join(KINDS)}")
-    kind = KINDS[task.data]
+        hint = (f"did you mean tasks.{close[0]}?" if close else
+                f"set {where}.data to one of {', '.join(builtin_specs())}, or to a data spec table")
+        raise ConfigError(f"{where} has no `data`; {hint}")
+    kind = kind_of(name, task, f"{where}.data")  # checks the spec
     context = TaskContext(config, where, task)
     if context.siamese:
         unknown = [f for f in task.pair_features if f not in PAIR_FEATURES]
@@ -124,13 +125,18 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
     if head_needs_pairs and not (context.siamese and not kind.is_classification):
         raise ConfigError(f"{where}.head = {task.head!r} scores the cosine of two sentence vectors: it needs "
                           "a similarity task with pair_encoding = 'siamese'")
-    loss = LOSSES[task.loss or kind.default_loss]
+    if kind.loss not in LOSSES:
+        raise ConfigError(f"{where}.data.loss = {kind.loss!r} is not one of {', '.join(LOSSES)}")
+    loss = LOSSES[kind.loss]
+    if loss.one_logit and kind.spec.num_classes != 2:
+        raise ConfigError(f"{where}.loss = {kind.loss!r} is a one-logit binary loss; {what_data(name, task)} has "
+                          f"{kind.spec.num_classes} classes")
     if loss.needs_cosine and not head_needs_pairs:
         raise ConfigError(f"{where}.loss = {task.loss!r} compares a cosine with the label: it needs a cosine head "
                           f"({', '.join(h for h in HEADS if HEADS[h].needs_pairs)})")
     if loss.for_classification != kind.is_classification:
         what = "a classification" if loss.for_classification else "a regression"
-        raise ConfigError(f"{where}.loss = {task.loss!r} is {what} loss; {task.data} is "
+        raise ConfigError(f"{where}.loss = {kind.loss!r} is {what} loss; {what_data(name, task)} is "
                           f"{'classification' if kind.is_classification else 'regression'}")
     model = config.model
     if model.freeze == "encoder" and not model.common_layers and head_needs_pairs:
@@ -140,23 +146,29 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
     for regularizer, options in task.regularizers.items():
         REGULARIZERS.check(regularizer, options, TaskContext(config, f"{where}.regularizers", task))
     for i, extra in enumerate(task.extra):
-        check_extra(f"{where}.extra[{i}]", extra, task)
+        check_extra(f"{where}.extra[{i}]", extra, name, task)
 
 
-def check_extra(where: str, extra: ExtraDataConfig, task: TaskConfig) -> None:
-    kind = KINDS[task.data]
+def what_data(name: str, task: TaskConfig) -> str:
+    """A task's data for messages: the built-in's name, or `tasks.NAME's data`."""
+    return task.data if isinstance(task.data, str) else f"tasks.{name}'s data"
+
+
+def check_extra(where: str, extra: ExtraDataConfig, name: str, task: TaskConfig) -> None:
+    kind = kind_of(name, task)
+    data = what_data(name, task)
     if extra.format == "sst_trees":
         if not extra.file:
             raise ConfigError(f"{where}: `file` is required")
-        if kind.format.num_classes != 5:
-            raise ConfigError(f"{where}: sst_trees hold 5-class sentiment phrases; {task.data} is not SST-5")
+        if kind.format.num_classes != 5 or kind.format.classes is not None:
+            raise ConfigError(f"{where}: sst_trees hold 5-class sentiment phrases (0..4); {data} is not SST-5")
         return
     if not extra.file or not extra.label_column:
         raise ConfigError(f"{where}: `file` and `label_column` are required")
     if len(extra.text_columns) != len(kind.format.text_columns):
-        raise ConfigError(f"{where}.text_columns: {task.data} takes {len(kind.format.text_columns)} text "
+        raise ConfigError(f"{where}.text_columns: {data} takes {len(kind.format.text_columns)} text "
                           f"column(s), got {extra.text_columns}")
     if extra.class_balanced and not kind.is_classification:
-        raise ConfigError(f"{where}.class_balanced: {task.data} is not a classification task")
+        raise ConfigError(f"{where}.class_balanced: {data} is not a classification task")
     if len(extra.delimiter) != 1:
         raise ConfigError(f"{where}: delimiter must be one character")

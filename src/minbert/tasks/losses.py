@@ -29,6 +29,7 @@ class Loss(nn.Module):
     for_classification = True  # what it serves: class labels, or scores (regression)
     needs_cosine = False  # compares a cosine with the label: needs a cosine head
     to_score = None  # a loss on a transformed target maps logits back onto the label scale
+    one_logit = False  # classification on one logit (two classes), not one logit per class
 
     @classmethod
     def build(cls, score_range: tuple[float, float] | None) -> Loss:
@@ -45,6 +46,8 @@ class CrossEntropy(Loss):
 
 class BinaryCrossEntropy(Loss):
     """Binary classification on one logit per example, labels 0/1 (or probabilities: soft targets)."""
+
+    one_logit = True  # the head gives one logit, not one per class
 
     def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(output.logits.float().view(-1), labels.float())

@@ -15,7 +15,7 @@ from minbert.model.loading import load_encoder_weights, load_state_file, native_
 from minbert.model.pal import PAL, PALOptions
 from minbert.tasks.config import ModelConfig, TaskConfig
 from minbert.tasks.heads import HEADS
-from minbert.tasks.kinds import KINDS, TaskKind
+from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.tasks.losses import LOSSES, TaskOutput
 from minbert.tasks.pooling import POOLINGS
 
@@ -32,7 +32,7 @@ class TaskModule(nn.Module):
         self.pooling = POOLINGS[config.pooling]()
         features = tuple(config.pair_features) if self.siamese else ()
         self.head = HEADS[config.head].build(config, self.pooling.output_dim(hidden_size), kind.num_outputs, features)
-        self.loss_fn = LOSSES[config.loss or kind.default_loss].build(kind.format.score_range)
+        self.loss_fn = LOSSES[kind.loss].build(kind.score_range)
         self.loss_weight = config.loss_weight
         self.pal: PAL | None = None  # the task's projected attention layers in the encoder (MultitaskModel's)
 
@@ -51,7 +51,7 @@ class TaskModule(nn.Module):
             return logits
         if self.loss_fn.to_score is not None:
             return self.loss_fn.to_score(logits)
-        return self.head.to_score(logits, *self.kind.format.score_range)
+        return self.head.to_score(logits, *self.kind.score_range)
 
 
 def common_layers(count: int, width: int, dropout: float) -> nn.Module:
@@ -97,7 +97,7 @@ class MultitaskModel(nn.Module):
         self.freeze = model.freeze
         self.freeze_words = model.freeze_word_embeddings
         self.frozen_depth = frozen_depth(model, n_layers)
-        self.heads = nn.ModuleDict({name: TaskModule(KINDS[cfg.data], cfg, hidden) for name, cfg in tasks.items()})
+        self.heads = nn.ModuleDict({name: TaskModule(kind_of(name, cfg), cfg, hidden) for name, cfg in tasks.items()})
         widths = {POOLINGS[c.pooling]().output_dim(hidden) for c in tasks.values()}
         if model.common_layers and len(widths) > 1:
             raise ConfigError("model.common_layers needs every task's pooling to give the same width")

@@ -38,9 +38,10 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from minbert.data.spec import builtin_name, data_key
 from minbert.errors import ConfigError, RunFailed
-from minbert.evaluation.metrics import overall_score, selection_score
 from minbert.interrupts import Interrupted, run_in_processes
+from minbert.metrics import CS224N_LABEL, TaskScore, overall
 from minbert.reporting.report import write_report_quietly
 from minbert.training.checkpoint import list_checkpoints
 from minbert.training.config import RunConfig, load_config, read_toml
@@ -206,6 +207,7 @@ def summarize(name: str, run_dirs: list[Path], variant: dict, base: Path | None)
                                                                              *variant["overrides"]]
     return {"name": name, "overrides": shown, "overall": statistics.fmean(overall), "per_seed": overall,
             "overall_sd": statistics.stdev(overall) if len(overall) > 1 else None, "scores": scores,
+            "overall_label": per_run[0]["overall_label"], "metrics": per_run[0]["metrics"],
             "best_epoch": "/".join(str(r["best_epoch"]) for r in per_run),
             "minutes": statistics.fmean(r["minutes"] for r in per_run)}
 
@@ -214,34 +216,37 @@ def score_run(run_dir: Path) -> dict:
     from minbert.training.ensemble import ENSEMBLE_FILE
 
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    scores = {task: result["score"] for task, result in metrics["final_dev"].items()}
+    final_dev = metrics["final_dev"]
     if (run_dir / ENSEMBLE_FILE).is_file():  # keyed by data set already; its time includes its members' training
         seconds = metrics["wall_seconds"] + sum(
             json.loads((Path(m) / "metrics.json").read_text(encoding="utf-8"))["wall_seconds"]
             for m in metrics["members"])
-        selection = selection_score({d: (r["metric"], r["score"]) for d, r in metrics["final_dev"].items()})
-        by_data, best_epoch = scores, "-"
+        scores = [TaskScore(data, data, r["metric"], r["score"]) for data, r in final_dev.items()]
+        best_epoch = "-"
     else:
         config = load_config(run_dir / "config.toml")
-        by_data = {task_config.data: scores[task] for task, task_config in config.tasks.items()}
-        seconds, selection, best_epoch = (metrics["wall_seconds"], metrics["best"]["selection_score"],
-                                          metrics["best"]["epoch"])
-    overall = (overall_score(by_data["sst"], by_data["quora"], by_data["sts"])
-               if {"sst", "quora", "sts"} <= by_data.keys() else selection)
-    return {"scores": by_data, "overall": overall, "best_epoch": best_epoch, "minutes": seconds / 60}
+        scores = [TaskScore(data_key(task, c.data), builtin_name(c.data), final_dev[task]["metric"],
+                            final_dev[task]["score"]) for task, c in config.tasks.items()]
+        seconds, best_epoch = metrics["wall_seconds"], metrics["best"]["epoch"]
+    value, label = overall(scores)
+    return {"scores": {s.task: s.value for s in scores}, "overall": value, "overall_label": label,
+            "metrics": {s.task: s.metric for s in scores}, "best_epoch": best_epoch, "minutes": seconds / 60}
 
 
 def write_table(rows: list[dict], path: Path, base: Path | None, budget: float | None, common: list[str],
                 seeds: Sequence[int] = ()) -> None:
-    columns = sorted({data for row in rows for data in row["scores"]}, key=["sst", "quora", "sts", "cfimdb"].index)
+    columns = list(dict.fromkeys(data for row in rows for data in row["scores"]))
     config = f"Base config: `{base.name}`; a" if base else "A"
     lines = [f"# Ablation: {path.parent.name}", "",
              f"{config} row that names a config file runs that config. Dev scores of each variant's best checkpoint."]
     if common:
         lines.append("Every variant also sets " + ", ".join(f"`{o}`" for o in common) + ".")
-    if any(set(row["scores"]) != {"sst", "quora", "sts"} for row in rows):
-        lines.append("`overall` is the mean of the tasks' normalised dev metrics (accuracy; Pearson r as (r + 1) / 2), "
-                     "the reports' overall score when all three tasks are present.")
+    metric_of = {data: metric for row in rows for data, metric in row["metrics"].items()}
+    lines.append("Task columns: each task's primary dev metric (" + ", ".join(f"{d}: {m}" for d, m in metric_of.items())
+                 + ").")
+    if any(row["overall_label"] != CS224N_LABEL for row in rows):
+        lines.append("`overall` is the mean of the tasks' normalised dev metrics (accuracy, F1; a correlation r as "
+                     "(r + 1) / 2), the CS224N formula where SST, Quora and STS are all present.")
     if budget:
         lines.append(f"**Budget: every variant trained on {budget:.0%} of each task's training examples**, so "
                      "absolute scores are below full runs; compare rows with each other.")

@@ -125,8 +125,10 @@ class RunConfig:
 TRAINING_ONLY = ("name", "output_dir", "data_dir", "seed", "device", "train", "stages", "model.path", "model.freeze",
                  "model.frozen_layers", "model.trainable_layers", "model.hidden_dropout", "model.attention_dropout",
                  "model.freeze_word_embeddings", "model.common_dropout", "tasks.*.train", "tasks.*.dev",
-                 "tasks.*.test", "tasks.*.dropout", "tasks.*.batch_size", "tasks.*.loss_weight", "tasks.*.extra",
-                 "tasks.*.teacher", "tasks.*.regularizers")
+                 "tasks.*.test", "tasks.*.data.train", "tasks.*.data.dev", "tasks.*.data.test",
+                 "tasks.*.data.metrics", "tasks.*.data.prediction_file", "tasks.*.data.prediction_column",
+                 "tasks.*.data.class_names", "tasks.*.dropout", "tasks.*.batch_size", "tasks.*.loss_weight",
+                 "tasks.*.extra", "tasks.*.teacher", "tasks.*.regularizers")
 
 
 def model_keys(config: RunConfig) -> dict[str, Any]:

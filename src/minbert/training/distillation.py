@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from minbert.data.batching import TaskData
+from minbert.data.spec import data_key
 from minbert.options import option
 from minbert.tasks.kinds import TaskKind
 
@@ -73,7 +74,7 @@ def check_teachers(config: RunConfig) -> None:
     from minbert.training.ensemble import Ensemble
 
     for task, teacher in teachers_of(config).items():
-        data = config.tasks[task].data
+        data = data_key(task, config.tasks[task].data)
         if data not in Ensemble([teacher]).data_sets:
             raise ConfigError(f"tasks.{task}: the teacher {teacher} has no {data} task")
 
@@ -106,7 +107,8 @@ def attach_teacher_outputs(config: RunConfig, data: dict[str, dict[str, TaskData
             log.info("%s: teacher outputs read from %s", task, path)
             continue
         log.info("%s: computing the teacher's outputs on %d training examples (%s)", task, len(train), teacher)
-        outputs = Ensemble([teacher]).outputs({config.tasks[task].data: train.examples})[config.tasks[task].data]
+        data_set = data_key(task, config.tasks[task].data)
+        outputs = Ensemble([teacher]).outputs({data_set: train.examples})[data_set]
         train.teacher = outputs.astype(np.float32)
         if path and write:
             path.parent.mkdir(parents=True, exist_ok=True)

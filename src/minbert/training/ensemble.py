@@ -1,9 +1,10 @@
-"""Ensembles: the average of member runs' soft outputs (SST class probabilities, paraphrase probabilities, STS
-scores), for predictions (`minbert ensemble`) and as a distillation teacher.
+"""Ensembles: the average of member runs' soft outputs (class probabilities, a binary task's probability, scores),
+for predictions (`minbert ensemble`) and as a distillation teacher.
 
-Members may differ in config (heads, pair encodings, seeds, even encoders); tasks are matched by data set (sst,
-quora, sts, cfimdb), and a data set is averaged over the members that have it, so three single-task runs make the
-"trio". Members are loaded one at a time: memory stays that of one model. An ensemble's directory holds
+Members may differ in config (heads, pair encodings, seeds, even encoders); tasks are matched by data set (a
+built-in's name: sst, quora, sts, cfimdb; a task's own spec by its task name, the spec the same in every member),
+and a data set is averaged over the members that have it, so three single-task runs make the "trio". Members are
+loaded one at a time: memory stays that of one model. An ensemble's directory holds
 `ensemble.toml` (its members), so an ensemble can itself be a member or a teacher.
 
 runs/<name>/
@@ -25,22 +26,22 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from minbert.data.files import Example, read_examples, resolve_data_dir
+from minbert.data.files import Example, read_examples
+from minbert.data.spec import data_key, resolve_data_dir
 from minbert.device import machine
 from minbert.errors import ConfigError
-from minbert.evaluation.metrics import overall_score
 from minbert.evaluation.predict import score
 from minbert.interrupts import Interrupted
+from minbert.metrics import CS224N_LABEL, TaskScore, overall
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
-from minbert.tasks.kinds import KINDS
+from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.training.config import check_run_name, load_config, read_toml
 from minbert.training.experiment import task_file
 from minbert.training.rundir import Input, RunLock, check_new_run, create_run_dir, remove_failed_start
 
 log = logging.getLogger("minbert")
 ENSEMBLE_FILE = "ensemble.toml"
-DATA_ORDER = ("sst", "quora", "sts", "cfimdb")
 
 
 def read_members(ensemble_dir: Path) -> list[Path]:
@@ -80,14 +81,21 @@ def member_inputs(members: Sequence[str | Path], what: str = "a member") -> list
     return [Input(what, Path(found), is_run=True) for member in members for found, _ in member_tree(member)]
 
 
-def tasks_by_data(run_dir: Path) -> dict[str, str]:
-    """{data set: task name} of a run (a run with two tasks on one data set cannot be matched)."""
-    found: dict[str, str] = {}
+def kinds_by_data(run_dir: Path) -> dict[str, TaskKind]:
+    """{data set: the task's kind} of a run, in its task order: a built-in by its name, a task's own spec by the
+    task's name (a run with two tasks on one data set cannot be matched)."""
+    found: dict[str, TaskKind] = {}
     for task, task_config in load_config(run_dir / "config.toml").tasks.items():
-        if task_config.data in found:
-            raise ConfigError(f"{run_dir}: tasks {found[task_config.data]} and {task} both use {task_config.data}")
-        found[task_config.data] = task
+        data = data_key(task, task_config.data)
+        if data in found:
+            raise ConfigError(f"{run_dir}: tasks {found[data].name} and {task} both use {data}")
+        found[data] = kind_of(task, task_config)
     return found
+
+
+def tasks_by_data(run_dir: Path) -> dict[str, str]:
+    """{data set: task name} of a run."""
+    return {data: kind.name for data, kind in kinds_by_data(run_dir).items()}
 
 
 def short_name(run: Path) -> str:
@@ -102,8 +110,16 @@ class Ensemble:
         if not self.runs:
             raise ConfigError("an ensemble needs at least one member run")
         self.precision = precision
-        self.tasks = {run: tasks_by_data(run) for run in self.runs}
-        self.data_sets = [d for d in DATA_ORDER if any(d in tasks for tasks in self.tasks.values())]
+        found = {run: kinds_by_data(run) for run in self.runs}
+        self.tasks = {run: {data: kind.name for data, kind in kinds.items()} for run, kinds in found.items()}
+        self.kinds: dict[str, TaskKind] = {}  # data set -> its kind, from the first member that has it
+        for run, kinds in found.items():
+            for data, kind in kinds.items():
+                first = self.kinds.setdefault(data, kind)
+                if (kind.spec, kind.num_outputs) != (first.spec, first.num_outputs):
+                    raise ConfigError(f"{run}: task {kind.name} ({data}) is not the same task as in "
+                                      f"{self.members_for(data)[0]}: its data spec or its outputs differ")
+        self.data_sets = list(self.kinds)
 
     def members_for(self, data: str) -> list[Path]:
         return [run for run in self.runs if data in self.tasks[run]]
@@ -135,7 +151,7 @@ def split_examples(run_dir: Path, data: str, split: str, data_dir: str | None) -
     directory = resolve_data_dir(data_dir or config.data_dir or None)
     if not name or not (directory / name).exists():
         return None
-    return read_examples(directory / name, KINDS[data].format, labelled=split == "dev").examples
+    return read_examples(directory / name, kinds_by_data(run_dir)[data].format, labelled=split == "dev").examples
 
 
 def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Path = "runs",
@@ -160,7 +176,7 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
             def member_score(run: Path, data: str, outputs: np.ndarray, split: str = split,
                              requests: dict = requests) -> None:
                 if split == "dev":
-                    kind = KINDS[data]
+                    kind = ensemble.kinds[data]
                     result = score(kind, kind.decide(outputs), kind.labels(requests[data]))
                     member_dev.setdefault(short_name(run), {})[data] = result["score"]
 
@@ -171,12 +187,12 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
         try:
             final_dev = {}
             for (data, split), (examples, outputs) in averaged.items():
-                result = write_task_outputs(run_dir, data, KINDS[data], split, examples, KINDS[data].decide(outputs),
-                                            outputs)
+                kind = ensemble.kinds[data]
+                result = write_task_outputs(run_dir, data, kind, split, examples, kind.decide(outputs), outputs)
                 if result:
                     final_dev[data] = result
             rows = [*member_dev.items(), ("ensemble", {data: r["score"] for data, r in final_dev.items()})]
-            (run_dir / "members.md").write_text(members_table(rows, ensemble.data_sets), encoding="utf-8")
+            (run_dir / "members.md").write_text(members_table(rows, ensemble.kinds), encoding="utf-8")
             write_json(run_dir / "metrics.json", {
                 "name": name, "members": [str(r) for r in ensemble.runs], "final_dev": final_dev,
                 "member_dev": member_dev, "wall_seconds": round(time.perf_counter() - started, 1),
@@ -191,17 +207,22 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
     return run_dir
 
 
-def with_overall(scores: dict[str, float]) -> dict[str, float]:
-    if {"sst", "quora", "sts"} <= scores.keys():
-        return {**scores, "overall": overall_score(scores["sst"], scores["quora"], scores["sts"])}
+def with_overall(scores: dict[str, float], kinds: dict[str, TaskKind]) -> dict[str, float]:
+    """The scores and the overall score where they make one: the CS224N three, or every data set of the ensemble."""
+    value, label = overall(TaskScore(data, kinds[data].data, kinds[data].metric, score)
+                           for data, score in scores.items())
+    if label == CS224N_LABEL or (value is not None and set(scores) == set(kinds)):
+        return {**scores, "overall": value}
     return scores
 
 
-def members_table(rows: list[tuple[str, dict[str, float]]], data_sets: Sequence[str]) -> str:
-    columns = [*data_sets, "overall"]
-    lines = ["Dev scores of each member and of the ensemble (the mean of the members' soft outputs).", "",
+def members_table(rows: list[tuple[str, dict[str, float]]], kinds: dict[str, TaskKind]) -> str:
+    columns = [*kinds, "overall"]
+    _, label = overall(TaskScore(data, kind.data, kind.metric, 0.0) for data, kind in kinds.items())
+    lines = ["Dev scores of each member and of the ensemble (the mean of the members' soft outputs); each task's "
+             f"primary metric ({', '.join(f'{d}: {k.metric}' for d, k in kinds.items())}); {label}.", "",
              "| run | " + " | ".join(columns) + " |", "| --- | " + " | ".join("---:" for _ in columns) + " |"]
     for name, scores in rows:
-        scores = with_overall(scores)
+        scores = with_overall(scores, kinds)
         lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.4f}" if c in scores else "-" for c in columns) + " |")
     return "\n".join(lines) + "\n"

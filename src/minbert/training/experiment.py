@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from minbert.data.batching import ExtraSource, TaskData
-from minbert.data.files import KNOWN_FILES, Example, LoadedFile, read_examples, resolve_data_dir
+from minbert.data.files import Example, LoadedFile, read_examples
+from minbert.data.spec import resolve_data_dir, resolve_spec
 from minbert.data.trees import read_sst_trees
 from minbert.device import resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
@@ -22,7 +23,7 @@ from minbert.evaluation.predict import Inference
 from minbert.model.bert import BertModel
 from minbert.model.loading import resolve_model_dir
 from minbert.optim import AdamW, decay_groups
-from minbert.tasks.kinds import KINDS, TaskKind
+from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.tasks.model import MultitaskModel, check_max_length
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import ExtraDataConfig, RunConfig
@@ -63,7 +64,7 @@ class Experiment:
 
 def task_file(config: RunConfig, task: str, split: str) -> str:
     chosen = getattr(config.tasks[task], split)
-    return chosen or KNOWN_FILES.get((config.tasks[task].data, split), "")
+    return chosen or getattr(resolve_spec(config.tasks[task].data, f"tasks.{task}.data"), split)
 
 
 def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
@@ -140,9 +141,10 @@ def check_enough_rows(path: Path, split: str, examples: list[Example], kind: Tas
     if not examples:
         what = "train on" if split == "train" else "evaluate on"
         raise DataError(f"{path}: no rows to {what}{note}")
-    if split == "dev" and kind.metric == "pearson" and len({e.label for e in examples}) < 2:
+    if split == "dev" and not kind.is_classification and len({e.label for e in examples}) < 2:
         count = f"{len(examples)} row{'s' if len(examples) > 1 else ''}"
-        raise DataError(f"{path}: {count}; Pearson r needs at least 2 with different labels{note}")
+        what = {"pearson": "Pearson r", "spearman": "Spearman's rho"}.get(kind.metric, kind.metric)
+        raise DataError(f"{path}: {count}; {what} needs at least 2 with different labels{note}")
 
 
 def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None, strict: bool = False,
@@ -153,7 +155,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
     if tuning:  # evaluation on a share of the training files: dev is not read, test not predicted
         splits = tuple(s for s in splits if s != "test")
     for task, task_config in config.tasks.items():
-        kind = KINDS[task_config.data]
+        kind = kind_of(task, task_config)
         data[task] = {}
         held_out: list[Example] = []  # the tune split, carved from the training file
         for split in splits:

@@ -21,9 +21,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from minbert.data.batching import Batch
 from minbert.device import autocast
-from minbert.evaluation.metrics import selection_score
 from minbert.evaluation.predict import predict, score
 from minbert.interrupts import STOP
+from minbert.metrics import selection_score
 from minbert.tasks.model import MultitaskModel
 from minbert.tasks.regularizers import build_regularizers
 from minbert.training.checkpoint import (

@@ -28,14 +28,15 @@ from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
 from minbert.data.batching import TaskData
-from minbert.data.files import Example, resolve_data_dir
+from minbert.data.files import Example
+from minbert.data.spec import builtin_name, resolve_data_dir
 from minbert.device import machine
 from minbert.errors import CheckpointError, ConfigError, MinbertError
-from minbert.evaluation.metrics import confusion_matrix, overall_score, sts_bins
 from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
 from minbert.evaluation.predict import Inference, predict, predict_both, score
 from minbert.evaluation.predictions import write_predictions
 from minbert.interrupts import Interrupted
+from minbert.metrics import CS224N_LABEL, TaskScore, confusion_matrix, overall, score_bins
 from minbert.outputs import atomic_write_text
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
@@ -255,13 +256,14 @@ def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, exa
     result = score(kind, predictions, labels)
     write_dev_details(run_dir / "predictions" / f"{task}-dev-details.jsonl", examples, predictions, soft)
     if not kind.is_classification:
-        result["bins"] = sts_bins(predictions, labels)
-        plot_similarity(predictions, labels, result["bins"], f"{task} dev (Pearson {result['score']:.3f})",
-                        figures / f"{task}-scatter.png")
+        result["bins"] = score_bins(predictions, labels, *kind.score_range)
+        plot_similarity(predictions, labels, result["bins"], f"{task} dev ({kind.metric} {result['score']:.3f})",
+                        figures / f"{task}-scatter.png", kind.score_range)
     else:
-        counts = confusion_matrix(predictions, labels, kind.format.num_classes)
+        counts = confusion_matrix(predictions, labels, kind.spec.num_classes)
         result["confusion"] = counts.tolist()
-        plot_confusion(counts, f"{task} dev (accuracy {result['score']:.3f})", figures / f"{task}-confusion.png")
+        plot_confusion(counts, f"{task} dev ({kind.metric} {result['score']:.3f})", figures / f"{task}-confusion.png",
+                       kind.class_names)
     return result
 
 
@@ -280,22 +282,30 @@ def write_dev_details(path: Path, examples: list[Example], predictions: np.ndarr
 PUBLISHED = {"best CS224N multitask report (bert-base)": {"overall": 0.738}}
 
 
+def task_scores(config: RunConfig, final_dev: dict[str, dict]) -> list[TaskScore]:
+    """Each task's primary dev metric, with its data set, in the config's task order (what `overall` takes)."""
+    return [TaskScore(task, builtin_name(config.tasks[task].data), final_dev[task]["metric"],
+                      final_dev[task]["score"]) for task in config.tasks if task in final_dev]
+
+
 def print_summary(config: RunConfig, metrics: dict) -> None:
+    """One column per task (its primary metric), then the overall score and what it is."""
     table = Table(title=f"{config.name}: dev scores of the best checkpoint (epoch {metrics['best']['epoch']})")
+    scores = task_scores(config, metrics["final_dev"])
+    value, label = overall(scores)
     table.add_column("")
-    for column in ("sst", "quora", "sts", "cfimdb", "overall", "minutes", "peak GiB"):
+    for item in scores:
+        table.add_column(f"{item.task}\n{item.metric}", justify="right")
+    for column in ("overall", "minutes", "peak GiB"):
         table.add_column(column, justify="right")
-    by_data = {config.tasks[t].data: r["score"] for t, r in metrics["final_dev"].items()}
-    if {"sst", "quora", "sts"} <= by_data.keys():
-        by_data["overall"] = overall_score(by_data["sst"], by_data["quora"], by_data["sts"])
-    by_data["minutes"] = metrics["wall_seconds"] / 60
-    table.add_row("this run", *(f"{by_data[c]:.4f}" if c in by_data else "" for c in
-                                ("sst", "quora", "sts", "cfimdb", "overall")), f"{by_data['minutes']:.1f}",
-                  f"{metrics['peak_rss_mb'] / 1024:.2f}" if "peak_rss_mb" in metrics else "")
-    if "overall" in by_data:
-        for name, scores in PUBLISHED.items():
-            table.add_row(name, *(f"{scores[c]:.3f}" if c in scores else "" for c in
-                                  ("sst", "quora", "sts", "cfimdb", "overall")), "", "")
+    peak = f"{metrics['peak_rss_mb'] / 1024:.2f}" if "peak_rss_mb" in metrics else ""
+    table.add_row("this run", *(f"{item.value:.4f}" for item in scores), "" if value is None else f"{value:.4f}",
+                  f"{metrics['wall_seconds'] / 60:.1f}", peak)
+    if label == CS224N_LABEL:
+        for name, published in PUBLISHED.items():
+            table.add_row(name, *("" for _ in scores), f"{published['overall']:.3f}", "", "")
+    if label:
+        table.caption = label
     make_console().print(table)
 
 

@@ -1,0 +1,197 @@
+"""A task's data spec: its files, text and label columns, labels, metrics and prediction files, in one TOML table.
+
+    [tasks.rte]
+    data = { train = "glue/rte-train.tsv", dev = "glue/rte-dev.tsv", text = ["sentence1", "sentence2"],
+             label = "label", classes = ["not_entailment", "entailment"], metrics = ["accuracy"] }
+
+`data = "sst"` names a built-in spec: the CS224N four are tables of builtin_tasks.toml, read by the same reader
+and checked by the same rules. Everything that lists tasks (readers, heads, prediction files, scores, reports,
+serving) derives from the spec, so a new data set is one table and no code.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from minbert.data.files import FileFormat
+from minbert.errors import ConfigError, DataError
+from minbert.metrics import METRICS
+from minbert.options import build, option
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class DataSpec:
+    """One data set: where its rows are and what they mean."""
+
+    train: str = ""  # file names in the data directory (or absolute paths); train and dev are required
+    dev: str = ""
+    test: str = ""  # optional: unlabelled rows to predict
+    text: list[str] = field(default_factory=list)  # one column: single sentences; two: sentence pairs
+    label: str = ""  # the label column
+    id: str = ""  # the id column; "" = rows are named by file and line (name:line)
+    delimiter: str = "\t"
+    quoting: str = option("csv", choices=("csv", "none"))  # none: every character is text (GLUE's MRPC)
+    classes: list[str | int | float] = field(default_factory=list)  # classification: the labels, index = position
+    class_names: list[str] = field(default_factory=list)  # for people (reports, serve); [] = the classes as written
+    positive: str | int | float = ""  # binary metrics' positive class; "" = the second class
+    score_range: list[float] = field(default_factory=list)  # regression: [low, high]
+    metrics: list[str] = field(default_factory=list)  # by name (minbert.metrics); the first picks the best epoch
+    loss: str = ""  # the default loss of a task on this data; "" = cross_entropy (classes) or mse (scores)
+    prediction_file: str = ""  # predictions/{prediction_file}-{split}-output.csv; "" = the task's name
+    prediction_column: str = ""  # the prediction file's header column; "" = Predicted_{label}
+
+    @property
+    def is_classification(self) -> bool:
+        return bool(self.classes)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text) == 2
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def primary_metric(self) -> str:
+        return (self.metrics or ["accuracy" if self.classes else "pearson"])[0]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return self.metrics or [self.primary_metric]
+
+    @property
+    def labels_for_people(self) -> list[str]:
+        return self.class_names or [str(c) for c in self.classes]
+
+    @property
+    def positive_index(self) -> int:
+        return self.classes.index(self.positive) if self.positive != "" else 1
+
+    def file_format(self) -> FileFormat:
+        """How the reader reads these files. Classes 0..K-1 are read as numbers (so '2.0' is class 2, and an
+        extra file's labels can be offset and scaled onto them); any other classes are looked up as declared."""
+        numbered = self.classes == list(range(len(self.classes)))
+        return FileFormat(tuple(self.text), self.label, num_classes=len(self.classes) or None,
+                          score_range=tuple(self.score_range) if self.score_range else None, id_column=self.id,
+                          delimiter=self.delimiter, quoting=self.quoting == "csv",
+                          classes=None if numbered else tuple(self.classes))
+
+    def prediction_path(self, task: str, split: str) -> str:
+        return f"{self.prediction_file or task}-{split}-output.csv"
+
+    def prediction_header(self) -> str:
+        return self.prediction_column or f"Predicted_{self.label}"
+
+
+def check_spec(spec: DataSpec, where: str) -> None:
+    """Every rule a spec must meet, each failure naming its key."""
+    for split in ("train", "dev"):
+        if not getattr(spec, split):
+            raise ConfigError(f"{where}.{split}: a file is required (train and dev files are required)")
+    if len(spec.text) not in (1, 2) or not all(c.strip() for c in spec.text):
+        raise ConfigError(f"{where}.text = {spec.text}: one column (single sentences) or two (pairs)")
+    if not spec.label.strip():
+        raise ConfigError(f"{where}.label: the label column is required")
+    if len(spec.delimiter) != 1:
+        raise ConfigError(f"{where}.delimiter = {spec.delimiter!r}: one character")
+    if bool(spec.classes) == bool(spec.score_range):
+        raise ConfigError(f"{where}: declare either `classes` (classification) or `score_range` (regression)")
+    if spec.classes:
+        if len(spec.classes) < 2:
+            raise ConfigError(f"{where}.classes = {spec.classes}: at least two classes")
+        texts = [str(c) for c in spec.classes]
+        if len(set(texts)) != len(texts):
+            raise ConfigError(f"{where}.classes = {spec.classes}: a class is declared twice")
+        if spec.class_names and len(spec.class_names) != len(spec.classes):
+            raise ConfigError(f"{where}.class_names: {len(spec.class_names)} names for {len(spec.classes)} classes")
+        if spec.positive != "" and spec.positive not in spec.classes:
+            raise ConfigError(f"{where}.positive = {spec.positive!r} is not one of the classes {spec.classes}")
+    else:
+        if len(spec.score_range) != 2 or not spec.score_range[0] < spec.score_range[1]:
+            raise ConfigError(f"{where}.score_range = {spec.score_range}: expected [low, high] with low < high")
+        if spec.class_names or spec.positive != "":
+            raise ConfigError(f"{where}: class_names and positive are for classes; this spec has a score_range")
+    kind = "classification" if spec.classes else "regression"
+    for name in spec.metrics:
+        unit = METRICS.lookup(name, f"{where}.metrics")
+        if unit.for_classification != bool(spec.classes):
+            what = "classification" if unit.for_classification else "regression"
+            raise ConfigError(f"{where}.metrics: {name!r} is a {what} metric; this spec is {kind}")
+        if unit.binary and len(spec.classes) != 2:
+            raise ConfigError(f"{where}.metrics: {name!r} needs two classes; this spec has {len(spec.classes)}")
+    if len(set(spec.metrics)) != len(spec.metrics):
+        raise ConfigError(f"{where}.metrics = {spec.metrics}: a metric is named twice")
+    for key in ("prediction_file",):
+        value = getattr(spec, key)
+        if value and (Path(value).name != value or value in (".", "..")):
+            raise ConfigError(f"{where}.{key} = {value!r}: a file name prefix, not a path")
+
+
+BUILTIN_FILE = Path(__file__).with_name("builtin_tasks.toml")
+
+
+@cache
+def builtin_specs() -> dict[str, DataSpec]:
+    """The CS224N four, read from builtin_tasks.toml like any config's spec."""
+    with BUILTIN_FILE.open("rb") as file:
+        tables = tomllib.load(file)
+    specs = {}
+    for name, table in tables.items():
+        specs[name] = build(DataSpec, table, f"{BUILTIN_FILE.name}:{name}")
+        check_spec(specs[name], f"{BUILTIN_FILE.name}:{name}")
+    return specs
+
+
+def resolve_spec(data: str | DataSpec, where: str) -> DataSpec:
+    """A task's `data`: a built-in's name, or its own spec (checked)."""
+    if isinstance(data, DataSpec):
+        check_spec(data, where)
+        return data
+    if data not in builtin_specs():
+        raise ConfigError(f"{where} = {data!r} is not a built-in data set ({', '.join(builtin_specs())}) or a "
+                          "table such as { train = ..., dev = ..., text = [...], label = ..., classes = [...] }")
+    return builtin_specs()[data]
+
+
+def builtin_name(data: str | DataSpec) -> str:
+    """The built-in data set's name ("sst", ...), "" for a task's own spec: what the CS224N formula looks for."""
+    return data if isinstance(data, str) else ""
+
+
+def data_key(task: str, data: str | DataSpec) -> str:
+    """The name ensembles and teachers match a task by: a built-in's name, else the task's own name."""
+    return builtin_name(data) or task
+
+
+# The built-ins' file formats and standard files, by name and by (name, split).
+FORMATS = {name: spec.file_format() for name, spec in builtin_specs().items()}
+KNOWN_FILES = {(name, split): getattr(spec, split) for name, spec in builtin_specs().items() for split in SPLITS}
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def resolve_data_dir(flag: str | Path | None = None) -> Path:
+    """--data-dir, then $MINBERT_DATA, then ./data, then ../shared/data (from here, then from the checkout)."""
+    if flag:
+        if not Path(flag).is_dir():
+            raise DataError(f"--data-dir {flag}: no such directory")
+        return Path(flag)
+    if env := os.environ.get("MINBERT_DATA"):
+        if not Path(env).is_dir():
+            raise DataError(f"MINBERT_DATA={env}: no such directory")
+        return Path(env)
+    candidates = [Path("data"), Path("../shared/data"), _repo_root() / "data", _repo_root().parent / "shared" / "data"]
+    for candidate in candidates:
+        if any((candidate / name).exists() for name in KNOWN_FILES.values()):
+            return candidate
+    looked = ", ".join(str(c) for c in ["--data-dir (not given)", "$MINBERT_DATA (not set)", *candidates])
+    raise DataError(f"no data directory found; looked in: {looked}")
