@@ -6,13 +6,21 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
+from sklearn import metrics as sk
 
 from minbert.errors import DataError
 from minbert.evaluation.predictions import read_predictions, write_predictions
 from minbert.metrics import (
+    CS224N_LABEL,
+    MEAN_LABEL,
+    METRICS,
+    TaskScore,
     accuracy,
     confusion_matrix,
     cs224n_score,
+    metric,
+    overall,
     pearson,
     score_bins,
     selection_score,
@@ -61,3 +69,67 @@ def test_prediction_file_round_trip_in_starter_format(tmp_path):
     path.write_text("id , x\n")
     with pytest.raises(DataError, match="sst-dev-output.csv:1: expected the header"):
         read_predictions(path)
+
+
+def by_hand(name: str, predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Each metric from its textbook formula, independent of the libraries minbert calls."""
+    if name == "accuracy":
+        return float(np.mean(predictions == labels))
+    if name in ("f1", "macro_f1"):
+        classes = [1] if name == "f1" else sorted(set(labels) | set(predictions))
+        scores = []
+        for c in classes:
+            tp = np.sum((predictions == c) & (labels == c))
+            fp, fn = np.sum((predictions == c) & (labels != c)), np.sum((predictions != c) & (labels == c))
+            scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+        return float(np.mean(scores))
+    if name == "mcc":  # Gorodkin's multi-class form from the confusion matrix
+        k = int(max(labels.max(), predictions.max())) + 1
+        c = np.zeros((k, k))
+        np.add.at(c, (labels, predictions), 1)
+        t, p, s = c.sum(1), c.sum(0), c.sum()
+        return float((np.trace(c) * s - t @ p) / np.sqrt((s**2 - p @ p) * (s**2 - t @ t)))
+    if name == "spearman":
+        predictions, labels = stats.rankdata(predictions), stats.rankdata(labels)
+    return float(np.corrcoef(predictions, labels)[0, 1])
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+@pytest.mark.parametrize("seed", range(5))
+def test_every_metric_equals_its_formula_and_the_library(name, seed):
+    rng = np.random.default_rng(seed)
+    unit = metric(name)
+    if unit.for_classification:
+        k = 2 if unit.binary or seed % 2 else 4
+        labels, predictions = rng.integers(0, k, 200), rng.integers(0, k, 200)
+        predictions[:120] = labels[:120]  # better than chance
+        library = {"accuracy": lambda: sk.accuracy_score(labels, predictions),
+                   "f1": lambda: sk.f1_score(labels, predictions),
+                   "macro_f1": lambda: sk.f1_score(labels, predictions, average="macro"),
+                   "mcc": lambda: sk.matthews_corrcoef(labels, predictions)}[name]()
+    else:
+        labels = rng.uniform(0, 5, 200)
+        predictions = labels + rng.normal(0, 1.5, 200)
+        library = (stats.pearsonr if name == "pearson" else stats.spearmanr)(predictions, labels).statistic
+    assert unit(predictions, labels) == pytest.approx(by_hand(name, predictions, labels), abs=1e-12)
+    assert unit(predictions, labels) == pytest.approx(library, abs=1e-12)
+    assert 0 <= unit.normalize(unit(predictions, labels)) <= 1
+
+
+def test_f1_counts_the_declared_positive_class_and_correlations_normalise():
+    labels, predictions = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
+    assert metric("f1")(predictions, labels, positive=1) == pytest.approx(0.8)
+    assert metric("f1")(predictions, labels, positive=0) == pytest.approx(2 / 3)
+    assert metric("mcc").normalize(-1.0) == 0.0 and metric("spearman").normalize(1.0) == 1.0
+    assert metric("spearman")([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == 0.0  # constant predictions: no correlation
+
+
+def test_overall_is_the_cs224n_formula_only_with_its_three_data_sets():
+    three = [TaskScore("sst", "sst", "accuracy", 0.5), TaskScore("para", "quora", "accuracy", 0.8),
+             TaskScore("sts", "sts", "pearson", 0.6)]
+    assert overall(three) == (pytest.approx(cs224n_score(0.5, 0.8, 0.6)), CS224N_LABEL)
+    extra = [*three, TaskScore("rte", "", "accuracy", 0.1)]  # beside them, another task is not counted
+    assert overall(extra)[0] == pytest.approx(cs224n_score(0.5, 0.8, 0.6))
+    glue = [TaskScore("rte", "", "accuracy", 0.6), TaskScore("stsb", "", "spearman", 0.8)]
+    assert overall(glue) == (pytest.approx((0.6 + 0.9) / 2), MEAN_LABEL)
+    assert overall([]) == (None, "")

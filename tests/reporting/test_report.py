@@ -10,6 +10,7 @@ import pytest
 from minbert.cli import main
 from minbert.errors import ConfigError
 from minbert.reporting.report import config_differences, flatten, load_run, worst_errors, write_report
+from minbert.tasks.kinds import builtin_kind
 
 
 def copy_run(run, tmp_path, name="copy"):
@@ -39,12 +40,12 @@ def test_the_worst_errors_come_first_and_correct_predictions_are_left_out():
             {"id": "b", "texts": ["y"], "gold": 2, "predicted": 2, "soft": [0, 0, 1, 0, 0]},
             {"id": "c", "texts": ["z"], "gold": 1, "predicted": 2, "soft": [0.1, 0.3, 0.6, 0, 0]},
             {"id": "d", "texts": ["w"], "gold": 1, "predicted": 2, "soft": [0, 0.1, 0.9, 0, 0]}]
-    worst = worst_errors("sst", rows)
+    worst = worst_errors(builtin_kind("sst").class_names, rows)
     assert [r["id"] for r in worst] == ["a", "d", "c"]  # furthest off first, then the more confident
     assert worst[0]["gold"] == "very negative" and worst[0]["predicted"] == "very positive"
     sts = [{"id": i, "texts": ["p", "q"], "gold": g, "predicted": p} for i, g, p in
            [("s1", 1.0, 1.2), ("s2", 0.0, 4.0), ("s3", 5.0, 3.0)]]
-    assert [r["id"] for r in worst_errors("sts", sts)] == ["s2", "s3", "s1"]
+    assert [r["id"] for r in worst_errors(None, sts)] == ["s2", "s3", "s1"]
 
 
 def test_config_differences_name_each_setting_against_the_default_job(three_task_run):

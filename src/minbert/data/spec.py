@@ -32,6 +32,9 @@ class DataSpec:
     train: str = ""  # file names in the data directory (or absolute paths); train and dev are required
     dev: str = ""
     test: str = ""  # optional: unlabelled rows to predict
+    # no dev file: hold out this share of the train file as dev (per class or score decile, the same rows for
+    # every run seed), e.g. SICK, which ships as one file
+    dev_share: float = option(0.0, low=0, high=1, high_open=True)
     text: list[str] = field(default_factory=list)  # one column: single sentences; two: sentence pairs
     label: str = ""  # the label column
     id: str = ""  # the id column; "" = rows are named by file and line (name:line)
@@ -92,9 +95,11 @@ class DataSpec:
 
 def check_spec(spec: DataSpec, where: str) -> None:
     """Every rule a spec must meet, each failure naming its key."""
-    for split in ("train", "dev"):
-        if not getattr(spec, split):
-            raise ConfigError(f"{where}.{split}: a file is required (train and dev files are required)")
+    if not spec.train:
+        raise ConfigError(f"{where}.train: a file is required (train and dev files are required)")
+    if bool(spec.dev) == bool(spec.dev_share):
+        raise ConfigError(f"{where}.dev: name a dev file, or set dev_share to hold out a share of the train file "
+                          "(one of the two)")
     if len(spec.text) not in (1, 2) or not all(c.strip() for c in spec.text):
         raise ConfigError(f"{where}.text = {spec.text}: one column (single sentences) or two (pairs)")
     if not spec.label.strip():
@@ -155,8 +160,9 @@ def resolve_spec(data: str | DataSpec, where: str) -> DataSpec:
         check_spec(data, where)
         return data
     if data not in builtin_specs():
-        raise ConfigError(f"{where} = {data!r} is not a built-in data set ({', '.join(builtin_specs())}) or a "
-                          "table such as { train = ..., dev = ..., text = [...], label = ..., classes = [...] }")
+        raise ConfigError(f"{where} = {data!r} is not one of {', '.join(builtin_specs())} (the built-in data "
+                          "sets), nor a data spec table: { train = ..., dev = ..., text = [...], label = ..., "
+                          "classes = [...] or score_range = [low, high] }")
     return builtin_specs()[data]
 
 

@@ -113,7 +113,7 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
         close = difflib.get_close_matches(name, others, n=1, cutoff=0.5)
         hint = (f"did you mean tasks.{close[0]}?" if close else
                 f"set {where}.data to one of {', '.join(builtin_specs())}, or to a data spec table")
-        raise ConfigError(f"{where} has no `data`; {hint}")
+        raise ConfigError(f"{where} has no `data` format; {hint}")
     kind = kind_of(name, task, f"{where}.data")  # checks the spec
     context = TaskContext(config, where, task)
     if context.siamese:

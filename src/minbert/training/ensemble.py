@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from minbert.data.files import Example, read_examples
+from minbert.data.files import Example
 from minbert.data.spec import data_key, resolve_data_dir
 from minbert.device import machine
 from minbert.errors import ConfigError
@@ -37,7 +37,7 @@ from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.training.config import check_run_name, load_config, read_toml
-from minbert.training.experiment import task_file
+from minbert.training.experiment import read_split
 from minbert.training.rundir import Input, RunLock, check_new_run, create_run_dir, remove_failed_start
 
 log = logging.getLogger("minbert")
@@ -147,11 +147,9 @@ class Ensemble:
 def split_examples(run_dir: Path, data: str, split: str, data_dir: str | None) -> list[Example] | None:
     """A member's dev or test examples of one data set (None when it has no such file)."""
     config = load_config(run_dir / "config.toml")
-    name = task_file(config, tasks_by_data(run_dir)[data], split)
-    directory = resolve_data_dir(data_dir or config.data_dir or None)
-    if not name or not (directory / name).exists():
-        return None
-    return read_examples(directory / name, kinds_by_data(run_dir)[data].format, labelled=split == "dev").examples
+    loaded = read_split(config, tasks_by_data(run_dir)[data], split, resolve_data_dir(data_dir or config.data_dir
+                                                                                      or None))
+    return loaded.examples if loaded is not None else None
 
 
 def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Path = "runs",

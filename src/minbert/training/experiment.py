@@ -147,6 +147,31 @@ def check_enough_rows(path: Path, split: str, examples: list[Example], kind: Tas
         raise DataError(f"{path}: {count}; {what} needs at least 2 with different labels{note}")
 
 
+DEV_SHARE_SEED = 0  # a spec's dev_share holds out the same rows whatever the run's seed: runs stay comparable
+
+
+def read_split(config: RunConfig, task: str, split: str, directory: Path, strict: bool = False) -> LoadedFile | None:
+    """A task's rows of one split as its spec and config say (None: no such file, or no test file): its file, or
+    for a spec with `dev_share` and no dev file the held-out share of the train file (the rest is train)."""
+    kind = kind_of(task, config.tasks[task])
+    share = kind.spec.dev_share if not task_file(config, task, "dev") else 0.0
+    name = task_file(config, task, "train" if share and split != "test" else split)
+    if not name:
+        return None
+    path = directory / name
+    if not path.exists():
+        if split == "test":
+            return None
+        raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
+    loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict)
+    if share and split != "test":
+        rest, held = carve_tune_split(loaded.examples, share, DEV_SHARE_SEED, kind.is_classification)
+        loaded = dataclasses.replace(loaded, examples=held if split == "dev" else rest)
+        if split == "dev":
+            log.info("%s: %d rows of %s held out as dev (dev_share %.0f%%)", task, len(held), path.name, 100 * share)
+    return loaded
+
+
 def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None, strict: bool = False,
                    splits: tuple[str, ...] = SPLITS) -> dict[str, dict[str, TaskData]]:
     directory = resolve_data_dir(data_dir or config.data_dir or None)
@@ -163,16 +188,13 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                 path = directory / task_file(config, task, "train")
                 loaded = LoadedFile(path, held_out)
             else:
-                name = task_file(config, task, split)
-                if not name:
+                loaded = read_split(config, task, split, directory, strict)
+                if loaded is None:
+                    if split == "test" and task_file(config, task, "test"):
+                        log.info("%s: no test file %s; test predictions skipped", task,
+                                 directory / task_file(config, task, "test"))
                     continue
-                path = directory / name
-                if not path.exists():
-                    if split == "test":
-                        log.info("%s: no test file %s; test predictions skipped", task, path)
-                        continue
-                    raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
-                loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict)
+                path = loaded.path
             if tuning and split == "train":
                 rest, held_out = carve_tune_split(loaded.examples, config.train.tune_split,
                                                   config.train.tune_split_seed, kind.is_classification)
