@@ -48,7 +48,7 @@ class Table:
     ({"count": True}, r"t.count: expected int, got bool True"),
     ({"cuont": 2}, r"unknown key 't.cuont'; did you mean 'count'\?"),
     ({"names": "x"}, r"t.names: expected a list"),
-    ({"unit": "tunabel"}, r"t.unit.name = 'tunabel' is not a unit: one of plain, tunable"),
+    ({"unit": "tunabel"}, r"t.unit = 'tunabel' is not a unit: one of plain, tunable"),
     ({"unit": {"rate": 0.1}}, r"t.unit: expected a unit name or a table with `name`"),
     ({"unit": {"name": "tunable", "rate": 1.0}}, r"t.unit.rate = 1.0 must be in \[0, 1\)"),
     ({"unit": {"name": "tunable", "mode": "c"}}, r"t.unit.mode = 'c' is not one of a, b"),

@@ -9,7 +9,7 @@ loop and every report read it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,27 +150,31 @@ class TaskScore:
     data: str
     metric: str
     value: float
+    helper: bool = False  # a helper task (tasks.X.helper): trained and scored, never counted in the overall score
 
 
 def overall(scores: Iterable[TaskScore]) -> tuple[float | None, str]:
     """(score, what it is): the CS224N formula when each of its three data sets is there once (other tasks beside
-    them are not counted), else the mean of every task's normalised primary metric; (None, "") for no tasks."""
+    them are not counted), else the mean of every task's normalised primary metric; helper tasks are left out;
+    (None, "") for no tasks."""
     scores = list(scores)
     by_data = {}
     for item in scores:
         by_data.setdefault(item.data, []).append(item)
-    if all(len(by_data.get(name, [])) == 1 for name in CS224N_TASKS):
+    if all(len(by_data.get(name, [])) == 1 and not by_data[name][0].helper for name in CS224N_TASKS):
         sst, quora, sts = (by_data[name][0].value for name in CS224N_TASKS)
         return cs224n_score(sst, quora, sts), CS224N_LABEL
     if not scores:
         return None, ""
-    return selection_score({s.task: (s.metric, s.value) for s in scores}), MEAN_LABEL
+    return selection_score({s.task: (s.metric, s.value) for s in scores}, {s.task for s in scores if s.helper}), \
+        MEAN_LABEL
 
 
-def selection_score(task_metrics: dict[str, tuple[str, float]]) -> float:
-    """Mean of the tasks' normalised primary metrics (what picks the best epoch); for the CS224N three it equals
-    their formula."""
-    return float(np.mean([normalized(name, value) for name, value in task_metrics.values()]))
+def selection_score(task_metrics: dict[str, tuple[str, float]], helpers: Collection[str] = ()) -> float:
+    """Mean of the tasks' normalised primary metrics (what picks the best epoch), helper tasks left out unless
+    every task is one; for the CS224N three it equals their formula."""
+    counted = {task: m for task, m in task_metrics.items() if task not in helpers} or task_metrics
+    return float(np.mean([normalized(name, value) for name, value in counted.values()]))
 
 
 def confusion_matrix(predictions: Sequence[int], labels: Sequence[int], num_classes: int) -> np.ndarray:

@@ -132,7 +132,9 @@ def build(cls: type, values: Any, where: str = "") -> Any:
 
 def to_table(value: Any) -> Any:
     """The TOML value of a built instance (what `build` reads back): a chosen unit becomes `{name, options...}`."""
-    if isinstance(value, Chosen):
+    if isinstance(value, Chosen):  # a unit without options is its bare name, as written
+        if isinstance(value.options, NoOptions):
+            return value.name
         return {"name": value.name, **to_table(value.options)}
     if dataclasses.is_dataclass(value):
         return {f.name: to_table(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -156,14 +158,29 @@ class Chosen:
     name: str
     options: Any = field(default_factory=NoOptions)
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):  # a unit without options is its name (`task.pooling == "mean"`)
+            return self.name == other and isinstance(self.options, NoOptions)
+        if isinstance(other, Chosen):
+            return (self.name, self.options) == (other.name, other.options)
+        return NotImplemented
+
+    __hash__ = None
+
+
+def chosen_name(value: Chosen | str) -> str:
+    """The unit's name of a Chosen, or a bare name as given."""
+    return value.name if isinstance(value, Chosen) else value
+
 
 class Registry(dict):
     """Named units of one kind: name -> class. A class may declare `Options` (a dataclass of `option` fields) and a
     classmethod `check(options, context)` that raises ConfigError for a combination it cannot serve."""
 
-    def __init__(self, kind: str, units: dict[str, type] | None = None):
+    def __init__(self, kind: str, units: dict[str, type] | None = None, empty_is_default: bool = False):
         super().__init__(units or {})
         self.kind = kind
+        self.empty_is_default = empty_is_default  # `""` chooses no unit: the user of the field picks its default
 
     def register(self, name: str) -> Callable[[type], type]:
         def add(unit: type) -> type:
@@ -183,14 +200,22 @@ class Registry(dict):
         """`"name"` or `{name = "...", option = ...}` -> Chosen."""
         if isinstance(value, Chosen):
             return value
+        if value == "" and self.empty_is_default:
+            return Chosen("")
         if isinstance(value, str):
             value = {"name": value}
         if not isinstance(value, dict) or "name" not in value:
             raise ConfigError(f"{where}: expected a {self.kind} name or a table with `name`, got {value!r}")
         options = dict(value)
         name = options.pop("name")
-        self.lookup(name, f"{where}.name")
+        self.lookup(name, f"{where}.name" if len(options) else where)
         return Chosen(name, build(self.options_of(name), options, where))
+
+    def resolve(self, value: Chosen | str) -> Chosen:
+        """A Chosen as it is, or a bare name (set in code, not read from a config) with its default options."""
+        if isinstance(value, Chosen):
+            return value
+        return Chosen(value, self.options_of(value)()) if value else Chosen("")
 
     def build_named(self, tables: Any, where: str) -> dict[str, Any]:
         """A table of tables keyed by unit name (`[tasks.sst.regularizers.fgsm] epsilon = ...`): each one's options,

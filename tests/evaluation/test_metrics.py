@@ -133,3 +133,15 @@ def test_overall_is_the_cs224n_formula_only_with_its_three_data_sets():
     glue = [TaskScore("rte", "", "accuracy", 0.6), TaskScore("stsb", "", "spearman", 0.8)]
     assert overall(glue) == (pytest.approx((0.6 + 0.9) / 2), MEAN_LABEL)
     assert overall([]) == (None, "")
+
+
+def test_helper_tasks_are_left_out_of_selection_and_the_overall_score():
+    rte, sick = TaskScore("rte", "", "accuracy", 0.6), TaskScore("sick", "", "accuracy", 0.9, helper=True)
+    assert overall([rte, sick]) == (pytest.approx(0.6), MEAN_LABEL)
+    assert selection_score({"rte": ("accuracy", 0.6), "sick": ("accuracy", 0.9)}, helpers={"sick"}) == 0.6
+    # a job of helpers only still has a score to select its best epoch by
+    assert selection_score({"sick": ("accuracy", 0.9)}, helpers={"sick"}) == 0.9
+    # a CS224N task made a helper is not counted, so the CS224N formula no longer applies
+    three = [TaskScore("sst", "sst", "accuracy", 0.5, helper=True), TaskScore("para", "quora", "accuracy", 0.8),
+             TaskScore("sts", "sts", "pearson", 0.6)]
+    assert overall(three) == (pytest.approx((0.8 + 0.8) / 2), MEAN_LABEL)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from minbert import BertModel
 from minbert.data.batching import Batch
+from minbert.options import NoOptions
 from minbert.tasks.config import ModelConfig, TaskConfig
 from minbert.tasks.heads import HEADS, PAIR_FEATURES
 from minbert.tasks.kinds import builtin_kind
@@ -21,11 +22,12 @@ from tests.conftest import random_batch, tiny_config
 def test_feature_head_shapes_and_pair_features():
     pooled = torch.randn(5, 8)
     pairs = torch.tensor([[0, 1], [2, 2], [4, 3]])
-    head = HEADS["mlp"].build(TaskConfig(dropout=0.0, hidden_layers=2, hidden_size=6), 8, 1, ("u", "abs_diff"))
+    mlp = HEADS.choose({"name": "mlp", "hidden_layers": 2, "hidden_size": 6}, "head")
+    head = HEADS["mlp"].build(TaskConfig(dropout=0.0), mlp.options, 8, 1, ("u", "abs_diff"))
     assert head(pooled, pairs).shape == (3, 1)
     assert head.net[1].in_features == 16 and head.net[1].out_features == 6
     assert sum(isinstance(m, torch.nn.Linear) for m in head.net) == 3
-    linear = HEADS["linear"].build(TaskConfig(dropout=0.3, hidden_layers=2), 8, 5)  # linear ignores the MLP fields
+    linear = HEADS["linear"].build(TaskConfig(dropout=0.3), NoOptions(), 8, 5)
     assert linear(pooled).shape == (5, 5)
     u, v = pooled[0], pooled[1]
     assert torch.equal(PAIR_FEATURES["abs_diff"](u, v), (u - v).abs())
@@ -35,13 +37,13 @@ def test_feature_head_shapes_and_pair_features():
 def test_similarity_heads_map_cosine_to_the_score_range():
     pooled = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
     pairs = torch.tensor([[0, 1], [0, 2], [0, 3]])
-    cosine = HEADS["cosine"].build(TaskConfig(), 8, 1)
+    cosine = HEADS["cosine"].build(TaskConfig(), NoOptions(), 8, 1)
     logits = cosine(pooled, pairs)
     torch.testing.assert_close(logits, torch.tensor([1.0, -1.0, 0.0]))
     torch.testing.assert_close(cosine.to_score(logits, 0.0, 5.0), torch.tensor([5.0, 0.0, 2.5]))
-    relu_cosine = HEADS["relu_cosine"].build(TaskConfig(), 8, 1)
+    relu_cosine = HEADS["relu_cosine"].build(TaskConfig(), NoOptions(), 8, 1)
     torch.testing.assert_close(relu_cosine.to_score(logits, 0.0, 5.0), torch.tensor([5.0, 0.0, 0.0]))
-    linear = HEADS["linear"].build(TaskConfig(dropout=0.0), 2, 1)
+    linear = HEADS["linear"].build(TaskConfig(dropout=0.0), NoOptions(), 2, 1)
     torch.testing.assert_close(linear.to_score(torch.tensor([0.0]), 0.0, 5.0), torch.tensor([2.5]))
 
 
@@ -131,8 +133,8 @@ def test_cosine_losses_read_scores_back_through_their_target_mapping():
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))
-def test_every_head_builds_from_the_task_fields_it_uses(name):
-    head = HEADS[name].build(TaskConfig(dropout=0.0, hidden_layers=1, hidden_size=4), 8, 1)
+def test_every_head_builds_from_its_own_options(name):
+    head = HEADS[name].build(TaskConfig(dropout=0.0), HEADS.options_of(name)(), 8, 1)
     assert isinstance(HEADS[name].needs_pairs, bool)
     logits = head(torch.randn(4, 8), torch.tensor([[0, 1], [2, 3]]) if HEADS[name].needs_pairs else None)
     assert head.to_score(logits, 0.0, 5.0).shape == logits.reshape(-1).shape
@@ -144,3 +146,30 @@ def test_every_loss_declares_what_it_serves_and_keeps_only_what_it_uses(name):
     assert isinstance(loss.for_classification, bool) and isinstance(loss.needs_cosine, bool)
     assert (loss.to_score is not None) == loss.needs_cosine  # only cosine losses map back onto the label scale
     assert hasattr(loss, "low") == loss.needs_cosine  # the others never needed the score range
+
+
+def test_units_take_their_own_options_and_refuse_others(tmp_path):
+    """CoSENT's scale is set from the config; a head's or loss's option that is not its own is an error naming
+    the key; a linear head given hidden layers is refused, not silently ignored."""
+    from minbert.errors import ConfigError
+    from minbert.tasks.kinds import kind_of
+    from minbert.training.config import load_config
+
+    sts = ["tasks.sts.data=sts", "tasks.sts.pair_encoding=siamese", "tasks.sts.head=cosine", "tasks.sts.pooling=mean"]
+    config = load_config(None, [*sts, 'tasks.sts.loss={name = "cosent", scale = 7.5}'])
+    kind = kind_of("sts", config.tasks["sts"])
+    assert kind.loss == "cosent" and LOSSES["cosent"].build(kind.score_range, kind.loss_options).scale == 7.5
+    assert LOSSES["cosent"].build(kind.score_range, None).scale == 20.0
+    with pytest.raises(ConfigError, match=r"unknown key 'tasks.sts.loss.scal'; did you mean 'scale'"):
+        load_config(None, [*sts, 'tasks.sts.loss={name = "cosent", scal = 7.5}'])
+    with pytest.raises(ConfigError, match=r"unknown key 'tasks.sts.loss.scale'"):  # mse has no options
+        load_config(None, ["tasks.sts.data=sts", 'tasks.sts.loss={name = "mse", scale = 7.5}'])
+    with pytest.raises(ConfigError, match=r"tasks.sts.loss.scale = 0.0 must be > 0"):
+        load_config(None, [*sts, 'tasks.sts.loss={name = "cosent", scale = 0}'])
+    with pytest.raises(ConfigError, match=r"tasks.sst.hidden_layers = 2 has no effect on head 'linear'"):
+        load_config(None, ["tasks.sst.data=sst", "tasks.sst.hidden_layers=2"])
+    old = load_config(None, ["tasks.sst.data=sst", "tasks.sst.head=mlp", "tasks.sst.hidden_layers=3"])
+    assert old.tasks["sst"].head.options.hidden_layers == 3  # the old key, read into the mlp's table
+    (tmp_path / "old.toml").write_text(old.to_toml())  # the resolved config writes the new table, and reads back
+    assert load_config(tmp_path / "old.toml").tasks["sst"].head == old.tasks["sst"].head
+    assert load_config(None, ["tasks.sst.data=sst"]).to_dict()["tasks"]["sst"]["head"] == "linear"  # bare names

@@ -63,11 +63,11 @@ def test_a_task_with_nothing_to_train_is_refused(head):
     ("train.epochs=2.5", "train.epochs: expected int, got float 2.5"),
     ("train.lr=-1e-5", "train.lr = -1e-05 must be in [0, 1]"),
     ("train.batch_size=0", "train.batch_size = 0 must be > 0"),
-    ("tasks.sst.pooling=median", "tasks.sst.pooling = 'median' is not one of cls, cls_raw, max, mean, mean_max"),
+    ("tasks.sst.pooling=median", "tasks.sst.pooling = 'median' is not a pooling: one of cls, cls_raw, mean, max"),
     ("tasks.sst.data=imdb", "tasks.sst.data = 'imdb' is not one of"),
     ("tasks.sst.dropout=1.5", "tasks.sst.dropout = 1.5 must be in [0, 1)"),
     ("train.precision=fp8", "train.precision = 'fp8' is not one of fp32, bf16, auto"),
-    ("train.sampler=random", "train.sampler.name = 'random' is not a sampler: one of"),
+    ("train.sampler=random", "train.sampler = 'random' is not a sampler: one of"),
     ("model.freeze=half", "model.freeze = 'half' is not one of"),
     ("train", "override 'train': expected key=value"),
 ])

@@ -149,6 +149,7 @@ def test_a_run_directory_with_old_keys_evaluates_and_predicts(three_task_run, ti
     values = tomllib.loads((run / "config.toml").read_text())
     train, model = values["train"], values["model"]
     sampler = train.pop("sampler")
+    sampler = sampler if isinstance(sampler, dict) else {"name": sampler}  # a unit without options: its name
     train.update(sampler=sampler.pop("name"), update=sampler.pop("update", "local"), alpha=0.5, steps_per_epoch=0,
                  gradient_surgery="none", bregman_weight=0.0, bregman_momentum=0.99, **{
                      f"teacher{'_' + k if k != 'teacher' else ''}": v

@@ -56,7 +56,9 @@ class RunView:
 
     @property
     def overall(self) -> tuple[float | None, str]:
-        return overall(TaskScore(task, self.kinds[task].data if task in self.kinds else "", r["metric"], r["score"])
+        kinds = self.kinds
+        return overall(TaskScore(task, kinds[task].data if task in kinds else "", r["metric"], r["score"],
+                                 task in kinds and kinds[task].helper)
                        for task, r in self.metrics.get("final_dev", {}).items())
 
     @property

@@ -11,7 +11,7 @@ from typing import Any
 from minbert.data.spec import DataSpec, builtin_specs, resolve_spec
 from minbert.errors import ConfigError
 from minbert.model.pal import PALOptions
-from minbert.options import option
+from minbert.options import Chosen, chosen_name, option
 from minbert.tasks.heads import HEADS, PAIR_FEATURES
 from minbert.tasks.kinds import kind_of
 from minbert.tasks.losses import LOSSES
@@ -67,16 +67,19 @@ class TaskConfig:
     train: str = ""  # file names in the data directory; "" = the data spec's file
     dev: str = ""
     test: str = ""
-    pooling: str = option("cls", choices=tuple(sorted(POOLINGS)))  # see minbert.tasks.pooling
+    pooling: Chosen = option(Chosen("cls"), registry=POOLINGS)  # see minbert.tasks.pooling
     pair_encoding: str = option("cross", choices=("cross", "siamese"))  # cross: [CLS] a [SEP] b [SEP]
     pair_features: list[str] = field(default_factory=lambda: ["u", "v", "abs_diff", "product"])  # siamese
-    head: str = option("linear", choices=tuple(sorted(HEADS)))  # see minbert.tasks.heads
-    hidden_layers: int = option(0, low=0)  # extra hidden layers in an "mlp" head
-    hidden_size: int = option(0, low=0)  # width of those layers; 0 = the encoder's hidden size
+    # a name, or a table with the head's options: { name = "mlp", hidden_layers = 2 } (see minbert.tasks.heads)
+    head: Chosen = option(Chosen("linear"), registry=HEADS)
     dropout: float = option(0.3, low=0, high=1, high_open=True)
-    loss: str = option("", choices=("", *LOSSES))  # "" = the task kind's default
+    # a name, or a table with the loss's options: { name = "cosent", scale = 20 }; "" = the data spec's default
+    loss: Chosen = option(Chosen(""), registry=LOSSES)
     batch_size: int = option(0, low=0)  # 0 = train.batch_size
     loss_weight: float = option(1.0, low=0)
+    # true: a helper task (MT-DNN's auxiliary tasks): it trains and is scored, but never counts in best-epoch
+    # selection or the overall score
+    helper: bool = False
     extra: list[ExtraDataConfig] = field(default_factory=list)  # [[tasks.X.extra]] tables: more training data
     teacher: str = ""  # distillation: this task's teacher run or ensemble directory; "" = train.teacher
     # [tasks.X.regularizers.NAME] tables, in order (see minbert.tasks.regularizers)
@@ -121,9 +124,10 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
         if unknown or not task.pair_features:
             raise ConfigError(f"{where}.pair_features = {task.pair_features} must be a non-empty list of "
                               f"{', '.join(PAIR_FEATURES)}")
-    head_needs_pairs = HEADS[task.head].needs_pairs
+    head = chosen_name(task.head)
+    head_needs_pairs = HEADS[head].needs_pairs
     if head_needs_pairs and not (context.siamese and not kind.is_classification):
-        raise ConfigError(f"{where}.head = {task.head!r} scores the cosine of two sentence vectors: it needs "
+        raise ConfigError(f"{where}.head = {head!r} scores the cosine of two sentence vectors: it needs "
                           "a similarity task with pair_encoding = 'siamese'")
     if kind.loss not in LOSSES:
         raise ConfigError(f"{where}.data.loss = {kind.loss!r} is not one of {', '.join(LOSSES)}")
@@ -132,7 +136,7 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
         raise ConfigError(f"{where}.loss = {kind.loss!r} is a one-logit binary loss; {what_data(name, task)} has "
                           f"{kind.spec.num_classes} classes")
     if loss.needs_cosine and not head_needs_pairs:
-        raise ConfigError(f"{where}.loss = {task.loss!r} compares a cosine with the label: it needs a cosine head "
+        raise ConfigError(f"{where}.loss = {kind.loss!r} compares a cosine with the label: it needs a cosine head "
                           f"({', '.join(h for h in HEADS if HEADS[h].needs_pairs)})")
     if loss.for_classification != kind.is_classification:
         what = "a classification" if loss.for_classification else "a regression"
@@ -140,8 +144,8 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
                           f"{'classification' if kind.is_classification else 'regression'}")
     model = config.model
     if model.freeze == "encoder" and not model.common_layers and head_needs_pairs:
-        raise ConfigError(f"{where}.head = {task.head!r} has no parameters and model.freeze = 'encoder' freezes the "
-                          "rest: nothing would train for this task (use head = 'linear' on the pair features, or "
+        raise ConfigError(f"{where}.head = {head!r} has no parameters and model.freeze = 'encoder' freezes "
+                          "the rest: nothing would train for this task (use head = 'linear' on the pair features, or "
                           "model.common_layers > 0)")
     for regularizer, options in task.regularizers.items():
         REGULARIZERS.check(regularizer, options, TaskContext(config, f"{where}.regularizers", task))

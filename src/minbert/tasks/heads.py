@@ -1,9 +1,10 @@
-"""Task heads, chosen by name in a task's config.
+"""Task heads: units of one registry, chosen by name in a task's config (`head = "linear"`, or a table with the
+head's own options: `head = { name = "mlp", hidden_layers = 2 }`).
 
 A head turns pooled sentence vectors into `logits` (class logits, one pair logit, or a cosine) and says how
 logits map onto the label's scale (`to_score`, used by similarity tasks: 0..5 for STS). Each is built by
-`build(task, in_dim, out_dim)` from the task config fields it uses, and declares `needs_pairs` (it compares two
-sentence vectors, so it serves siamese similarity tasks only).
+`build(task, options, in_dim, out_dim)` from its options and the task's dropout, and declares `needs_pairs` (it
+compares two sentence vectors, so it serves siamese similarity tasks only).
 
 - feature heads (`linear`, `mlp`): one vector per example: the pooled sequence, or for siamese pairs the
   concatenation of the chosen pair features (u, v, |u-v|, u*v, u+v). On a score range: low + (high-low)*sigmoid.
@@ -13,11 +14,14 @@ sentence vectors, so it serves siamese similarity tasks only).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from minbert.options import NoOptions, Registry, option
 
 PAIR_FEATURES = {
     "u": lambda u, v: u,
@@ -34,8 +38,9 @@ class FeatureHead(nn.Module):
     needs_pairs = False
 
     @classmethod
-    def build(cls, task: Any, in_dim: int, out_dim: int, pair_features: tuple[str, ...] = ()) -> FeatureHead:
-        return cls(in_dim, out_dim, task.dropout, task.hidden_layers, task.hidden_size, pair_features)
+    def build(cls, task: Any, options: Any, in_dim: int, out_dim: int,
+              pair_features: tuple[str, ...] = ()) -> FeatureHead:
+        return cls(in_dim, out_dim, task.dropout, 0, 0, pair_features)
 
     def __init__(self, in_dim: int, out_dim: int, dropout: float, hidden_layers: int = 0, hidden_size: int = 0,
                  pair_features: tuple[str, ...] = ()):
@@ -62,17 +67,19 @@ class FeatureHead(nn.Module):
 class LinearHead(FeatureHead):
     """dropout + linear."""
 
-    @classmethod
-    def build(cls, task: Any, in_dim: int, out_dim: int, pair_features: tuple[str, ...] = ()) -> FeatureHead:
-        return cls(in_dim, out_dim, task.dropout, 0, 0, pair_features)
-
 
 class MLPHead(FeatureHead):
-    """An MLP with at least one hidden ReLU layer (`hidden_layers`, `hidden_size`)."""
+    """An MLP with at least one hidden ReLU layer."""
+
+    @dataclass
+    class Options:
+        hidden_layers: int = option(1, low=1)
+        hidden_size: int = option(0, low=0)  # width of the hidden layers; 0 = the input's
 
     @classmethod
-    def build(cls, task: Any, in_dim: int, out_dim: int, pair_features: tuple[str, ...] = ()) -> FeatureHead:
-        return cls(in_dim, out_dim, task.dropout, max(task.hidden_layers, 1), task.hidden_size, pair_features)
+    def build(cls, task: Any, options: Options, in_dim: int, out_dim: int,
+              pair_features: tuple[str, ...] = ()) -> FeatureHead:
+        return cls(in_dim, out_dim, task.dropout, options.hidden_layers, options.hidden_size, pair_features)
 
 
 class CosineHead(nn.Module):
@@ -81,7 +88,8 @@ class CosineHead(nn.Module):
     needs_pairs = True
 
     @classmethod
-    def build(cls, task: Any, in_dim: int, out_dim: int, pair_features: tuple[str, ...] = ()) -> CosineHead:
+    def build(cls, task: Any, options: NoOptions, in_dim: int, out_dim: int,
+              pair_features: tuple[str, ...] = ()) -> CosineHead:
         return cls()  # no parameters
 
     def forward(self, pooled: Tensor, pairs: Tensor | None = None) -> Tensor:
@@ -98,5 +106,4 @@ class ReluCosineHead(CosineHead):
         return high * torch.relu(logits)
 
 
-HEADS: dict[str, type[nn.Module]] = {"linear": LinearHead, "mlp": MLPHead, "cosine": CosineHead,
-                                     "relu_cosine": ReluCosineHead}
+HEADS = Registry("head", {"linear": LinearHead, "mlp": MLPHead, "cosine": CosineHead, "relu_cosine": ReluCosineHead})

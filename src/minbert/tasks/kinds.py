@@ -12,6 +12,7 @@ from torch import Tensor
 
 from minbert.data.files import Example, FileFormat
 from minbert.data.spec import DataSpec, builtin_name, resolve_spec
+from minbert.options import Chosen, chosen_name
 from minbert.tasks.losses import LOSSES, TaskOutput
 
 
@@ -21,7 +22,9 @@ class TaskKind:
     data: str  # the built-in data set's name (sst, cfimdb, quora, sts), "" for a task's own spec
     spec: DataSpec
     loss: str  # the task's loss (its own, else the spec's default)
+    loss_options: object  # that loss's options (its defaults when the task did not choose it)
     num_outputs: int  # class logits, or one logit (a binary loss; a score)
+    helper: bool = False  # tasks.X.helper: not counted in best-epoch selection or the overall score
 
     @property
     def format(self) -> FileFormat:
@@ -99,10 +102,12 @@ def default_loss(spec: DataSpec) -> str:
 def kind_of(name: str, task: object, where: str | None = None) -> TaskKind:
     """The kind of task `name` with config `task` (a TaskConfig: its `data` and `loss`)."""
     spec = resolve_spec(task.data, where or f"tasks.{name}.data")
-    loss = task.loss or default_loss(spec)
+    chosen = LOSSES.resolve(task.loss) if chosen_name(task.loss) in LOSSES else Chosen(chosen_name(task.loss))
+    loss = chosen.name or default_loss(spec)
+    options = chosen.options if chosen.name else (LOSSES.options_of(loss)() if loss in LOSSES else None)
     one_logit = spec.is_classification and getattr(LOSSES.get(loss), "one_logit", False)
     outputs = spec.num_classes if spec.is_classification and not one_logit else 1
-    return TaskKind(name, builtin_name(task.data), spec, loss, outputs)
+    return TaskKind(name, builtin_name(task.data), spec, loss, options, outputs, getattr(task, "helper", False))
 
 
 def builtin_kind(name: str, loss: str = "") -> TaskKind:

@@ -1,19 +1,23 @@
-"""Losses: (task output, labels) -> scalar. Each a small class, chosen by name in a task's config.
+"""Losses: (task output, labels) -> scalar. Each a small class of one registry, chosen by name in a task's config
+(`loss = "cosent"`, or with its own options: `loss = { name = "cosent", scale = 20 }`; "" = the data spec's default).
 
 A TaskOutput carries `logits` (what the head computed: class logits, a pair logit, or a cosine) and `score`
 (the prediction on the label's scale). Each loss declares what it serves (`for_classification`), whether it needs
 a cosine head (`needs_cosine`), and, when it trains logits towards a transformed label, the inverse mapping
-(`to_score`: a cosine back onto the label scale; None: the head's own mapping holds). `build(score_range)` makes
-one; only the losses that use the label range keep it.
+(`to_score`: a cosine back onto the label scale; None: the head's own mapping holds). `build(score_range, options)`
+makes one; only the losses that use the label range keep it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from minbert.options import Registry, option
 
 
 @dataclass
@@ -32,7 +36,7 @@ class Loss(nn.Module):
     one_logit = False  # classification on one logit (two classes), not one logit per class
 
     @classmethod
-    def build(cls, score_range: tuple[float, float] | None) -> Loss:
+    def build(cls, score_range: tuple[float, float] | None, options: Any = None) -> Loss:
         return cls()
 
 
@@ -74,7 +78,7 @@ class CosineRegression(Loss):
         self.low, self.high = score_range
 
     @classmethod
-    def build(cls, score_range: tuple[float, float] | None) -> CosineRegression:
+    def build(cls, score_range: tuple[float, float] | None, options: Any = None) -> CosineRegression:
         return cls(score_range or (0.0, 1.0))
 
     def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
@@ -105,6 +109,14 @@ class CoSENT(Loss):
 
     for_classification = False
 
+    @dataclass
+    class Options:
+        scale: float = option(20.0, low=0, low_open=True)  # the similarities' temperature, 1 / tau
+
+    @classmethod
+    def build(cls, score_range: tuple[float, float] | None, options: Options | None = None) -> CoSENT:
+        return cls((options or cls.Options()).scale)
+
     def __init__(self, scale: float = 20.0):
         super().__init__()
         self.scale = scale
@@ -118,11 +130,11 @@ class CoSENT(Loss):
         return torch.logsumexp(torch.cat([zero, differences]), dim=0)
 
 
-LOSSES: dict[str, type[Loss]] = {
+LOSSES = Registry("loss", {
     "cross_entropy": CrossEntropy,
     "bce": BinaryCrossEntropy,
     "mse": MeanSquaredError,
     "cosine_embedding": CosineEmbedding,
     "cosine_mse": CosineMSE,
     "cosent": CoSENT,
-}
+}, empty_is_default=True)

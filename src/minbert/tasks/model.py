@@ -29,10 +29,12 @@ class TaskModule(nn.Module):
         super().__init__()
         self.kind = kind
         self.siamese = kind.is_pair and config.pair_encoding == "siamese"
-        self.pooling = POOLINGS[config.pooling]()
+        self.pooling = POOLINGS[POOLINGS.resolve(config.pooling).name]()
         features = tuple(config.pair_features) if self.siamese else ()
-        self.head = HEADS[config.head].build(config, self.pooling.output_dim(hidden_size), kind.num_outputs, features)
-        self.loss_fn = LOSSES[kind.loss].build(kind.score_range)
+        head = HEADS.resolve(config.head)
+        self.head = HEADS[head.name].build(config, head.options, self.pooling.output_dim(hidden_size),
+                                           kind.num_outputs, features)
+        self.loss_fn = LOSSES[kind.loss].build(kind.score_range, kind.loss_options)
         self.loss_weight = config.loss_weight
         self.pal: PAL | None = None  # the task's projected attention layers in the encoder (MultitaskModel's)
 
@@ -98,7 +100,7 @@ class MultitaskModel(nn.Module):
         self.freeze_words = model.freeze_word_embeddings
         self.frozen_depth = frozen_depth(model, n_layers)
         self.heads = nn.ModuleDict({name: TaskModule(kind_of(name, cfg), cfg, hidden) for name, cfg in tasks.items()})
-        widths = {POOLINGS[c.pooling]().output_dim(hidden) for c in tasks.values()}
+        widths = {POOLINGS[POOLINGS.resolve(c.pooling).name]().output_dim(hidden) for c in tasks.values()}
         if model.common_layers and len(widths) > 1:
             raise ConfigError("model.common_layers needs every task's pooling to give the same width")
         self.common = common_layers(model.common_layers, widths.pop() if widths else hidden, model.common_dropout)

@@ -1,4 +1,5 @@
-"""Poolings: (encoder output, padding mask) -> one vector per sequence. Chosen by name in a task's config."""
+"""Poolings: (encoder output, padding mask) -> one vector per sequence. Units of one registry, chosen by name in a
+task's config (`pooling = "mean"`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from minbert.model.bert import BertOutput
+from minbert.options import Registry
 
 
 class Pooling(nn.Module):
@@ -61,10 +63,10 @@ class MeanMaxPooling(Pooling):
         return torch.cat([self.mean(output, attention_mask), self.max(output, attention_mask)], dim=-1)
 
 
-POOLINGS: dict[str, type[Pooling]] = {
+POOLINGS = Registry("pooling", {
     "cls": ClsPooling,
     "cls_raw": ClsRawPooling,
     "mean": MeanPooling,
     "max": MaxPooling,
     "mean_max": MeanMaxPooling,
-}
+})

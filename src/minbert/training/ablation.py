@@ -226,7 +226,7 @@ def score_run(run_dir: Path) -> dict:
     else:
         config = load_config(run_dir / "config.toml")
         scores = [TaskScore(data_key(task, c.data), builtin_name(c.data), final_dev[task]["metric"],
-                            final_dev[task]["score"]) for task, c in config.tasks.items()]
+                            final_dev[task]["score"], c.helper) for task, c in config.tasks.items()]
         seconds, best_epoch = metrics["wall_seconds"], metrics["best"]["epoch"]
     value, label = overall(scores)
     return {"scores": {s.task: s.value for s in scores}, "overall": value, "overall_label": label,

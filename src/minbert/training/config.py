@@ -128,6 +128,7 @@ TRAINING_ONLY = ("name", "output_dir", "data_dir", "seed", "device", "train", "s
                  "tasks.*.test", "tasks.*.data.train", "tasks.*.data.dev", "tasks.*.data.test",
                  "tasks.*.data.metrics", "tasks.*.data.prediction_file", "tasks.*.data.prediction_column",
                  "tasks.*.data.class_names", "tasks.*.dropout", "tasks.*.batch_size", "tasks.*.loss_weight",
+                 "tasks.*.helper",
                  "tasks.*.extra", "tasks.*.teacher", "tasks.*.regularizers")
 
 
@@ -247,6 +248,30 @@ def _warn_once(old: str, message: str) -> None:
         log.warning("config: %s", message)
 
 
+HEAD_OPTIONS = ("hidden_layers", "hidden_size")  # once task keys, now the mlp head's own options
+
+
+def move_head_options(name: str, task: dict, source: str) -> None:
+    """`tasks.X.hidden_layers` / `hidden_size` -> the mlp head's table (0, the old default, is the mlp's least: 1
+    layer). On any other head they had no effect: zero is dropped, anything else is an error, not ignored."""
+    flat = {key: task.pop(key) for key in HEAD_OPTIONS if key in task}
+    head = task.get("head", "linear")
+    head_name = head.get("name") if isinstance(head, dict) else head
+    if head_name == "mlp":
+        table = dict(head) if isinstance(head, dict) else {"name": "mlp"}
+        for key, value in flat.items():
+            if value:
+                _warn_once(key, f"{source}: tasks.{name}.{key} is now an option of the mlp head: "
+                           f"head = {{ name = \"mlp\", {key} = {value} }} (read as such)")
+                table.setdefault(key, value)
+        task["head"] = table if len(table) > 1 or isinstance(head, dict) else head
+        return
+    for key, value in flat.items():
+        if value:
+            raise ConfigError(f"{source}: tasks.{name}.{key} = {value!r} has no effect on head {head_name!r}: only "
+                              f"an mlp head has hidden layers (head = {{ name = \"mlp\", {key} = {value!r} }})")
+
+
 def migrate(values: dict, source: str = "config") -> dict:
     """Move the keys of `ALIASES` to their tables (in place), warning once per key. An option of a unit the config
     does not use (`alpha` with a round-robin sampler, `mnrl_weight` without mnrl) had no effect and is dropped."""
@@ -260,6 +285,9 @@ def migrate(values: dict, source: str = "config") -> dict:
             _warn_once("regularizers", f"{source}: tasks.{name}.regularizers is now a table per regularizer "
                        f"([tasks.{name}.regularizers.NAME]; read as such)")
             task["regularizers"] = {n: {} for n in task["regularizers"]}
+    for name, task in tasks.items():
+        if isinstance(task, dict):
+            move_head_options(name, task, source)
     bregman_aliased = False
     for old, new in ALIASES.items():
         section, key = old.split(".", 1)

@@ -207,7 +207,7 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
 
 def with_overall(scores: dict[str, float], kinds: dict[str, TaskKind]) -> dict[str, float]:
     """The scores and the overall score where they make one: the CS224N three, or every data set of the ensemble."""
-    value, label = overall(TaskScore(data, kinds[data].data, kinds[data].metric, score)
+    value, label = overall(TaskScore(data, kinds[data].data, kinds[data].metric, score, kinds[data].helper)
                            for data, score in scores.items())
     if label == CS224N_LABEL or (value is not None and set(scores) == set(kinds)):
         return {**scores, "overall": value}
@@ -216,7 +216,7 @@ def with_overall(scores: dict[str, float], kinds: dict[str, TaskKind]) -> dict[s
 
 def members_table(rows: list[tuple[str, dict[str, float]]], kinds: dict[str, TaskKind]) -> str:
     columns = [*kinds, "overall"]
-    _, label = overall(TaskScore(data, kind.data, kind.metric, 0.0) for data, kind in kinds.items())
+    _, label = overall(TaskScore(data, kind.data, kind.metric, 0.0, kind.helper) for data, kind in kinds.items())
     lines = ["Dev scores of each member and of the ensemble (the mean of the members' soft outputs); each task's "
              f"primary metric ({', '.join(f'{d}: {k.metric}' for d, k in kinds.items())}); {label}.", "",
              "| run | " + " | ".join(columns) + " |", "| --- | " + " | ".join("---:" for _ in columns) + " |"]

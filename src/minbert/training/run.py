@@ -284,8 +284,8 @@ PUBLISHED = {"best CS224N multitask report (bert-base)": {"overall": 0.738}}
 
 def task_scores(config: RunConfig, final_dev: dict[str, dict]) -> list[TaskScore]:
     """Each task's primary dev metric, with its data set, in the config's task order (what `overall` takes)."""
-    return [TaskScore(task, builtin_name(config.tasks[task].data), final_dev[task]["metric"],
-                      final_dev[task]["score"]) for task in config.tasks if task in final_dev]
+    return [TaskScore(task, builtin_name(c.data), final_dev[task]["metric"], final_dev[task]["score"], c.helper)
+            for task, c in config.tasks.items() if task in final_dev]
 
 
 def print_summary(config: RunConfig, metrics: dict) -> None:
