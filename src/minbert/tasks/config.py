@@ -8,6 +8,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from minbert.data.extra import EXTRA_FORMATS, ExtraContext
 from minbert.data.spec import DataSpec, builtin_specs, resolve_spec
 from minbert.errors import ConfigError
 from minbert.model.pal import PALOptions
@@ -17,8 +18,6 @@ from minbert.tasks.kinds import kind_of
 from minbert.tasks.losses import LOSSES
 from minbert.tasks.pooling import POOLINGS
 from minbert.tasks.regularizers import REGULARIZERS
-
-EXTRA_FORMATS = ("tsv", "sst_trees")
 
 
 @dataclass
@@ -45,17 +44,9 @@ class ExtraDataConfig:
     """More training examples for a task from another file, mapped onto the task's columns and labels."""
 
     file: str = ""  # in the data directory, or a path
-    format: str = option("tsv", choices=EXTRA_FORMATS)  # sst_trees: every node of SST's trees, a labelled phrase
-    min_tokens: int = option(1, low=1)  # sst_trees: only phrases of at least this many tokens
-    include_roots: bool = False  # sst_trees: also the whole-sentence nodes (the training file's own sentences)
-    dedup: bool = True  # sst_trees: one example per distinct phrase (majority label; ties dropped and counted)
+    # a format name, or a table with its options: { name = "sst_trees", min_tokens = 3 } (see minbert.data.extra)
+    format: Chosen = option(Chosen("tsv"), registry=EXTRA_FORMATS)
     share: float = option(0.0, low=0, high=1, high_open=True)  # each epoch draws this share afresh; 0 = all of it
-    text_columns: list[str] = field(default_factory=list)  # one column, or two for a pair task
-    label_column: str = ""
-    id_column: str = ""  # "" = rows are named by file and line
-    delimiter: str = "\t"
-    label_offset: float = 0.0  # label -> (label + offset) * scale, e.g. ratings 1..5 -> 0..4: offset = -1
-    label_scale: float = 1.0  # e.g. relatedness 1..5 -> 0..5: offset = -1, scale = 1.25
     max_examples: int = option(0, low=0)  # 0 = all
     class_balanced: bool = False  # classification: sub-sample to the same count per class
 
@@ -158,21 +149,14 @@ def what_data(name: str, task: TaskConfig) -> str:
     return task.data if isinstance(task.data, str) else f"tasks.{name}'s data"
 
 
+def extra_context(where: str, name: str, task: TaskConfig, **loading: Any) -> ExtraContext:
+    """What an extra table's format is checked and loaded against (`loading`: strict, train_examples, held_out)."""
+    return ExtraContext(where, what_data(name, task), kind_of(name, task).format, **loading)
+
+
 def check_extra(where: str, extra: ExtraDataConfig, name: str, task: TaskConfig) -> None:
-    kind = kind_of(name, task)
-    data = what_data(name, task)
-    if extra.format == "sst_trees":
-        if not extra.file:
-            raise ConfigError(f"{where}: `file` is required")
-        if kind.format.num_classes != 5 or kind.format.classes is not None:
-            raise ConfigError(f"{where}: sst_trees hold 5-class sentiment phrases (0..4); {data} is not SST-5")
-        return
-    if not extra.file or not extra.label_column:
-        raise ConfigError(f"{where}: `file` and `label_column` are required")
-    if len(extra.text_columns) != len(kind.format.text_columns):
-        raise ConfigError(f"{where}.text_columns: {data} takes {len(kind.format.text_columns)} text "
-                          f"column(s), got {extra.text_columns}")
-    if extra.class_balanced and not kind.is_classification:
-        raise ConfigError(f"{where}.class_balanced: {data} is not a classification task")
-    if len(extra.delimiter) != 1:
-        raise ConfigError(f"{where}: delimiter must be one character")
+    if not extra.file:
+        raise ConfigError(f"{where}: `file` is required")
+    if extra.class_balanced and not kind_of(name, task).is_classification:
+        raise ConfigError(f"{where}.class_balanced: {what_data(name, task)} is not a classification task")
+    EXTRA_FORMATS.check(extra.format.name, extra.format.options, extra_context(where, name, task))

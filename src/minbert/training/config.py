@@ -20,6 +20,7 @@ from typing import Any
 
 import tomli_w
 
+from minbert.data.extra import EXTRA_FORMATS, FLAT_OPTIONS
 from minbert.device import TRAINING_PRECISIONS
 from minbert.errors import ConfigError
 from minbert.options import Chosen, build, option, to_table
@@ -272,6 +273,38 @@ def move_head_options(name: str, task: dict, source: str) -> None:
                               f"an mlp head has hidden layers (head = {{ name = \"mlp\", {key} = {value!r} }})")
 
 
+def move_extra_options(name: str, task: dict, source: str) -> None:
+    """Flat format keys of `[[tasks.X.extra]]` (min_tokens, label_column, ...) -> the format's own table. A key of
+    the other format had no effect: its default value (what old run directories record) is dropped, anything else
+    is an error."""
+    for i, extra in enumerate(task.get("extra") or []):
+        if not isinstance(extra, dict):
+            continue
+        fmt = extra.get("format", "tsv")
+        fmt_name = fmt.get("name") if isinstance(fmt, dict) else fmt
+        if fmt_name not in EXTRA_FORMATS:
+            continue  # the format's own check names the bad value
+        table = dict(fmt) if isinstance(fmt, dict) else {"name": fmt_name}
+        moved = False
+        for format_name, keys in FLAT_OPTIONS.items():
+            defaults = EXTRA_FORMATS.options_of(format_name)()
+            for key in keys:
+                if key not in extra:
+                    continue
+                value = extra.pop(key)
+                where = f"tasks.{name}.extra[{i}].{key}"
+                if format_name == fmt_name:
+                    _warn_once(f"extra.{key}", f"{source}: {where} is now an option of its format: format = "
+                               f"{{ name = \"{fmt_name}\", {key} = ... }} (read as such)")
+                    table.setdefault(key, value)
+                    moved = True
+                elif value != to_table(getattr(defaults, key)):
+                    raise ConfigError(f"{source}: {where} = {value!r} has no effect on format {fmt_name!r} (it is an "
+                                      f"option of format {format_name!r})")
+        if moved or isinstance(fmt, dict):
+            extra["format"] = table
+
+
 def migrate(values: dict, source: str = "config") -> dict:
     """Move the keys of `ALIASES` to their tables (in place), warning once per key. An option of a unit the config
     does not use (`alpha` with a round-robin sampler, `mnrl_weight` without mnrl) had no effect and is dropped."""
@@ -288,6 +321,7 @@ def migrate(values: dict, source: str = "config") -> dict:
     for name, task in tasks.items():
         if isinstance(task, dict):
             move_head_options(name, task, source)
+            move_extra_options(name, task, source)
     bregman_aliased = False
     for old, new in ALIASES.items():
         section, key = old.split(".", 1)

@@ -14,15 +14,16 @@ import torch
 from torch import nn
 
 from minbert.data.batching import ExtraSource, TaskData
+from minbert.data.extra import EXTRA_FORMATS, ExtraContext
 from minbert.data.files import Example, LoadedFile, read_examples
 from minbert.data.spec import resolve_data_dir, resolve_spec
-from minbert.data.trees import read_sst_trees
 from minbert.device import resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
 from minbert.evaluation.predict import Inference
 from minbert.model.bert import BertModel
 from minbert.model.loading import resolve_model_dir
 from minbert.optim import AdamW, decay_groups
+from minbert.tasks.config import extra_context
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.tasks.model import MultitaskModel, check_max_length
 from minbert.tokenizer import Tokenizer
@@ -93,30 +94,12 @@ def carve_tune_split(examples: list[Example], share: float, seed: int,
             [e for i, e in enumerate(examples) if i in held_set])
 
 
-def load_extra(directory: Path, extra: ExtraDataConfig, kind: TaskKind, strict: bool, seed: int,
-               train_sentences: list[Example] = (), cap: int = 0,
-               held_out: frozenset[str] = frozenset()) -> list[Example]:
-    """Extra training examples: a file's columns mapped onto the task's (labels offset and scaled), or every
-    phrase of SST's trees; optionally balanced per class and capped (at max_examples, and at `cap`:
-    train.max_train_examples, so that a quick look stays quick). Trees of `held_out` sentences give no phrases."""
+def load_extra(directory: Path, extra: ExtraDataConfig, context: ExtraContext, seed: int,
+               cap: int = 0) -> list[Example]:
+    """Extra training examples in the extra table's format (minbert.data.extra), optionally balanced per class and
+    capped (at max_examples, and at `cap`: train.max_train_examples, so that a quick look stays quick)."""
     path = Path(extra.file) if Path(extra.file).is_absolute() else directory / extra.file
-    if extra.format == "sst_trees":
-        loaded, roots = read_sst_trees(path, kind.format.num_classes, extra.min_tokens, extra.include_roots,
-                                       extra.dedup, strict, held_out)
-        if held_out:
-            log.info("%s: the trees of %d held-out sentences give no phrases", path.name,
-                     sum(root in held_out for root in roots))
-        sentences = {e.texts[0] for e in train_sentences}
-        matched = sum(root in sentences for root in roots)
-        log.info("%s: %d of %d tree roots spell a sentence of the task's training file exactly", path.name, matched,
-                 len(roots))
-        examples = loaded.examples
-    else:
-        fmt = dataclasses.replace(kind.format, text_columns=tuple(extra.text_columns),
-                                  label_column=extra.label_column, id_column=extra.id_column,
-                                  delimiter=extra.delimiter, label_offset=extra.label_offset,
-                                  label_scale=extra.label_scale)
-        examples = read_examples(path, fmt, strict=strict).examples
+    examples = EXTRA_FORMATS[extra.format.name].load(path, extra.format.options, context)
     rng = np.random.default_rng(seed)
     if extra.class_balanced:
         by_class: dict = {}
@@ -210,9 +193,10 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
             sources = []
             if split == "train":
                 base, held_sentences = examples, frozenset(e.texts[0] for e in held_out)
-                for extra in task_config.extra:
-                    added = load_extra(directory, extra, kind, strict, config.seed, base,
-                                       config.train.max_train_examples, held_sentences)
+                for i, extra in enumerate(task_config.extra):
+                    context = extra_context(f"tasks.{task}.extra[{i}]", task, task_config, strict=strict,
+                                            train_examples=tuple(base), held_out=held_sentences)
+                    added = load_extra(directory, extra, context, config.seed, config.train.max_train_examples)
                     sources.append(ExtraSource(extra.file, len(examples), len(examples) + len(added), extra.share))
                     examples = examples + added
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
