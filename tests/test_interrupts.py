@@ -37,7 +37,7 @@ def test_predict_stopped_writes_no_half_file(three_task_run, tmp_path, moment, s
 def test_ensemble_stopped_while_writing_leaves_no_half_ensemble(three_task_run, tmp_path, tiny_data_dir):
     member = tmp_path / "member"
     shutil.copytree(three_task_run, member)
-    result = run_with_fault("signal@call-minbert.training.run.write_task_outputs:SIGINT", "ensemble", str(member),
+    result = run_with_fault("signal@call-minbert.runs.ensemble.write_task_outputs:SIGINT", "ensemble", str(member),
                             str(three_task_run), "--name", "pair", "--output-dir", str(tmp_path / "ensembles"),
                             "--data-dir", str(tiny_data_dir))
     last = assert_one_line_stop(result, signal.SIGINT)

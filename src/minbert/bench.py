@@ -95,7 +95,7 @@ def infer_minbert(data_dir: str | None, precision: str, packing: int = 0) -> dic
 def infer_hf(data_dir: str | None, precision: str) -> dict:
     import transformers
 
-    from minbert.model.loading import embedded_model_path
+    from minbert.model_dir import embedded_model_path
 
     texts = _sentences(data_dir, "ids-sst-dev.csv")
     path = str(embedded_model_path())
@@ -191,7 +191,7 @@ def train_default_job(data_dir: str | None, steps: int, compiled: bool) -> dict:
 def train_hf(data_dir: str | None, precision: str, steps: int) -> dict:
     import transformers
 
-    from minbert.model.loading import embedded_model_path
+    from minbert.model_dir import embedded_model_path
 
     texts = _sentences(data_dir, "ids-sst-train.csv", limit=32 * (steps + 1))
     examples = read_examples(resolve_data_dir(data_dir) / "ids-sst-train.csv", FORMATS["sst"]).examples
@@ -297,7 +297,7 @@ def gpu_matmul_peak(size: int = 8192, rounds: int = 20) -> float:
 
 
 def dev_metrics(run_dir: str, data_dir: str | None, precision: str) -> dict:
-    from minbert.training.run import evaluate_run
+    from minbert.runs.run import evaluate_run
 
     return evaluate_run(run_dir, data_dir, precision=precision, quiet=True)
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from minbert.model import BertModel
-    from minbert.model.loading import resolve_model_dir
+    from minbert.model_dir import resolve_model_dir
 
     directory = resolve_model_dir(args.model)
     model = BertModel.from_pretrained(directory)
@@ -101,8 +101,8 @@ QUICK = ["train.max_train_examples=600", "train.max_eval_examples=300", "train.e
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from minbert.runs.run import train_run
     from minbert.training.config import default_config_path, load_config
-    from minbert.training.run import train_run
 
     if args.resume:
         if args.config or args.overrides or args.quick:
@@ -129,7 +129,7 @@ def precision_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from minbert.training.run import evaluate_run, write_run_outputs
+    from minbert.runs.run import evaluate_run, write_run_outputs
 
     evaluate_run(args.run, data_dir=args.data_dir, precision=args.precision)
     if args.write_outputs:
@@ -219,7 +219,7 @@ def seed_list(text: str) -> list[int]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from minbert.training.ablation import run_ablation
+    from minbert.runs.ablation import run_ablation
 
     out = run_ablation(args.sweep, data_dir=args.data_dir, budget=args.budget, seeds=args.seeds, jobs=args.jobs,
                        overrides=args.overrides)
@@ -229,7 +229,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from minbert.training.ensemble import ensemble_run
+    from minbert.runs.ensemble import ensemble_run
 
     run_dir = ensemble_run(args.runs, args.name, args.output_dir, args.data_dir, args.overwrite)
     print((run_dir / "members.md").read_text(encoding="utf-8"))

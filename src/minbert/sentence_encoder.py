@@ -13,7 +13,7 @@ from minbert.data.packing import pack, unpack
 from minbert.device import INFERENCE_PRECISIONS, autocast, quantize_int8, resolve_device, resolve_precision
 from minbert.errors import ConfigError
 from minbert.model.bert import BertModel
-from minbert.model.loading import resolve_model_dir
+from minbert.model_dir import resolve_model_dir
 from minbert.tasks.pooling import POOLINGS
 from minbert.tokenizer import Tokenizer
 

@@ -14,7 +14,7 @@ from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from minbert.errors import CheckpointError
-from minbert.model.loading import resolve_model_dir
+from minbert.model_dir import resolve_model_dir
 
 ENCODE_CHUNK = 4096  # rows tokenized per call: bounds the library's per-row Encoding objects held at once
 

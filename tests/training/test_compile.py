@@ -59,7 +59,7 @@ def test_compiled_step_matches_eager_across_lengths(tiny_model_dir, tiny_data_di
 
 @pytest.mark.parametrize("compiled", [False, True])
 def test_compiled_training_reports_its_graphs(tiny_model_dir, tiny_data_dir, tmp_path, compiled, caplog):
-    from minbert.training.run import train_run
+    from minbert.runs.run import train_run
 
     config = load_config(None, [f"model.path={tiny_model_dir}", "model.max_length=64", f"output_dir={tmp_path}",
                                 *NO_DROPOUT,

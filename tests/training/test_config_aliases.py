@@ -173,7 +173,7 @@ def test_a_run_directory_with_old_keys_evaluates_and_predicts(three_task_run, ti
                                         if p.parent.name != "tune"),  # search files: tests/tuning
                          ids=lambda p: p.relative_to(p.parents[1]).as_posix())
 def test_shipped_configs_and_sweeps_are_valid_and_use_the_new_keys(path, caplog):
-    from minbert.training.ablation import read_sweep
+    from minbert.runs.ablation import read_sweep
 
     with caplog.at_level(logging.WARNING, logger="minbert"):
         if path.parent.name == "ablations":

@@ -14,7 +14,7 @@ from minbert.tasks.losses import CrossEntropy, TaskOutput
 from minbert.training.distillation import Distillation
 from tests.conftest import THREE_TASKS, write_tiny_config
 from tests.faults import run_with_fault
-from tests.training.test_resume import assert_same_run
+from tests.runs.test_resume import assert_same_run
 
 
 def test_targets_mix_gold_and_teacher_per_task_kind():

@@ -158,8 +158,8 @@ def test_top_k_trainable_layers(tiny_model_dir):
 
 def test_a_run_with_its_cache_over_budget_finishes_with_the_same_results(tiny_model_dir, tiny_data_dir, tmp_path,
                                                                           caplog):
+    from minbert.runs.run import train_run
     from minbert.training.config import load_config
-    from minbert.training.run import train_run
 
     def run(name: str, budget_mb: int) -> tuple[list, list[str]]:
         config = load_config(None, [f"model.path={tiny_model_dir}", "model.max_length=32",

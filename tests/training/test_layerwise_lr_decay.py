@@ -61,7 +61,7 @@ def test_decay_must_be_in_zero_one():
 def test_a_run_with_decay_trains_and_resumes_exactly(tiny_model_dir, tiny_data_dir, tmp_path):
     from minbert.cli import main
     from tests.faults import run_with_fault
-    from tests.training.test_resume import assert_same_run, write_config
+    from tests.runs.test_resume import assert_same_run, write_config
 
     config = write_config(tmp_path / "run.toml", tmp_path, tiny_model_dir, epochs=2,
                           extra="techniques.layerwise_lr_decay = { decay = 0.7 }")

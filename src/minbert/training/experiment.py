@@ -21,14 +21,13 @@ from minbert.device import resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
 from minbert.evaluation.predict import Inference
 from minbert.model.bert import BertModel
-from minbert.model.loading import resolve_model_dir
+from minbert.model_dir import resolve_model_dir
 from minbert.optim import AdamW, decay_groups
 from minbert.tasks.config import extra_context
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.tasks.model import MultitaskModel, check_max_length
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import ExtraDataConfig, RunConfig
-from minbert.training.distillation import check_teachers
 from minbert.training.distributed import World
 
 log = logging.getLogger("minbert")
@@ -219,7 +218,6 @@ def build_model(config: RunConfig, model_dir: Path) -> MultitaskModel:
 def build_experiment(config: RunConfig, data_dir: str | None = None, strict: bool = False,
                      world: World | None = None, splits: tuple[str, ...] = SPLITS) -> Experiment:
     seed_everything(config.seed)
-    check_teachers(config)  # cheap, and before the data: a wrong teacher path fails at once
     device = resolve_device(config.device)
     if world is not None and world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)

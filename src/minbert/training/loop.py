@@ -34,7 +34,7 @@ from minbert.training.checkpoint import (
     set_rng_state,
 )
 from minbert.training.config import TrainConfig, model_digest, model_keys
-from minbert.training.distillation import Distillation, attach_teacher_outputs, teachers_of
+from minbert.training.distillation import Distillation, teachers_of
 from minbert.training.distributed import World
 from minbert.training.experiment import Experiment, build_optimizer
 from minbert.training.hooks import (
@@ -133,10 +133,11 @@ class Trainer:
         self.sampler = SAMPLERS[sampler.name](sampler.options)
         self.rng = np.random.default_rng(self.config.seed)
         self.distillation = None
-        if teachers_of(self.config):  # the teacher's outputs, computed once and cached in the run directory
+        if teachers_of(self.config):
             self.distillation = self.config.train.distillation
-            attach_teacher_outputs(self.config, self.exp.data, run_dir / "teacher" if run_dir else None,
-                                   write=self.world.is_main)
+            missing = [task for task in teachers_of(self.config) if self.exp.data[task]["train"].teacher is None]
+            if missing:  # a programming error: the run attaches them (minbert.runs.teachers) before the loop
+                raise ValueError(f"tasks {missing} distil, but their teacher outputs were not attached")
         self.hooks = [*default_hooks(self.config.train, self.distillation is not None), *hooks]
         self.nan_policy = next(h for h in self.hooks if isinstance(h, NonFiniteLoss))
         # where training stands: what a checkpoint saves and a resume restores

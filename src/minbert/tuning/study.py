@@ -36,8 +36,8 @@ from filelock import FileLock
 from minbert.errors import ConfigError, RunFailed
 from minbert.interrupts import Interrupted, run_in_processes
 from minbert.outputs import atomic_write_text
+from minbert.runs.run import train_run
 from minbert.training.hooks import Hook
-from minbert.training.run import train_run
 from minbert.tuning.search import Search, active, choice_label, choice_of, read_search
 
 log = logging.getLogger("minbert")

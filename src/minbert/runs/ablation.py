@@ -23,7 +23,7 @@ interrupted resumes from its newest checkpoint.
 `jobs` > 1 trains that many runs at once in separate processes (a GPU, or a machine with many cores); the CPU
 threads are shared out between them.
 
-    [ensemble]                           # optional: ensemble the sweep's runs (minbert.training.ensemble)
+    [ensemble]                           # optional: ensemble the sweep's runs (minbert.runs.ensemble)
     name = "trio"
     members = "variants"                 # variants: one ensemble per seed of every variant's run (three single-task
                                          # runs make the trio); all: one ensemble of every run of the sweep
@@ -45,7 +45,7 @@ from minbert.metrics import CS224N_LABEL, TaskScore, overall
 from minbert.reporting.report import write_report_quietly
 from minbert.training.checkpoint import list_checkpoints
 from minbert.training.config import RunConfig, load_config, read_toml
-from minbert.training.run import train_run
+from minbert.runs.run import train_run
 
 
 def read_sweep(path: Path) -> dict:
@@ -148,7 +148,7 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
 def ensemble_row(spec: dict, run_dirs: dict[str, list[Path]], out: Path, seeds: list[int],
                  data_dir: str | None) -> dict:
     """Ensemble the sweep's runs (per seed across variants, or all at once) and summarize it as a table row."""
-    from minbert.training.ensemble import ensemble_run
+    from minbert.runs.ensemble import ensemble_run
 
     name = spec["name"]
     if spec["members"] == "all":
@@ -213,7 +213,7 @@ def summarize(name: str, run_dirs: list[Path], variant: dict, base: Path | None)
 
 
 def score_run(run_dir: Path) -> dict:
-    from minbert.training.ensemble import ENSEMBLE_FILE
+    from minbert.runs.ensemble import ENSEMBLE_FILE
 
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     final_dev = metrics["final_dev"]

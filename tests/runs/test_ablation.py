@@ -6,7 +6,7 @@ import pytest
 
 from minbert.cli import main
 from minbert.errors import ConfigError
-from minbert.training.ablation import read_sweep, run_ablation
+from minbert.runs.ablation import read_sweep, run_ablation
 from tests.conftest import SIAMESE_STS, write_tiny_config
 
 THREE_TASKS = f'[tasks.sst]\ndata = "sst"\n[tasks.quora]\ndata = "quora"\n{SIAMESE_STS}'

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from minbert.cli import main
+from minbert.runs.rundir import MARKER, RunLock
 from minbert.training.checkpoint import list_checkpoints
-from minbert.training.rundir import MARKER, RunLock
 from tests.conftest import write_tiny_config
 from tests.faults import run_with_fault
 

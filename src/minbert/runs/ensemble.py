@@ -38,7 +38,8 @@ from minbert.reporting.report import write_report_quietly
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.training.config import check_run_name, load_config, read_toml
 from minbert.training.experiment import read_split
-from minbert.training.rundir import Input, RunLock, check_new_run, create_run_dir, remove_failed_start
+from minbert.runs.outputs import write_json, write_task_outputs
+from minbert.runs.rundir import Input, RunLock, check_new_run, create_run_dir, remove_failed_start
 
 log = logging.getLogger("minbert")
 ENSEMBLE_FILE = "ensemble.toml"
@@ -155,7 +156,6 @@ def split_examples(run_dir: Path, data: str, split: str, data_dir: str | None) -
 def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Path = "runs",
                  data_dir: str | None = None, overwrite: bool = False) -> Path:
     """Average the members' dev and test outputs into a run directory of predictions, metrics and figures."""
-    from minbert.training.run import write_json, write_task_outputs
 
     started = time.perf_counter()
     check_run_name(name)

@@ -15,8 +15,8 @@ from minbert.data.spec import FORMATS
 from minbert.device import autocast
 from minbert.evaluation.predictions import read_predictions
 from minbert.predictor import MultitaskBERT
-from minbert.training.ablation import run_ablation
-from minbert.training.rundir import MARKER
+from minbert.runs.ablation import run_ablation
+from minbert.runs.rundir import MARKER
 from tests.conftest import SIAMESE_STS, write_tiny_config
 
 CROSS_STS = '[tasks.sst]\ndata = "sst"\npooling = "mean"\n[tasks.quora]\ndata = "quora"\n[tasks.sts]\ndata = "sts"\n'

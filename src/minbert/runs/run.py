@@ -47,11 +47,13 @@ from minbert.training.checkpoint import ResumePoint, damage, list_checkpoints, n
 from minbert.training.config import TRAINED_WITH, RunConfig, check_trained_with, trained_with
 from minbert.training.distillation import teachers_of
 from minbert.training.distributed import World, init_world, shutdown
-from minbert.training.ensemble import member_inputs
+from minbert.runs.ensemble import member_inputs
+from minbert.runs.outputs import write_json, write_outputs
+from minbert.runs.teachers import attach_teacher_outputs, check_teachers
 from minbert.training.experiment import SPLITS, Experiment, build_experiment, load_task_data, task_file
 from minbert.training.hooks import Hook
 from minbert.training.loop import Trainer
-from minbert.training.rundir import (
+from minbert.runs.rundir import (
     Input,
     RunLock,
     check_new_run,
@@ -66,7 +68,7 @@ def check_free_space(run_dir: Path, config: RunConfig) -> None:
     """Refuse to start when the disk cannot hold the checkpoints (each about 4x the model: weights, two AdamW
     moments, the best copy), rather than fail hours in."""
     from minbert.model.config import BertConfig
-    from minbert.model.loading import resolve_model_dir
+    from minbert.model_dir import resolve_model_dir
 
     model_dir = resolve_model_dir(config.model.path or None)
     encoder = BertConfig.from_json(model_dir / "config.json")
@@ -222,62 +224,6 @@ class RunRecorder(Hook):
         self.writer.close()
 
 
-def write_json(path: Path, value: dict) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
-
-
-def write_outputs(model: MultitaskModel, data: dict[str, dict[str, TaskData]], inference: Inference,
-                  run_dir: Path) -> dict[str, dict]:
-    """Predictions for dev and test, confusion matrices; returns the dev metrics of the loaded checkpoint."""
-    dev_metrics = {}
-    for task, splits in data.items():
-        for split in ("dev", "test"):
-            if split in splits:
-                predictions, soft = predict_both(model, splits[split], inference)
-                result = write_task_outputs(run_dir, task, model.heads[task].kind, split, splits[split].examples,
-                                            predictions, soft)
-                if result:
-                    dev_metrics[task] = result
-    return dev_metrics
-
-
-def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, examples: list[Example],
-                       predictions: np.ndarray, soft: np.ndarray | None = None) -> dict | None:
-    """One split's CS224N prediction file; for dev also its metric, confusion matrix or per-bin error, figure,
-    and every example's text, gold label, prediction and soft output (what the HTML report shows)."""
-    shown = predictions if kind.is_classification else [f"{p:.4f}" for p in predictions]
-    write_predictions(run_dir / "predictions" / f"{kind.file_prefix}-{split}-output.csv", kind.prediction_header,
-                      [e.id for e in examples], shown)
-    if split != "dev":
-        return None
-    figures = run_dir / "figures"
-    figures.mkdir(exist_ok=True)
-    labels = kind.labels(examples)
-    result = score(kind, predictions, labels)
-    write_dev_details(run_dir / "predictions" / f"{task}-dev-details.jsonl", examples, predictions, soft)
-    if not kind.is_classification:
-        result["bins"] = score_bins(predictions, labels, *kind.score_range)
-        plot_similarity(predictions, labels, result["bins"], f"{task} dev ({kind.metric} {result['score']:.3f})",
-                        figures / f"{task}-scatter.png", kind.score_range)
-    else:
-        counts = confusion_matrix(predictions, labels, kind.spec.num_classes)
-        result["confusion"] = counts.tolist()
-        plot_confusion(counts, f"{task} dev ({kind.metric} {result['score']:.3f})", figures / f"{task}-confusion.png",
-                       kind.class_names)
-    return result
-
-
-def write_dev_details(path: Path, examples: list[Example], predictions: np.ndarray, soft: np.ndarray | None) -> None:
-    rows = []
-    for i, example in enumerate(examples):
-        row = {"id": example.id, "texts": list(example.texts), "gold": example.label,
-               "predicted": predictions[i].item()}
-        if soft is not None:
-            row["soft"] = soft[i].tolist()
-        rows.append(json.dumps(row, ensure_ascii=False))
-    atomic_write_text(path, "\n".join(rows) + "\n")
-
-
 # Published reference points (dev) that the summary prints beside a run's own scores.
 PUBLISHED = {"best CS224N multitask report (bert-base)": {"overall": 0.738}}
 
@@ -309,6 +255,18 @@ def print_summary(config: RunConfig, metrics: dict) -> None:
     make_console().print(table)
 
 
+def build_run_experiment(config: RunConfig, data_dir: str | None, strict: bool, world: World) -> Experiment:
+    check_teachers(config)  # cheap, and before the data: a wrong teacher path fails at once
+    return build_experiment(config, data_dir, strict, world)
+
+
+def start_trainer(exp: Experiment, hooks: Sequence[Hook], world: World, run_dir: Path,
+                  cache_dir: Path | None = None) -> Trainer:
+    """The run's loop, its teachers' outputs (if it distils) read from the run's cache or computed first."""
+    attach_teacher_outputs(exp.config, exp.data, run_dir / "teacher", write=world.is_main)
+    return Trainer(exp, hooks, cache_dir=cache_dir, world=world, run_dir=run_dir)
+
+
 def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False,
               resume: str | Path | None = None, hooks: Sequence[Hook] = ()) -> Path:
     """Train one run, or continue one from its newest checkpoint (`resume`: its run directory). Under torchrun
@@ -329,8 +287,8 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
             world.barrier()  # every rank has looked before rank 0 changes anything
             if not world.is_main:
                 world.barrier()  # rank 0 prepares the run directory
-                exp = build_experiment(config, data_dir, strict, world)
-                trainer = Trainer(exp, [BestCheckpoint(run_dir, exp)], world=world, run_dir=run_dir)
+                exp = build_run_experiment(config, data_dir, strict, world)
+                trainer = start_trainer(exp, [BestCheckpoint(run_dir, exp)], world, run_dir)
                 if resume:
                     point = resume_point(run_dir, trainer)
                     trainer.load_state(point.tensors, point.state)
@@ -343,7 +301,7 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
             with held_log() as held:
                 if not resume:
                     check_free_space(run_dir, config)
-                exp = build_experiment(config, data_dir, strict, world)
+                exp = build_run_experiment(config, data_dir, strict, world)
                 files = {"config.toml": config.to_toml(), TRAINED_WITH: trained_with(config)}
                 created = False if resume else create_run_dir(run_dir, root, overwrite, files,
                                                               run_inputs(config, data_dir))
@@ -391,7 +349,7 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, resume: bool, hand
             log.info("data parallel over %d ranks: each takes 1/%d of every batch", world.size, world.size)
         best = BestCheckpoint(run_dir, exp)
         recorder = RunRecorder(run_dir, {"name": config.name, "epochs": [], "best": None}, best)
-        trainer = Trainer(exp, [best, recorder, *hooks], cache_dir=run_dir / "cache", world=world, run_dir=run_dir)
+        trainer = start_trainer(exp, [best, recorder, *hooks], world, run_dir, cache_dir=run_dir / "cache")
         metrics = recorder.metrics
         if resume:
             point = resume_point(run_dir, trainer)

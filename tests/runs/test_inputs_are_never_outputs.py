@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from minbert.cli import main
-from minbert.training.ensemble import ENSEMBLE_FILE
+from minbert.runs.ensemble import ENSEMBLE_FILE
 from tests.conftest import THREE_TASKS, write_tiny_config
 
 

@@ -1,0 +1,75 @@
+"""What a run (or an ensemble) writes from its predictions: each split's prediction file and, for dev, its
+metrics, confusion matrix or per-bin error, figure, and every example's details (what the report shows)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from minbert.data.batching import TaskData
+from minbert.data.files import Example
+from minbert.evaluation.plots import plot_confusion, plot_similarity
+from minbert.evaluation.predict import Inference, predict_both, score
+from minbert.evaluation.predictions import write_predictions
+from minbert.metrics import confusion_matrix, score_bins
+from minbert.outputs import atomic_write_text
+from minbert.tasks.kinds import TaskKind
+from minbert.tasks.model import MultitaskModel
+
+
+def write_json(path: Path, value: dict) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def write_outputs(model: MultitaskModel, data: dict[str, dict[str, TaskData]], inference: Inference,
+                  run_dir: Path) -> dict[str, dict]:
+    """Predictions for dev and test, confusion matrices; returns the dev metrics of the loaded checkpoint."""
+    dev_metrics = {}
+    for task, splits in data.items():
+        for split in ("dev", "test"):
+            if split in splits:
+                predictions, soft = predict_both(model, splits[split], inference)
+                result = write_task_outputs(run_dir, task, model.heads[task].kind, split, splits[split].examples,
+                                            predictions, soft)
+                if result:
+                    dev_metrics[task] = result
+    return dev_metrics
+
+
+def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, examples: list[Example],
+                       predictions: np.ndarray, soft: np.ndarray | None = None) -> dict | None:
+    """One split's CS224N prediction file; for dev also its metric, confusion matrix or per-bin error, figure,
+    and every example's text, gold label, prediction and soft output (what the HTML report shows)."""
+    shown = predictions if kind.is_classification else [f"{p:.4f}" for p in predictions]
+    write_predictions(run_dir / "predictions" / f"{kind.file_prefix}-{split}-output.csv", kind.prediction_header,
+                      [e.id for e in examples], shown)
+    if split != "dev":
+        return None
+    figures = run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    labels = kind.labels(examples)
+    result = score(kind, predictions, labels)
+    write_dev_details(run_dir / "predictions" / f"{task}-dev-details.jsonl", examples, predictions, soft)
+    if not kind.is_classification:
+        result["bins"] = score_bins(predictions, labels, *kind.score_range)
+        plot_similarity(predictions, labels, result["bins"], f"{task} dev ({kind.metric} {result['score']:.3f})",
+                        figures / f"{task}-scatter.png", kind.score_range)
+    else:
+        counts = confusion_matrix(predictions, labels, kind.spec.num_classes)
+        result["confusion"] = counts.tolist()
+        plot_confusion(counts, f"{task} dev ({kind.metric} {result['score']:.3f})", figures / f"{task}-confusion.png",
+                       kind.class_names)
+    return result
+
+
+def write_dev_details(path: Path, examples: list[Example], predictions: np.ndarray, soft: np.ndarray | None) -> None:
+    rows = []
+    for i, example in enumerate(examples):
+        row = {"id": example.id, "texts": list(example.texts), "gold": example.label,
+               "predicted": predictions[i].item()}
+        if soft is not None:
+            row["soft"] = soft[i].tolist()
+        rows.append(json.dumps(row, ensure_ascii=False))
+    atomic_write_text(path, "\n".join(rows) + "\n")
