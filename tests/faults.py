@@ -72,7 +72,7 @@ def signal_at(where: str) -> None:
         setattr(owner, attribute, signalled)
         return
     if moment == "start":
-        from minbert.training import run
+        from minbert.runs import run
 
         train_main = run._train_main
 
