@@ -43,9 +43,9 @@ from minbert.errors import ConfigError, RunFailed
 from minbert.interrupts import Interrupted, run_in_processes
 from minbert.metrics import CS224N_LABEL, TaskScore, overall
 from minbert.reporting.report import write_report_quietly
+from minbert.runs.run import train_run
 from minbert.training.checkpoint import list_checkpoints
 from minbert.training.config import RunConfig, load_config, read_toml
-from minbert.runs.run import train_run
 
 
 def read_sweep(path: Path) -> dict:

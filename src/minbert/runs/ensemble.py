@@ -35,11 +35,11 @@ from minbert.interrupts import Interrupted
 from minbert.metrics import CS224N_LABEL, TaskScore, overall
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
+from minbert.runs.outputs import write_json, write_task_outputs
+from minbert.runs.rundir import Input, RunLock, check_new_run, create_run_dir, remove_failed_start
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.training.config import check_run_name, load_config, read_toml
 from minbert.training.experiment import read_split
-from minbert.runs.outputs import write_json, write_task_outputs
-from minbert.runs.rundir import Input, RunLock, check_new_run, create_run_dir, remove_failed_start
 
 log = logging.getLogger("minbert")
 ENSEMBLE_FILE = "ensemble.toml"

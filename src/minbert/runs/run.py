@@ -23,36 +23,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import numpy as np
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
-from minbert.data.batching import TaskData
-from minbert.data.files import Example
 from minbert.data.spec import builtin_name, resolve_data_dir
 from minbert.device import machine
 from minbert.errors import CheckpointError, ConfigError, MinbertError
-from minbert.evaluation.plots import plot_confusion, plot_learning_curves, plot_similarity
-from minbert.evaluation.predict import Inference, predict, predict_both, score
-from minbert.evaluation.predictions import write_predictions
+from minbert.evaluation.plots import plot_learning_curves
+from minbert.evaluation.predict import predict, score
 from minbert.interrupts import Interrupted
-from minbert.metrics import CS224N_LABEL, TaskScore, confusion_matrix, overall, score_bins
-from minbert.outputs import atomic_write_text
+from minbert.metrics import CS224N_LABEL, TaskScore, overall
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
-from minbert.tasks.kinds import TaskKind
-from minbert.tasks.model import MultitaskModel
-from minbert.terminal import console as make_console
-from minbert.training.checkpoint import ResumePoint, damage, list_checkpoints, newest_usable, remove_leftovers
-from minbert.training.config import TRAINED_WITH, RunConfig, check_trained_with, trained_with
-from minbert.training.distillation import teachers_of
-from minbert.training.distributed import World, init_world, shutdown
 from minbert.runs.ensemble import member_inputs
 from minbert.runs.outputs import write_json, write_outputs
-from minbert.runs.teachers import attach_teacher_outputs, check_teachers
-from minbert.training.experiment import SPLITS, Experiment, build_experiment, load_task_data, task_file
-from minbert.training.hooks import Hook
-from minbert.training.loop import Trainer
 from minbert.runs.rundir import (
     Input,
     RunLock,
@@ -60,6 +44,15 @@ from minbert.runs.rundir import (
     create_run_dir,
     remove_failed_start,
 )
+from minbert.runs.teachers import attach_teacher_outputs, check_teachers
+from minbert.terminal import console as make_console
+from minbert.training.checkpoint import ResumePoint, damage, list_checkpoints, newest_usable, remove_leftovers
+from minbert.training.config import TRAINED_WITH, RunConfig, check_trained_with, trained_with
+from minbert.training.distillation import teachers_of
+from minbert.training.distributed import World, init_world, shutdown
+from minbert.training.experiment import SPLITS, Experiment, build_experiment, load_task_data, task_file
+from minbert.training.hooks import Hook
+from minbert.training.loop import Trainer
 
 log = logging.getLogger("minbert")
 
