@@ -131,9 +131,10 @@ REPO = Path(__file__).resolve().parents[1]
 FAULTS = {"nan-loss": nan_loss_at, "checkpoint-before-rename": die_before_rename, "signal": signal_at}
 
 
-def run_with_fault(fault: str, *args: str) -> subprocess.CompletedProcess:
-    """`minbert ARGS` in a child process (one thread) with `fault` installed; its output captured as text."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def run_with_fault(fault: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`minbert ARGS` in a child process (one thread, `env` added to the environment) with `fault` installed; its
+    output captured as text."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "tests.faults", fault, *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=600)
 

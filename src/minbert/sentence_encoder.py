@@ -28,8 +28,11 @@ class SentenceEncoder:
         self._int8_model: BertModel | None = None  # built on the first int8 call
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str = "auto") -> SentenceEncoder:
-        directory = resolve_model_dir(path)
+    def from_pretrained(cls, path: str | Path | None = None, device: str = "auto",
+                        revision: str | None = None) -> SentenceEncoder:
+        """`path`: a model directory, a Hugging Face Hub name (with an optional `revision`), or None: the embedded
+        MiniLM."""
+        directory = resolve_model_dir(path, revision)
         return cls(BertModel.from_pretrained(directory), Tokenizer.from_pretrained(directory), device)
 
     @torch.no_grad()

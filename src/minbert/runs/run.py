@@ -13,6 +13,7 @@ runs/<name>/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import logging.handlers
@@ -33,6 +34,7 @@ from minbert.evaluation.plots import plot_learning_curves
 from minbert.evaluation.predict import predict, score
 from minbert.interrupts import Interrupted
 from minbert.metrics import CS224N_LABEL, TaskScore, overall
+from minbert.model_dir import is_hub_name, resolve_model_source
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.runs.ensemble import member_inputs
@@ -63,7 +65,7 @@ def check_free_space(run_dir: Path, config: RunConfig) -> None:
     from minbert.model.config import BertConfig
     from minbert.model_dir import resolve_model_dir
 
-    model_dir = resolve_model_dir(config.model.path or None)
+    model_dir = resolve_model_dir(config.model.path or None, config.model.revision or None)
     encoder = BertConfig.from_json(model_dir / "config.json")
     h, n = encoder.hidden_size, encoder.num_hidden_layers
     params = encoder.vocab_size * h + n * (4 * h * h + 2 * h * encoder.intermediate_size) + h * h
@@ -81,7 +83,7 @@ def run_inputs(config: RunConfig, data_dir: str | None) -> list[Input]:
     inputs = [item for task, teacher in teachers_of(config).items()
               for item in member_inputs([teacher], f"the teacher of tasks.{task}")]
     if config.model.path:
-        inputs.append(Input("model.path", Path(config.model.path)))
+        inputs.append(Input("model.path", resolve_model_source(config.model.path, config.model.revision).directory))
     try:
         directory = resolve_data_dir(data_dir or config.data_dir or None)
     except MinbertError:  # reported when the data is read
@@ -269,6 +271,7 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
     files and their rows); a new run that still fails before its first checkpoint removes its directory again.
     `hooks` act on the main rank's loop after the run's own (a tuning study's pruner)."""
     world = init_world()
+    config = pin_model_revision(config)
     root = Path(config.output_dir)
     run_dir = Path(resume) if resume else root / config.name
     try:
@@ -313,6 +316,19 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 raise
     finally:
         shutdown(world)
+
+
+def pin_model_revision(config: RunConfig) -> RunConfig:
+    """A Hub model's commit, fetched into the cache now: the run records it in its config.toml, so that `--resume`
+    (and anything else that rebuilds the run) reads the same weights later, offline. Other configs are unchanged."""
+    if not is_hub_name(config.model.path):
+        return config
+    source = resolve_model_source(config.model.path, config.model.revision or None)
+    if source.revision and source.revision != config.model.revision:
+        log.info("model %s: revision %s (commit %s), cached in %s", source.hub_name, config.model.revision or "main",
+                 source.revision, source.directory)
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, revision=source.revision))
+    return config
 
 
 def what_was_kept(run_dir: Path, removed: bool) -> str:

@@ -22,7 +22,10 @@ from minbert.tasks.regularizers import REGULARIZERS
 
 @dataclass
 class ModelConfig:
-    path: str = ""  # HF-layout directory; "" = the embedded all-MiniLM-L6-v2
+    # an HF-layout directory, or a Hugging Face Hub name (org/name, cached by huggingface_hub); "" = the embedded
+    # all-MiniLM-L6-v2
+    path: str = ""
+    revision: str = ""  # a Hub model's branch, tag or commit ("" = main); a run records the commit it got
     freeze: str = option("none", choices=("none", "encoder"))  # "encoder": the starter's "pretrain" mode
     frozen_layers: int = option(0, low=0)  # freeze the embeddings and this many bottom layers (0: none)
     trainable_layers: int = -1  # or: only the top k layers (+ pooler) train; -1 = use frozen_layers

@@ -123,7 +123,8 @@ class RunConfig:
 # What changes only how a run trains, not what its checkpoint computes. Every other key shapes the model (the tasks
 # and their data sets, pooling, head, loss, pair encoding, model.max_length, PAL, common layers, ...): a run's
 # prediction is only its own while these match what it was trained with (`model_keys`).
-TRAINING_ONLY = ("name", "output_dir", "data_dir", "seed", "device", "train", "stages", "model.path", "model.freeze",
+TRAINING_ONLY = ("name", "output_dir", "data_dir", "seed", "device", "train", "stages", "model.path",
+                 "model.revision", "model.freeze",
                  "model.frozen_layers", "model.trainable_layers", "model.hidden_dropout", "model.attention_dropout",
                  "model.freeze_word_embeddings", "model.common_dropout", "tasks.*.train", "tasks.*.dev",
                  "tasks.*.test", "tasks.*.data.train", "tasks.*.data.dev", "tasks.*.data.test",

@@ -221,7 +221,7 @@ def build_experiment(config: RunConfig, data_dir: str | None = None, strict: boo
     device = resolve_device(config.device)
     if world is not None and world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
-    model_dir = resolve_model_dir(config.model.path or None)
+    model_dir = resolve_model_dir(config.model.path or None, config.model.revision or None)
     tokenizer = Tokenizer.from_pretrained(model_dir)
     data = load_task_data(config, tokenizer, data_dir, strict, splits)
     seed_everything(config.seed)  # the heads' initialisation does not depend on how much data was read
