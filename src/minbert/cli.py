@@ -121,6 +121,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def backend_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="torch: the run's checkpoint (default); onnx: its ONNX export, run by ONNX Runtime")
+    parser.add_argument("--onnx", default=None, metavar="DIR",
+                        help="with --backend onnx: the export's directory (default: RUN/onnx)")
+
+
 def precision_flag(parser: argparse.ArgumentParser) -> None:
     from minbert.device import INFERENCE_PRECISIONS
 
@@ -131,7 +138,8 @@ def precision_flag(parser: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from minbert.runs.run import evaluate_run, write_run_outputs
 
-    evaluate_run(args.run, data_dir=args.data_dir, precision=args.precision)
+    evaluate_run(args.run, data_dir=args.data_dir, precision=args.precision, backend=args.backend,
+                 onnx_dir=args.onnx)
     if args.write_outputs:
         write_run_outputs(args.run, data_dir=args.data_dir)
         print(f"wrote predictions/, figures/ and final_dev in metrics.json under {args.run}")
@@ -180,7 +188,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.output:
         check_output_file(args.output)
-    predictor = MultitaskBERT.load(args.run, precision=args.precision)
+    predictor = MultitaskBERT.load(args.run, args.precision, args.backend, args.onnx)
     task = predictor.resolve_task(args.task, sentiment=args.task is None)
     kind = predictor.model.heads[task].kind
     width = len(kind.format.text_columns)
@@ -253,7 +261,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from minbert.serving.app import Batching, Limits, serve
 
     limits = Limits(args.max_texts, args.max_chars, args.timeout, args.max_body_bytes)
-    serve(args.run, args.host, args.port, limits, Batching(args.max_batch, args.max_wait_ms), args.precision)
+    serve(args.run, args.host, args.port, limits, Batching(args.max_batch, args.max_wait_ms), args.precision,
+          args.backend, args.onnx)
     return 0
 
 
@@ -261,12 +270,42 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     from minbert.serving.loadtest import load_test, table
 
     results = load_test(args.run, args.clients, args.requests, args.time_limit, max_batch=args.max_batch,
-                        max_wait_ms=args.max_wait_ms)
+                        max_wait_ms=args.max_wait_ms, backends=args.backends)
     text = table(results)
     print(text)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     return 1 if any(level.failed for r in results for level in r.levels) else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from minbert.export import EXPORT_FORMATS, ExportSource, write_export
+    from minbert.options import build
+    from minbert.predictor import MultitaskBERT
+    from minbert.training.config import parse_override
+
+    unit = EXPORT_FORMATS.lookup(args.format, "--format")
+    options = [a for a in args.rest if "=" in a and not Path(a).exists()]
+    places = [a for a in args.rest if a not in options]
+    if len(places) > 1:
+        raise MinbertError(f"export writes one directory; got {', '.join(places)}")
+    values: dict = {}
+    for text in options:
+        path, value = parse_override(text)
+        values[".".join(path)] = value
+    if args.task:
+        values["task"] = args.task
+    options = build(EXPORT_FORMATS.options_of(args.format), values, f"--format {args.format}")
+    run = Path(args.run)
+    directory = Path(places[0]) if places else run / args.format
+    loaded = MultitaskBERT.load(run, precision="fp32")
+    loaded.model.to("cpu").float().eval()
+    source = ExportSource(run, loaded.config, loaded.model, run / "best")
+    summary = write_export(unit(), options, source, directory, args.format, args.overwrite)
+    print(f"wrote {directory} ({args.format}): {json.dumps(summary)}")
+    return 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -344,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--write-outputs", action="store_true",
                           help="also (re)write predictions, figures and final dev metrics from the best checkpoint")
     precision_flag(evaluate)
+    backend_flags(evaluate)
     data_dir_flag(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -357,7 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--skip-bad-rows", action="store_true",
                          help="with --input: predict the well-formed rows and report the others (default: stop)")
     precision_flag(predict)
+    backend_flags(predict)
     predict.set_defaults(handler=cmd_predict)
+
+    export = sub.add_parser("export", help="export a run for other tools: a sentence-transformers folder, or ONNX")
+    export.add_argument("run", help="the run directory")
+    export.add_argument("--format", required=True, help="sentence-transformers or onnx")
+    export.add_argument("rest", nargs="*", metavar="[DIR] [key=value ...]",
+                        help="where to write it, a new or empty directory (default: RUN/<format>); then the format's "
+                             "options: sentence-transformers task=NAME normalize=true; onnx opset=18")
+    export.add_argument("--task", default=None,
+                        help="sentence-transformers: the task whose sentence vectors it gives (default: the only "
+                             "task, or the siamese one)")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export of this format there")
+    export.set_defaults(handler=cmd_export)
 
     ablate = sub.add_parser("ablate", help="run a sweep's variants and write their comparison table")
     ablate.add_argument("sweep", help="sweep TOML: base config, [variants] of key=value lists")
@@ -410,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bytes of a request body, refused before it is read (default: room for --max-texts "
                             "pairs of --max-chars characters)")
     precision_flag(serve)
+    backend_flags(serve)
     serve.set_defaults(handler=cmd_serve)
 
     loadtest = sub.add_parser("loadtest", help="a bounded load test of `minbert serve`: batched vs one at a time")
@@ -419,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     loadtest.add_argument("--requests", type=int, default=300, help="requests per level (default: 300)")
     loadtest.add_argument("--time-limit", type=float, default=60, help="seconds per level at most (default: 60)")
     batching_flags(loadtest)
+    loadtest.add_argument("--backends", type=lambda text: text.split(","), default=["torch"],
+                          help="comma-separated backends to serve with in turn: torch, onnx (default: torch)")
     loadtest.add_argument("--output", default=None, help="also write the markdown table here")
     loadtest.set_defaults(handler=cmd_loadtest)
 
@@ -436,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Sub-commands whose free arguments may sit between options: `train --data-dir D train.lr=1e-5`.
-FREE_ARGUMENTS = {"train": "overrides", "predict": "texts", "ablate": "overrides"}
+FREE_ARGUMENTS = {"train": "overrides", "predict": "texts", "ablate": "overrides", "export": "rest"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -7,16 +7,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
 from minbert.data.spec import builtin_name
-from minbert.device import INFERENCE_PRECISIONS, quantize_int8, resolve_device, resolve_precision
+from minbert.device import INFERENCE_PRECISIONS, autocast, quantize_int8, resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
 from minbert.evaluation.predict import Inference, predict
+from minbert.export.onnx_runtime import BACKENDS, OnnxMultitaskModel
+from minbert.export.source import file_sha256
 from minbert.model.bert import BertModel
 from minbert.model.config import BertConfig
-from minbert.tasks.model import MultitaskModel, check_max_length
+from minbert.tasks.model import MultitaskModel, check_max_length, vector_task
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import RunConfig, check_trained_with, load_config
 
@@ -26,25 +29,32 @@ log = logging.getLogger("minbert")
 class MultitaskBERT:
     """A trained run, ready to predict: `MultitaskBERT.load("runs/sst-finetune")`."""
 
-    def __init__(self, config: RunConfig, model: MultitaskModel, tokenizer: Tokenizer, run_dir: Path,
-                 precision: str | None = None):
+    def __init__(self, config: RunConfig, model: MultitaskModel | OnnxMultitaskModel, tokenizer: Tokenizer,
+                 run_dir: Path, precision: str | None = None, device: str | None = None):
         self.config, self.model, self.tokenizer, self.run_dir = config, model, tokenizer, run_dir
-        device = resolve_device(config.device)
+        device = resolve_device(device or config.device)
         self.model.to(device).eval()
         autocast_dtype = resolve_precision(precision or config.train.precision, device)
         self.inference = Inference(device, autocast_dtype, config.train.eval_batch_size)
 
     @classmethod
-    def load(cls, run_dir: str | Path, precision: str | None = None) -> MultitaskBERT:
-        """`precision` (fp32, bf16, auto, or int8: quantized encoder weights, CPU only) overrides the run's own."""
+    def load(cls, run_dir: str | Path, precision: str | None = None, backend: str = "torch",
+             onnx_dir: str | Path | None = None) -> MultitaskBERT:
+        """`precision` (fp32, bf16, auto, or int8: quantized encoder weights, CPU only) overrides the run's own.
+        `backend = "onnx"`: the run's ONNX export (`onnx_dir`, default RUN/onnx: `minbert export RUN --format onnx`)
+        run by ONNX Runtime on the CPU, in fp32."""
         run_dir = Path(run_dir)
         if not (run_dir / "config.toml").exists():
             raise ConfigError(f"{run_dir}: not a run directory (no config.toml)")
         if precision is not None and precision not in INFERENCE_PRECISIONS:
             raise ConfigError(f"precision {precision!r} is not one of {', '.join(INFERENCE_PRECISIONS)}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
         config = load_config(run_dir / "config.toml")
         check_trained_with(run_dir, config)
         best = run_dir / "best"
+        if backend == "onnx":
+            return cls.load_onnx(run_dir, config, Path(onnx_dir) if onnx_dir else run_dir / "onnx", precision)
         encoder = BertModel(BertConfig.from_json(best / "config.json"))
         check_max_length(config.model, encoder)
         model = MultitaskModel(encoder, config.tasks, config.model)
@@ -53,6 +63,18 @@ class MultitaskBERT:
             model.encoder = quantize_int8(model.encoder, resolve_device(config.device))
         return cls(config, model, Tokenizer.from_pretrained(best), run_dir,
                    "fp32" if precision == "int8" else precision)
+
+    @classmethod
+    def load_onnx(cls, run_dir: Path, config: RunConfig, onnx_dir: Path, precision: str | None) -> MultitaskBERT:
+        if precision not in (None, "fp32", "auto"):
+            raise ConfigError(f"precision {precision!r}: the ONNX backend runs its fp32 graphs (leave --precision out)")
+        model = OnnxMultitaskModel(onnx_dir, config)
+        best = run_dir / "best"
+        if (best / "model.safetensors").is_file() and model.manifest["checkpoint_sha256"] != file_sha256(
+                best / "model.safetensors"):
+            raise ConfigError(f"{onnx_dir} was exported from another state of {run_dir} (its best checkpoint has "
+                              f"changed since): export it again (minbert export {run_dir} --format onnx --overwrite)")
+        return cls(config, model, Tokenizer.from_pretrained(onnx_dir), run_dir, "fp32", device="cpu")
 
     def resolve_task(self, task: str | None, sentiment: bool) -> str:
         if task is not None:
@@ -86,6 +108,28 @@ class MultitaskBERT:
         data = TaskData(task, list(examples), self.tokenizer, self.config.model.max_length,
                         siamese=self.model.heads[task].siamese)
         return predict(self.model, data, self.inference, soft=soft)
+
+    @torch.no_grad()
+    def embed(self, texts: Sequence[str], task: str | None = None) -> np.ndarray:
+        """(N, D) float32 sentence vectors in input order: `task`'s pooling (and the common layers) over the encoder,
+        what its head compares (the run's only task, or its one siamese task, when None)."""
+        if isinstance(texts, str):
+            raise DataError("expected a list of texts, got a str")
+        head = self.model.heads[vector_task(self.model.heads, task, str(self.run_dir))]
+        rows = self.tokenizer.encode_ids(list(texts), max_length=self.config.model.max_length)
+        order = np.argsort(rows.lengths, kind="stable")
+        out: np.ndarray | None = None
+        device, size = self.inference.device, self.inference.batch_size
+        for start in range(0, len(rows), size):
+            chosen = order[start:start + size]
+            inputs = {k: v.to(device) for k, v in self.tokenizer.pad([rows[i] for i in chosen]).items()}
+            with autocast(device, self.inference.autocast_dtype):
+                output = self.model.encoder(**inputs, pal=head.pal)
+                vectors = head.vectors(output, inputs["attention_mask"], getattr(self.model, "common", None))
+            vectors = vectors.float().cpu().numpy()
+            out = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32) if out is None else out
+            out[chosen] = vectors
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
     def task_for(self, data: str, task: str | None = None) -> str:
         """The run's task on a built-in data set (sst, cfimdb, quora, sts), or the named one."""

@@ -16,6 +16,8 @@ from tokenizers.models import WordPiece
 from minbert.errors import CheckpointError
 from minbert.model_dir import resolve_model_dir
 
+# the files a model directory keeps its tokenizer in (copied into every checkpoint and export)
+TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json")
 ENCODE_CHUNK = 4096  # rows tokenized per call: bounds the library's per-row Encoding objects held at once
 
 

@@ -394,9 +394,10 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, resume: bool, hand
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, precision: str | None = None,
-                 quiet: bool = False) -> dict[str, dict]:
-    """Re-compute the dev metrics of a run's best checkpoint and print them beside the recorded ones."""
-    loaded = MultitaskBERT.load(run_dir, precision)
+                 quiet: bool = False, backend: str = "torch", onnx_dir: str | Path | None = None) -> dict[str, dict]:
+    """Re-compute the dev metrics of a run's best checkpoint (or its ONNX export) and print them beside the
+    recorded ones."""
+    loaded = MultitaskBERT.load(run_dir, precision, backend, onnx_dir)
     data = load_task_data(loaded.config, loaded.tokenizer, data_dir, splits=("dev",))
     recorded = {}
     metrics_path = Path(run_dir) / "metrics.json"

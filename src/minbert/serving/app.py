@@ -415,11 +415,13 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
 
 
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          batching: Batching | None = None, precision: str | None = None) -> None:
-    """Load the run (a failure stops here, before any port is opened), then serve until interrupted."""
+          batching: Batching | None = None, precision: str | None = None, backend: str = "torch",
+          onnx_dir: str | Path | None = None) -> None:
+    """Load the run (a failure stops here, before any port is opened), then serve until interrupted. `backend`:
+    torch (the run's checkpoint) or onnx (its ONNX export, run by ONNX Runtime)."""
     import uvicorn
 
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a port number (1 to 65535)")
-    model = MultitaskBERT.load(run, precision)
+    model = MultitaskBERT.load(run, precision, backend, onnx_dir)
     uvicorn.run(create_app(model, limits, batching), host=host, port=port, log_level="warning")

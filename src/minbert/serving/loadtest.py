@@ -83,9 +83,10 @@ def health(url: str) -> dict:
         return json.load(response)
 
 
-def start_server(run: Path, port: int, max_batch: int, max_wait_ms: float, log: Path) -> subprocess.Popen:
+def start_server(run: Path, port: int, max_batch: int, max_wait_ms: float, log: Path,
+                 backend: str = "torch") -> subprocess.Popen:
     command = [sys.executable, "-m", "minbert", "serve", "--run", str(run), "--port", str(port),
-               "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
+               "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--backend", backend]
     with open(log, "w", encoding="utf-8") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
     deadline = time.monotonic() + 120
@@ -136,17 +137,20 @@ async def run_level(url: str, mode: str, clients: int, requests: int, time_limit
 
 def load_test(run: str | Path, clients: Sequence[int] = (1, 8, 32), requests: int = 300, time_limit: float = 60,
               modes: Sequence[str] = ("one-at-a-time", "batched"), max_batch: int = 64, max_wait_ms: float = 5,
-              log_dir: str | Path | None = None) -> list[ModeResult]:
-    """Every mode's server in turn (never two at once: they would share the cores), every level in turn."""
+              log_dir: str | Path | None = None, backends: Sequence[str] = ("torch",)) -> list[ModeResult]:
+    """Every backend's and mode's server in turn (never two at once: they would share the cores), every level in
+    turn. With more than one backend, each mode is named with its backend ("batched, onnx")."""
     run = Path(run)
     if not (run / "config.toml").exists():
         raise MinbertError(f"{run}: not a run directory (no config.toml)")
     log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="minbert-loadtest-"))
     results = []
-    for mode in modes:
+    for backend, mode_of_server in ((b, m) for b in backends for m in modes):
+        mode = mode_of_server if len(backends) == 1 else f"{mode_of_server}, {backend}"
         port = free_port()
-        batch = 1 if mode == "one-at-a-time" else max_batch
-        server = start_server(run, port, batch, 0 if batch == 1 else max_wait_ms, log_dir / f"serve-{mode}.log")
+        batch = 1 if mode_of_server == "one-at-a-time" else max_batch
+        server = start_server(run, port, batch, 0 if batch == 1 else max_wait_ms,
+                              log_dir / f"serve-{mode_of_server}-{backend}.log", backend)
         url = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(run_level(url, mode, max(clients), 2 * max(clients), time_limit))  # warm-up
@@ -175,10 +179,13 @@ def table(results: list[ModeResult]) -> str:
                      f"{result.rss_end_mb:.0f} MB at the end ({change:+.1f}%); {result.served['texts']} texts in "
                      f"{result.served['model_calls']} model calls, largest batch {result.served['largest_batch']}")
     by_mode = {r.mode: {lv.clients: lv for lv in r.levels} for r in results}
-    if {"one-at-a-time", "batched"} <= by_mode.keys():
-        for clients in by_mode["batched"]:
-            single = by_mode["one-at-a-time"].get(clients)
-            if single and single.rps:
-                lines.append(f"- {clients} clients: batched serves {by_mode['batched'][clients].rps / single.rps:.2f}x "
-                             f"the requests per second of one-at-a-time")
+    for suffix in sorted({r.mode.removeprefix("one-at-a-time").removeprefix("batched") for r in results}):
+        batched, single_mode = f"batched{suffix}", f"one-at-a-time{suffix}"
+        if {single_mode, batched} <= by_mode.keys():
+            for clients in by_mode[batched]:
+                single = by_mode[single_mode].get(clients)
+                if single and single.rps:
+                    ratio = by_mode[batched][clients].rps / single.rps
+                    lines.append(f"- {clients} clients: {batched} serves {ratio:.2f}x the requests per second of "
+                                 f"{single_mode}")
     return "\n".join(lines) + "\n"

@@ -3,7 +3,9 @@ one-task case)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,8 +40,12 @@ class TaskModule(nn.Module):
         self.loss_weight = config.loss_weight
         self.pal: PAL | None = None  # the task's projected attention layers in the encoder (MultitaskModel's)
 
+    def vectors(self, output: BertOutput, attention_mask: Tensor, common: nn.Module) -> Tensor:
+        """The task's sentence vectors (N sequences, D): its pooling, then the common layers."""
+        return common(self.pooling(output, attention_mask))
+
     def forward(self, output: BertOutput, batch: Batch, common: nn.Module) -> TaskOutput:
-        pooled = common(self.pooling(output, batch.inputs["attention_mask"]))  # (N sequences, D)
+        pooled = self.vectors(output, batch.inputs["attention_mask"], common)  # (N sequences, D)
         logits = self.head(pooled, batch.index if self.siamese else None)
         # sentence vectors per example, for embedding losses: (u,) or, for siamese pairs, (u, v)
         embeddings = (pooled[batch.index[:, 0]], pooled[batch.index[:, 1]]) if self.siamese else (pooled,)
@@ -54,6 +60,19 @@ class TaskModule(nn.Module):
         if self.loss_fn.to_score is not None:
             return self.loss_fn.to_score(logits)
         return self.head.to_score(logits, *self.kind.score_range)
+
+
+def vector_task(heads: Mapping[str, Any], task: str | None, where: str) -> str:
+    """The task whose sentence vectors are meant: the named one, else the only task, else the one siamese task (a
+    similarity task such as STS compares exactly these vectors)."""
+    if task:
+        if task not in heads:
+            raise ConfigError(f"task {task!r} is not in {where} (it has {', '.join(heads)})")
+        return task
+    siamese = [name for name, head in heads.items() if head.siamese]
+    if len(heads) == 1 or len(siamese) == 1:
+        return next(iter(heads)) if len(heads) == 1 else siamese[0]
+    raise ConfigError(f"{where} has tasks {', '.join(heads)}: name the one whose sentence vectors are meant (--task)")
 
 
 def common_layers(count: int, width: int, dropout: float) -> nn.Module:

@@ -26,13 +26,12 @@ from minbert.optim import AdamW, decay_groups
 from minbert.tasks.config import extra_context
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.tasks.model import MultitaskModel, check_max_length
-from minbert.tokenizer import Tokenizer
+from minbert.tokenizer import TOKENIZER_FILES, Tokenizer
 from minbert.training.config import ExtraDataConfig, RunConfig
 from minbert.training.distributed import World
 
 log = logging.getLogger("minbert")
 SPLITS = ("train", "dev", "test")
-TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json")
 
 
 def seed_everything(seed: int) -> None:

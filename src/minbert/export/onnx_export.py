@@ -1,0 +1,145 @@
+"""The run as ONNX graphs (torch.onnx's exporter, dynamic batch and sequence axes): `encoder.onnx` (token ids ->
+last hidden states and pooler output) once, and per task `heads/<task>.onnx` (hidden states -> the task's pooling,
+common layers and head: logits, the score on the label's scale, the sentence vectors), so the 90 MB encoder is not
+copied per task. `manifest.json` says which graph is which, what each task is (its kind, classes, score range),
+and where the tokenizer is; the run's config.toml is copied beside it, so the folder alone is enough to predict."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from minbert.errors import ConfigError
+from minbert.export.source import ExportSource
+from minbert.model.bert import BertModel, BertOutput
+from minbert.options import option
+from minbert.tasks.model import TaskModule
+from minbert.tokenizer import TOKENIZER_FILES
+
+MANIFEST = "manifest.json"
+ENCODER_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+ENCODER_OUTPUTS = ["last_hidden_state", "pooler_output"]
+HEAD_OUTPUTS = ["logits", "score", "sentence_vectors"]
+
+log = logging.getLogger("minbert")
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, encoder: BertModel):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> tuple[Tensor, Tensor]:
+        output = self.encoder(input_ids, attention_mask, token_type_ids)
+        return output.last_hidden_state, output.pooler_output
+
+
+class HeadGraph(nn.Module):
+    """A task's part after the encoder, as TaskModule.forward computes it; `pairs` (B, 2) for siamese tasks."""
+
+    def __init__(self, task: TaskModule, common: nn.Module):
+        super().__init__()
+        self.task, self.common = task, common
+
+    def forward(self, last_hidden_state: Tensor, pooler_output: Tensor, attention_mask: Tensor,
+                pairs: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        pooled = self.common(self.task.pooling(BertOutput(last_hidden_state, pooler_output), attention_mask))
+        logits = self.task.head(pooled, pairs)
+        return logits, self.task.score(logits), pooled
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """The exporter prints its progress, and it and onnxscript's optimizer log every pass at INFO: kept out of the
+    command's output (an error still raises)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
+                 dynamic: dict[str, dict[int, str]], opset: int) -> None:
+    """torch.onnx.export (the torch.export-based exporter) with named dynamic axes, weights inside the file, then
+    onnx's checker."""
+    import onnx
+
+    dims = {name: torch.export.Dim.AUTO for axes in dynamic.values() for name in axes.values()}
+    shapes = {name: {axis: dims[label] for axis, label in dynamic[name].items()} for name in inputs}
+    with quiet_exporter():
+        program = torch.onnx.export(module, args, dynamo=True, input_names=inputs, output_names=outputs,
+                                    dynamic_shapes=shapes, opset_version=opset, verbose=False, report=False)
+    program.save(str(path), external_data=False)
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+class OnnxExport:
+    """`minbert export RUN --format onnx DIR [opset=18]`."""
+
+    @dataclass
+    class Options:
+        opset: int = option(18, low=18)  # ONNX opset of the graphs (the exporter's own minimum is 18)
+
+    def export(self, source: ExportSource, directory: Path, options: Options) -> dict:
+        model = source.model
+        pal = [task for task, head in model.heads.items() if head.pal is not None]
+        if pal:
+            raise ConfigError(f"tasks {', '.join(pal)} have projected attention layers (model.pal) inside the "
+                              "encoder: the ONNX export has one encoder for every task and does not cover them yet")
+        batch, length = 3, 7  # example shapes (not 0 or 1, which the exporter would fix); every axis is dynamic
+        ids = torch.full((batch, length), 1, dtype=torch.long)
+        mask = torch.ones_like(ids)
+        mask[1, 5:] = 0
+        axes = {"batch": "batch", "sequence": "sequence"}
+        token_axes = {0: axes["batch"], 1: axes["sequence"]}
+        export_graph(EncoderGraph(model.encoder), (ids, mask, torch.zeros_like(ids)), directory / "encoder.onnx",
+                     ENCODER_INPUTS, ENCODER_OUTPUTS, dict.fromkeys(ENCODER_INPUTS, token_axes), options.opset)
+        with torch.no_grad():
+            hidden = model.encoder(ids, mask)
+        (directory / "heads").mkdir()
+        tasks = {}
+        for task, head in model.heads.items():
+            inputs = ["last_hidden_state", "pooler_output", "attention_mask"]
+            args: tuple = (hidden.last_hidden_state, hidden.pooler_output, mask)
+            dynamic = {"last_hidden_state": token_axes, "pooler_output": {0: "batch"}, "attention_mask": token_axes}
+            if head.siamese:
+                inputs.append("pairs")
+                args += (torch.tensor([[0, 1], [2, 0]]),)
+                dynamic["pairs"] = {0: "pairs"}
+            path = Path("heads") / f"{task}.onnx"
+            export_graph(HeadGraph(head, model.common), args, directory / path, inputs, HEAD_OUTPUTS, dynamic,
+                         options.opset)
+            kind = head.kind
+            tasks[task] = {"graph": path.as_posix(), "inputs": inputs, "outputs": HEAD_OUTPUTS,
+                           "siamese": head.siamese, "classification": kind.is_classification,
+                           "num_outputs": kind.num_outputs,
+                           "classes": kind.class_names if kind.is_classification else None,
+                           "score_range": None if kind.is_classification else list(kind.score_range)}
+        for name in TOKENIZER_FILES:
+            if (source.best / name).exists():
+                shutil.copy2(source.best / name, directory / name)
+        shutil.copy2(source.best / "config.json", directory / "config.json")  # the encoder's shape, for the tokenizer
+        shutil.copy2(source.run_dir / "config.toml", directory / "config.toml")
+        manifest = {"encoder": {"graph": "encoder.onnx", "inputs": ENCODER_INPUTS, "outputs": ENCODER_OUTPUTS},
+                    "tasks": tasks, "tokenizer": [n for n in TOKENIZER_FILES if (directory / n).exists()],
+                    "max_length": source.config.model.max_length, "opset": options.opset,
+                    "config": "config.toml", "checkpoint_sha256": source.checkpoint_digest()}
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        return {"tasks": list(tasks), "opset": options.opset}
