@@ -67,13 +67,25 @@ def _peak_rss_mb() -> float:
 
 # --- measurements, each run in its own child process ----------------------------------------------------------
 
-def infer_minbert(data_dir: str | None, precision: str, packing: int = 0) -> dict:
-    """`packing` > 0: 64 sentences per call packed into rows of that many tokens, instead of sorted and padded."""
+def infer_minbert(data_dir: str | None, precision: str, packing: int = 0, backend: str = "torch") -> dict:
+    """`packing` > 0: 64 sentences per call packed into rows of that many tokens, instead of sorted and padded.
+    `backend = "onnx"`: the same encoder exported to ONNX (before timing) and run by ONNX Runtime, in the same
+    pipeline (tokenizer, length-sorted batches of 64, mean pooling)."""
     from minbert.data.packing import pack
     from minbert.sentence_encoder import SentenceEncoder
 
     texts = _sentences(data_dir, "ids-sst-dev.csv")
     encoder = SentenceEncoder.from_pretrained()
+    if backend == "onnx":
+        import tempfile
+
+        from minbert.export.onnx_export import export_encoder
+        from minbert.export.onnx_runtime import OnnxEncoder
+
+        with tempfile.TemporaryDirectory(prefix="minbert-bench-") as scratch:  # the session keeps the graph
+            graph = Path(scratch) / "encoder.onnx"
+            export_encoder(encoder.model, graph)
+            encoder = SentenceEncoder(OnnxEncoder(graph, encoder.model.config), encoder.tokenizer, "cpu")
     encoder.encode(texts[:64], precision=precision, packing=packing)  # warm-up
     rows = encoder.tokenizer.encode_ids(texts)
     lengths = sorted(rows.lengths.tolist())
@@ -331,6 +343,8 @@ def run_bench(data_dir: str | None = None, steps: int = 20, run_dir: str | None 
     # int8 (dynamic quantization) is a CPU inference option; on a GPU bf16 is the fast path.
     inference_precisions = precisions + ([] if torch.cuda.is_available() else ["int8"])
     report["inference"] = {f"minbert {p}": in_child(infer_minbert, data_dir, p) for p in inference_precisions}
+    if not torch.cuda.is_available():  # ONNX Runtime's CPU provider, fp32: the CPU serving backend's candidate
+        report["inference"]["onnx runtime fp32"] = in_child(infer_minbert, data_dir, "fp32", 0, "onnx")
     packed = precisions[-1]  # the fastest precision here, with several sentences packed into each row
     report["inference"][f"minbert {packed} packed"] = in_child(infer_minbert, data_dir, packed, PACKING_CAPACITY)
     report["training"] = {f"minbert {p}": in_child(train_minbert, data_dir, p, steps) for p in precisions}

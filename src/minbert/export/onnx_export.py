@@ -90,6 +90,20 @@ def export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], 
     onnx.checker.check_model(str(path), full_check=True)
 
 
+TOKEN_AXES = {0: "batch", 1: "sequence"}
+
+
+def export_encoder(encoder: BertModel, path: Path, opset: int = 18) -> tuple[Tensor, Tensor]:
+    """encoder.onnx; returns the example (input_ids, attention_mask) it was traced with."""
+    batch, length = 3, 7  # example shapes (not 0 or 1, which the exporter would fix); every axis is dynamic
+    ids = torch.full((batch, length), 1, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    export_graph(EncoderGraph(encoder), (ids, mask, torch.zeros_like(ids)), path, ENCODER_INPUTS, ENCODER_OUTPUTS,
+                 dict.fromkeys(ENCODER_INPUTS, TOKEN_AXES), opset)
+    return ids, mask
+
+
 class OnnxExport:
     """`minbert export RUN --format onnx DIR [opset=18]`."""
 
@@ -103,14 +117,7 @@ class OnnxExport:
         if pal:
             raise ConfigError(f"tasks {', '.join(pal)} have projected attention layers (model.pal) inside the "
                               "encoder: the ONNX export has one encoder for every task and does not cover them yet")
-        batch, length = 3, 7  # example shapes (not 0 or 1, which the exporter would fix); every axis is dynamic
-        ids = torch.full((batch, length), 1, dtype=torch.long)
-        mask = torch.ones_like(ids)
-        mask[1, 5:] = 0
-        axes = {"batch": "batch", "sequence": "sequence"}
-        token_axes = {0: axes["batch"], 1: axes["sequence"]}
-        export_graph(EncoderGraph(model.encoder), (ids, mask, torch.zeros_like(ids)), directory / "encoder.onnx",
-                     ENCODER_INPUTS, ENCODER_OUTPUTS, dict.fromkeys(ENCODER_INPUTS, token_axes), options.opset)
+        ids, mask = export_encoder(model.encoder, directory / "encoder.onnx", options.opset)
         with torch.no_grad():
             hidden = model.encoder(ids, mask)
         (directory / "heads").mkdir()
@@ -118,7 +125,7 @@ class OnnxExport:
         for task, head in model.heads.items():
             inputs = ["last_hidden_state", "pooler_output", "attention_mask"]
             args: tuple = (hidden.last_hidden_state, hidden.pooler_output, mask)
-            dynamic = {"last_hidden_state": token_axes, "pooler_output": {0: "batch"}, "attention_mask": token_axes}
+            dynamic = {"last_hidden_state": TOKEN_AXES, "pooler_output": {0: "batch"}, "attention_mask": TOKEN_AXES}
             if head.siamese:
                 inputs.append("pairs")
                 args += (torch.tensor([[0, 1], [2, 0]]),)
