@@ -175,7 +175,7 @@ class BestCheckpoint(Hook):
         for record in history:
             if improves(record, self.best, self.exp.config.train.select_best_by):
                 self.best = {"epoch": record["epoch"], "selection_score": record["selection_score"],
-                             "dev": record["dev"]}
+                             "dev": record["dev"], "weights": record.get("weights", "raw")}
 
     def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None:
         if from_best and (self.path / "model.safetensors").exists():
@@ -187,9 +187,11 @@ class BestCheckpoint(Hook):
         before = self.best
         self.replay([record])
         if self.best is not before:
-            self.exp.model.save(self.path)
+            weights = record.get("weights", "raw")  # the epoch's own weights, or averaged ones that did better
+            (trainer.candidates[weights] if weights != "raw" else self.exp.model).save(self.path)
             self.exp.copy_tokenizer_files(self.path)
-            log.info("epoch %d is the best so far: saved %s", record["epoch"], self.path)
+            log.info("epoch %d is the best so far: saved %s%s", record["epoch"], self.path,
+                     "" if weights == "raw" else f" (its {weights} weights)")
 
 
 class RunRecorder(Hook):

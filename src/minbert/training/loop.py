@@ -156,6 +156,9 @@ class Trainer:
         self.total_steps = 0
         self.stop_reason: str | None = None  # set by a hook (on the main rank) to end training after this epoch
         self.plan: list = []
+        # other weights than the training model's that an epoch may choose as its own (averaged weights: EMA,
+        # SWA), by the name its record gives in "weights"; what the best checkpoint then saves
+        self.candidates: dict[str, MultitaskModel] = {}
         self.begin_stage(0, from_best=False)
         self.compile_seconds_counted = 0.0
         if self.config.train.compile:
@@ -234,13 +237,20 @@ class Trainer:
             plan = [step for step in plan if all(len(positions) >= self.world.size for _, positions in step)]
         return plan
 
-    def evaluate(self, split: str = "dev") -> dict[str, dict]:
+    def evaluate(self, split: str = "dev", model: MultitaskModel | None = None) -> dict[str, dict]:
+        """Every task's metrics on `split`, of the training model or of another copy of it (averaged weights)."""
+        model = self.model if model is None else model
         results = {}
         for task, splits in self.exp.data.items():
             if split in splits:
-                predictions = predict(self.model, splits[split], self.exp.inference)
+                predictions = predict(model, splits[split], self.exp.inference)
                 results[task] = score(self.model.heads[task].kind, predictions, splits[split].labels.numpy())
         return results
+
+    def selection_score(self, dev: dict[str, dict]) -> float:
+        """What picks the best epoch: the mean of the normalised primary metrics, helper tasks left out."""
+        return selection_score({t: (r["metric"], r["score"]) for t, r in dev.items()},
+                               helpers={t for t in dev if self.config.tasks[t].helper})
 
     def train_step(self, step_batches: list) -> int:
         """One optimizer update over the step's batches; returns the number of examples seen."""
@@ -341,8 +351,7 @@ class Trainer:
             "stage_epoch": epoch + 1,
             "train_loss": {task: float(np.mean(v)) for task, v in self.epoch_losses.items()},
             "dev": dev,
-            "selection_score": selection_score({t: (r["metric"], r["score"]) for t, r in dev.items()},
-                                               helpers={t for t in dev if self.config.tasks[t].helper}),
+            "selection_score": self.selection_score(dev),
             "train_examples": self.epoch_seen,
             "train_seconds": round(self.epoch_seconds, 2),
             "eval_seconds": round(time.perf_counter() - eval_start, 2),

@@ -6,6 +6,10 @@ by name under `[train.techniques]`:
     weight = 1.0
     [train.techniques.layerwise_lr_decay]     # lower layers learn more slowly
     decay = 0.9
+    [train.techniques.ema]                    # an exponential moving average of the weights (minbert.training
+    decay = 0.999                             # .averaging): chosen at an epoch's end where it scores better
+    [train.techniques.swa]                    # stochastic weight averaging over each stage's last epoch(s)
+    epochs = 1
 
 They run in this registry's order, whatever order a config lists them in.
 """
@@ -26,6 +30,7 @@ from minbert.errors import ConfigError
 from minbert.options import NoOptions, Registry, option
 from minbert.tasks.losses import TaskOutput
 from minbert.tasks.regularizers import divergence
+from minbert.training.averaging import ExponentialMovingAverage, StochasticWeightAveraging
 from minbert.training.hooks import Hook
 from minbert.training.layerwise_lr_decay import LayerwiseLRDecay
 from minbert.training.samplers import SAMPLERS
@@ -146,7 +151,8 @@ class Bregman(Hook):
 
 
 TECHNIQUES = Registry("training technique", {"pcgrad": GradientSurgery, "bregman": Bregman,
-                                             "layerwise_lr_decay": LayerwiseLRDecay})
+                                             "layerwise_lr_decay": LayerwiseLRDecay,
+                                             "ema": ExponentialMovingAverage, "swa": StochasticWeightAveraging})
 
 
 def build_techniques(chosen: dict[str, Any]) -> list[Hook]:
