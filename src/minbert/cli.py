@@ -245,6 +245,16 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_soup(args: argparse.Namespace) -> int:
+    from minbert.runs.soup import soup_run
+
+    run_dir = soup_run(args.runs, args.name, args.output_dir, "greedy" if args.greedy else "uniform", args.data_dir,
+                       args.overwrite)
+    print((run_dir / "soup.md").read_text(encoding="utf-8"))
+    print(f"soup: {run_dir} (best/, predictions/, figures/, metrics.json)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from minbert.reporting.report import write_report
 
@@ -444,6 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--overwrite", action="store_true", help="replace an existing ensemble of that name")
     data_dir_flag(ensemble)
     ensemble.set_defaults(handler=cmd_ensemble)
+
+    soup = sub.add_parser("soup", help="one model from the mean of the weights of runs fine-tuned from one start")
+    soup.add_argument("runs", nargs="+", help="member run directories (the same architecture and starting model)")
+    soup.add_argument("--name", required=True, help="the soup's run name")
+    soup.add_argument("--greedy", action="store_true",
+                      help="add members best first, each only if the dev selection score does not fall (default: "
+                           "the uniform mean of all)")
+    soup.add_argument("--output-dir", default="runs", help="where its run directory goes (default: runs)")
+    soup.add_argument("--overwrite", action="store_true", help="replace an existing run of that name")
+    data_dir_flag(soup)
+    soup.set_defaults(handler=cmd_soup)
 
     report = sub.add_parser("report", help="a self-contained HTML report of a run, or a comparison of several")
     report.add_argument("runs", nargs="+", help="run (or ensemble) directories")

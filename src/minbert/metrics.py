@@ -177,6 +177,11 @@ def selection_score(task_metrics: dict[str, tuple[str, float]], helpers: Collect
     return float(np.mean([normalized(name, value) for name, value in counted.values()]))
 
 
+def dev_selection_score(dev: dict[str, dict], helpers: Collection[str] = ()) -> float:
+    """`selection_score` of evaluation results ({task: {"metric", "score", ...}})."""
+    return selection_score({task: (r["metric"], r["score"]) for task, r in dev.items()}, helpers)
+
+
 def confusion_matrix(predictions: Sequence[int], labels: Sequence[int], num_classes: int) -> np.ndarray:
     """counts[gold, predicted]."""
     return sk.confusion_matrix(np.asarray(labels, dtype=int), np.asarray(predictions, dtype=int),

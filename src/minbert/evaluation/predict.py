@@ -55,3 +55,14 @@ def score(kind: TaskKind, predictions: np.ndarray, labels: np.ndarray) -> dict:
     if len(values) > 1:
         result["metrics"] = values
     return result
+
+
+def evaluate_tasks(model: MultitaskModel, data: dict[str, dict[str, TaskData]], inference: Inference,
+                   split: str = "dev") -> dict[str, dict]:
+    """`score` of every task that has labelled `split` data: {task: {"metric", "score"[, "metrics"]}}."""
+    results = {}
+    for task, splits in data.items():
+        if split in splits:
+            predictions = predict(model, splits[split], inference)
+            results[task] = score(model.heads[task].kind, predictions, splits[split].labels.numpy())
+    return results

@@ -31,7 +31,7 @@ from minbert.data.spec import builtin_name, resolve_data_dir
 from minbert.device import machine
 from minbert.errors import CheckpointError, ConfigError, MinbertError
 from minbert.evaluation.plots import plot_learning_curves
-from minbert.evaluation.predict import predict, score
+from minbert.evaluation.predict import evaluate_tasks
 from minbert.interrupts import Interrupted
 from minbert.metrics import CS224N_LABEL, TaskScore, overall
 from minbert.model_dir import is_hub_name, resolve_model_source
@@ -405,14 +405,12 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, precision: st
     metrics_path = Path(run_dir) / "metrics.json"
     if metrics_path.exists():
         recorded = json.loads(metrics_path.read_text(encoding="utf-8")).get("final_dev", {})
-    results = {}
-    for task, splits in data.items():
-        predictions = predict(loaded.model, splits["dev"], loaded.inference)
-        results[task] = score(loaded.model.heads[task].kind, predictions, splits["dev"].labels.numpy())
+    results = evaluate_tasks(loaded.model, data, loaded.inference)
+    for task, result in results.items():
         before = recorded.get(task, {}).get("score")
         note = f" (recorded {before:.4f})" if before is not None else ""
         if not quiet:
-            print(f"{task:<10} dev {results[task]['metric']:<9} {results[task]['score']:.4f}{note}")
+            print(f"{task:<10} dev {result['metric']:<9} {result['score']:.4f}{note}")
     return results
 
 

@@ -21,9 +21,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from minbert.data.batching import Batch
 from minbert.device import autocast
-from minbert.evaluation.predict import predict, score
+from minbert.evaluation.predict import evaluate_tasks
 from minbert.interrupts import STOP
-from minbert.metrics import selection_score
+from minbert.metrics import dev_selection_score
 from minbert.tasks.model import MultitaskModel
 from minbert.tasks.regularizers import build_regularizers
 from minbert.training.checkpoint import (
@@ -239,18 +239,11 @@ class Trainer:
 
     def evaluate(self, split: str = "dev", model: MultitaskModel | None = None) -> dict[str, dict]:
         """Every task's metrics on `split`, of the training model or of another copy of it (averaged weights)."""
-        model = self.model if model is None else model
-        results = {}
-        for task, splits in self.exp.data.items():
-            if split in splits:
-                predictions = predict(model, splits[split], self.exp.inference)
-                results[task] = score(self.model.heads[task].kind, predictions, splits[split].labels.numpy())
-        return results
+        return evaluate_tasks(self.model if model is None else model, self.exp.data, self.exp.inference, split)
 
     def selection_score(self, dev: dict[str, dict]) -> float:
         """What picks the best epoch: the mean of the normalised primary metrics, helper tasks left out."""
-        return selection_score({t: (r["metric"], r["score"]) for t, r in dev.items()},
-                               helpers={t for t in dev if self.config.tasks[t].helper})
+        return dev_selection_score(dev, {t for t in dev if self.config.tasks[t].helper})
 
     def train_step(self, step_batches: list) -> int:
         """One optimizer update over the step's batches; returns the number of examples seen."""
