@@ -117,6 +117,9 @@ class OnnxExport:
         if pal:
             raise ConfigError(f"tasks {', '.join(pal)} have projected attention layers (model.pal) inside the "
                               "encoder: the ONNX export has one encoder for every task and does not cover them yet")
+        if model.task_layers:
+            raise ConfigError("each task has its own top layers (model.task_layers): the ONNX export has one encoder "
+                              "for every task and does not cover them yet")
         ids, mask = export_encoder(model.encoder, directory / "encoder.onnx", options.opset)
         with torch.no_grad():
             hidden = model.encoder(ids, mask)

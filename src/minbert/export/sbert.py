@@ -46,6 +46,9 @@ class SentenceTransformersFolder:
         if head.pal is not None:
             raise ConfigError(f"task {task} has projected attention layers (model.pal) inside the encoder: a "
                               "sentence-transformers folder has one encoder for every input; export --format onnx")
+        if source.model.task_layers:
+            raise ConfigError("each task has its own top layers (model.task_layers): a sentence-transformers folder "
+                              "has one encoder for every input")
         pooling = POOLINGS.resolve(source.config.tasks[task].pooling).name
         encoder = source.model.encoder
         hidden = encoder.config.hidden_size

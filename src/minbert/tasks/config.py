@@ -36,6 +36,8 @@ class ModelConfig:
     pal: PALOptions = option(PALOptions())  # projected attention layers per task ([model.pal] size = 0: off)
     common_layers: int = option(0, low=0)  # dense + GELU + dropout layers shared by every task, before the heads
     common_dropout: float = option(0.1, low=0, high=1, high_open=True)
+    # each task's own copy of the encoder's top k layers (initialised from the shared ones); 0: all layers shared
+    task_layers: int = option(0, low=0)
 
     def freezes_layers(self) -> bool:
         """Whether some encoder layers are frozen (and their outputs cached): perturbing embeddings cannot work."""

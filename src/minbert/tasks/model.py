@@ -3,6 +3,7 @@ one-task case)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 
 from minbert.data.batching import Batch
 from minbert.errors import CheckpointError, ConfigError
-from minbert.model.bert import BertModel, BertOutput
+from minbert.model.bert import BertModel, BertOutput, attention_mask_for
 from minbert.model.loading import load_encoder_weights, load_state_file, native_to_hf, save_tensors
 from minbert.model.pal import PAL, PALOptions
 from minbert.tasks.config import ModelConfig, TaskConfig
@@ -123,6 +124,20 @@ class MultitaskModel(nn.Module):
         if model.common_layers and len(widths) > 1:
             raise ConfigError("model.common_layers needs every task's pooling to give the same width")
         self.common = common_layers(model.common_layers, widths.pop() if widths else hidden, model.common_dropout)
+        # each task's own top layers (copies of the shared ones, which then no longer train); the rest is shared
+        self.task_layer_count = model.task_layers
+        self.shared_depth = n_layers - model.task_layers
+        if model.task_layers:
+            if model.task_layers > n_layers:
+                raise ConfigError(f"model.task_layers = {model.task_layers}: the encoder has {n_layers} layers")
+            if self.frozen_depth > self.shared_depth:
+                raise ConfigError(f"{self.frozen_depth} frozen layers reach into the top {model.task_layers} that "
+                                  "each task has its own copy of (model.task_layers): freeze fewer")
+            if model.pal.size:
+                raise ConfigError("model.task_layers and model.pal: each gives a task its own encoder parameters; "
+                                  "choose one")
+        self.task_layers = nn.ModuleDict({name: copy.deepcopy(encoder.layers[self.shared_depth:])
+                                          for name in tasks} if model.task_layers else {})
         pal: PALOptions = model.pal
         if pal.size:  # per task, in the layers that train (made last: the other parts' initialisation stays put)
             for head in self.heads.values():
@@ -144,6 +159,11 @@ class MultitaskModel(nn.Module):
                 module.requires_grad_(False)
         if self.freeze_words:
             self.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+        if self.task_layers:  # the tasks' own copies train in place of the shared top layers
+            for module in self.encoder.layers[self.shared_depth:]:
+                module.requires_grad_(False)
+            for name, layers in self.task_layers.items():
+                layers.requires_grad_(name in tasks and train_encoder and self.freeze != "encoder")
 
     def train(self, mode: bool = True) -> MultitaskModel:
         super().train(mode)
@@ -163,20 +183,26 @@ class MultitaskModel(nn.Module):
     def encode(self, batch: Batch, word_embeds: Tensor | None = None) -> BertOutput:
         inputs = batch.inputs
         pal = self.heads[batch.task].pal
-        if not self.frozen_depth:
+        if not self.frozen_depth and not self.task_layers:
             return self.encoder(**inputs, word_embeds=word_embeds, pal=pal)
-        if word_embeds is not None:
+        if not self.frozen_depth:
+            hidden = self.encoder.embeddings(inputs["input_ids"], inputs.get("token_type_ids"), word_embeds)
+        elif word_embeds is not None:
             raise ConfigError("perturbing word embeddings needs trainable embeddings (no frozen layers)")
-        hidden = None
-        if batch.cache is not None:
-            hidden = batch.cache.get(batch.rows, inputs["input_ids"].shape[1])
-        if hidden is None:
-            hidden = self.frozen_bottom(inputs)
+        else:
+            hidden = None
             if batch.cache is not None:
-                hidden = batch.cache.put(batch.rows, hidden)  # rounded as a later cache hit will be
-        hidden = hidden.to(inputs["input_ids"].device)
-        top = self.encoder.run_layers(hidden, inputs["attention_mask"], self.frozen_depth, len(self.encoder.layers),
-                                      pal)
+                hidden = batch.cache.get(batch.rows, inputs["input_ids"].shape[1])
+            if hidden is None:
+                hidden = self.frozen_bottom(inputs)
+                if batch.cache is not None:
+                    hidden = batch.cache.put(batch.rows, hidden)  # rounded as a later cache hit will be
+            hidden = hidden.to(inputs["input_ids"].device)
+        top = self.encoder.run_layers(hidden, inputs["attention_mask"], self.frozen_depth, self.shared_depth, pal)
+        if self.task_layers:
+            mask = attention_mask_for(inputs["attention_mask"])
+            for layer in self.task_layers[batch.task]:
+                top = layer(top, mask, None)
         if self.freeze == "encoder":
             with torch.no_grad():
                 return self.encoder.finish(top)
@@ -194,6 +220,7 @@ class MultitaskModel(nn.Module):
         state = {ENCODER_PREFIX + k: v for k, v in native_to_hf(self.encoder.state_dict()).items()}
         state.update({f"heads.{k}": v for k, v in self.heads.state_dict().items()})
         state.update({f"common.{k}": v for k, v in self.common.state_dict().items()})
+        state.update({f"task_layers.{k}": v for k, v in self.task_layers.state_dict().items()})
         return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
     def save(self, directory: str | Path) -> None:
@@ -214,8 +241,10 @@ class MultitaskModel(nn.Module):
         load_encoder_weights(self.encoder, {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}, str(path))
         heads = {k.removeprefix("heads."): v for k, v in state.items() if k.startswith("heads.")}
         common = {k.removeprefix("common."): v for k, v in state.items() if k.startswith("common.")}
+        own = {k.removeprefix("task_layers."): v for k, v in state.items() if k.startswith("task_layers.")}
         try:
             self.heads.load_state_dict(heads, strict=True)
             self.common.load_state_dict(common, strict=True)
+            self.task_layers.load_state_dict(own, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: the task heads do not match the run's config ({exc})") from None

@@ -245,6 +245,7 @@ def build_optimizer(config: RunConfig, model: MultitaskModel, lr: float | None =
     head_lr = head_lr or train.head_lr or lr
     groups = [group for part, scale in encoder_parts or [(model.encoder, 1.0)]
               for group in decay_groups(part, train.weight_decay, lr=lr * scale)]
+    groups += decay_groups(model.task_layers, train.weight_decay, lr=lr)  # the tasks' own top layers: encoder layers
     groups += decay_groups(nn.ModuleList([model.common, model.heads]), train.weight_decay, lr=head_lr)
     trainable = sum(p.numel() for g in groups for p in g["params"])
     fused = train.fused_adamw == "on" or (train.fused_adamw == "auto" and trainable >= FUSED_ADAMW_MIN_PARAMS)

@@ -1,0 +1,90 @@
+"""`model.task_layers = k`: each task's own copy of the encoder's top k layers, initialised from the shared ones;
+they change only with their own task's gradients, and save and load with the run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from minbert import BertModel
+from minbert.cli import main
+from minbert.errors import ConfigError
+from minbert.predictor import MultitaskBERT
+from minbert.tasks.config import ModelConfig, TaskConfig
+from minbert.training.config import load_config
+from minbert.training.experiment import build_experiment, build_optimizer
+from tests.conftest import THREE_TASKS, random_batch, tiny_config, write_tiny_config
+
+
+def equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+@pytest.fixture()
+def experiment(tmp_path, tiny_model_dir, tiny_data_dir):
+    config = write_tiny_config(tmp_path / "c.toml", tmp_path, tiny_model_dir, tasks=THREE_TASKS,
+                               model="task_layers = 1", train="sampler = { name = \"round_robin\" }")
+    return build_experiment(load_config(config), str(tiny_data_dir))
+
+
+def test_they_start_equal_to_the_shared_layers_and_diverge_only_for_their_own_task(experiment):
+    model = experiment.model
+    shared_top = model.encoder.layers[-1]
+    for layers in model.task_layers.values():
+        assert len(layers) == 1 and equal(layers[0], shared_top)
+    assert not any(p.requires_grad for p in shared_top.parameters())  # the tasks' copies train instead
+    before = {task: [p.detach().clone() for p in layers.parameters()] for task, layers in model.task_layers.items()}
+    shared_before = [p.detach().clone() for p in model.encoder.layers[0].parameters()]
+    optimizer = build_optimizer(experiment.config, model)
+    task_lrs = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert task_lrs[id(next(model.task_layers["sst"].parameters()))] == experiment.config.train.lr  # encoder's lr
+    data = experiment.data["sst"]["train"]
+    batch = data.collate(list(range(8)))
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    model.loss(batch).backward()
+    optimizer.step()
+    for task, layers in model.task_layers.items():
+        moved = any(not torch.equal(a, b) for a, b in zip(before[task], layers.parameters(), strict=True))
+        assert moved == (task == "sst"), task
+    assert any(not torch.equal(a, b) for a, b in zip(shared_before, model.encoder.layers[0].parameters(),
+                                                     strict=True))
+    assert equal(model.encoder.layers[-1], shared_top)
+
+
+def test_a_trained_run_saves_and_loads_them(tmp_path, tiny_model_dir, tiny_data_dir):
+    config = write_tiny_config(tmp_path / "c.toml", tmp_path, tiny_model_dir, tasks=THREE_TASKS,
+                               model="task_layers = 2")
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "name=own"]) == 0
+    loaded = MultitaskBERT.load(tmp_path / "own")
+    assert not equal(loaded.model.task_layers["sst"], loaded.model.task_layers["quora"])
+    assert main(["evaluate", "--run", str(tmp_path / "own"), "--data-dir", str(tiny_data_dir)]) == 0
+
+
+def test_impossible_combinations_are_refused():
+    encoder = BertModel(tiny_config())
+    tasks = {"sst": TaskConfig(data="sst")}
+    from minbert.tasks.model import MultitaskModel
+
+    with pytest.raises(ConfigError, match="the encoder has 2 layers"):
+        MultitaskModel(encoder, tasks, ModelConfig(task_layers=3))
+    with pytest.raises(ConfigError, match="frozen layers reach into the top 1"):
+        MultitaskModel(encoder, tasks, ModelConfig(task_layers=1, frozen_layers=2))
+
+
+
+@pytest.mark.parametrize("frozen", [0, 1])
+def test_fresh_copies_compute_what_the_shared_encoder_does(frozen):
+    """Before training, the bottom (frozen or not), then the task's copy of the top, is the plain encoder."""
+    from minbert.data.batching import Batch
+    from minbert.tasks.model import MultitaskModel
+
+    torch.manual_seed(0)
+    model = MultitaskModel(BertModel(tiny_config()), {"sst": TaskConfig(data="sst")},
+                           ModelConfig(task_layers=1, frozen_layers=frozen)).eval()
+    inputs = random_batch(99)
+    with torch.no_grad():
+        got = model.encode(Batch("sst", inputs, None, list(range(5))))
+        want = model.encoder(**inputs)
+    torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got.pooler_output, want.pooler_output, rtol=0, atol=1e-6)
