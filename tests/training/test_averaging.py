@@ -26,21 +26,27 @@ def tiny_model() -> MultitaskModel:
     return MultitaskModel(BertModel(tiny_config()), {"sst": TaskConfig(data="sst")})
 
 
-def drive(hook, model: MultitaskModel, values: list[float], **trainer) -> list[torch.Tensor]:
-    """Set every trainable weight to values[k] before update k, as training would move them; returns the
-    weights one parameter took (its first element)."""
+def started(hook, model: MultitaskModel, **trainer) -> SimpleNamespace:
+    """A stand-in for the Trainer (what the hooks read), with the hook's stage begun."""
     stub = SimpleNamespace(model=model, candidates={}, stage=0, **trainer)
     hook.stage_started(stub)
-    seen = []
+    return stub
+
+
+def drive(hook, stub: SimpleNamespace, values: list[float]) -> None:
+    """Set every trainable weight to values[k] before update k, as training would move them."""
     for step, value in enumerate(values, start=1):
         with torch.no_grad():
-            for p in model.parameters():
+            for p in stub.model.parameters():
                 if p.requires_grad:
                     p.fill_(value)
         stub.stage_step = step
         hook.after_update(stub, {})
-        seen.append(value)
-    return seen
+
+
+def first_averaged(hook, model: MultitaskModel) -> torch.Tensor:
+    """The average of the model's first trainable parameter."""
+    return next(a for a, p in zip(hook.average.parameters(), model.parameters(), strict=True) if p.requires_grad)
 
 
 def test_ema_of_a_known_sequence_is_its_closed_form():
@@ -48,10 +54,10 @@ def test_ema_of_a_known_sequence_is_its_closed_form():
     start = next(p for p in model.parameters() if p.requires_grad).detach().clone()
     decay, values = 0.8, [1.0, -2.0, 0.5, 3.0, 0.25]
     hook = ExponentialMovingAverage(ExponentialMovingAverage.Options(decay=decay))
-    drive(hook, model, values)
+    drive(hook, started(hook, model), values)
     n = len(values)
     expected = decay**n * start + sum((1 - decay) * decay ** (n - k) * v for k, v in enumerate(values, start=1))
-    averaged = next(a for a, p in zip(hook.average.parameters(), model.parameters(), strict=True) if p.requires_grad)
+    averaged = first_averaged(hook, model)
     torch.testing.assert_close(averaged, expected, rtol=1e-6, atol=1e-6)
     assert hook.count == n
 
@@ -59,8 +65,8 @@ def test_ema_of_a_known_sequence_is_its_closed_form():
 def test_ema_every_k_updates_skips_the_others():
     model = tiny_model()
     hook = ExponentialMovingAverage(ExponentialMovingAverage.Options(decay=0.5, every=2))
-    drive(hook, model, [4.0, 8.0, 16.0, 32.0])  # averaged at updates 2 and 4 only
-    averaged = next(a for a, p in zip(hook.average.parameters(), model.parameters(), strict=True) if p.requires_grad)
+    drive(hook, started(hook, model), [4.0, 8.0, 16.0, 32.0])  # averaged at updates 2 and 4 only
+    averaged = first_averaged(hook, model)
     start = next(p for p in tiny_model().parameters() if p.requires_grad)
     torch.testing.assert_close(averaged, 0.25 * start + 0.25 * 8.0 + 0.5 * 32.0, rtol=1e-6, atol=1e-6)
 
@@ -68,19 +74,12 @@ def test_ema_every_k_updates_skips_the_others():
 def test_swa_is_the_mean_of_the_samples_of_the_last_epochs():
     model = tiny_model()
     hook = StochasticWeightAveraging(StochasticWeightAveraging.Options(epochs=1, every=2))
-    stages = [SimpleNamespace(epochs=2)]
-    drive(hook, model, [100.0, 100.0], stages=stages, epoch=0)  # the first of two epochs: not averaged
+    stub = started(hook, model, stages=[SimpleNamespace(epochs=2)], epoch=0)
+    drive(hook, stub, [100.0, 100.0])  # the first of two epochs: not averaged
     assert hook.count == 0
-    stub_values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    stub = SimpleNamespace(model=model, candidates={}, stage=0, stages=stages, epoch=1)
-    for step, value in enumerate(stub_values, start=1):
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.requires_grad:
-                    p.fill_(value)
-        stub.stage_step = step
-        hook.after_update(stub, {})
-    averaged = next(a for a, p in zip(hook.average.parameters(), model.parameters(), strict=True) if p.requires_grad)
+    stub.epoch = 1
+    drive(hook, stub, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])  # sampled at updates 2, 4 and 6
+    averaged = first_averaged(hook, model)
     torch.testing.assert_close(averaged, torch.full_like(averaged, (2.0 + 4.0 + 6.0) / 3), rtol=0, atol=1e-6)
 
 

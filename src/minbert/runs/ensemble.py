@@ -31,12 +31,11 @@ from minbert.data.spec import data_key, resolve_data_dir
 from minbert.device import machine
 from minbert.errors import ConfigError
 from minbert.evaluation.predict import score
-from minbert.interrupts import Interrupted
 from minbert.metrics import CS224N_LABEL, TaskScore, overall
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.runs.outputs import write_json, write_task_outputs
-from minbert.runs.rundir import Input, RunLock, check_new_run, create_run_dir, remove_failed_start
+from minbert.runs.rundir import Input, RunLock, check_new_run, create_run_dir, removed_if_unfinished
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.training.config import check_run_name, load_config, read_toml
 from minbert.training.experiment import read_split
@@ -182,7 +181,7 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
                 averaged[(data, split)] = (requests[data], outputs)
         members_toml = tomli_w.dumps({"members": [str(r) for r in ensemble.runs]})
         created = create_run_dir(run_dir, root, overwrite, {ENSEMBLE_FILE: members_toml}, inputs)
-        try:
+        with removed_if_unfinished(run_dir, created, "the ensemble"):
             final_dev = {}
             for (data, split), (examples, outputs) in averaged.items():
                 kind = ensemble.kinds[data]
@@ -196,12 +195,6 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
                 "member_dev": member_dev, "wall_seconds": round(time.perf_counter() - started, 1),
                 "environment": {**machine(), "precision": ensemble.precision or "each member's own"}})
             write_report_quietly(run_dir)
-        except BaseException as exc:  # an error or an interrupt: no half-written ensemble is left behind
-            if remove_failed_start(run_dir, created):
-                log.info("removed %s: the ensemble was not finished", run_dir)
-            if isinstance(exc, Interrupted):
-                exc.detail = f"the ensemble was not finished, so {run_dir} was removed: run the same command again"
-            raise
     return run_dir
 
 

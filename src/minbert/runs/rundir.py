@@ -14,18 +14,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from minbert.errors import ConfigError
+from minbert.interrupts import Interrupted
 
 MARKER = ".minbert-run"
 
@@ -158,3 +161,17 @@ def remove_failed_start(run_dir: Path, created: bool) -> bool:
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
     return True
+
+
+@contextmanager
+def removed_if_unfinished(run_dir: Path, created: bool, what: str) -> Iterator[None]:
+    """Around writing a run that is made in one go (an ensemble, a soup): an error or an interrupt leaves no
+    half-written run behind (the directory goes if this command created it)."""
+    try:
+        yield
+    except BaseException as exc:
+        if remove_failed_start(run_dir, created):
+            logging.getLogger("minbert").info("removed %s: %s was not finished", run_dir, what)
+        if isinstance(exc, Interrupted):
+            exc.detail = f"{what} was not finished, so {run_dir} was removed: run the same command again"
+        raise

@@ -24,14 +24,13 @@ import torch
 from minbert.device import machine
 from minbert.errors import ConfigError
 from minbert.evaluation.predict import evaluate_tasks
-from minbert.interrupts import Interrupted
 from minbert.metrics import dev_selection_score
 from minbert.model.loading import load_state_file
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.runs.ensemble import member_inputs
 from minbert.runs.outputs import write_json, write_outputs
-from minbert.runs.rundir import RunLock, check_new_run, create_run_dir, remove_failed_start
+from minbert.runs.rundir import RunLock, check_new_run, create_run_dir, removed_if_unfinished
 from minbert.tokenizer import TOKENIZER_FILES
 from minbert.training.config import TRAINED_WITH, RunConfig, check_run_name, load_config, trained_with
 from minbert.training.experiment import load_task_data
@@ -120,7 +119,7 @@ def soup_run(members: Sequence[str | Path], name: str, output_dir: str | Path = 
         config = dataclasses.replace(soup.config, name=name, output_dir=str(root))
         files = {"config.toml": config.to_toml(), TRAINED_WITH: trained_with(config)}
         created = create_run_dir(run_dir, root, overwrite, files, inputs)
-        try:
+        with removed_if_unfinished(run_dir, created, "the soup"):
             soup.model.save(run_dir / "best")
             for file in TOKENIZER_FILES:
                 if (order[0] / "best" / file).is_file():
@@ -135,12 +134,6 @@ def soup_run(members: Sequence[str | Path], name: str, output_dir: str | Path = 
                 "final_dev": final_dev, "wall_seconds": round(time.perf_counter() - started, 1),
                 "environment": machine()})
             write_report_quietly(run_dir)
-        except BaseException as exc:  # no half-written soup is left behind
-            if remove_failed_start(run_dir, created):
-                log.info("removed %s: the soup was not finished", run_dir)
-            if isinstance(exc, Interrupted):
-                exc.detail = f"the soup was not finished, so {run_dir} was removed: run the same command again"
-            raise
     return run_dir
 
 
