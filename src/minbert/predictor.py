@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minbert.data.batching import TaskData
+from minbert.data.batching import Batch, TaskData
 from minbert.data.files import Example
 from minbert.data.spec import builtin_name
 from minbert.device import INFERENCE_PRECISIONS, autocast, quantize_int8, resolve_device, resolve_precision
@@ -115,7 +115,8 @@ class MultitaskBERT:
         what its head compares (the run's only task, or its one siamese task, when None)."""
         if isinstance(texts, str):
             raise DataError("expected a list of texts, got a str")
-        head = self.model.heads[vector_task(self.model.heads, task, str(self.run_dir))]
+        task = vector_task(self.model.heads, task, str(self.run_dir))
+        head = self.model.heads[task]
         rows = self.tokenizer.encode_ids(list(texts), max_length=self.config.model.max_length)
         order = np.argsort(rows.lengths, kind="stable")
         out: np.ndarray | None = None
@@ -124,7 +125,7 @@ class MultitaskBERT:
             chosen = order[start:start + size]
             inputs = {k: v.to(device) for k, v in self.tokenizer.pad([rows[i] for i in chosen]).items()}
             with autocast(device, self.inference.autocast_dtype):
-                output = self.model.encoder(**inputs, pal=head.pal)
+                output = self.model.encode(Batch(task, inputs, None, chosen.tolist()))  # its PALs, own layers
                 vectors = head.vectors(output, inputs["attention_mask"], getattr(self.model, "common", None))
             vectors = vectors.float().cpu().numpy()
             out = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32) if out is None else out

@@ -58,6 +58,8 @@ def test_a_trained_run_saves_and_loads_them(tmp_path, tiny_model_dir, tiny_data_
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "name=own"]) == 0
     loaded = MultitaskBERT.load(tmp_path / "own")
     assert not equal(loaded.model.task_layers["sst"], loaded.model.task_layers["quora"])
+    texts = ["a good film", "the cat sat on the mat"]  # each task's vectors come through its own layers
+    assert not (loaded.embed(texts, "sst") == loaded.embed(texts, "quora")).all()
     assert main(["evaluate", "--run", str(tmp_path / "own"), "--data-dir", str(tiny_data_dir)]) == 0
 
 

@@ -112,10 +112,12 @@ class OnnxMultitaskModel:
     def eval(self) -> OnnxMultitaskModel:
         return self
 
+    def encode(self, batch: Batch) -> BertOutput:
+        return self.encoder(batch.inputs["input_ids"], batch.inputs["attention_mask"],
+                            batch.inputs.get("token_type_ids"))
+
     def __call__(self, batch: Batch) -> TaskOutput:
-        mask = batch.inputs["attention_mask"]
-        output = self.encoder(batch.inputs["input_ids"], mask, batch.inputs.get("token_type_ids"))
-        return self.heads[batch.task](output, mask, batch.index)
+        return self.heads[batch.task](self.encode(batch), batch.inputs["attention_mask"], batch.index)
 
 
 def read_manifest(directory: Path) -> dict:
