@@ -297,12 +297,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from minbert.training.config import parse_override
 
     unit = EXPORT_FORMATS.lookup(args.format, "--format")
-    options = [a for a in args.rest if "=" in a and not Path(a).exists()]
-    places = [a for a in args.rest if a not in options]
+    settings = [a for a in args.rest if "=" in a and not Path(a).exists()]
+    places = [a for a in args.rest if a not in settings]
     if len(places) > 1:
         raise MinbertError(f"export writes one directory; got {', '.join(places)}")
     values: dict = {}
-    for text in options:
+    for text in settings:
         path, value = parse_override(text)
         values[".".join(path)] = value
     if args.task:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator, Sequence
 from itertools import chain
 from pathlib import Path
@@ -18,6 +19,16 @@ from minbert.model_dir import resolve_model_dir
 
 # the files a model directory keeps its tokenizer in (copied into every checkpoint and export)
 TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json")
+
+
+def copy_tokenizer_files(source: Path, target: Path) -> list[str]:
+    """The tokenizer's files that `source` has, copied into `target`; returns their names."""
+    copied = [name for name in TOKENIZER_FILES if (source / name).is_file()]
+    for name in copied:
+        shutil.copy2(source / name, target / name)
+    return copied
+
+
 ENCODE_CHUNK = 4096  # rows tokenized per call: bounds the library's per-row Encoding objects held at once
 
 

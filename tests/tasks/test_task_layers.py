@@ -61,6 +61,10 @@ def test_a_trained_run_saves_and_loads_them(tmp_path, tiny_model_dir, tiny_data_
     texts = ["a good film", "the cat sat on the mat"]  # each task's vectors come through its own layers
     assert not (loaded.embed(texts, "sst") == loaded.embed(texts, "quora")).all()
     assert main(["evaluate", "--run", str(tmp_path / "own"), "--data-dir", str(tiny_data_dir)]) == 0
+    for export in ("onnx", "sentence-transformers"):  # both hold one encoder for every task
+        assert main(["export", str(tmp_path / "own"), "--format", export, str(tmp_path / export), "task=sst"
+                     if export != "onnx" else "opset=18"]) == 2
+        assert not (tmp_path / export).exists()
 
 
 def test_impossible_combinations_are_refused():

@@ -19,12 +19,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from minbert.errors import ConfigError
 from minbert.export.source import ExportSource
 from minbert.model.bert import BertModel, BertOutput
 from minbert.options import option
 from minbert.tasks.model import TaskModule
-from minbert.tokenizer import TOKENIZER_FILES
+from minbert.tokenizer import copy_tokenizer_files
 
 MANIFEST = "manifest.json"
 ENCODER_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
@@ -113,13 +112,7 @@ class OnnxExport:
 
     def export(self, source: ExportSource, directory: Path, options: Options) -> dict:
         model = source.model
-        pal = [task for task, head in model.heads.items() if head.pal is not None]
-        if pal:
-            raise ConfigError(f"tasks {', '.join(pal)} have projected attention layers (model.pal) inside the "
-                              "encoder: the ONNX export has one encoder for every task and does not cover them yet")
-        if model.task_layers:
-            raise ConfigError("each task has its own top layers (model.task_layers): the ONNX export has one encoder "
-                              "for every task and does not cover them yet")
+        source.check_one_encoder("the ONNX export")
         ids, mask = export_encoder(model.encoder, directory / "encoder.onnx", options.opset)
         with torch.no_grad():
             hidden = model.encoder(ids, mask)
@@ -142,14 +135,12 @@ class OnnxExport:
                            "num_outputs": kind.num_outputs,
                            "classes": kind.class_names if kind.is_classification else None,
                            "score_range": None if kind.is_classification else list(kind.score_range)}
-        for name in TOKENIZER_FILES:
-            if (source.best / name).exists():
-                shutil.copy2(source.best / name, directory / name)
+        tokenizer = copy_tokenizer_files(source.best, directory)
         shutil.copy2(source.best / "config.json", directory / "config.json")  # the encoder's shape, for the tokenizer
         shutil.copy2(source.run_dir / "config.toml", directory / "config.toml")
         manifest = {"encoder": {"graph": "encoder.onnx", "inputs": ENCODER_INPUTS, "outputs": ENCODER_OUTPUTS},
-                    "tasks": tasks, "tokenizer": [n for n in TOKENIZER_FILES if (directory / n).exists()],
+                    "tasks": tasks, "tokenizer": tokenizer,
                     "max_length": source.config.model.max_length, "opset": options.opset,
-                    "config": "config.toml", "checkpoint_sha256": source.checkpoint_digest()}
+                    "config": "config.toml", "checkpoint_sha256": source.checkpoint_sha256}
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         return {"tasks": list(tasks), "opset": options.opset}

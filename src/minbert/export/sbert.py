@@ -6,19 +6,17 @@ Normalize. `SentenceTransformer(DIR)` gives the same sentence vectors as the run
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from minbert.errors import ConfigError
 from minbert.export.source import ExportSource
 from minbert.model.loading import save_pretrained, save_tensors
 from minbert.tasks.model import vector_task
 from minbert.tasks.pooling import POOLINGS
-from minbert.tokenizer import TOKENIZER_FILES
+from minbert.tokenizer import copy_tokenizer_files
 
 # minbert pooling -> sentence-transformers' Pooling modes (it concatenates cls, max, mean in that order)
 POOLING_MODES = {"cls": ("cls_token",), "cls_raw": ("cls_token",), "mean": ("mean_tokens",),
@@ -42,20 +40,12 @@ class SentenceTransformersFolder:
 
     def export(self, source: ExportSource, directory: Path, options: Options) -> dict:
         task = vector_task(source.model.heads, options.task, str(source.run_dir))
-        head = source.model.heads[task]
-        if head.pal is not None:
-            raise ConfigError(f"task {task} has projected attention layers (model.pal) inside the encoder: a "
-                              "sentence-transformers folder has one encoder for every input; export --format onnx")
-        if source.model.task_layers:
-            raise ConfigError("each task has its own top layers (model.task_layers): a sentence-transformers folder "
-                              "has one encoder for every input")
+        source.check_one_encoder("a sentence-transformers folder")
         pooling = POOLINGS.resolve(source.config.tasks[task].pooling).name
         encoder = source.model.encoder
         hidden = encoder.config.hidden_size
         save_pretrained(encoder, directory)  # config.json + model.safetensors, HF BertModel names
-        for name in TOKENIZER_FILES:
-            if (source.best / name).exists():
-                shutil.copy2(source.best / name, directory / name)
+        copy_tokenizer_files(source.best, directory)
         _write_json(directory / "sentence_bert_config.json",
                     {"max_seq_length": source.config.model.max_length, "do_lower_case": False})
         _write_json(directory / "config_sentence_transformers.json",

@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,21 @@ class ExportSource:
     model: MultitaskModel
     best: Path
 
-    def checkpoint_digest(self) -> str:
-        """sha256 of the best checkpoint's weights: an export is of one state of the run."""
+    @cached_property
+    def checkpoint_sha256(self) -> str:
+        """sha256 of the best checkpoint's weights (read once): an export is of one state of the run."""
         return file_sha256(self.best / "model.safetensors")
+
+    def check_one_encoder(self, what: str) -> None:
+        """`what` (a format) holds one encoder for every task: runs whose tasks have their own encoder parameters
+        are refused."""
+        pal = [task for task, head in self.model.heads.items() if head.pal is not None]
+        if pal:
+            raise ConfigError(f"tasks {', '.join(pal)} have projected attention layers (model.pal) inside the "
+                              f"encoder: {what} has one encoder for every task and does not cover them yet")
+        if self.model.task_layers:
+            raise ConfigError(f"each task has its own top layers (model.task_layers): {what} has one encoder for "
+                              "every task and does not cover them yet")
 
 
 def write_export(unit: Any, options: Any, source: ExportSource, directory: Path, format_name: str,
@@ -70,5 +83,5 @@ def prepare_export_dir(directory: Path, format_name: str, source: ExportSource, 
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / EXPORT_MARK).write_text(json.dumps({
-        "format": format_name, "run": str(source.run_dir.resolve()), "checkpoint_sha256": source.checkpoint_digest(),
+        "format": format_name, "run": str(source.run_dir.resolve()), "checkpoint_sha256": source.checkpoint_sha256,
     }, indent=2) + "\n", encoding="utf-8")

@@ -31,7 +31,7 @@ from minbert.reporting.report import write_report_quietly
 from minbert.runs.ensemble import member_inputs
 from minbert.runs.outputs import write_json, write_outputs
 from minbert.runs.rundir import RunLock, check_new_run, create_run_dir, removed_if_unfinished
-from minbert.tokenizer import TOKENIZER_FILES
+from minbert.tokenizer import copy_tokenizer_files
 from minbert.training.config import TRAINED_WITH, RunConfig, check_run_name, load_config, trained_with
 from minbert.training.experiment import load_task_data
 
@@ -121,9 +121,7 @@ def soup_run(members: Sequence[str | Path], name: str, output_dir: str | Path = 
         created = create_run_dir(run_dir, root, overwrite, files, inputs)
         with removed_if_unfinished(run_dir, created, "the soup"):
             soup.model.save(run_dir / "best")
-            for file in TOKENIZER_FILES:
-                if (order[0] / "best" / file).is_file():
-                    (run_dir / "best" / file).write_bytes((order[0] / "best" / file).read_bytes())
+            copy_tokenizer_files(order[0] / "best", run_dir / "best")
             final_dev = write_outputs(soup.model, data, soup.inference, run_dir)
             (run_dir / "soup.md").write_text(soup_table(method, steps, runs), encoding="utf-8")
             write_json(run_dir / "metrics.json", {

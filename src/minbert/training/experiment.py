@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from minbert.optim import AdamW, decay_groups
 from minbert.tasks.config import extra_context
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.tasks.model import MultitaskModel, check_max_length
-from minbert.tokenizer import TOKENIZER_FILES, Tokenizer
+from minbert.tokenizer import Tokenizer, copy_tokenizer_files
 from minbert.training.config import ExtraDataConfig, RunConfig
 from minbert.training.distributed import World
 
@@ -56,9 +55,7 @@ class Experiment:
 
     def copy_tokenizer_files(self, directory: Path) -> None:
         """So a checkpoint directory is a complete HF-layout model (encoder + tokenizer)."""
-        for name in TOKENIZER_FILES:
-            if (self.model_dir / name).exists():
-                shutil.copy2(self.model_dir / name, directory / name)
+        copy_tokenizer_files(self.model_dir, directory)
 
 
 def task_file(config: RunConfig, task: str, split: str) -> str:
