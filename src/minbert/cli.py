@@ -239,7 +239,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from minbert.runs.ensemble import ensemble_run
 
-    run_dir = ensemble_run(args.runs, args.name, args.output_dir, args.data_dir, args.overwrite)
+    run_dir = ensemble_run(args.runs, args.name, args.output_dir, args.data_dir, args.overwrite, args.weights)
     print((run_dir / "members.md").read_text(encoding="utf-8"))
     print(f"ensemble: {run_dir} (predictions/, figures/, metrics.json)")
     return 0
@@ -452,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--name", required=True, help="the ensemble's run name")
     ensemble.add_argument("--output-dir", default="runs", help="where its run directory goes (default: runs)")
     ensemble.add_argument("--overwrite", action="store_true", help="replace an existing ensemble of that name")
+    ensemble.add_argument("--weights", choices=["equal", "fitted"], default="equal",
+                          help="each data set's member weights: equal (default), or fitted on the tune split every "
+                               "member held out of its training file (train.tune_split; dev and test untouched)")
     data_dir_flag(ensemble)
     ensemble.set_defaults(handler=cmd_ensemble)
 

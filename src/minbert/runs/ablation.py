@@ -27,6 +27,8 @@ threads are shared out between them.
     name = "trio"
     members = "variants"                 # variants: one ensemble per seed of every variant's run (three single-task
                                          # runs make the trio); all: one ensemble of every run of the sweep
+    weights = "fitted"                   # optional: per-task weights fitted on the members' tune split (each
+                                         # variant trains with train.tune_split), else equal
 The ensemble is one more row of the table (its minutes include its members' training).
 """
 
@@ -56,9 +58,12 @@ def read_sweep(path: Path) -> dict:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} (use base, output_dir, budget, "
                           "overrides, seeds, variants, ensemble)")
     ensemble = sweep.get("ensemble")
-    if ensemble is not None and (not isinstance(ensemble, dict) or set(ensemble) != {"name", "members"}
-                                 or ensemble["members"] not in ("variants", "all")):
-        raise ConfigError(f"{path}: [ensemble] takes name = \"...\" and members = \"variants\" or \"all\"")
+    if ensemble is not None and (not isinstance(ensemble, dict) or not {"name", "members"} <= set(ensemble)
+                                 or set(ensemble) - {"name", "members", "weights"}
+                                 or ensemble["members"] not in ("variants", "all")
+                                 or ensemble.get("weights", "equal") not in ("equal", "fitted")):
+        raise ConfigError(f"{path}: [ensemble] takes name = \"...\", members = \"variants\" or \"all\" and "
+                          "optionally weights = \"equal\" or \"fitted\"")
     check_seeds(str(path), sweep.get("seeds", []))
     if not sweep.get("variants"):
         raise ConfigError(f"{path}: a sweep needs a [variants] table")
@@ -162,7 +167,8 @@ def ensemble_row(spec: dict, run_dirs: dict[str, list[Path]], out: Path, seeds: 
     for group, members in groups.items():
         run_dir = where[group] / group
         if not finished(run_dir):
-            ensemble_run(members, group, where[group], data_dir, overwrite=True)
+            ensemble_run(members, group, where[group], data_dir, overwrite=True,
+                         weights=spec.get("weights", "equal"))
         ensembles.append(run_dir)
     label = f"ensemble of {len(next(iter(groups.values())))} runs" + (" per seed" if len(groups) > 1 else "")
     return summarize(name, ensembles, {"config": None, "overrides": [label]}, None)

@@ -7,10 +7,15 @@ and a data set is averaged over the members that have it, so three single-task r
 loaded one at a time: memory stays that of one model. An ensemble's directory holds
 `ensemble.toml` (its members), so an ensemble can itself be a member or a teacher.
 
+Each data set's members are weighted equally, or (`weights = "fitted"`) by weights fitted on a tune split: the
+rows of the training file that every member held out (`train.tune_split`, the same share and seed in every member),
+so no member trained on them and neither dev nor test is looked at. The weights lie on the simplex and minimise the
+weighted mean's log loss (classification) or 1 - Pearson r (scores) on those rows.
+
 runs/<name>/
-  ensemble.toml     members (absolute run directories)
-  metrics.json      final_dev (the ensemble's dev metrics), member_dev (each member's), wall time
-  members.md        each member against the ensemble on dev
+  ensemble.toml     members (absolute run directories) and, when fitted, each data set's weights
+  metrics.json      final_dev (the ensemble's dev metrics), member_dev (each member's), weights, wall time
+  members.md        each member against the ensemble on dev, and the weights
   predictions/      CS224N-format dev and test predictions
   figures/          confusion matrices, STS scatter
 """
@@ -38,10 +43,23 @@ from minbert.runs.outputs import write_json, write_task_outputs
 from minbert.runs.rundir import Input, RunLock, check_new_run, create_run_dir, removed_if_unfinished
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.training.config import check_run_name, load_config, read_toml
-from minbert.training.experiment import read_split
+from minbert.training.experiment import read_split, tune_split_rows
 
 log = logging.getLogger("minbert")
 ENSEMBLE_FILE = "ensemble.toml"
+WEIGHTINGS = ("equal", "fitted")
+
+
+def read_weights(ensemble_dir: Path) -> dict[str, list[float]]:
+    """An ensemble's fitted weights ({data set: one weight per member that has it}), {} for equal weights."""
+    path = ensemble_dir / ENSEMBLE_FILE
+    weights = read_toml(path, "ensemble file").get("weights", {})
+    if not isinstance(weights, dict) or not all(
+            isinstance(w, list) and w and all(isinstance(x, (int, float)) and x >= 0 for x in w)
+            and abs(sum(w) - 1) < 1e-6 for w in weights.values()):
+        raise ConfigError(f"{path}: `weights` must map data sets to lists of non-negative weights summing to 1, "
+                          f"got {weights!r}")
+    return {data: [float(x) for x in w] for data, w in weights.items()}
 
 
 def read_members(ensemble_dir: Path) -> list[Path]:
@@ -110,6 +128,12 @@ class Ensemble:
         if not self.runs:
             raise ConfigError("an ensemble needs at least one member run")
         self.precision = precision
+        # {data set: {run: weight}}; a data set not in it averages its members equally
+        self.weights: dict[str, dict[Path, float]] = {}
+        weighted = [Path(m) for m in members if (Path(m) / ENSEMBLE_FILE).is_file() and read_weights(Path(m))]
+        if weighted and len(members) > 1:
+            raise ConfigError(f"{weighted[0]} has fitted weights, which do not carry into a larger ensemble: list "
+                              "its member runs instead (and fit again with --weights fitted)")
         found = {run: kinds_by_data(run) for run in self.runs}
         self.tasks = {run: {data: kind.name for data, kind in kinds.items()} for run, kinds in found.items()}
         self.kinds: dict[str, TaskKind] = {}  # data set -> its kind, from the first member that has it
@@ -120,6 +144,21 @@ class Ensemble:
                     raise ConfigError(f"{run}: task {kind.name} ({data}) is not the same task as in "
                                       f"{self.members_for(data)[0]}: its data spec or its outputs differ")
         self.data_sets = list(self.kinds)
+        if weighted:
+            for data, weights in read_weights(weighted[0]).items():
+                self.set_weights(data, weights, weighted[0] / ENSEMBLE_FILE)
+
+    def set_weights(self, data: str, weights: Sequence[float], where: Path | str = "the weights") -> None:
+        """Weight `data`'s members (in members_for order) by `weights`."""
+        runs = self.members_for(data)
+        if data not in self.kinds or len(weights) != len(runs):
+            raise ConfigError(f"{where}: {len(weights)} weight(s) for {data}, which has {len(runs)} member(s)")
+        self.weights[data] = dict(zip(runs, (float(w) for w in weights), strict=True))
+
+    def weights_of(self, data: str) -> dict[Path, float]:
+        """Each member's weight for a data set (equal unless fitted)."""
+        runs = self.members_for(data)
+        return self.weights.get(data) or {run: 1 / len(runs) for run in runs}
 
     def members_for(self, data: str) -> list[Path]:
         return [run for run in self.runs if data in self.tasks[run]]
@@ -136,12 +175,94 @@ class Ensemble:
             member = MultitaskBERT.load(run, self.precision)
             for data in wanted:
                 outputs = member.outputs(self.tasks[run][data], requests[data])
-                totals[data] = totals[data] + outputs if data in totals else outputs
                 if on_member:
                     on_member(run, data, outputs)
+                if data in self.weights:
+                    outputs = self.weights[data][run] * outputs
+                totals[data] = totals[data] + outputs if data in totals else outputs
             del member
             gc.collect()
-        return {data: total / len(self.members_for(data)) for data, total in totals.items()}
+        return {data: total if data in self.weights else total / len(self.members_for(data))
+                for data, total in totals.items()}
+
+
+def fit_weights(kind: TaskKind, member_outputs: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """Weights on the simplex for the members' soft outputs that minimise the weighted mean's log loss
+    (classification) or 1 - Pearson r (scores) on labelled rows: smooth objectives, so that a few hundred rows
+    do not pick weights by the ties of accuracy."""
+    from scipy.optimize import minimize
+
+    stacked = np.stack([np.asarray(o, dtype=np.float64) for o in member_outputs])  # (members, rows[, classes])
+    count = len(stacked)
+    if count == 1:
+        return np.ones(1)
+    labels = np.asarray(labels)
+    eps = 1e-7
+
+    def loss(weights: np.ndarray) -> float:
+        mean = np.tensordot(weights, stacked, axes=1)
+        if kind.is_classification and mean.ndim == 2:
+            return float(-np.log(np.clip(mean[np.arange(len(labels)), labels], eps, 1)).mean())
+        if kind.is_classification:
+            p = np.clip(mean, eps, 1 - eps)
+            return float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean())
+        centred, gold = mean - mean.mean(), labels - labels.mean()
+        return float(1 - centred @ gold / (np.linalg.norm(centred) * np.linalg.norm(gold) + eps))
+
+    start = np.full(count, 1 / count)
+    found = minimize(loss, start, method="SLSQP", bounds=[(0, 1)] * count,
+                     constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}])
+    weights = np.clip(found.x, 0, None) if found.success else start
+    weights = weights / weights.sum()
+    return weights if loss(weights) <= loss(start) else start  # never worse than equal on the rows it saw
+
+
+def check_tune_splits(ensemble: Ensemble, data: str) -> tuple[float, int]:
+    """(share, seed) of the tune split that every member of `data` held out, or a message naming the member
+    that trained on those rows or carved other ones."""
+    found: dict[tuple[float, int], Path] = {}
+    for run in ensemble.members_for(data):
+        train = load_config(run / "config.toml").train
+        if train.tune_split <= 0:
+            raise ConfigError(f"{run}: trained on all of {data}'s training file (train.tune_split = 0), so no rows "
+                              "are left to fit weights on: train every member with train.tune_split=0.1 (the same "
+                              "share and seed in each), or use --weights equal")
+        found.setdefault((train.tune_split, train.tune_split_seed), run)
+    if len(found) > 1:
+        (a, run_a), (b, run_b) = list(found.items())[:2]
+        raise ConfigError(f"{data}: members held out different tune splits ({run_a}: share {a[0]}, seed {a[1]}; "
+                          f"{run_b}: share {b[0]}, seed {b[1]}), so each trained on rows the other would fit on")
+    return next(iter(found))
+
+
+def fitted_weights(ensemble: Ensemble, data_dir: str | None) -> dict[str, dict]:
+    """Fit and set each data set's weights on the tune split its members held out; {data set: what was fitted on
+    how many rows, and the tune split's score with equal and with fitted weights}."""
+    requests: dict[str, list[Example]] = {}
+    splits = {data: check_tune_splits(ensemble, data) for data in ensemble.data_sets
+              if len(ensemble.members_for(data)) > 1}
+    for data in splits:
+        run = ensemble.members_for(data)[0]
+        config = load_config(run / "config.toml")
+        requests[data] = tune_split_rows(config, ensemble.tasks[run][data],
+                                         resolve_data_dir(data_dir or config.data_dir or None))
+    collected: dict[str, dict[Path, np.ndarray]] = {}
+    ensemble.outputs(requests, lambda run, data, outputs: collected.setdefault(data, {}).__setitem__(run, outputs))
+    fits = {}
+    for data, examples in requests.items():
+        kind, runs = ensemble.kinds[data], ensemble.members_for(data)
+        labels = kind.labels(examples)
+        outputs = [collected[data][run] for run in runs]
+        weights = fit_weights(kind, outputs, labels)
+        ensemble.set_weights(data, weights)
+        tune_score = {name: score(kind, kind.decide(np.tensordot(w, np.stack(outputs), axes=1)), labels)["score"]
+                      for name, w in (("equal", np.full(len(runs), 1 / len(runs))), ("fitted", weights))}
+        share, seed = splits[data]
+        fits[data] = {"rows": len(examples), "tune_split": share, "tune_split_seed": seed, "tune_score": tune_score}
+        log.info("%s: weights %s fitted on %d tune-split rows (%s %.4f with equal weights, %.4f fitted)", data,
+                 " / ".join(f"{w:.3f}" for w in weights), len(examples), kind.metric, tune_score["equal"],
+                 tune_score["fitted"])
+    return fits
 
 
 def split_examples(run_dir: Path, data: str, split: str, data_dir: str | None) -> list[Example] | None:
@@ -153,17 +274,26 @@ def split_examples(run_dir: Path, data: str, split: str, data_dir: str | None) -
 
 
 def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Path = "runs",
-                 data_dir: str | None = None, overwrite: bool = False) -> Path:
-    """Average the members' dev and test outputs into a run directory of predictions, metrics and figures."""
+                 data_dir: str | None = None, overwrite: bool = False, weights: str = "equal") -> Path:
+    """Average the members' dev and test outputs (equally, or with weights fitted on the tune split they held out)
+    into a run directory of predictions, metrics and figures."""
 
     started = time.perf_counter()
     check_run_name(name)
+    if weights not in WEIGHTINGS:
+        raise ConfigError(f"ensemble weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
     ensemble = Ensemble(members)
+    ensemble.weights = {}  # a new ensemble: equal, or fitted again on its members' tune split
+    if weights == "fitted":
+        for data in ensemble.data_sets:
+            if len(ensemble.members_for(data)) > 1:
+                check_tune_splits(ensemble, data)  # before any member is loaded
     root = Path(output_dir)
     run_dir = root / name
     inputs = member_inputs(members)
     check_new_run(run_dir, root, overwrite, inputs)  # before the members' outputs are computed
     with RunLock(run_dir):
+        fits = fitted_weights(ensemble, data_dir) if weights == "fitted" else {}
         member_dev: dict[str, dict[str, float]] = {}
         averaged: dict[tuple[str, str], tuple[list[Example], np.ndarray]] = {}
         for split in ("dev", "test"):
@@ -179,7 +309,10 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
 
             for data, outputs in ensemble.outputs(requests, member_score).items():
                 averaged[(data, split)] = (requests[data], outputs)
-        members_toml = tomli_w.dumps({"members": [str(r) for r in ensemble.runs]})
+        written: dict = {"members": [str(r) for r in ensemble.runs]}
+        if ensemble.weights:
+            written["weights"] = {data: list(w.values()) for data, w in ensemble.weights.items()}
+        members_toml = tomli_w.dumps(written)
         created = create_run_dir(run_dir, root, overwrite, {ENSEMBLE_FILE: members_toml}, inputs)
         with removed_if_unfinished(run_dir, created, "the ensemble"):
             final_dev = {}
@@ -189,10 +322,15 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
                 if result:
                     final_dev[data] = result
             rows = [*member_dev.items(), ("ensemble", {data: r["score"] for data, r in final_dev.items()})]
-            (run_dir / "members.md").write_text(members_table(rows, ensemble.kinds), encoding="utf-8")
+            table = members_table(rows, ensemble.kinds) + weights_table(ensemble, fits)
+            (run_dir / "members.md").write_text(table, encoding="utf-8")
             write_json(run_dir / "metrics.json", {
                 "name": name, "members": [str(r) for r in ensemble.runs], "final_dev": final_dev,
-                "member_dev": member_dev, "wall_seconds": round(time.perf_counter() - started, 1),
+                "member_dev": member_dev,
+                "weights": {"method": weights, "fitted": fits,
+                            "by_data": {data: {short_name(run): round(w, 6) for run, w in
+                                               ensemble.weights_of(data).items()} for data in ensemble.data_sets}},
+                "wall_seconds": round(time.perf_counter() - started, 1),
                 "environment": {**machine(), "precision": ensemble.precision or "each member's own"}})
             write_report_quietly(run_dir)
     return run_dir
@@ -216,4 +354,20 @@ def members_table(rows: list[tuple[str, dict[str, float]]], kinds: dict[str, Tas
     for name, scores in rows:
         scores = with_overall(scores, kinds)
         lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.4f}" if c in scores else "-" for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def weights_table(ensemble: Ensemble, fits: dict[str, dict]) -> str:
+    """Each data set's member weights, and where fitted, the rows they were fitted on and the tune split's score."""
+    if not ensemble.weights:
+        return "\nEvery data set averages its members with equal weights.\n"
+    lines = ["", "Weights, fitted on the tune split every member held out of its training file (dev and test "
+             "untouched); its score with equal and with fitted weights:", "",
+             "| data set | weights | tune rows | equal | fitted |", "| --- | --- | ---: | ---: | ---: |"]
+    for data in ensemble.data_sets:
+        weights = ", ".join(f"{short_name(run)} {w:.3f}" for run, w in ensemble.weights_of(data).items())
+        fit = fits.get(data)
+        figures = (f"{fit['rows']} | {fit['tune_score']['equal']:.4f} | {fit['tune_score']['fitted']:.4f}"
+                   if fit else "- | - | -")
+        lines.append(f"| {data} | {weights} | {figures} |")
     return "\n".join(lines) + "\n"

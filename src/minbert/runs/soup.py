@@ -62,7 +62,17 @@ def check_members(runs: list[Path]) -> list[RunConfig]:
         if (config.model.path, config.model.revision) != (first.model.path, first.model.revision):
             raise ConfigError(f"{run}: fine-tuned from {config.model.path or 'the embedded model'}, {runs[0]} from "
                               f"{first.model.path or 'the embedded model'}: a soup's members share their start")
+    starts = {start_seed(c) for c in configs}
+    if len(starts) > 1:
+        log.warning("soup: the members' heads start from different random initialisations (init seeds %s): their "
+                    "mean can fall far below each of them; members trained with one init_seed (and their own seeds) "
+                    "share the start", ", ".join(map(str, sorted(starts))))
     return configs
+
+
+def start_seed(config: RunConfig) -> int:
+    """The seed of a run's random initialisation (its init_seed, else its seed)."""
+    return config.seed if config.init_seed < 0 else config.init_seed
 
 
 def recorded_score(run: Path) -> float:
@@ -123,7 +133,7 @@ def soup_run(members: Sequence[str | Path], name: str, output_dir: str | Path = 
             soup.model.save(run_dir / "best")
             copy_tokenizer_files(order[0] / "best", run_dir / "best")
             final_dev = write_outputs(soup.model, data, soup.inference, run_dir)
-            (run_dir / "soup.md").write_text(soup_table(method, steps, runs), encoding="utf-8")
+            (run_dir / "soup.md").write_text(soup_table(method, steps, runs, configs), encoding="utf-8")
             write_json(run_dir / "metrics.json", {
                 "name": name, "soup": {"method": method, "members": [str(r) for r in runs],
                                        "kept": [str(r) for r in kept], "steps": steps,
@@ -135,11 +145,14 @@ def soup_run(members: Sequence[str | Path], name: str, output_dir: str | Path = 
     return run_dir
 
 
-def soup_table(method: str, steps: list[dict], runs: list[Path]) -> str:
+def soup_table(method: str, steps: list[dict], runs: list[Path], configs: list[RunConfig]) -> str:
     how = ("the mean of every member's best weights" if method == "uniform" else
            "members in order of their own dev selection score; each kept only if the soup's dev selection score "
            "does not fall (chosen on dev: its dev figure is optimistic)")
-    lines = [f"A {method} soup of {len(runs)} runs: {how}.", "", "| step | with | dev selection | kept |",
+    starts = sorted({start_seed(c) for c in configs})
+    start = (f"Every member's heads started from init seed {starts[0]}." if len(starts) == 1 else
+             f"The members' heads started from different initialisations (init seeds {', '.join(map(str, starts))}).")
+    lines = [f"A {method} soup of {len(runs)} runs: {how}.", start, "", "| step | with | dev selection | kept |",
              "| ---: | --- | ---: | --- |"]
     for i, step in enumerate(steps, start=1):
         lines.append(f"| {i} | {step['run']} | {step['selection_score']:.4f} | {'yes' if step['kept'] else 'no'} |")

@@ -99,6 +99,9 @@ SEED_RANGE = (0, 2**32 - 1)
 class RunConfig:
     name: str = "run"  # run directory name under output_dir (one path component); a config file's default: its stem
     seed: int = option(11711, low=SEED_RANGE[0], high=SEED_RANGE[1])  # numpy's range
+    # the heads' random initialisation (-1: `seed`); runs that share it and differ in `seed` (data order, dropout)
+    # start from one point, which a weight soup needs
+    init_seed: int = option(-1, low=-1, high=SEED_RANGE[1])
     data_dir: str = ""  # "" = --data-dir, then $MINBERT_DATA, then ./data, then ../shared/data
     output_dir: str = "runs"
     device: str = option("auto", choices=("auto", "cpu", "cuda"))
@@ -123,7 +126,7 @@ class RunConfig:
 # What changes only how a run trains, not what its checkpoint computes. Every other key shapes the model (the tasks
 # and their data sets, pooling, head, loss, pair encoding, model.max_length, PAL, common layers, ...): a run's
 # prediction is only its own while these match what it was trained with (`model_keys`).
-TRAINING_ONLY = ("name", "output_dir", "data_dir", "seed", "device", "train", "stages", "model.path",
+TRAINING_ONLY = ("name", "output_dir", "data_dir", "seed", "init_seed", "device", "train", "stages", "model.path",
                  "model.revision", "model.freeze",
                  "model.frozen_layers", "model.trainable_layers", "model.hidden_dropout", "model.attention_dropout",
                  "model.freeze_word_embeddings", "model.common_dropout", "tasks.*.train", "tasks.*.dev",

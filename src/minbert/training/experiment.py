@@ -150,6 +150,15 @@ def read_split(config: RunConfig, task: str, split: str, directory: Path, strict
     return loaded
 
 
+def tune_split_rows(config: RunConfig, task: str, directory: Path) -> list[Example]:
+    """The rows of a task's training file that a run with `train.tune_split` held out (never trained on), exactly
+    as its training carved them."""
+    loaded = read_split(config, task, "train", directory)
+    _, held = carve_tune_split(loaded.examples, config.train.tune_split, config.train.tune_split_seed,
+                               kind_of(task, config.tasks[task]).is_classification)
+    return held
+
+
 def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None, strict: bool = False,
                    splits: tuple[str, ...] = SPLITS) -> dict[str, dict[str, TaskData]]:
     directory = resolve_data_dir(data_dir or config.data_dir or None)
@@ -220,8 +229,12 @@ def build_experiment(config: RunConfig, data_dir: str | None = None, strict: boo
     model_dir = resolve_model_dir(config.model.path or None, config.model.revision or None)
     tokenizer = Tokenizer.from_pretrained(model_dir)
     data = load_task_data(config, tokenizer, data_dir, strict, splits)
-    seed_everything(config.seed)  # the heads' initialisation does not depend on how much data was read
+    # the heads' initialisation does not depend on how much data was read
+    init_seed = config.seed if config.init_seed < 0 else config.init_seed
+    seed_everything(init_seed)
     model = build_model(config, model_dir).to(device)
+    if init_seed != config.seed:  # what training draws (dropout, sampling) still follows the run's seed
+        seed_everything(config.seed)
     return Experiment(config, device, resolve_precision(config.train.precision, device), tokenizer, model,
                       model_dir, data)
 
