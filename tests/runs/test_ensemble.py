@@ -103,3 +103,22 @@ def test_an_ensemble_needs_finished_runs(tmp_path, capsys):
     (tmp_path / "half").mkdir()
     assert main(["ensemble", str(tmp_path / "half"), "--name", "e", "--output-dir", str(tmp_path)]) == 2
     assert "not a finished run" in capsys.readouterr().err
+
+
+def test_a_task_subset_member_counts_only_for_its_tasks(members, tmp_path, tiny_model_dir):
+    a, _, data_dir = members
+    config = write_tiny_config(tmp_path / "sts-only.toml", tmp_path, tiny_model_dir, tasks=SIAMESE_STS)
+    assert main(["train", "--config", str(config), "--data-dir", str(data_dir), "seed=9"]) == 0
+    sts_only = tmp_path / "sts-only"
+    assert main(["ensemble", str(a), str(sts_only), "--name", "mixed", "--output-dir", str(tmp_path),
+                 "--data-dir", str(data_dir)]) == 0
+    metrics = json.loads((tmp_path / "mixed" / "metrics.json").read_text())
+    assert set(metrics["member_dev"]["sts-only"]) == {"sts"}
+    alone = json.loads((a / "metrics.json").read_text())["final_dev"]
+    for task in ("sst", "quora"):  # from the one member that has them
+        assert metrics["final_dev"][task]["score"] == pytest.approx(alone[task]["score"], abs=1e-6)
+    assert metrics["weights"]["by_data"]["sst"] == {a.name: 1.0}
+    examples = read_examples(data_dir / "sts-dev.csv", FORMATS["sts"]).examples
+    mean = (raw_outputs(a, "sts", examples) + raw_outputs(sts_only, "sts", examples)) / 2
+    _, rows = read_predictions(tmp_path / "mixed" / "predictions" / "sts-dev-output.csv")
+    np.testing.assert_allclose([float(r[1]) for r in rows], mean, atol=6e-5)
