@@ -235,12 +235,16 @@ def check_tune_splits(ensemble: Ensemble, data: str) -> tuple[float, int]:
     return next(iter(found))
 
 
-def fitted_weights(ensemble: Ensemble, data_dir: str | None) -> dict[str, dict]:
-    """Fit and set each data set's weights on the tune split its members held out; {data set: what was fitted on
-    how many rows, and the tune split's score with equal and with fitted weights}."""
+def tune_splits(ensemble: Ensemble) -> dict[str, tuple[float, int]]:
+    """{data set with more than one member: (share, seed) of the tune split its members held out}, checked."""
+    return {data: check_tune_splits(ensemble, data) for data in ensemble.data_sets
+            if len(ensemble.members_for(data)) > 1}
+
+
+def fitted_weights(ensemble: Ensemble, data_dir: str | None, splits: dict[str, tuple[float, int]]) -> dict[str, dict]:
+    """Fit and set each data set's weights on the tune split (`tune_splits`) its members held out; {data set: what
+    was fitted on how many rows, and the tune split's score with equal and with fitted weights}."""
     requests: dict[str, list[Example]] = {}
-    splits = {data: check_tune_splits(ensemble, data) for data in ensemble.data_sets
-              if len(ensemble.members_for(data)) > 1}
     for data in splits:
         run = ensemble.members_for(data)[0]
         config = load_config(run / "config.toml")
@@ -284,16 +288,13 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
         raise ConfigError(f"ensemble weights must be one of {', '.join(WEIGHTINGS)}, got {weights!r}")
     ensemble = Ensemble(members)
     ensemble.weights = {}  # a new ensemble: equal, or fitted again on its members' tune split
-    if weights == "fitted":
-        for data in ensemble.data_sets:
-            if len(ensemble.members_for(data)) > 1:
-                check_tune_splits(ensemble, data)  # before any member is loaded
+    splits = tune_splits(ensemble) if weights == "fitted" else {}  # before any member is loaded
     root = Path(output_dir)
     run_dir = root / name
     inputs = member_inputs(members)
     check_new_run(run_dir, root, overwrite, inputs)  # before the members' outputs are computed
     with RunLock(run_dir):
-        fits = fitted_weights(ensemble, data_dir) if weights == "fitted" else {}
+        fits = fitted_weights(ensemble, data_dir, splits) if weights == "fitted" else {}
         member_dev: dict[str, dict[str, float]] = {}
         averaged: dict[tuple[str, str], tuple[list[Example], np.ndarray]] = {}
         for split in ("dev", "test"):
