@@ -76,6 +76,32 @@ def test_impossible_combinations_are_refused():
         MultitaskModel(encoder, tasks, ModelConfig(task_layers=3))
     with pytest.raises(ConfigError, match="frozen layers reach into the top 1"):
         MultitaskModel(encoder, tasks, ModelConfig(task_layers=1, frozen_layers=2))
+    with pytest.raises(ConfigError, match="names sts: the tasks are sst"):
+        MultitaskModel(encoder, tasks, ModelConfig(task_layers=1, task_layer_tasks=["sts"]))
+    with pytest.raises(ConfigError, match="model.task_layers = 0 gives none"):
+        MultitaskModel(encoder, tasks, ModelConfig(task_layer_tasks=["sst"]))
+
+
+def test_only_the_named_tasks_get_copies_and_the_others_train_the_shared_top(tmp_path, tiny_model_dir,
+                                                                              tiny_data_dir):
+    config = write_tiny_config(tmp_path / "c.toml", tmp_path, tiny_model_dir, tasks=THREE_TASKS,
+                               model="task_layers = 1\ntask_layer_tasks = [\"sts\"]")
+    experiment = build_experiment(load_config(config), str(tiny_data_dir))
+    model = experiment.model
+    assert list(model.task_layers) == ["sts"]
+    shared_top, own_top = model.encoder.layers[-1], model.task_layers["sts"]
+    assert all(p.requires_grad for p in shared_top.parameters())  # sst and quora still go through it
+    optimizer = build_optimizer(experiment.config, model)
+    model.train()
+    for task, moves_shared in (("sst", True), ("sts", False)):
+        shared_before = [p.detach().clone() for p in shared_top.parameters()]
+        own_before = [p.detach().clone() for p in own_top.parameters()]
+        optimizer.zero_grad(set_to_none=True)
+        model.loss(experiment.data[task]["train"].collate(list(range(8)))).backward()
+        optimizer.step()
+        shared_moved = any(not torch.equal(a, b) for a, b in zip(shared_before, shared_top.parameters(), strict=True))
+        own_moved = any(not torch.equal(a, b) for a, b in zip(own_before, own_top.parameters(), strict=True))
+        assert (shared_moved, own_moved) == (moves_shared, not moves_shared), task
 
 
 

@@ -38,6 +38,7 @@ class ModelConfig:
     common_dropout: float = option(0.1, low=0, high=1, high_open=True)
     # each task's own copy of the encoder's top k layers (initialised from the shared ones); 0: all layers shared
     task_layers: int = option(0, low=0)
+    task_layer_tasks: list[str] = field(default_factory=list)  # the tasks given those copies ([]: every task)
 
     def freezes_layers(self) -> bool:
         """Whether some encoder layers are frozen (and their outputs cached): perturbing embeddings cannot work."""

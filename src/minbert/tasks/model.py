@@ -136,8 +136,18 @@ class MultitaskModel(nn.Module):
             if model.pal.size:
                 raise ConfigError("model.task_layers and model.pal: each gives a task its own encoder parameters; "
                                   "choose one")
+        if model.task_layer_tasks and not model.task_layers:
+            raise ConfigError("model.task_layer_tasks names the tasks given their own top layers, but "
+                              "model.task_layers = 0 gives none: set model.task_layers")
+        owners = model.task_layer_tasks or list(tasks)
+        unknown = [name for name in owners if name not in tasks]
+        if unknown:
+            raise ConfigError(f"model.task_layer_tasks names {', '.join(unknown)}: the tasks are "
+                              f"{', '.join(tasks)}")
         self.task_layers = nn.ModuleDict({name: copy.deepcopy(encoder.layers[self.shared_depth:])
-                                          for name in tasks} if model.task_layers else {})
+                                          for name in owners} if model.task_layers else {})
+        # the shared top layers still train where some task has no copy of its own
+        self.shared_top_used = not self.task_layers or any(name not in self.task_layers for name in tasks)
         pal: PALOptions = model.pal
         if pal.size:  # per task, in the layers that train (made last: the other parts' initialisation stays put)
             for head in self.heads.values():
@@ -160,8 +170,9 @@ class MultitaskModel(nn.Module):
         if self.freeze_words:
             self.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
         if self.task_layers:  # the tasks' own copies train in place of the shared top layers
-            for module in self.encoder.layers[self.shared_depth:]:
-                module.requires_grad_(False)
+            if not self.shared_top_used:
+                for module in self.encoder.layers[self.shared_depth:]:
+                    module.requires_grad_(False)
             for name, layers in self.task_layers.items():
                 layers.requires_grad_(name in tasks and train_encoder and self.freeze != "encoder")
 
@@ -198,8 +209,10 @@ class MultitaskModel(nn.Module):
                 if batch.cache is not None:
                     hidden = batch.cache.put(batch.rows, hidden)  # rounded as a later cache hit will be
             hidden = hidden.to(inputs["input_ids"].device)
-        top = self.encoder.run_layers(hidden, inputs["attention_mask"], self.frozen_depth, self.shared_depth, pal)
-        if self.task_layers:
+        own = batch.task in self.task_layers
+        top = self.encoder.run_layers(hidden, inputs["attention_mask"], self.frozen_depth,
+                                      self.shared_depth if own else len(self.encoder.layers), pal)
+        if own:
             mask = attention_mask_for(inputs["attention_mask"])
             for layer in self.task_layers[batch.task]:
                 top = layer(top, mask, None)
