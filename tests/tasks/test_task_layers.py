@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
+from sentence_transformers import SentenceTransformer
 
 from minbert import BertModel
 from minbert.cli import main
@@ -63,10 +65,17 @@ def test_a_trained_run_saves_and_loads_them(tmp_path, tiny_model_dir, tiny_data_
     texts = ["a good film", "the cat sat on the mat"]  # each task's vectors come through its own layers
     assert not (loaded.embed(texts, "sst") == loaded.embed(texts, "quora")).all()
     assert main(["evaluate", "--run", str(tmp_path / "own"), "--data-dir", str(tiny_data_dir)]) == 0
-    for export in ("onnx", "sentence-transformers"):  # both hold one encoder for every task
-        assert main(["export", str(tmp_path / "own"), "--format", export, str(tmp_path / export), "task=sst"
-                     if export != "onnx" else "opset=18"]) == 2
-        assert not (tmp_path / export).exists()
+    # exports: each task's encoder is the shared bottom with its own top, one plain BERT of its own
+    fp32 = MultitaskBERT.load(tmp_path / "own", precision="fp32")
+    assert main(["export", str(tmp_path / "own"), "--format", "onnx", str(tmp_path / "onnx")]) == 0
+    onnx_run = MultitaskBERT.load(tmp_path / "own", backend="onnx", onnx_dir=str(tmp_path / "onnx"))
+    for task in ("sst", "quora", "sts"):
+        np.testing.assert_allclose(onnx_run.embed(texts, task), fp32.embed(texts, task), atol=1e-5, rtol=0)
+    assert not np.allclose(onnx_run.embed(texts, "sst"), onnx_run.embed(texts, "quora"), atol=1e-3)
+    assert main(["export", str(tmp_path / "own"), "--format", "sentence-transformers", str(tmp_path / "st"),
+                 "task=quora"]) == 0
+    got = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(got, fp32.embed(texts, "quora"), atol=1e-5, rtol=0)
 
 
 def test_impossible_combinations_are_refused():
@@ -78,10 +87,19 @@ def test_impossible_combinations_are_refused():
         MultitaskModel(encoder, tasks, ModelConfig(task_layers=3))
     with pytest.raises(ConfigError, match="frozen layers reach into the top 1"):
         MultitaskModel(encoder, tasks, ModelConfig(task_layers=1, frozen_layers=2))
-    with pytest.raises(ConfigError, match="names sts: the tasks are sst"):
+    with pytest.raises(ConfigError, match="model.task_layer_tasks: 'sts' is not a task of this run"):
         MultitaskModel(encoder, tasks, ModelConfig(task_layers=1, task_layer_tasks=["sts"]))
     with pytest.raises(ConfigError, match="model.task_layers = 0 gives none"):
         MultitaskModel(encoder, tasks, ModelConfig(task_layer_tasks=["sst"]))
+
+
+def test_the_config_refuses_unknown_task_layer_tasks_before_any_data_loads(tmp_path, tiny_model_dir):
+    config = write_tiny_config(tmp_path / "c.toml", tmp_path, tiny_model_dir, model="task_layers = 1")
+    with pytest.raises(ConfigError, match="model.task_layer_tasks: 'sst5' is not a task of this run"):
+        load_config(config, ['model.task_layer_tasks=["sst5"]'])
+    with pytest.raises(ConfigError, match="model.task_layers = 0 gives none"):
+        load_config(config, ["model.task_layers=0", 'model.task_layer_tasks=["sst"]'])
+    assert load_config(config, ['model.task_layer_tasks=["sst"]']).model.task_layer_tasks == ["sst"]
 
 
 def test_only_the_named_tasks_get_copies_and_the_others_train_the_shared_top(tmp_path, tiny_model_dir,

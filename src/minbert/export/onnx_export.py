@@ -1,8 +1,9 @@
 """The run as ONNX graphs (torch.onnx's exporter, dynamic batch and sequence axes): `encoder.onnx` (token ids ->
 last hidden states and pooler output) once, and per task `heads/<task>.onnx` (hidden states -> the task's pooling,
 common layers and head: logits, the score on the label's scale, the sentence vectors), so the 90 MB encoder is not
-copied per task. `manifest.json` says which graph is which, what each task is (its kind, classes, score range),
-and where the tokenizer is; the run's config.toml is copied beside it, so the folder alone is enough to predict."""
+copied per task (a task with its own top layers, model.task_layers, has its own `encoders/<task>.onnx`).
+`manifest.json` says which graph is which, what each task is (its kind, classes, score range), and where the
+tokenizer is; the run's config.toml is copied beside it, so the folder alone is enough to predict."""
 
 from __future__ import annotations
 
@@ -126,11 +127,17 @@ class OnnxExport:
                 inputs.append("pairs")
                 args += (torch.tensor([[0, 1], [2, 0]]),)
                 dynamic["pairs"] = {0: "pairs"}
+            own_encoder = None
+            if task in model.task_layers:  # its own top layers (model.task_layers): a whole encoder graph of its own
+                (directory / "encoders").mkdir(exist_ok=True)
+                own_encoder = (Path("encoders") / f"{task}.onnx").as_posix()
+                export_encoder(model.task_encoder(task), directory / own_encoder, options.opset)
             path = Path("heads") / f"{task}.onnx"
             export_graph(HeadGraph(head, model.common), args, directory / path, inputs, HEAD_OUTPUTS, dynamic,
                          options.opset)
             kind = head.kind
             tasks[task] = {"graph": path.as_posix(), "inputs": inputs, "outputs": HEAD_OUTPUTS,
+                           "encoder": own_encoder,
                            "siamese": head.siamese, "classification": kind.is_classification,
                            "num_outputs": kind.num_outputs,
                            "classes": kind.class_names if kind.is_classification else None,

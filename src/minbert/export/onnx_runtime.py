@@ -100,21 +100,25 @@ class OnnxMultitaskModel:
             raise ConfigError(f"{directory}: exported with tasks {', '.join(manifest['tasks'])}, the run has "
                               f"{', '.join(config.tasks)}: export it again")
         self.directory, self.manifest = directory, manifest
-        self.encoder = OnnxEncoder(directory / manifest["encoder"]["graph"],
-                                   BertConfig.from_json(directory / "config.json"))
+        bert = BertConfig.from_json(directory / "config.json")
+        self.encoder = OnnxEncoder(directory / manifest["encoder"]["graph"], bert)
+        # tasks with their own top layers (model.task_layers) have an encoder graph of their own
+        self.task_encoders = {task: OnnxEncoder(directory / entry["encoder"], bert)
+                              for task, entry in manifest["tasks"].items() if entry.get("encoder")}
         self.heads = {task: OnnxHead(directory / entry["graph"], kind_of(task, config.tasks[task]), entry["siamese"])
                       for task, entry in manifest["tasks"].items()}
 
     def to(self, device: torch.device | str) -> OnnxMultitaskModel:
-        self.encoder.to(device)
+        for encoder in (self.encoder, *self.task_encoders.values()):
+            encoder.to(device)
         return self
 
     def eval(self) -> OnnxMultitaskModel:
         return self
 
     def encode(self, batch: Batch) -> BertOutput:
-        return self.encoder(batch.inputs["input_ids"], batch.inputs["attention_mask"],
-                            batch.inputs.get("token_type_ids"))
+        encoder = self.task_encoders.get(batch.task, self.encoder)
+        return encoder(batch.inputs["input_ids"], batch.inputs["attention_mask"], batch.inputs.get("token_type_ids"))
 
     def __call__(self, batch: Batch) -> TaskOutput:
         return self.heads[batch.task](self.encode(batch), batch.inputs["attention_mask"], batch.index)

@@ -42,7 +42,7 @@ class SentenceTransformersFolder:
         task = vector_task(source.model.heads, options.task, str(source.run_dir))
         source.check_one_encoder("a sentence-transformers folder")
         pooling = POOLINGS.resolve(source.config.tasks[task].pooling).name
-        encoder = source.model.encoder
+        encoder = source.model.task_encoder(task)  # the shared one, or with the task's own top layers
         hidden = encoder.config.hidden_size
         save_pretrained(encoder, directory)  # config.json + model.safetensors, HF BertModel names
         copy_tokenizer_files(source.best, directory)

@@ -38,15 +38,12 @@ class ExportSource:
         return file_sha256(self.best / "model.safetensors")
 
     def check_one_encoder(self, what: str) -> None:
-        """`what` (a format) holds one encoder for every task: runs whose tasks have their own encoder parameters
-        are refused."""
+        """`what` (a format) holds plain BERT encoders: tasks with projected attention layers inside theirs are
+        refused (a task's own top layers, model.task_layers, make it one plain BERT of its own: task_encoder)."""
         pal = [task for task, head in self.model.heads.items() if head.pal is not None]
         if pal:
             raise ConfigError(f"tasks {', '.join(pal)} have projected attention layers (model.pal) inside the "
-                              f"encoder: {what} has one encoder for every task and does not cover them yet")
-        if self.model.task_layers:
-            raise ConfigError(f"each task has its own top layers (model.task_layers): {what} has one encoder for "
-                              "every task and does not cover them yet")
+                              f"encoder: {what} has plain BERT encoders and does not cover them yet")
 
 
 def write_export(unit: Any, options: Any, source: ExportSource, directory: Path, format_name: str,

@@ -104,6 +104,21 @@ class TaskContext:
         return self.is_pair and self.task.pair_encoding == "siamese"
 
 
+def check_task_names(names: list[str], tasks: Any, where: str) -> None:
+    """Names in a table that must each be a task of the run (a stage's tasks, the tasks with their own layers)."""
+    unknown = [name for name in names if name not in tasks]
+    if unknown:
+        raise ConfigError(f"{where}: {unknown[0]!r} is not a task of this run ({', '.join(tasks)})")
+
+
+def check_task_layers(model: ModelConfig, tasks: Any) -> None:
+    """model.task_layer_tasks: only with task_layers, and only the run's tasks."""
+    if model.task_layer_tasks and not model.task_layers:
+        raise ConfigError("model.task_layer_tasks names the tasks given their own top layers, but "
+                          "model.task_layers = 0 gives none: set model.task_layers")
+    check_task_names(model.task_layer_tasks, tasks, "model.task_layer_tasks")
+
+
 def check_task(name: str, task: TaskConfig, config: Any) -> None:
     """A task's data format, the pieces' combination (by what each declares it needs), its regularizers' own
     checks and its extra data."""

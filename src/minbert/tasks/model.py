@@ -16,7 +16,7 @@ from minbert.errors import CheckpointError, ConfigError
 from minbert.model.bert import BertModel, BertOutput, attention_mask_for
 from minbert.model.loading import load_encoder_weights, load_state_file, native_to_hf, save_tensors
 from minbert.model.pal import PAL, PALOptions
-from minbert.tasks.config import ModelConfig, TaskConfig
+from minbert.tasks.config import ModelConfig, TaskConfig, check_task_layers
 from minbert.tasks.heads import HEADS
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.tasks.losses import LOSSES, TaskOutput
@@ -136,14 +136,8 @@ class MultitaskModel(nn.Module):
             if model.pal.size:
                 raise ConfigError("model.task_layers and model.pal: each gives a task its own encoder parameters; "
                                   "choose one")
-        if model.task_layer_tasks and not model.task_layers:
-            raise ConfigError("model.task_layer_tasks names the tasks given their own top layers, but "
-                              "model.task_layers = 0 gives none: set model.task_layers")
+        check_task_layers(model, tasks)
         owners = model.task_layer_tasks or list(tasks)
-        unknown = [name for name in owners if name not in tasks]
-        if unknown:
-            raise ConfigError(f"model.task_layer_tasks names {', '.join(unknown)}: the tasks are "
-                              f"{', '.join(tasks)}")
         self.task_layers = nn.ModuleDict({name: copy.deepcopy(encoder.layers[self.shared_depth:])
                                           for name in owners} if model.task_layers else {})
         # the shared top layers still train where some task has no copy of its own
@@ -220,6 +214,15 @@ class MultitaskModel(nn.Module):
             with torch.no_grad():
                 return self.encoder.finish(top)
         return self.encoder.finish(top)
+
+    def task_encoder(self, task: str) -> BertModel:
+        """The one plain BERT that `task`'s hidden states come through (for exports): the shared encoder, or for a
+        task with its own top layers (model.task_layers) a copy of it with those layers in place of the shared."""
+        if task not in self.task_layers:
+            return self.encoder
+        encoder = copy.deepcopy(self.encoder)
+        encoder.layers[self.shared_depth:].load_state_dict(self.task_layers[task].state_dict())
+        return encoder
 
     def forward(self, batch: Batch, word_embeds: Tensor | None = None) -> TaskOutput:
         """`word_embeds` (N, T, H) replaces the word-embedding lookup (adversarial regularizers perturb it)."""

@@ -24,7 +24,15 @@ from minbert.data.extra import EXTRA_FORMATS, FLAT_OPTIONS
 from minbert.device import TRAINING_PRECISIONS
 from minbert.errors import ConfigError
 from minbert.options import Chosen, build, option, to_table
-from minbert.tasks.config import ExtraDataConfig, ModelConfig, TaskConfig, TaskContext, check_task
+from minbert.tasks.config import (
+    ExtraDataConfig,
+    ModelConfig,
+    TaskConfig,
+    TaskContext,
+    check_task,
+    check_task_layers,
+    check_task_names,
+)
 from minbert.training.distillation import Distillation
 from minbert.training.samplers import SAMPLERS, parse_balancing
 from minbert.training.techniques import TECHNIQUES
@@ -76,6 +84,9 @@ class TrainConfig:
     tune_split: float = option(0.0, low=0, high=1, high_open=True)
     tune_split_seed: int = option(0, low=0)
     stage_epoch_limit: int = option(0, low=0)  # > 0: every stage runs at most this many epochs (--quick sets 1)
+    # at the end, figures/ (PNG) and report.html besides the numbers and predictions; false saves about a second a
+    # run in sweeps of small runs (later: `minbert report RUN`, `minbert evaluate --run RUN --write-outputs`)
+    report: bool = True
 
 
 @dataclass
@@ -430,11 +441,10 @@ def validate(config: RunConfig) -> None:
     parse_balancing(config.train.balancing, len(config.tasks))
     for name, options in config.train.techniques.items():
         TECHNIQUES.check(name, options, TaskContext(config, f"train.techniques.{name}"))
+    check_task_layers(config.model, config.tasks)  # here too, before any data loads
     for i, stage in enumerate(config.stages):
         where = f"stages[{i}]"
-        unknown = [t for t in stage.tasks if t not in config.tasks]
-        if unknown:
-            raise ConfigError(f"{where}.tasks: {unknown[0]!r} is not a task of this run ({', '.join(config.tasks)})")
+        check_task_names(stage.tasks, config.tasks, f"{where}.tasks")
         if stage.train_data == "extra":
             bare = [t for t in (stage.tasks or config.tasks) if not config.tasks[t].extra]
             if bare:
