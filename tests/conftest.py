@@ -163,8 +163,9 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 def write_tiny_config(path: Path, output_dir: Path, model_dir: Path, train: str = "",
                       tasks: str = '[tasks.sst]\ndata = "sst"\n', model: str = "") -> Path:
     """The one run config of the tests' tiny random model. `train` and `model` hold `key = value` lines for [train]
-    and [model] (they replace the defaults: epochs = 1, batch_size = 8, lr = 1e-3; max_length = 32), `tasks` is
-    TOML task tables (and stages)."""
+    and [model] (they replace the defaults: epochs = 1, batch_size = 8, lr = 1e-3, report = false; max_length = 32),
+    `tasks` is TOML task tables (and stages). No figures or report.html unless a test asks (`report = true`): drawing
+    them is most of a tiny run's time."""
 
     def table(defaults: dict[str, str], lines: str) -> str:
         for line in filter(None, (line.strip() for line in lines.splitlines())):
@@ -173,7 +174,7 @@ def write_tiny_config(path: Path, output_dir: Path, model_dir: Path, train: str 
         return "\n".join(f"{key} = {value}" for key, value in defaults.items())
 
     model_lines = table({"path": f'"{model_dir}"', "max_length": "32"}, model)
-    train_lines = table({"epochs": "1", "batch_size": "8", "lr": "1e-3"}, train)
+    train_lines = table({"epochs": "1", "batch_size": "8", "lr": "1e-3", "report": "false"}, train)
     path.write_text(f'output_dir = "{output_dir}"\n[model]\n{model_lines}\n[train]\n{train_lines}\n{tasks}',
                     encoding="utf-8")
     return path
@@ -186,6 +187,6 @@ def three_task_run(tmp_path_factory, tiny_model_dir, tiny_data_dir) -> Path:
     from minbert.cli import main
 
     out = tmp_path_factory.mktemp("three-task-run")
-    config = write_tiny_config(out / "three.toml", out, tiny_model_dir, tasks=THREE_TASKS)
+    config = write_tiny_config(out / "three.toml", out, tiny_model_dir, tasks=THREE_TASKS, train="report = true")
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
     return out / "three"

@@ -1,28 +1,16 @@
 """`minbert train --quick` on the real embedded model and real data: the whole pipeline, with score floors that a
 broken pipeline cannot reach (an untrained head is at chance on SST and Quora), and its peak memory on glibc's
-malloc, the allocator a fresh setup runs on (no system package): the command in its own process, so the peak is
-this job's alone."""
+malloc, the allocator a fresh setup runs on (no system package): the run is conftest's `quick_default_metrics`,
+in its own process, so the peak is this job's alone."""
 
 from __future__ import annotations
-
-import json
-import os
-import subprocess
-import sys
-
-from tests.conftest import REPO
 
 # the default job's goal is 2 GiB; --quick, on far less data, peaks well below it (results/README.md)
 QUICK_PEAK_LIMIT_MB = 2048
 
 
-def test_quick_multitask_run_learns_every_task_within_its_memory(data_dir, embedded_dir, tmp_path):
-    env = {**os.environ, "MINBERT_ALLOCATOR": "system"}  # glibc, even where jemalloc is installed
-    result = subprocess.run([sys.executable, "-m", "minbert", "train", "--quick", "--config",
-                             str(REPO / "configs" / "multitask.toml"), "--data-dir", str(data_dir),
-                             f"output_dir={tmp_path}"], env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "multitask-quick" / "metrics.json").read_text())
+def test_quick_multitask_run_learns_every_task_within_its_memory(quick_default_metrics):
+    metrics = quick_default_metrics
     dev = {task: result["score"] for task, result in metrics["final_dev"].items()}
     peak = metrics["peak_rss_mb"]
     print(f"quick run dev scores: {dev}, wall {metrics['wall_seconds']} s, peak {peak:.0f} MiB on "

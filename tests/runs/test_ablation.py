@@ -48,6 +48,7 @@ def test_seeds_run_in_parallel_and_the_table_shows_their_spread(tmp_path, tiny_m
 base = "base.toml"
 output_dir = "{tmp_path / 'out'}"
 seeds = [3, 4]
+overrides = ["train.report=true"]  # each run's own report, which the comparison page links
 [variants]
 baseline = []
 cosent = ["tasks.sts.loss=cosent"]

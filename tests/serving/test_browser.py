@@ -153,7 +153,8 @@ def hostile_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
             cells[column] = text.replace("\t", " ")
             lines[i] = "\t".join(cells)
         (data / name).write_text("\n".join(lines) + "\n")
-    config = write_tiny_config(root / "hostile.toml", root / "runs", tiny_model_dir, tasks=THREE_TASKS)
+    config = write_tiny_config(root / "hostile.toml", root / "runs", tiny_model_dir, tasks=THREE_TASKS,
+                               train="report = true")
     assert main(["train", "--config", str(config), f"name={HOSTILE_NAME}", "--data-dir", str(data)]) == 0
     return root / "runs" / HOSTILE_NAME
 

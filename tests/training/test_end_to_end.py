@@ -17,7 +17,7 @@ from tests.conftest import write_tiny_config
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
     out = tmp_path_factory.mktemp("runs")
-    config = write_tiny_config(out / "tiny-sst.toml", out, tiny_model_dir, train="epochs = 2")
+    config = write_tiny_config(out / "tiny-sst.toml", out, tiny_model_dir, train="epochs = 2\nreport = true")
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "train.seed_is_not_a_key=1"]
                 ) == 2  # an unknown override stops before any work
     assert not (out / "tiny-sst").exists()
@@ -43,6 +43,20 @@ def test_run_directory_contents(finished_run):
     header, rows = read_predictions(run_dir / "predictions" / "sst-dev-output.csv")
     assert header == "Predicted_Sentiment" and len(rows) == 16 and {p for _, p in rows} <= set("01234")
     assert "epoch 2:" in (run_dir / "train.log").read_text()
+
+
+def test_without_a_report_the_numbers_are_written_and_the_pictures_can_be_drawn_later(tmp_path, tiny_model_dir,
+                                                                                      tiny_data_dir):
+    config = write_tiny_config(tmp_path / "quiet.toml", tmp_path, tiny_model_dir, train="epochs = 2")  # report = false
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
+    run_dir = tmp_path / "quiet"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 2 and sum(map(sum, metrics["final_dev"]["sst"]["confusion"])) == 16
+    assert (run_dir / "predictions" / "sst-dev-output.csv").is_file()
+    assert not (run_dir / "figures").exists() and not (run_dir / "report.html").exists()
+    assert main(["evaluate", "--run", str(run_dir), "--data-dir", str(tiny_data_dir), "--write-outputs"]) == 0
+    assert {p.name for p in (run_dir / "figures").iterdir()} == {"sst-confusion.png", "learning-curves.png"}
+    assert (run_dir / "report.html").is_file()  # evaluate --write-outputs redraws the page with the new figures
 
 
 def test_best_checkpoint_loads_as_an_encoder(finished_run):

@@ -20,7 +20,7 @@ def multitask_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
     config = write_tiny_config(
         out / "tiny-multitask.toml", out, tiny_model_dir, model="common_layers = 1",
         train='epochs = 2\nsampler = "round_robin"\nupdate = "global"\nbalancing = "trimmed"\n'
-              'select_best_by = "two_of_three"',
+              'select_best_by = "two_of_three"\nreport = true',
         tasks=f'[tasks.sst]\ndata = "sst"\npooling = "mean"\n[tasks.quora]\ndata = "quora"\npooling = "mean_max"\n'
               f'head = "mlp"\n{SIAMESE_STS}')
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "model.common_layers=0"]) == 0

@@ -24,22 +24,23 @@ def write_json(path: Path, value: dict) -> None:
 
 
 def write_outputs(model: MultitaskModel, data: dict[str, dict[str, TaskData]], inference: Inference,
-                  run_dir: Path) -> dict[str, dict]:
-    """Predictions for dev and test, confusion matrices; returns the dev metrics of the loaded checkpoint."""
+                  run_dir: Path, figures: bool = True) -> dict[str, dict]:
+    """Predictions for dev and test, confusion matrices (and their figures); returns the dev metrics of the loaded
+    checkpoint."""
     dev_metrics = {}
     for task, splits in data.items():
         for split in ("dev", "test"):
             if split in splits:
                 predictions, soft = predict_both(model, splits[split], inference)
                 result = write_task_outputs(run_dir, task, model.heads[task].kind, split, splits[split].examples,
-                                            predictions, soft)
+                                            predictions, soft, figures)
                 if result:
                     dev_metrics[task] = result
     return dev_metrics
 
 
 def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, examples: list[Example],
-                       predictions: np.ndarray, soft: np.ndarray | None = None) -> dict | None:
+                       predictions: np.ndarray, soft: np.ndarray | None = None, figures: bool = True) -> dict | None:
     """One split's CS224N prediction file; for dev also its metric, confusion matrix or per-bin error, figure,
     and every example's text, gold label, prediction and soft output (what the HTML report shows)."""
     shown = predictions if kind.is_classification else [f"{p:.4f}" for p in predictions]
@@ -47,20 +48,23 @@ def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, exa
                       [e.id for e in examples], shown)
     if split != "dev":
         return None
-    figures = run_dir / "figures"
-    figures.mkdir(exist_ok=True)
+    figure_dir = run_dir / "figures"
+    if figures:
+        figure_dir.mkdir(exist_ok=True)
     labels = kind.labels(examples)
     result = score(kind, predictions, labels)
     write_dev_details(run_dir / "predictions" / f"{task}-dev-details.jsonl", examples, predictions, soft)
     if not kind.is_classification:
         result["bins"] = score_bins(predictions, labels, *kind.score_range)
-        plot_similarity(predictions, labels, result["bins"], f"{task} dev ({kind.metric} {result['score']:.3f})",
-                        figures / f"{task}-scatter.png", kind.score_range)
+        if figures:
+            plot_similarity(predictions, labels, result["bins"], f"{task} dev ({kind.metric} {result['score']:.3f})",
+                            figure_dir / f"{task}-scatter.png", kind.score_range)
     else:
         counts = confusion_matrix(predictions, labels, kind.spec.num_classes)
         result["confusion"] = counts.tolist()
-        plot_confusion(counts, f"{task} dev ({kind.metric} {result['score']:.3f})", figures / f"{task}-confusion.png",
-                       kind.class_names)
+        if figures:
+            plot_confusion(counts, f"{task} dev ({kind.metric} {result['score']:.3f})",
+                           figure_dir / f"{task}-confusion.png", kind.class_names)
     return result
 
 

@@ -380,14 +380,17 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, resume: bool, hand
             metrics["stopped_early"] = trainer.stop_reason
             log.info("training ended early: %s", trainer.stop_reason)
         exp.model.load_checkpoint(run_dir / "best")
-        metrics["final_dev"] = write_outputs(exp.model, exp.data, exp.inference, run_dir)
-        plot_learning_curves(metrics["epochs"], run_dir / "figures" / "learning-curves.png")
+        report = config.train.report
+        metrics["final_dev"] = write_outputs(exp.model, exp.data, exp.inference, run_dir, figures=report)
+        if report:
+            plot_learning_curves(metrics["epochs"], run_dir / "figures" / "learning-curves.png")
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
         metrics["environment"] = machine(exp.inference.device, exp.inference.autocast_dtype)
         # the process's peak resident memory (Linux reports KiB): what the run needed of the machine
         metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         write_json(run_dir / "metrics.json", metrics)
-        write_report_quietly(run_dir)
+        if report:
+            write_report_quietly(run_dir)
         print_summary(config, metrics)
         return run_dir
     finally:
@@ -425,6 +428,8 @@ def write_run_outputs(run_dir: str | Path, data_dir: str | None = None) -> dict[
         metrics_path = run_dir / "metrics.json"
         metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
         metrics["final_dev"] = final_dev
+        if metrics.get("epochs"):
+            plot_learning_curves(metrics["epochs"], run_dir / "figures" / "learning-curves.png")
         write_json(metrics_path, metrics)
         write_report_quietly(run_dir)
     return final_dev
