@@ -294,6 +294,7 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                     trainer.fit()
                 finally:
                     trainer.close()
+                world.barrier()  # rank 0 writes the outputs: the process group ends on every rank together
                 return run_dir
             started = time.perf_counter()
             with held_log() as held:
@@ -308,7 +309,9 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 held.flush()
             try:
                 world.barrier()
-                return _train_main(exp, world, run_dir, bool(resume), handler, started, hooks)
+                finished = _train_main(exp, world, run_dir, bool(resume), handler, started, hooks)
+                world.barrier()  # the other ranks wait here for the outputs (a failure here: torchrun stops them)
+                return finished
             except BaseException as exc:  # an error, or an interrupt that came before the first checkpoint
                 removed = remove_failed_start(run_dir, created)
                 if removed:
