@@ -113,7 +113,7 @@ class OnnxExport:
 
     def export(self, source: ExportSource, directory: Path, options: Options) -> dict:
         model = source.model
-        source.check_one_encoder("the ONNX export")
+        source.check_plain_encoders("the ONNX export")
         ids, mask = export_encoder(model.encoder, directory / "encoder.onnx", options.opset)
         with torch.no_grad():
             hidden = model.encoder(ids, mask)

@@ -40,7 +40,7 @@ class SentenceTransformersFolder:
 
     def export(self, source: ExportSource, directory: Path, options: Options) -> dict:
         task = vector_task(source.model.heads, options.task, str(source.run_dir))
-        source.check_one_encoder("a sentence-transformers folder")
+        source.check_plain_encoders("a sentence-transformers folder")
         pooling = POOLINGS.resolve(source.config.tasks[task].pooling).name
         encoder = source.model.task_encoder(task)  # the shared one, or with the task's own top layers
         hidden = encoder.config.hidden_size

@@ -37,7 +37,7 @@ class ExportSource:
         """sha256 of the best checkpoint's weights (read once): an export is of one state of the run."""
         return file_sha256(self.best / "model.safetensors")
 
-    def check_one_encoder(self, what: str) -> None:
+    def check_plain_encoders(self, what: str) -> None:
         """`what` (a format) holds plain BERT encoders: tasks with projected attention layers inside theirs are
         refused (a task's own top layers, model.task_layers, make it one plain BERT of its own: task_encoder)."""
         pal = [task for task, head in self.model.heads.items() if head.pal is not None]

@@ -310,8 +310,6 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
             try:
                 world.barrier()
                 finished = _train_main(exp, world, run_dir, bool(resume), handler, started, hooks)
-                world.barrier()  # the other ranks wait here for the outputs (a failure here: torchrun stops them)
-                return finished
             except BaseException as exc:  # an error, or an interrupt that came before the first checkpoint
                 removed = remove_failed_start(run_dir, created)
                 if removed:
@@ -319,6 +317,8 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 if isinstance(exc, Interrupted):
                     exc.detail = what_was_kept(run_dir, removed)
                 raise
+            world.barrier()  # the other ranks wait here for the outputs (on a failure above, torchrun stops them)
+            return finished
     finally:
         shutdown(world)
 
