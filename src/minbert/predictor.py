@@ -106,7 +106,8 @@ class MultitaskBERT:
         """`task`'s soft outputs (class probabilities, paraphrase probability, score: what ensembles average and
         teachers pass on), or with soft=False its predictions, for examples (only their texts are read)."""
         data = TaskData(task, list(examples), self.tokenizer, self.config.model.max_length,
-                        siamese=self.model.heads[task].siamese)
+                        siamese=self.model.heads[task].siamese,
+                        both_orders=self.config.tasks[task].predict_order == "both")
         return predict(self.model, data, self.inference, soft=soft)
 
     @torch.no_grad()

@@ -123,6 +123,34 @@ def test_only_the_named_tasks_get_copies_and_the_others_train_the_shared_top(tmp
 
 
 
+def test_a_stage_that_keeps_the_shared_encoder_trains_only_its_tasks_own_layers(tmp_path, tiny_model_dir,
+                                                                              tiny_data_dir):
+    stages = ('[[stages]]\nname = "all"\n[[stages]]\nname = "sts"\ntasks = ["sts"]\ntrain_shared = false\n')
+    config = write_tiny_config(tmp_path / "c.toml", tmp_path, tiny_model_dir, tasks=THREE_TASKS + stages,
+                               model="task_layers = 1\ntask_layer_tasks = [\"sts\"]\ncommon_layers = 1")
+    experiment = build_experiment(load_config(config), str(tiny_data_dir))
+    model = experiment.model
+    stage = experiment.config.stages[1]
+    model.set_trainable(stage.train_encoder, stage.tasks, stage.train_shared)
+    trainable = {name.split(".")[0] + "." + name.split(".")[1] for name, p in model.named_parameters()
+                 if p.requires_grad}
+    assert trainable == {"task_layers.sts"}  # the cosine head has no parameters; common layers are shared
+    optimizer = build_optimizer(experiment.config, model)
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {
+        id(p) for p in model.task_layers["sts"].parameters()}
+    before = copy.deepcopy(model)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    model.loss(experiment.data["sts"]["train"].collate(list(range(8)))).backward()
+    optimizer.step()
+    assert equal(before.encoder, model.encoder) and equal(before.common, model.common)
+    assert equal(before.heads, model.heads) and not equal(before.task_layers, model.task_layers)
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.train_shared = false: task sts has no top layers"):
+        load_config(config, ['model.task_layer_tasks=["sst"]'])
+    with pytest.raises(ConfigError, match="task sts has no top layers"):
+        load_config(config, ["model.task_layers=0", "model.task_layer_tasks=[]"])
+
+
 @pytest.mark.parametrize("frozen", [0, 1])
 def test_fresh_copies_compute_what_the_shared_encoder_does(frozen):
     """Before training, the bottom (frozen or not), then the task's copy of the top, is the plain encoder."""

@@ -58,12 +58,21 @@ class TaskData:
     """One split of one task, tokenized."""
 
     def __init__(self, task: str, examples: list[Example], tokenizer: Tokenizer, max_length: int,
-                 siamese: bool = False, label_dtype: torch.dtype = torch.long, sources: list[ExtraSource] = ()):
+                 siamese: bool = False, label_dtype: torch.dtype = torch.long, sources: list[ExtraSource] = (),
+                 both_orders: bool = False, random_order: bool = False):
         self.task = task
         self.examples = examples
         self.sources = list(sources)  # the extra files' examples, after the task's own (training data only)
         self.tokenizer = tokenizer
         self.siamese = siamese
+        # cross-encoded pairs of a symmetric task: with `both_orders` (predict_order = "both": predictions average
+        # the two) or `random_order` (train_order = "random": each epoch draws one per example), rows len(self) + i
+        # hold example i's texts the other way round ([CLS] b [SEP] a [SEP]), and a position p >= len(self) means
+        # example p - len(self) so
+        pairs_here = not siamese and bool(examples) and len(examples[0].texts) == 2
+        self.both_orders = both_orders and pairs_here
+        self.random_order = random_order and pairs_here
+        self.swapped_rows = self.both_orders or self.random_order
         self.cache: Any = None  # a LayerCache, set by the trainer when the encoder's bottom is frozen
         self.teacher: np.ndarray | None = None  # distillation: a teacher's soft output per example (training data)
         self.labelled = bool(examples) and all(e.label is not None for e in examples)
@@ -77,6 +86,8 @@ class TaskData:
         else:
             texts = [e.texts[0] for e in examples]
             pairs = [e.texts[1] for e in examples] if examples and len(examples[0].texts) == 2 else None
+            if self.swapped_rows:
+                texts, pairs = texts + pairs, pairs + texts
             self.rows = tokenizer.encode_ids(texts, pairs, max_length=max_length)
             self.lengths = self.rows.lengths
 
@@ -100,11 +111,16 @@ class TaskData:
         return batches
 
     def collate(self, positions: list[int]) -> Batch:
+        """A batch of the examples at `positions` (with both orders, a position past the examples is one of them
+        the other way round: the batch's `rows` keep it, its `positions` name the example)."""
+        rows = list(positions)
+        if self.swapped_rows:
+            positions = [p % len(self) for p in rows]
         labels = self.labels[positions] if self.labels is not None else None
         teacher = torch.from_numpy(self.teacher[positions]) if self.teacher is not None else None
         if not self.siamese:
-            inputs = self.tokenizer.pad([self.rows[p] for p in positions])
-            return Batch(self.task, inputs, labels, positions, None, list(positions), self.cache, teacher)
+            inputs = self.tokenizer.pad([self.rows[r] for r in rows])
+            return Batch(self.task, inputs, labels, positions, None, rows, self.cache, teacher)
         pair_rows = self.pair_rows[positions]  # (B, 2) rows in self.rows
         distinct, index = np.unique(pair_rows, return_inverse=True)  # each distinct sentence is encoded once
         inputs = self.tokenizer.pad([self.rows[r] for r in distinct])
@@ -114,7 +130,8 @@ class TaskData:
     def epoch_positions(self, use: str, rng: np.random.Generator) -> np.ndarray:
         """The examples one epoch trains on. `use`: all | base (the task's own file) | extra (its extra files).
         An extra source with a share is drawn afresh each epoch (without repeats) so that it makes up that share
-        of the epoch; without one it is taken whole. Draws from `rng` only when a share is drawn."""
+        of the epoch; without one it is taken whole. With a random order, each example's order is drawn too.
+        Draws from `rng` only when a share or an order is drawn."""
         base_stop = self.sources[0].start if self.sources else len(self)
         parts = [np.arange(base_stop)] if use in ("all", "base") else []
         if use in ("all", "extra"):
@@ -125,7 +142,14 @@ class TaskData:
                     parts.append(source.start + np.sort(rng.choice(source.stop - source.start, size, replace=False)))
                 else:
                     parts.append(np.arange(source.start, source.stop))
-        return np.concatenate(parts) if parts else np.arange(0)
+        positions = np.concatenate(parts) if parts else np.arange(0)
+        if self.random_order:  # each example in one of its two orders, drawn afresh each epoch
+            positions = positions + len(self) * rng.integers(0, 2, len(positions))
+        return positions
+
+    def other_order(self, positions: list[int]) -> list[int]:
+        """The same examples with their texts the other way round (rows of both orders only)."""
+        return [p + len(self) for p in positions]
 
     @property
     def row_lengths(self) -> np.ndarray:

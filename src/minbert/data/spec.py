@@ -36,6 +36,9 @@ class DataSpec:
     # every run seed), e.g. SICK, which ships as one file
     dev_share: float = option(0.0, low=0, high=1, high_open=True)
     text: list[str] = field(default_factory=list)  # one column: single sentences; two: sentence pairs
+    # pairs: the label does not depend on which text comes first (paraphrase, similarity; not entailment), so a
+    # task may train on either order and predict with both (tasks.X.train_order, tasks.X.predict_order)
+    symmetric: bool = False
     label: str = ""  # the label column
     id: str = ""  # the id column; "" = rows are named by file and line (name:line)
     delimiter: str = "\t"
@@ -102,6 +105,8 @@ def check_spec(spec: DataSpec, where: str) -> None:
                           "(one of the two)")
     if len(spec.text) not in (1, 2) or not all(c.strip() for c in spec.text):
         raise ConfigError(f"{where}.text = {spec.text}: one column (single sentences) or two (pairs)")
+    if spec.symmetric and len(spec.text) != 2:
+        raise ConfigError(f"{where}.symmetric: only a pair of texts can be symmetric; this spec has one text column")
     if not spec.label.strip():
         raise ConfigError(f"{where}.label: the label column is required")
     if len(spec.delimiter) != 1:

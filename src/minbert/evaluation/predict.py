@@ -31,7 +31,8 @@ def predict(model: MultitaskModel, data: TaskData, inference: Inference, soft: b
 
 @torch.no_grad()
 def predict_both(model: MultitaskModel, data: TaskData, inference: Inference) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, soft outputs) from one pass: a run's report shows how sure each prediction was."""
+    """(predictions, soft outputs) from one pass: a run's report shows how sure each prediction was. A task
+    predicted in both pair orders (predict_order = "both") gets the mean of the two orders' outputs."""
     model.eval()
     kind = model.heads[data.task].kind
     hard = np.zeros(len(data), dtype=np.int64 if kind.is_classification else np.float64)
@@ -41,6 +42,9 @@ def predict_both(model: MultitaskModel, data: TaskData, inference: Inference) ->
         batch = data.collate(positions).to(inference.device)
         with autocast(inference.device, inference.autocast_dtype):
             outputs = model(batch)
+            if data.both_orders:  # a symmetric task's answer should not depend on which text comes first
+                other = model(data.collate(data.other_order(positions)).to(inference.device))
+                outputs = outputs.mean_with(other)
         hard[positions] = kind.predict(outputs).cpu().numpy()
         soft[positions] = kind.soft(outputs).cpu().numpy()
     return hard, soft

@@ -67,6 +67,10 @@ class TaskConfig:
     pooling: Chosen = option(Chosen("cls"), registry=POOLINGS)  # see minbert.tasks.pooling
     pair_encoding: str = option("cross", choices=("cross", "siamese"))  # cross: [CLS] a [SEP] b [SEP]
     pair_features: list[str] = field(default_factory=lambda: ["u", "v", "abs_diff", "product"])  # siamese
+    # cross-encoded pairs of a symmetric data set: which order of the two texts training sees ("random": each
+    # example's drawn afresh every epoch), and what predictions use ("both": the mean of both orders' outputs)
+    train_order: str = option("given", choices=("given", "random"))
+    predict_order: str = option("given", choices=("given", "both"))
     # a name, or a table with the head's options: { name = "mlp", hidden_layers = 2 } (see minbert.tasks.heads)
     head: Chosen = option(Chosen("linear"), registry=HEADS)
     dropout: float = option(0.3, low=0, high=1, high_open=True)
@@ -136,6 +140,15 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
         if unknown or not task.pair_features:
             raise ConfigError(f"{where}.pair_features = {task.pair_features} must be a non-empty list of "
                               f"{', '.join(PAIR_FEATURES)}")
+    for key, value in (("train_order", task.train_order), ("predict_order", task.predict_order)):
+        if value == "given":
+            continue
+        if not kind.spec.symmetric:
+            raise ConfigError(f"{where}.{key} = {value!r}: {what_data(name, task)} is not declared symmetric (its "
+                              "data spec's `symmetric = true` says the label does not depend on the texts' order)")
+        if context.siamese:
+            raise ConfigError(f"{where}.{key} = {value!r} is for cross-encoded pairs; with pair_encoding = "
+                              "'siamese' each text is encoded alone")
     head = chosen_name(task.head)
     head_needs_pairs = HEADS[head].needs_pairs
     if head_needs_pairs and not (context.siamese and not kind.is_classification):

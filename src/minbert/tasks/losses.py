@@ -26,6 +26,12 @@ class TaskOutput:
     score: Tensor  # predictions on the label scale: logits for classification, 0..5 for STS
     embeddings: tuple[Tensor, ...] = ()  # pooled sentence vectors: (u,), or (u, v) for siamese pairs
 
+    def mean_with(self, other: TaskOutput) -> TaskOutput:
+        """The mean of two outputs for the same examples (one pair in both orders): logits and scores averaged, in
+        fp32 (bf16 logits would round the mean)."""
+        return TaskOutput((self.logits.float() + other.logits.float()) / 2,
+                          (self.score.float() + other.score.float()) / 2)
+
 
 class Loss(nn.Module):
     """What every loss declares; the defaults suit a plain classification loss."""

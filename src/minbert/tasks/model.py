@@ -150,14 +150,15 @@ class MultitaskModel(nn.Module):
         self.pal_parameters = sum(h.pal.num_parameters() for h in self.heads.values() if h.pal is not None)
         self.set_trainable(True, list(tasks))
 
-    def set_trainable(self, train_encoder: bool, tasks: list[str]) -> None:
+    def set_trainable(self, train_encoder: bool, tasks: list[str], train_shared: bool = True) -> None:
         """What trains: the heads of `tasks` (and the common layers), and the encoder's unfrozen part when
-        `train_encoder`; the model-level freezes (pretrain mode, frozen layers, word embeddings) always hold. The
-        one place where freezing is applied."""
+        `train_encoder` (with `train_shared` false, only the tasks' own top layers, the shared encoder and the
+        common layers staying as they are); the model-level freezes (pretrain mode, frozen layers, word
+        embeddings) always hold. The one place where freezing is applied."""
         for name, head in self.heads.items():
             head.requires_grad_(name in tasks)
-        self.common.requires_grad_(True)
-        self.encoder.requires_grad_(train_encoder and self.freeze != "encoder")
+        self.common.requires_grad_(train_shared)
+        self.encoder.requires_grad_(train_encoder and train_shared and self.freeze != "encoder")
         if self.frozen_depth:
             for module in (self.encoder.embeddings, *self.encoder.layers[: self.frozen_depth]):
                 module.requires_grad_(False)

@@ -99,6 +99,9 @@ class StageConfig:
     lr: float = option(0.0, low=0, high=1)  # 0 = train.lr
     head_lr: float = option(0.0, low=0, high=1)  # 0 = train.head_lr
     train_encoder: bool = True  # False: only the stage's heads train
+    # False: the shared encoder stays as it is and only the stage's tasks' own top layers (model.task_layers) and
+    # heads train, so the other tasks' predictions cannot change in this stage
+    train_shared: bool = True
     # all | base (each task's own train file) | extra (only its [[tasks.X.extra]] data)
     train_data: str = option("all", choices=("all", "base", "extra"))
 
@@ -449,5 +452,12 @@ def validate(config: RunConfig) -> None:
             bare = [t for t in (stage.tasks or config.tasks) if not config.tasks[t].extra]
             if bare:
                 raise ConfigError(f"{where}.train_data = 'extra' but task {bare[0]} has no extra data")
+        if not stage.train_shared:
+            owners = config.model.task_layer_tasks or (list(config.tasks) if config.model.task_layers else [])
+            without = [t for t in (stage.tasks or config.tasks) if t not in owners]
+            if without:
+                raise ConfigError(f"{where}.train_shared = false: task {without[0]} has no top layers of its own "
+                                  "(model.task_layers, model.task_layer_tasks), so only its head would train; "
+                                  "for that, say train_encoder = false")
     for name, task in config.tasks.items():
         check_task(name, task, config)

@@ -206,7 +206,8 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
                                          siamese=kind.is_pair and task_config.pair_encoding == "siamese",
                                          label_dtype=torch.long if kind.is_classification else torch.float32,
-                                         sources=sources)
+                                         sources=sources, both_orders=task_config.predict_order == "both",
+                                         random_order=split == "train" and task_config.train_order == "random")
         missing = [split for split in ("train", "dev") if split in splits and split not in data[task]]
         if missing:
             raise ConfigError(f"tasks.{task}: no {missing[0]} file (train and dev files are required)")

@@ -203,7 +203,7 @@ class Trainer:
         self.stage = index
         self.active_tasks = stage.tasks or list(self.config.tasks)
         self.call("stage_starting", index, from_best)
-        self.model.set_trainable(stage.train_encoder, self.active_tasks)
+        self.model.set_trainable(stage.train_encoder, self.active_tasks, stage.train_shared)
         terms = [term for hook in self.hooks for term in hook.loss_terms(self)]
         self.task_loss = TaskLoss(self.model, self.regularizers, terms, self.distillation)
         self.loss_module: nn.Module = self.task_loss
