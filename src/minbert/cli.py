@@ -105,14 +105,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from minbert.training.config import default_config_path, load_config
 
     if args.resume:
-        if args.config or args.overrides or args.quick:
-            raise MinbertError("--resume continues a run with its own config: drop --config, --quick and overrides")
+        if args.config or args.overrides or args.quick or args.fork:
+            raise MinbertError("--resume continues a run with its own config: drop --config, --quick, --fork and "
+                               "overrides")
         run_dir = Path(args.resume)
         if not (run_dir / "config.toml").exists():
             raise MinbertError(f"{run_dir}: not a run directory (no config.toml)")
         train_run(load_config(run_dir / "config.toml"), data_dir=args.data_dir, strict=args.strict, resume=run_dir)
         return 0
     overrides = list(args.overrides)
+    if args.fork:  # a new run from another run's checkpoint: that run's config unless --config says otherwise
+        if args.quick:
+            raise MinbertError("--fork continues another run's training: drop --quick")
+        checkpoint = Path(args.fork)
+        parent_config = checkpoint.parent.parent / "config.toml"
+        if not args.config and not parent_config.exists():
+            raise MinbertError(f"--fork {checkpoint}: not a checkpoint of a run directory (no {parent_config}); "
+                               "name the run's config with --config")
+        config = load_config(args.config or parent_config, overrides)
+        train_run(config, data_dir=args.data_dir, overwrite=args.overwrite, strict=args.strict, fork=checkpoint)
+        return 0
     if args.quick:  # a first look: the same pipeline on a small subsample, in its own run directory
         config = load_config(args.config or default_config_path(), overrides)
         overrides = [*QUICK, f"name={config.name}-quick", *overrides]
@@ -385,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_flag(train)
     train.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    train.add_argument("--fork", default=None, metavar="CHECKPOINT",
+                       help="a new run (its own name and seed) from another run's checkpoint taken at an epoch's end "
+                            "(RUN/checkpoints/step-N), with that run's config unless --config is given: forks of "
+                            "one checkpoint share their training up to it, which weight soups need")
     train.add_argument("--strict", action="store_true", help="abort on the first bad data row")
     train.set_defaults(handler=cmd_train)
 

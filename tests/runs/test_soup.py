@@ -45,7 +45,7 @@ def test_a_soup_of_one_runs_copies_is_that_run(seeds, tiny_data_dir, tmp_path):
     run_dev = json.loads((seeds[0] / "metrics.json").read_text())["final_dev"]
     assert {t: r["score"] for t, r in soup_dev.items()} == {t: r["score"] for t, r in run_dev.items()}
     assert main(["predict", "--run", str(tmp_path / "same"), "--task", "sst", "a good film"]) == 0
-    assert "Every member's heads started from init seed 1." in (tmp_path / "same" / "soup.md").read_text()
+    assert "Every member started from one point: init seed 1." in (tmp_path / "same" / "soup.md").read_text()
 
 
 def test_uniform_soup_is_the_mean_and_greedy_never_keeps_a_member_that_lowers_its_score(seeds, tiny_data_dir,
@@ -69,7 +69,7 @@ def test_uniform_soup_is_the_mean_and_greedy_never_keeps_a_member_that_lowers_it
     got = weights(tmp_path / "greedy")
     assert all(torch.allclose(got[k], kept_mean[k], atol=1e-6) for k in got)
     table = (tmp_path / "greedy" / "soup.md").read_text()
-    assert soup["chosen_on"] == "dev" and "optimistic" in table and "init seeds 1, 2, 3" in table
+    assert soup["chosen_on"] == "dev" and "optimistic" in table and "init seed 1; init seed 2; init seed 3" in table
 
 
 def test_members_must_share_architecture_and_start(seeds, tiny_model_dir, tiny_data_dir, tmp_path, capsys):

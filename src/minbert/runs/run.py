@@ -47,8 +47,16 @@ from minbert.runs.rundir import (
     remove_failed_start,
 )
 from minbert.runs.teachers import attach_teacher_outputs, check_teachers
+from minbert.tasks.model import MultitaskModel
 from minbert.terminal import console as make_console
-from minbert.training.checkpoint import ResumePoint, damage, list_checkpoints, newest_usable, remove_leftovers
+from minbert.training.checkpoint import (
+    ResumePoint,
+    damage,
+    list_checkpoints,
+    load_checkpoint,
+    newest_usable,
+    remove_leftovers,
+)
 from minbert.training.config import TRAINED_WITH, RunConfig, check_trained_with, trained_with
 from minbert.training.distillation import teachers_of
 from minbert.training.distributed import World, init_world, shutdown
@@ -129,6 +137,47 @@ def resume_point(run_dir: Path, trainer: Trainer) -> ResumePoint:
     return point
 
 
+def fork_point(checkpoint: Path, trainer: Trainer) -> ResumePoint:
+    """The checkpoint a fork starts from: complete, fitting the fork's model and config, and taken at an epoch's
+    end with the best weights so far in the model (a stage's start, or an epoch that was the best so far with its
+    own weights), so that the fork's best checkpoint is defined from its first step."""
+    def refuse(why: str) -> CheckpointError:
+        return CheckpointError(f"--fork {checkpoint}: cannot start from it: {why}")
+
+    if reason := damage(checkpoint):
+        raise refuse(reason)
+    tensors, state = load_checkpoint(checkpoint)
+    if mismatch := trainer.state_mismatch(tensors, state):
+        raise refuse(mismatch)
+    if state["step_in_epoch"]:
+        raise refuse(f"it was taken at step {state['step_in_epoch']} of an epoch; fork from a checkpoint taken at "
+                     "an epoch's end (train.keep_checkpoints keeps more of them)")
+    best = BestCheckpoint(checkpoint, trainer.exp)
+    best.replay(state["history"])
+    at_stage_start = state["epoch"] == 0 and state["stage"] > 0  # the stage began from the best weights
+    last = state["history"][-1] if state["history"] else None
+    if not at_stage_start and (last is None or best.best["epoch"] != last["epoch"] or best.best["weights"] != "raw"):
+        where = "" if best.best is None else f" (epoch {best.best['epoch']}'s {best.best['weights']} weights are)"
+        raise refuse(f"its weights are not the best so far{where}; fork from the checkpoint after the best epoch, "
+                     "or from a stage's start")
+    return ResumePoint(checkpoint, tensors, state, [])
+
+
+def continue_from(trainer: Trainer, run_dir: Path, resume: bool, fork: Path | None) -> ResumePoint | None:
+    """Where a resumed run or a fork starts: the run's own newest usable checkpoint, exactly where it left off, or
+    another run's checkpoint, drawing from the fork's own seed from there on. None for a new run."""
+    if resume:
+        point = resume_point(run_dir, trainer)
+        trainer.load_state(point.tensors, point.state)
+        return point
+    if fork is not None:
+        point = fork_point(fork, trainer)
+        trainer.load_state(point.tensors, point.state)
+        trainer.reseed(trainer.config.seed)
+        return point
+    return None
+
+
 @contextmanager
 def held_log() -> Iterator[logging.handlers.MemoryHandler]:
     """Keep the log records of the work done before the run directory exists, for its train.log."""
@@ -177,6 +226,10 @@ class BestCheckpoint(Hook):
                 self.best = {"epoch": record["epoch"], "selection_score": record["selection_score"],
                              "dev": record["dev"], "weights": record.get("weights", "raw")}
 
+    def save(self, model: MultitaskModel) -> None:
+        model.save(self.path)
+        self.exp.copy_tokenizer_files(self.path)
+
     def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None:
         if from_best and (self.path / "model.safetensors").exists():
             trainer.model.load_checkpoint(self.path)
@@ -188,8 +241,7 @@ class BestCheckpoint(Hook):
         self.replay([record])
         if self.best is not before:
             weights = record.get("weights", "raw")  # the epoch's own weights, or averaged ones that did better
-            (trainer.candidates[weights] if weights != "raw" else self.exp.model).save(self.path)
-            self.exp.copy_tokenizer_files(self.path)
+            self.save(trainer.candidates[weights] if weights != "raw" else self.exp.model)
             log.info("epoch %d is the best so far: saved %s%s", record["epoch"], self.path,
                      "" if weights == "raw" else f" (its {weights} weights)")
 
@@ -265,9 +317,10 @@ def start_trainer(exp: Experiment, hooks: Sequence[Hook], world: World, run_dir:
 
 
 def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False,
-              resume: str | Path | None = None, hooks: Sequence[Hook] = ()) -> Path:
-    """Train one run, or continue one from its newest checkpoint (`resume`: its run directory). Under torchrun
-    every rank trains its share; rank 0 alone locks and writes the run directory.
+              resume: str | Path | None = None, hooks: Sequence[Hook] = (), fork: str | Path | None = None) -> Path:
+    """Train one run, or continue one from its newest checkpoint (`resume`: its run directory), or start a new run
+    from another run's checkpoint (`fork`: forks of one checkpoint share their training up to it, then each draws
+    from its own seed). Under torchrun every rank trains its share; rank 0 alone locks and writes the run directory.
 
     Everything checkable is checked before the directory is made (config, an existing run, free space, the data
     files and their rows); a new run that still fails before its first checkpoint removes its directory again.
@@ -276,20 +329,20 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
     config = pin_model_revision(config)
     root = Path(config.output_dir)
     run_dir = Path(resume) if resume else root / config.name
+    fork = Path(fork) if fork else None
+    inputs = [*run_inputs(config, data_dir), *([Input("--fork", fork)] if fork else [])]
     try:
         with RunLock(run_dir) if world.is_main else nullcontext():
             if resume:
                 check_resumable(run_dir, config)
             else:
-                check_new_run(run_dir, root, overwrite, run_inputs(config, data_dir))
+                check_new_run(run_dir, root, overwrite, inputs)
             world.barrier()  # every rank has looked before rank 0 changes anything
             if not world.is_main:
                 world.barrier()  # rank 0 prepares the run directory
                 exp = build_run_experiment(config, data_dir, strict, world)
                 trainer = start_trainer(exp, [BestCheckpoint(run_dir, exp)], world, run_dir)
-                if resume:
-                    point = resume_point(run_dir, trainer)
-                    trainer.load_state(point.tensors, point.state)
+                continue_from(trainer, run_dir, bool(resume), fork)
                 try:
                     trainer.fit()
                 finally:
@@ -302,14 +355,13 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                     check_free_space(run_dir, config)
                 exp = build_run_experiment(config, data_dir, strict, world)
                 files = {"config.toml": config.to_toml(), TRAINED_WITH: trained_with(config)}
-                created = False if resume else create_run_dir(run_dir, root, overwrite, files,
-                                                              run_inputs(config, data_dir))
+                created = False if resume else create_run_dir(run_dir, root, overwrite, files, inputs)
                 handler = attach_log_file(run_dir)
                 held.setTarget(handler)
                 held.flush()
             try:
                 world.barrier()
-                finished = _train_main(exp, world, run_dir, bool(resume), handler, started, hooks)
+                finished = _train_main(exp, world, run_dir, bool(resume), handler, started, hooks, fork)
             except BaseException as exc:  # an error, or an interrupt that came before the first checkpoint
                 removed = remove_failed_start(run_dir, created)
                 if removed:
@@ -350,7 +402,7 @@ def what_was_kept(run_dir: Path, removed: bool) -> str:
 
 
 def _train_main(exp: Experiment, world: World, run_dir: Path, resume: bool, handler: logging.Handler,
-                started: float, hooks: Sequence[Hook] = ()) -> Path:
+                started: float, hooks: Sequence[Hook] = (), fork: Path | None = None) -> Path:
     config = exp.config
     try:
         for task, splits in exp.data.items():
@@ -365,15 +417,23 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, resume: bool, hand
         recorder = RunRecorder(run_dir, {"name": config.name, "epochs": [], "best": None}, best)
         trainer = start_trainer(exp, [best, recorder, *hooks], world, run_dir, cache_dir=run_dir / "cache")
         metrics = recorder.metrics
-        if resume:
-            point = resume_point(run_dir, trainer)
-            path = point.path
-            trainer.load_state(point.tensors, point.state)
+        metrics_file = run_dir / "metrics.json"
+        earlier = json.loads(metrics_file.read_text(encoding="utf-8")) if resume and metrics_file.exists() else {}
+        point = continue_from(trainer, run_dir, resume, fork)
+        if point is not None:
             best.replay(trainer.history)  # the finished epochs, as if they had just run
             metrics["best"], metrics["epochs"] = best.best, list(trainer.history)
-            metrics["resumed_from"] = {"checkpoint": path.name, "step": trainer.step}
-            log.info("resuming from %s: epoch %d, step %d of the epoch (global step %d)", path, trainer.epoch + 1,
-                     trainer.step_in_epoch, trainer.step)
+        if fork is not None:
+            best.save(exp.model)  # the best weights so far (fork_point makes sure), until the fork does better
+            metrics["forked_from"] = {"checkpoint": str(fork), "step": trainer.step, "epochs": len(trainer.history)}
+            log.info("forked from %s: %d epochs trained there; from here on drawing from seed %d", fork,
+                     len(trainer.history), exp.config.seed)
+        elif point is not None:
+            if "forked_from" in earlier:  # a resumed fork is still a fork
+                metrics["forked_from"] = earlier["forked_from"]
+            metrics["resumed_from"] = {"checkpoint": point.path.name, "step": trainer.step}
+            log.info("resuming from %s: epoch %d, step %d of the epoch (global step %d)", point.path,
+                     trainer.epoch + 1, trainer.step_in_epoch, trainer.step)
         try:
             trainer.fit()
         finally:

@@ -62,17 +62,24 @@ def check_members(runs: list[Path]) -> list[RunConfig]:
         if (config.model.path, config.model.revision) != (first.model.path, first.model.revision):
             raise ConfigError(f"{run}: fine-tuned from {config.model.path or 'the embedded model'}, {runs[0]} from "
                               f"{first.model.path or 'the embedded model'}: a soup's members share their start")
-    starts = {start_seed(c) for c in configs}
+    starts = {start_of(run, c) for run, c in zip(runs, configs, strict=True)}
     if len(starts) > 1:
-        log.warning("soup: the members' heads start from different random initialisations (init seeds %s): their "
-                    "mean can fall far below each of them; members trained with one init_seed (and their own seeds) "
-                    "share the start", ", ".join(map(str, sorted(starts))))
+        log.warning("soup: the members start from different points (%s): their mean can fall far below each of "
+                    "them; members trained with one init_seed (and their own seeds), or forked from one checkpoint "
+                    "(minbert train --fork), share the start", "; ".join(sorted(starts)))
     return configs
 
 
 def start_seed(config: RunConfig) -> int:
     """The seed of a run's random initialisation (its init_seed, else its seed)."""
     return config.seed if config.init_seed < 0 else config.init_seed
+
+
+def start_of(run: Path, config: RunConfig) -> str:
+    """Where a member's training started: the checkpoint it was forked from, else its heads' init seed."""
+    metrics = run / "metrics.json"
+    forked = json.loads(metrics.read_text(encoding="utf-8")).get("forked_from") if metrics.is_file() else None
+    return f"forked from {forked['checkpoint']}" if forked else f"init seed {start_seed(config)}"
 
 
 def recorded_score(run: Path) -> float:
@@ -149,9 +156,9 @@ def soup_table(method: str, steps: list[dict], runs: list[Path], configs: list[R
     how = ("the mean of every member's best weights" if method == "uniform" else
            "members in order of their own dev selection score; each kept only if the soup's dev selection score "
            "does not fall (chosen on dev: its dev figure is optimistic)")
-    starts = sorted({start_seed(c) for c in configs})
-    start = (f"Every member's heads started from init seed {starts[0]}." if len(starts) == 1 else
-             f"The members' heads started from different initialisations (init seeds {', '.join(map(str, starts))}).")
+    starts = sorted({start_of(run, c) for run, c in zip(runs, configs, strict=True)})
+    start = (f"Every member started from one point: {starts[0]}." if len(starts) == 1 else
+             f"The members started from different points: {'; '.join(starts)}.")
     lines = [f"A {method} soup of {len(runs)} runs: {how}.", start, "", "| step | with | dev selection | kept |",
              "| ---: | --- | ---: | --- |"]
     for i, step in enumerate(steps, start=1):

@@ -36,7 +36,7 @@ from minbert.training.checkpoint import (
 from minbert.training.config import TrainConfig, model_digest, model_keys
 from minbert.training.distillation import Distillation, teachers_of
 from minbert.training.distributed import World
-from minbert.training.experiment import Experiment, build_optimizer
+from minbert.training.experiment import Experiment, build_optimizer, seed_everything
 from minbert.training.hooks import (
     Checkpointing,
     GracefulStop,
@@ -413,6 +413,13 @@ class Trainer:
         if "rng.torch" not in tensors:
             return "it holds no RNG state"
         return None
+
+    def reseed(self, seed: int) -> None:
+        """Draw what comes next (data order, dropout) from `seed` instead of the restored generators: a run forked
+        from another run's checkpoint goes its own way from there (with the parent's own seed too)."""
+        self.rng = np.random.default_rng(seed)
+        self.epoch_rng_state = None  # the next epoch's plan comes from the new generator
+        seed_everything(seed)
 
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict) -> None:
         """Continue exactly where a checkpoint left off (call after building everything else)."""
