@@ -21,10 +21,11 @@ def metrics(run):
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory, tiny_model_dir, tiny_data_dir):
-    """Three epochs, every epoch-end checkpoint kept, and one taken inside an epoch."""
+    """Three epochs with an EMA of the weights, every epoch-end checkpoint kept, and one taken inside an epoch."""
     out = tmp_path_factory.mktemp("fork-parent")
     config = write_tiny_config(out / "c.toml", out, tiny_model_dir, tasks=THREE_TASKS,
-                               train="epochs = 3\nkeep_checkpoints = 10\ncheckpoint_every = 5")
+                               train="epochs = 3\nkeep_checkpoints = 10\ncheckpoint_every = 5\n"
+                                     "techniques = { ema = { decay = 0.9 } }")
     assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "seed=1", "name=parent"]) == 0
     return out / "parent"
 
@@ -77,6 +78,26 @@ def test_a_fork_that_trains_no_further_has_the_checkpoints_weights_as_its_best(p
     assert metrics(tmp_path / "still")["final_dev"] == metrics(parent)["final_dev"]
 
 
+def test_a_fork_from_an_epoch_whose_average_was_best_starts_with_that_average(parent, tiny_data_dir, tmp_path,
+                                                                             capsys):
+    chosen = tmp_path / "ema" / "checkpoints" / "step-00000099"
+    shutil.copytree(epoch_end_checkpoint(parent, 3), chosen)
+    shutil.copy(parent / "config.toml", tmp_path / "ema" / "config.toml")
+    state = json.loads((chosen / "state.json").read_text())
+    for record in state["history"]:  # as if epoch 3's EMA weights had been its best
+        record["selection_score"] = record["epoch"] / 10
+    state["history"][-1]["weights"] = "ema"
+    (chosen / "state.json").write_text(json.dumps(state))
+    assert fork(chosen, "from-ema", "train.epochs=3", f"output_dir={tmp_path}", data_dir=tiny_data_dir)
+    best = load_file(tmp_path / "from-ema" / "best" / "model.safetensors")
+    tensors = load_file(chosen / "tensors.safetensors")
+    assert all(torch.equal(best[k], tensors[f"ema.{k}"]) for k in best)
+    assert not all(torch.equal(best[k], tensors[f"model.{k}"]) for k in best)
+    assert fork(chosen, "x", "train.epochs=3", "train.techniques={}", f"output_dir={tmp_path}",
+                data_dir=tiny_data_dir, expect=2)
+    assert "its ema average, which this config does not keep" in capsys.readouterr().err
+
+
 def test_checkpoints_a_fork_cannot_start_from_are_refused(parent, tiny_data_dir, tmp_path, capsys):
     inside = next(p for p in sorted((parent / "checkpoints").iterdir())
                   if json.loads((p / "state.json").read_text())["step_in_epoch"])
@@ -90,7 +111,7 @@ def test_checkpoints_a_fork_cannot_start_from_are_refused(parent, tiny_data_dir,
     state["history"][0]["selection_score"] = state["history"][1]["selection_score"] + 1
     (worse / "state.json").write_text(json.dumps(state))
     assert fork(worse, "x", f"output_dir={tmp_path}", data_dir=tiny_data_dir, expect=2)
-    assert "not the best so far (epoch 1's raw weights are)" in capsys.readouterr().err
+    assert "not the best so far (epoch 1's are)" in capsys.readouterr().err
     checkpoint = epoch_end_checkpoint(parent, 1)
     assert fork(checkpoint, "x", "model.task_layers=1", f"output_dir={tmp_path}", data_dir=tiny_data_dir, expect=2)
     assert "written under another config" in capsys.readouterr().err and not (tmp_path / "x").exists()

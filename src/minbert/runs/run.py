@@ -139,8 +139,9 @@ def resume_point(run_dir: Path, trainer: Trainer) -> ResumePoint:
 
 def fork_point(checkpoint: Path, trainer: Trainer) -> ResumePoint:
     """The checkpoint a fork starts from: complete, fitting the fork's model and config, and taken at an epoch's
-    end with the best weights so far in the model (a stage's start, or an epoch that was the best so far with its
-    own weights), so that the fork's best checkpoint is defined from its first step."""
+    end with the best weights so far in it (a stage's start, or the end of the best epoch so far: its raw weights,
+    or the average a weight-averaging technique kept), so that the fork's best checkpoint is defined from its first
+    step (`best_so_far`)."""
     def refuse(why: str) -> CheckpointError:
         return CheckpointError(f"--fork {checkpoint}: cannot start from it: {why}")
 
@@ -156,11 +157,23 @@ def fork_point(checkpoint: Path, trainer: Trainer) -> ResumePoint:
     best.replay(state["history"])
     at_stage_start = state["epoch"] == 0 and state["stage"] > 0  # the stage began from the best weights
     last = state["history"][-1] if state["history"] else None
-    if not at_stage_start and (last is None or best.best["epoch"] != last["epoch"] or best.best["weights"] != "raw"):
-        where = "" if best.best is None else f" (epoch {best.best['epoch']}'s {best.best['weights']} weights are)"
-        raise refuse(f"its weights are not the best so far{where}; fork from the checkpoint after the best epoch, "
-                     "or from a stage's start")
+    if not at_stage_start:
+        if last is None or best.best["epoch"] != last["epoch"]:
+            where = "" if best.best is None else f" (epoch {best.best['epoch']}'s are)"
+            raise refuse(f"its weights are not the best so far{where}; fork from the checkpoint after the best "
+                         "epoch, or from a stage's start")
+        weights = best.best["weights"]
+        if weights != "raw" and weights not in trainer.candidates:
+            raise refuse(f"epoch {last['epoch']}'s best weights are its {weights} average, which this config does "
+                         f"not keep (train.techniques.{weights})")
     return ResumePoint(checkpoint, tensors, state, [])
+
+
+def best_so_far(trainer: Trainer, best: BestCheckpoint) -> MultitaskModel:
+    """A restored trainer's best weights so far: the model at a stage's start (it began from them), else the last
+    epoch's own weights or the average that epoch chose (fork_point makes sure the last epoch is the best)."""
+    weights = best.best["weights"] if best.best and trainer.epoch else "raw"
+    return trainer.candidates[weights] if weights != "raw" else trainer.model
 
 
 def continue_from(trainer: Trainer, run_dir: Path, resume: bool, fork: Path | None) -> ResumePoint | None:
@@ -424,7 +437,7 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, resume: bool, hand
             best.replay(trainer.history)  # the finished epochs, as if they had just run
             metrics["best"], metrics["epochs"] = best.best, list(trainer.history)
         if fork is not None:
-            best.save(exp.model)  # the best weights so far (fork_point makes sure), until the fork does better
+            best.save(best_so_far(trainer, best))  # until the fork does better
             metrics["forked_from"] = {"checkpoint": str(fork), "step": trainer.step, "epochs": len(trainer.history)}
             log.info("forked from %s: %d epochs trained there; from here on drawing from seed %d", fork,
                      len(trainer.history), exp.config.seed)
