@@ -62,6 +62,17 @@ def test_a_fork_carries_the_parents_epochs_then_goes_its_own_way_reproducibly(pa
     assert len(a["epochs"]) == done + 1 and learned(a) == learned(b)  # the same seed forks the same way
     assert a["epochs"][done]["train_loss"] != c["epochs"][done]["train_loss"]  # another seed, another way
     assert "seed = 7" in (tmp_path / "a" / "config.toml").read_text()
+    # a fork stopped part-way and resumed is still a fork, and goes on exactly as it would have
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "a", resumed)
+    own = sorted((resumed / "checkpoints").iterdir())
+    for later in own[1:]:
+        shutil.rmtree(later)
+    partial = metrics(resumed)
+    del partial["final_dev"]
+    (resumed / "metrics.json").write_text(json.dumps(partial))
+    assert main(["train", "--resume", str(resumed), "--data-dir", str(tiny_data_dir)]) == 0
+    assert metrics(resumed)["forked_from"] == a["forked_from"] and learned(metrics(resumed)) == learned(a)
     # soups of forks of one checkpoint say where their members started
     assert main(["soup", str(tmp_path / "a"), str(tmp_path / "c"), "--name", "soup", "--output-dir", str(tmp_path),
                  "--data-dir", str(tiny_data_dir)]) == 0
