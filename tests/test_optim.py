@@ -72,6 +72,28 @@ def test_fused_path_equals_simple_path_up_to_rounding():
     assert max_param_diff(twin, regression_problem(3)[0]) > 1e-2  # it did train
 
 
+def test_fused_path_compiles_every_parameter_set_a_multitask_step_updates():
+    """Steps that update different parameter sets (a task's head, its own layers) need a compiled variant each:
+    twelve sets, past dynamo's default limit of 8, all compiled, and each update equal to the simple path's."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    from minbert import optim
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    sizes = range(3, 15)
+    fused = [nn.Parameter(torch.randn(n)) for n in sizes]
+    simple = [nn.Parameter(p.detach().clone()) for p in fused]
+    optimizers = AdamW([{"params": fused}], lr=1e-2, fused=True), AdamW([{"params": simple}], lr=1e-2)
+    for i in range(len(fused)):  # step i updates the first i + 1 parameters only
+        for params, optimizer in zip((fused, simple), optimizers, strict=True):
+            for j, p in enumerate(params):
+                p.grad = torch.full_like(p, 0.5) if j <= i else None
+            optimizer.step()
+    assert len(_debug_get_cache_entry_list(optim._update_tensors.__code__)) == len(fused)
+    assert max((a - b).abs().max().item() for a, b in zip(fused, simple, strict=True)) < 1e-6
+
+
 def test_state_dict_round_trip_continues_identically():
     model, x, y = regression_problem(2)
     optimizer = AdamW(two_groups(model, 0.05), lr=1e-2)

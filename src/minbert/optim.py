@@ -103,15 +103,20 @@ def _update_tensors(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Te
 
 
 _compiled_update: Callable | None = None
+# Dynamo compiles one variant per list length and shapes. Multitask steps update different sets of parameters (one
+# task's head, a task's own top layers, groups split by their step counts), more variants than its default limit
+# of 8, beyond which it would warn and run the rest uncompiled.
+RECOMPILE_LIMIT = 64
 
 
 def _fused_update(params: list[Tensor], states: list[dict], step: int, group: dict) -> None:
     global _compiled_update
     if _compiled_update is None:
         _compiled_update = torch.compile(_update_tensors, dynamic=False)
-    _compiled_update(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                     [s["exp_avg_sq"] for s in states],
-                     *(torch.tensor(x, dtype=torch.float64) for x in _scalars(step, group)))
+    with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+        _compiled_update(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                         [s["exp_avg_sq"] for s in states],
+                         *(torch.tensor(x, dtype=torch.float64) for x in _scalars(step, group)))
 
 
 def _foreach_update(params: list[Tensor], states: list[dict], step: int, group: dict) -> None:
