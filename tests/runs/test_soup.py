@@ -34,6 +34,15 @@ def test_mean_state_is_the_element_wise_mean():
     assert torch.equal(mean_state([a, b])["w"], torch.tensor([2.0, 4.0]))
 
 
+def test_mean_state_does_not_depend_on_the_members_order():
+    generator = torch.Generator().manual_seed(0)
+    scales = 10.0 ** torch.randint(-3, 3, (10_000,), generator=generator)
+    states = [{"w": torch.randn(10_000, generator=generator) * scales} for _ in range(3)]
+    in_fp32 = sum(s["w"] for s in states) / 3
+    assert not torch.equal(in_fp32, sum(s["w"] for s in states[::-1]) / 3)  # fp32 sums do depend on it
+    assert torch.equal(mean_state(states)["w"], mean_state(states[::-1])["w"])
+
+
 def test_a_soup_of_one_runs_copies_is_that_run(seeds, tiny_data_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(seeds[0], copy)
