@@ -41,8 +41,9 @@ SOUP_METHODS = ("uniform", "greedy")
 
 def mean_state(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """The element-wise mean of state dicts with the same keys and shapes, stored back in each dtype. Summed in
-    fp64 so the mean does not depend on the members' order (an fp32 sum rounds differently per order, and a greedy
-    soup that keeps every member scored 0.0005 off the uniform soup of the same runs)."""
+    fp64, where a few fp32 weights of like magnitude add exactly, so the mean does not depend on the members' order
+    (an fp32 sum rounds differently per order: a greedy soup that kept every member scored 0.0005 off the uniform
+    soup of the same runs)."""
     return {key: (sum(s[key].double() for s in states) / len(states)).to(states[0][key].dtype) for key in states[0]}
 
 
