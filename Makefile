@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Two workers (pytest-xdist, one per core of the CI machine): the suite's tests are mostly single-threaded Python.
+# loadgroup keeps the tests that read one --quick run on one worker, so the run is made once.
 test: lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --dist loadgroup
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -5,6 +5,11 @@ in its own process, so the peak is this job's alone."""
 
 from __future__ import annotations
 
+import pytest
+
+# One worker runs every test that reads the --quick run, so that it is made once (pytest-xdist)
+pytestmark = pytest.mark.xdist_group("quick_default_run")
+
 # the default job's goal is 2 GiB; --quick, on far less data, peaks well below it (results/README.md)
 QUICK_PEAK_LIMIT_MB = 2048
 

@@ -19,6 +19,9 @@ import torch
 from minbert.cli import main
 from tests.conftest import REPO
 
+# One worker runs every test that reads the --quick run, so that it is made once (pytest-xdist)
+pytestmark = pytest.mark.xdist_group("quick_default_run")
+
 PINS_FILE = Path(__file__).with_name("quick_pins.json")
 CONFIGS = ["multitask.toml", *sorted(p.relative_to(REPO / "configs").as_posix()
                                      for p in (REPO / "configs" / "seeds").glob("*.toml"))]
