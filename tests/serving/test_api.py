@@ -216,3 +216,19 @@ def test_serve_refuses_impossible_limits_before_loading(tmp_path, args, message,
     assert main(["serve", "--run", str(tmp_path / "never-read"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "not a run directory" not in err, err
+
+
+# --- issue 43: /health states the body limit that is enforced ---
+
+def test_health_reports_the_body_limit_at_which_a_body_is_refused(client):
+    figure = client.get("/health").json()["limits"]["max_body_bytes"]
+    assert figure > 0
+
+    def post(size: int) -> httpx.Response:
+        head, tail = b'{"texts": ["', b'"]}'
+        body = head + b"x" * (size - len(head) - len(tail)) + tail
+        return client.post("/sentiment", content=body, headers={"content-type": "application/json"})
+
+    at_limit, over = post(figure), post(figure + 1)
+    assert at_limit.json()["limit"] != "max_body_bytes"  # read, then refused for its text's length
+    assert over.status_code == 413 and over.json()["limit"] == "max_body_bytes" and over.json()["value"] == figure

@@ -4,9 +4,12 @@ their tables and form must work."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from minbert.reporting.report import write_report
@@ -235,3 +238,85 @@ def httpx_get(url: str):
     import httpx
 
     return httpx.get(url, timeout=30)
+
+
+# --- issue 43: the API docs render in a browser; the page tries every task of a run, its own tasks too ---
+
+def test_the_api_docs_render_every_operation_offline(browser, tiny_model):
+    """The OpenAPI document is 3.1: the Swagger UI served with it must read 3.1 (4.x shows "Unable to render")."""
+    with running_server(tiny_model) as url:
+        schema = httpx.get(f"{url}/openapi.json", timeout=30).json()
+        watched = Watched(browser)
+        page = watched.page
+        page.goto(f"{url}/docs")
+        page.locator(".opblock-summary-path, .version-pragma").first.wait_for()
+        assert "Unable to render" not in page.inner_text("body")
+        shown = page.eval_on_selector_all(".opblock-summary-path", "paths => paths.map(p => p.dataset.path)")
+        assert sorted(shown) == sorted(schema["paths"])
+        assert watched.errors == []
+        assert all(u.startswith(url) for u in watched.requests), watched.requests
+        page.close()
+
+
+OWN_TASK = "<img src=x onerror=alert('task')>"  # a task's name that is markup
+OWN_CLASSES = [HOSTILE[0], HOSTILE[1], "neutral", HOSTILE[4], "very positive"]
+
+
+@pytest.fixture(scope="module")
+def own_task_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+    """A tiny run of its own data specs only (no sst, quora or sts): a classification task named in markup, with
+    class names in markup, and a pair task with a score."""
+    from minbert.cli import main
+    from tests.conftest import write_tiny_config
+
+    root = tmp_path_factory.mktemp("own-tasks")
+    tasks = (f'[tasks."{OWN_TASK}".data]\ntrain = "ids-sst-train.csv"\ndev = "ids-sst-dev.csv"\n'
+             'text = ["sentence"]\nlabel = "sentiment"\nclasses = [0, 1, 2, 3, 4]\n'
+             f'class_names = {json.dumps(OWN_CLASSES)}\nmetrics = ["accuracy"]\n'
+             '[tasks.closeness.data]\ntrain = "sts-train.csv"\ndev = "sts-dev.csv"\n'
+             'text = ["sentence1", "sentence2"]\nlabel = "similarity"\nscore_range = [0, 5]\nmetrics = ["pearson"]\n')
+    config = write_tiny_config(root / "own.toml", root / "runs", tiny_model_dir, tasks=tasks)
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 0
+    return root / "runs" / "own"
+
+
+def shown_answers(page) -> dict[tuple[str, str], dict]:
+    """(task, sentence a/b/pair) -> what its answer box shows, read as text."""
+    return {(box["task"], box["id"].rsplit("-", 1)[1]): box for box in page.eval_on_selector_all(
+        "#answers .answer", """boxes => boxes.map(b => ({task: b.dataset.task, id: b.id,
+            title: b.querySelector('h3').textContent, value: b.querySelector('.value').textContent,
+            data: {...b.querySelector('.value').dataset}, bars: [...b.querySelectorAll('.bar .name')]
+            .map(n => n.textContent)}))""")}
+
+
+def test_the_serve_page_tries_every_task_of_a_run_with_only_its_own_tasks(browser, own_task_run):
+    from minbert.predictor import MultitaskBERT
+
+    a, b = "great great film", "a great film"
+    with running_server(MultitaskBERT.load(own_task_run)) as url:
+        classes = httpx.post(f"{url}/predict/{quote(OWN_TASK)}", json={"texts": [a, b]}, timeout=30).json()["results"]
+        score = httpx.post(f"{url}/predict/closeness", json={"pairs": [[a, b]]}, timeout=30).json()["results"][0]
+        watched, dialogs = open_watched(browser, url)
+        page = watched.page
+        page.fill("#sentence-a", a)
+        page.fill("#sentence-b", b)
+        page.click("#submit")
+        page.locator("#answers[data-done]").wait_for(state="attached")
+        assert page.inner_text("#error") == ""
+        shown = shown_answers(page)
+        assert set(shown) == {(OWN_TASK, "a"), (OWN_TASK, "b"), ("closeness", "pair")}
+        for side, expected in zip("ab", classes, strict=True):
+            box = shown[OWN_TASK, side]
+            assert OWN_TASK in box["title"] and (a if side == "a" else b) in box["title"]
+            assert box["value"] == expected["name"] == OWN_CLASSES[expected["label"]]
+            assert int(box["data"]["label"]) == expected["label"] and box["bars"] == OWN_CLASSES
+        assert float(shown["closeness", "pair"]["data"]["score"]) == pytest.approx(score["score"], abs=1e-3)
+
+        page.fill("#sentence-b", "")  # one sentence: the single-sentence task only
+        page.click("#submit")
+        page.locator("#answers[data-done]").wait_for(state="attached")
+        assert set(shown_answers(page)) == {(OWN_TASK, "a")}
+        assert_inert(page, dialogs)
+        assert watched.errors == []
+        assert all(u.startswith(url) for u in watched.requests), watched.requests
+        page.close()

@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import swagger_ui_bundle
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from jinja2 import Environment, PackageLoader
 from pydantic import BaseModel, Field
 
@@ -57,18 +55,16 @@ class Limits:
     max_texts: int = 64  # texts (or pairs) per request
     max_chars: int = 2000  # characters per text
     timeout_seconds: float = 10.0  # from arrival to answer
-    max_body_bytes: int = 0  # bytes of a request body, refused (413) before it is read; 0 = from the limits above
+    # bytes of a request body, refused (413) before it is read; 0 = room for max_texts pairs of max_chars
+    # characters, each written as a six-byte JSON escape, plus the JSON around them
+    max_body_bytes: int = 0
 
     def __post_init__(self) -> None:
         check_positive(self, {"max_texts": 1, "max_chars": 1, "timeout_seconds": 0})
         if self.max_body_bytes < 0:
             raise ConfigError(f"--max-body-bytes = {self.max_body_bytes} must be > 0 (or 0: from the other limits)")
-
-    @property
-    def body_bytes(self) -> int:
-        """The body limit: as set, else room for max_texts pairs of max_chars characters, each written as a
-        six-byte JSON escape, plus the JSON around them."""
-        return self.max_body_bytes or 2 * self.max_texts * self.max_chars * 6 + 64 * 1024
+        if not self.max_body_bytes:  # resolved here, so that what /health reports is the limit enforced
+            object.__setattr__(self, "max_body_bytes", 2 * self.max_texts * self.max_chars * 6 + 64 * 1024)
 
 
 @dataclass(frozen=True)
@@ -106,6 +102,9 @@ class Service:
         self.kinds = {task: model.model.heads[task].kind for task in model.config.tasks}  # POST /predict/{task}
         self.labels = {endpoint: self.kinds[task].class_names for endpoint, task in self.tasks.items()
                        if self.kinds[task].is_classification}
+        # the tasks no named endpoint answers (a data spec of the run's own, a second sentiment task): the page
+        # asks POST /predict/{task} for each
+        self.by_name_only = [task for task in self.kinds if task not in self.tasks.values()]
         self.encoder = SentenceEncoder(model.model.encoder, model.tokenizer, str(model.inference.device))
         # the run's autocast, as SentenceEncoder names it ("bf16" becomes fp16 on a GPU without bf16)
         self.precision = {None: "fp32"}.get(model.inference.autocast_dtype, "bf16")
@@ -328,11 +327,13 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
         yield
         await batcher.stop()
 
-    app = FastAPI(title=f"minbert: {model.config.name}", version="1", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, description="Sentiment, paraphrase, similarity and sentence embeddings from a "
-                  "minbert run. Every endpoint takes a list; concurrent requests are batched together.")
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
-    app.add_middleware(BodyLimit, limit=limits.body_bytes)
+    # /docs: Swagger UI 5 (it reads the OpenAPI 3.1 document FastAPI writes), served from the package, not a CDN
+    app = FastAPIOffline(docs_url="/docs", redoc_url=None, static_url="/docs-assets",
+                         title=f"minbert: {model.config.name}", version="1", lifespan=lifespan,
+                         description="Sentiment, paraphrase, similarity and sentence embeddings from a minbert "
+                         "run, and any task of it by name. Every endpoint takes a list; concurrent requests are "
+                         "batched together.")
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     app.state.batcher, app.state.limits = batcher, limits
     pages = Environment(loader=PackageLoader("minbert.serving", "templates"), autoescape=True)
 
@@ -397,17 +398,12 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
                 "task_endpoints": {task: f"/predict/{task}" for task in service.kinds}, "limits": limits.__dict__,
                 "batching": batching.__dict__, "queued": batcher.queue.qsize(), "served": batcher.stats}
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
-
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
-        html = pages.get_template("try.html.j2").render(run=model.config.name, tasks=service.tasks,
+        own = [{"name": task, "pair": service.kinds[task].is_pair, "classes": service.kinds[task].class_names
+                if service.kinds[task].is_classification else None} for task in service.by_name_only]
+        html = pages.get_template("try.html.j2").render(run=model.config.name, tasks=service.tasks, own=own,
                                                          labels=service.labels, limits=limits, nonce=nonce)
         return HTMLResponse(html, headers={"Content-Security-Policy": page_policy(nonce)})
 
