@@ -105,6 +105,21 @@ def test_an_ensemble_needs_finished_runs(tmp_path, capsys):
     assert "not a finished run" in capsys.readouterr().err
 
 
+def test_a_run_listed_twice_is_refused_before_any_work(members, tmp_path, capsys):
+    """The same run twice (by one path, a symbolic link, or inside an ensemble also listed) would count twice."""
+    a, b, data_dir = members
+    link = tmp_path / "link"
+    link.symlink_to(a, target_is_directory=True)
+    assert main(["ensemble", str(a), str(b), "--name", "ab", "--output-dir", str(tmp_path),
+                 "--data-dir", str(data_dir)]) == 0
+    for runs, named in (([a, b, a], f"{a} and {a} are one run"), ([a, link], f"{a} and {link} are one run"),
+                        ([tmp_path / "ab", a], f"{tmp_path / 'ab'}'s member {a} and {a} are one run")):
+        assert main(["ensemble", *map(str, runs), "--name", "x", "--output-dir", str(tmp_path),
+                     "--data-dir", str(data_dir)]) == 2
+        err = capsys.readouterr().err
+        assert named in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
 def test_a_task_subset_member_counts_only_for_its_tasks(members, tmp_path, tiny_model_dir):
     a, _, data_dir = members
     config = write_tiny_config(tmp_path / "sts-only.toml", tmp_path, tiny_model_dir, tasks=SIAMESE_STS)

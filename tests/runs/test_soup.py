@@ -43,11 +43,13 @@ def test_mean_state_does_not_depend_on_the_members_order():
     assert torch.equal(mean_state(states)["w"], mean_state(states[::-1])["w"])
 
 
-def test_a_soup_of_one_runs_copies_is_that_run(seeds, tiny_data_dir, tmp_path):
+def test_a_soup_of_one_runs_copies_is_that_run(seeds, tiny_data_dir, tmp_path, caplog):
     copy = tmp_path / "copy"
     shutil.copytree(seeds[0], copy)
     assert main(["soup", str(seeds[0]), str(copy), "--name", "same", "--output-dir", str(tmp_path), "--data-dir",
                  str(tiny_data_dir)]) == 0
+    # a copy is another directory, so it is allowed, but its identical weights count twice: said once
+    assert f"{seeds[0]} and {copy} have identical best/model.safetensors" in caplog.text
     soup, original = weights(tmp_path / "same"), weights(seeds[0])
     assert set(soup) == set(original) and all(torch.equal(soup[k], original[k]) for k in soup)
     soup_dev = json.loads((tmp_path / "same" / "metrics.json").read_text())["final_dev"]
@@ -92,3 +94,15 @@ def test_members_must_share_architecture_and_start(seeds, tiny_model_dir, tiny_d
     assert main(["soup", str(seeds[0]), str(seeds[1]), "--name", seeds[0].name, "--output-dir",
                  str(seeds[0].parent), "--overwrite"]) == 2  # its own member: refused, nothing touched
     assert "which this command reads" in capsys.readouterr().err and (seeds[0] / "best").is_dir()
+
+
+def test_a_run_listed_twice_is_refused_before_any_work(seeds, tmp_path, capsys):
+    """The same run by the same path or through a symbolic link would count twice in the mean."""
+    link = tmp_path / "link"
+    link.symlink_to(seeds[0], target_is_directory=True)
+    for second in (seeds[0], link):
+        assert main(["soup", str(seeds[0]), str(seeds[1]), str(second), "--name", "x", "--output-dir",
+                     str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"{seeds[0]} and {second} are one run" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "x").exists()

@@ -22,6 +22,7 @@ runs/<name>/
 
 from __future__ import annotations
 
+import filecmp
 import gc
 import logging
 import time
@@ -94,6 +95,30 @@ def member_runs(path: str | Path) -> list[Path]:
     return [found for found, is_run in member_tree(path) if is_run]
 
 
+def check_distinct(members: Sequence[tuple[str, Path]]) -> None:
+    """Refuse one run listed twice ((as given, its directory) pairs): by the same path, a symbolic link or inside
+    an ensemble also listed, it would count twice in a mean. Distinct directories with identical best weights (a
+    copied run, a fork that never bettered its checkpoint, a deterministic rerun) are allowed, with a warning that
+    those weights count twice: each is a run of its own that a user may mean to list."""
+    seen: dict[Path, int] = {}
+    for i, (given, run) in enumerate(members):
+        first = seen.setdefault(run.resolve(), i)
+        if first != i:
+            raise ConfigError(f"{members[first][0]} and {given} are one run ({run.resolve()}): a run listed twice "
+                              "would count twice in the mean; list each run once")
+    by_size: dict[int, list[tuple[str, Path]]] = {}
+    for given, run in members:
+        weights = run / "best" / "model.safetensors"
+        if weights.is_file():
+            by_size.setdefault(weights.stat().st_size, []).append((given, weights))
+    for same_size in by_size.values():
+        for i, (given, weights) in enumerate(same_size):
+            twin = next((other for other, w in same_size[:i] if filecmp.cmp(w, weights, shallow=False)), None)
+            if twin is not None:
+                log.warning("%s and %s have identical best/model.safetensors (a copy, or a fork that never "
+                            "bettered its checkpoint): those weights count twice in the mean", twin, given)
+
+
 def member_inputs(members: Sequence[str | Path], what: str = "a member") -> list[Input]:
     """What an ensemble (or a teacher) reads: each member as given and every run and ensemble behind it."""
     return [Input(what, Path(found), is_run=True) for member in members for found, _ in member_tree(member)]
@@ -124,7 +149,10 @@ class Ensemble:
     """Average soft outputs over member runs, one member in memory at a time."""
 
     def __init__(self, members: Sequence[str | Path], precision: str | None = None):
-        self.runs = [run for member in members for run in member_runs(member)]
+        found_runs = [(str(member) if run == Path(member).resolve() else f"{member}'s member {run}", run)
+                      for member in members for run in member_runs(member)]
+        check_distinct(found_runs)
+        self.runs = [run for _, run in found_runs]
         if not self.runs:
             raise ConfigError("an ensemble needs at least one member run")
         self.precision = precision
@@ -314,18 +342,18 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
         if ensemble.weights:
             written["weights"] = {data: list(w.values()) for data, w in ensemble.weights.items()}
         members_toml = tomli_w.dumps(written)
-        created = create_run_dir(run_dir, root, overwrite, {ENSEMBLE_FILE: members_toml}, inputs)
-        with removed_if_unfinished(run_dir, created, "the ensemble"):
+        new = create_run_dir(run_dir, root, overwrite, {ENSEMBLE_FILE: members_toml}, inputs)
+        with removed_if_unfinished(new, "the ensemble") as out:  # beside the run it replaces, if any
             final_dev = {}
             for (data, split), (examples, outputs) in averaged.items():
                 kind = ensemble.kinds[data]
-                result = write_task_outputs(run_dir, data, kind, split, examples, kind.decide(outputs), outputs)
+                result = write_task_outputs(out, data, kind, split, examples, kind.decide(outputs), outputs)
                 if result:
                     final_dev[data] = result
             rows = [*member_dev.items(), ("ensemble", {data: r["score"] for data, r in final_dev.items()})]
             table = members_table(rows, ensemble.kinds) + weights_table(ensemble, fits)
-            (run_dir / "members.md").write_text(table, encoding="utf-8")
-            write_json(run_dir / "metrics.json", {
+            (out / "members.md").write_text(table, encoding="utf-8")
+            write_json(out / "metrics.json", {
                 "name": name, "members": [str(r) for r in ensemble.runs], "final_dev": final_dev,
                 "member_dev": member_dev,
                 "weights": {"method": weights, "fitted": fits,
@@ -333,7 +361,7 @@ def ensemble_run(members: Sequence[str | Path], name: str, output_dir: str | Pat
                                                ensemble.weights_of(data).items()} for data in ensemble.data_sets}},
                 "wall_seconds": round(time.perf_counter() - started, 1),
                 "environment": {**machine(), "precision": ensemble.precision or "each member's own"}})
-            write_report_quietly(run_dir)
+        write_report_quietly(run_dir)
     return run_dir
 
 

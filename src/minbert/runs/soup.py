@@ -28,7 +28,7 @@ from minbert.metrics import dev_selection_score
 from minbert.model.loading import load_state_file
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
-from minbert.runs.ensemble import member_inputs
+from minbert.runs.ensemble import check_distinct, member_inputs
 from minbert.runs.outputs import write_json, write_outputs
 from minbert.runs.rundir import RunLock, check_new_run, create_run_dir, removed_if_unfinished
 from minbert.tokenizer import copy_tokenizer_files
@@ -57,6 +57,7 @@ def check_members(runs: list[Path]) -> list[RunConfig]:
         if not (run / "config.toml").is_file() or not (run / "best" / "model.safetensors").is_file():
             raise ConfigError(f"{run}: not a finished training run (no config.toml and best/model.safetensors)")
         configs.append(load_config(run / "config.toml"))
+    check_distinct([(str(run), run) for run in runs])
     first = configs[0]
     for run, config in zip(runs[1:], configs[1:], strict=True):
         if trained_with(config) != trained_with(first):
@@ -138,20 +139,20 @@ def soup_run(members: Sequence[str | Path], name: str, output_dir: str | Path = 
         soup.model.to(soup.inference.device)
         config = dataclasses.replace(soup.config, name=name, output_dir=str(root))
         files = {"config.toml": config.to_toml(), TRAINED_WITH: trained_with(config)}
-        created = create_run_dir(run_dir, root, overwrite, files, inputs)
-        with removed_if_unfinished(run_dir, created, "the soup"):
-            soup.model.save(run_dir / "best")
-            copy_tokenizer_files(order[0] / "best", run_dir / "best")
-            final_dev = write_outputs(soup.model, data, soup.inference, run_dir)
-            (run_dir / "soup.md").write_text(soup_table(method, steps, runs, configs), encoding="utf-8")
-            write_json(run_dir / "metrics.json", {
+        new = create_run_dir(run_dir, root, overwrite, files, inputs)
+        with removed_if_unfinished(new, "the soup") as out:  # beside the run it replaces, if any
+            soup.model.save(out / "best")
+            copy_tokenizer_files(order[0] / "best", out / "best")
+            final_dev = write_outputs(soup.model, data, soup.inference, out)
+            (out / "soup.md").write_text(soup_table(method, steps, runs, configs), encoding="utf-8")
+            write_json(out / "metrics.json", {
                 "name": name, "soup": {"method": method, "members": [str(r) for r in runs],
                                        "kept": [str(r) for r in kept], "steps": steps,
                                        "chosen_on": "dev" if method == "greedy" else None},
                 "best": {"epoch": None, "selection_score": chosen_score, "dev": dev, "weights": f"{method} soup"},
                 "final_dev": final_dev, "wall_seconds": round(time.perf_counter() - started, 1),
                 "environment": machine()})
-            write_report_quietly(run_dir)
+        write_report_quietly(run_dir)
     return run_dir
 
 
