@@ -132,3 +132,23 @@ def test_checkpoints_a_fork_cannot_start_from_are_refused(parent, tiny_data_dir,
     assert "which this command reads" in capsys.readouterr().err and checkpoint.is_dir()
     assert main(["train", "--fork", str(checkpoint), "--quick"]) == 2
     assert main(["train", "--resume", str(parent), "--fork", str(checkpoint)]) == 2
+
+
+def test_a_fork_scores_its_parents_dev_sample_and_its_summary_is_its_metrics(tiny_model_dir, tiny_data_dir,
+                                                                            tmp_path, capsys):
+    """With `train.max_eval_examples`, parent and fork (another seed) score the same dev rows: the best epoch the
+    fork carries over and its closing summary give metrics.json's figures for the same weights."""
+    config = write_tiny_config(tmp_path / "c.toml", tmp_path, tiny_model_dir, tasks=THREE_TASKS,
+                               train="epochs = 2\nmax_eval_examples = 10")
+    assert main(["train", "--config", str(config), "--data-dir", str(tiny_data_dir), "seed=1", "name=p"]) == 0
+    done = metrics(tmp_path / "p")["best"]["epoch"]
+    capsys.readouterr()
+    assert fork(epoch_end_checkpoint(tmp_path / "p", done), "f", "seed=7", f"train.epochs={done}",
+                f"output_dir={tmp_path}", data_dir=tiny_data_dir)
+    summary = capsys.readouterr().out
+    parent, child = metrics(tmp_path / "p"), metrics(tmp_path / "f")
+    scores = {task: result["score"] for task, result in child["final_dev"].items()}
+    assert scores == {task: result["score"] for task, result in child["best"]["dev"].items()}
+    assert scores == {task: result["score"] for task, result in parent["final_dev"].items()}
+    row = next(line for line in summary.splitlines() if "this run" in line)
+    assert all(f"{score:.4f}" in row for score in scores.values())

@@ -126,6 +126,9 @@ def check_enough_rows(path: Path, split: str, examples: list[Example], kind: Tas
 
 
 DEV_SHARE_SEED = 0  # a spec's dev_share holds out the same rows whatever the run's seed: runs stay comparable
+# train.max_eval_examples samples dev and test with this seed, not the run's: every run and every fork of a config
+# scores the same rows. It is the default seed, so the default-seed runs keep the sample they always drew.
+EVAL_SAMPLE_SEED = 11711
 
 
 def read_split(config: RunConfig, task: str, split: str, directory: Path, strict: bool = False) -> LoadedFile | None:
@@ -192,7 +195,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
             if split == "train" and config.train.train_fraction < 1:  # an ablation budget: a fixed share
                 share = max(1, round(config.train.train_fraction * len(loaded.examples)))
                 limit = min(limit, share) if limit else share
-            examples = subsample(loaded.examples, limit, config.seed)
+            examples = subsample(loaded.examples, limit, config.seed if split == "train" else EVAL_SAMPLE_SEED)
             check_enough_rows(path, split, examples, kind, len(loaded.skipped))
             sources = []
             if split == "train":
