@@ -19,6 +19,7 @@ from minbert.export.onnx_runtime import BACKENDS, OnnxMultitaskModel
 from minbert.export.source import file_sha256
 from minbert.model.bert import BertModel
 from minbert.model.config import BertConfig
+from minbert.model.loading import verify_digests
 from minbert.tasks.model import MultitaskModel, check_max_length, vector_task
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import RunConfig, check_trained_with, load_config
@@ -55,6 +56,7 @@ class MultitaskBERT:
         best = run_dir / "best"
         if backend == "onnx":
             return cls.load_onnx(run_dir, config, Path(onnx_dir) if onnx_dir else run_dir / "onnx", precision)
+        verify_digests(best, ["config.json"])  # the weights are checked as they are read (load_checkpoint)
         encoder = BertModel(BertConfig.from_json(best / "config.json"))
         check_max_length(config.model, encoder)
         model = MultitaskModel(encoder, config.tasks, config.model)

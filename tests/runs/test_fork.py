@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from minbert.cli import main
+from minbert.model.loading import write_digests
 from tests.conftest import THREE_TASKS, write_tiny_config
 
 
@@ -99,6 +100,7 @@ def test_a_fork_from_an_epoch_whose_average_was_best_starts_with_that_average(pa
         record["selection_score"] = record["epoch"] / 10
     state["history"][-1]["weights"] = "ema"
     (chosen / "state.json").write_text(json.dumps(state))
+    write_digests(chosen, ["tensors.safetensors", "state.json"])  # as if written so
     assert fork(chosen, "from-ema", "train.epochs=3", f"output_dir={tmp_path}", data_dir=tiny_data_dir)
     best = load_file(tmp_path / "from-ema" / "best" / "model.safetensors")
     tensors = load_file(chosen / "tensors.safetensors")
@@ -121,6 +123,7 @@ def test_checkpoints_a_fork_cannot_start_from_are_refused(parent, tiny_data_dir,
     state = json.loads((worse / "state.json").read_text())
     state["history"][0]["selection_score"] = state["history"][1]["selection_score"] + 1
     (worse / "state.json").write_text(json.dumps(state))
+    write_digests(worse, ["tensors.safetensors", "state.json"])
     assert fork(worse, "x", f"output_dir={tmp_path}", data_dir=tiny_data_dir, expect=2)
     assert "not the best so far (epoch 1's are)" in capsys.readouterr().err
     checkpoint = epoch_end_checkpoint(parent, 1)

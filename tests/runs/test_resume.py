@@ -237,7 +237,7 @@ def drop_stage(step_dir, _):
 def state_of_another_config(step_dir, other_run):
     """The checkpoint of a run trained with another pooling, copied in whole (tensors of the same shapes)."""
     other = list_checkpoints(other_run)[-1]
-    for name in ("tensors.safetensors", "state.json"):
+    for name in ("tensors.safetensors", "state.json", "digests.json"):
         (step_dir / name).write_bytes((other / name).read_bytes())
 
 

@@ -116,10 +116,14 @@ def check_resumable(run_dir: Path, config: RunConfig) -> None:
     found = list_checkpoints(run_dir)
     if not found:
         raise ConfigError(f"{run_dir}: no checkpoint to resume from")
-    reasons = [(path, reason) for path in found if (reason := damage(path))]
-    if len(reasons) == len(found):
+    reasons = []
+    for path in reversed(found):  # newest first, until one is usable (each check reads its files' digests)
+        if not (reason := damage(path)):
+            break
+        reasons.append((path, reason))
+    else:
         raise CheckpointError(f"{run_dir}: no checkpoint can be resumed from: " + "; ".join(
-            f"{path.name}: {reason}" for path, reason in reasons))
+            f"{path.name}: {reason}" for path, reason in reversed(reasons)))
 
 
 def resume_point(run_dir: Path, trainer: Trainer) -> ResumePoint:

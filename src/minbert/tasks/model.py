@@ -14,7 +14,14 @@ from torch import Tensor, nn
 from minbert.data.batching import Batch
 from minbert.errors import CheckpointError, ConfigError
 from minbert.model.bert import BertModel, BertOutput, attention_mask_for
-from minbert.model.loading import load_encoder_weights, load_state_file, native_to_hf, save_tensors
+from minbert.model.loading import (
+    DIGESTS,
+    load_encoder_weights,
+    load_state_file,
+    native_to_hf,
+    save_tensors,
+    write_digests,
+)
 from minbert.model.pal import PAL, PALOptions
 from minbert.tasks.config import ModelConfig, TaskConfig, check_task_layers
 from minbert.tasks.heads import HEADS
@@ -241,11 +248,14 @@ class MultitaskModel(nn.Module):
         return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
     def save(self, directory: str | Path) -> None:
-        """config.json + model.safetensors: `BertModel.from_pretrained(directory)` loads the encoder part."""
+        """config.json + model.safetensors, then their digests (digests.json, checked whenever they are read):
+        `BertModel.from_pretrained(directory)` loads the encoder part."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        (directory / DIGESTS).unlink(missing_ok=True)  # the earlier files' digests: none while these are written
         self.encoder.config.to_json(directory / "config.json")
         save_tensors(self.checkpoint_state(), directory / "model.safetensors", metadata={"format": "pt"})
+        write_digests(directory, ["config.json", "model.safetensors"])
 
     def load_checkpoint(self, directory: str | Path) -> None:
         path = Path(directory) / "model.safetensors"

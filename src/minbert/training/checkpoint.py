@@ -4,6 +4,9 @@ checkpoints/step-00000123/
   tensors.safetensors   model (HF names for the encoder, heads.*, common.*), optimizer moments, torch RNG states
   state.json            trainer position (step, epoch, step in epoch), the numpy/python RNG states, optimizer
                         hyper-parameters and step counts, loss scaler, history of finished epochs
+  digests.json          the digests of both, checked before resuming: a file damaged inside, at its full length,
+                        is passed over as a truncated one is (a checkpoint without it, from before digests were
+                        recorded, is read unchecked)
 
 Each checkpoint is written into a hidden temporary directory, every file fsync'ed, then renamed into place: a
 process killed while writing leaves the previous checkpoint intact (and a `.tmp-*` directory that is ignored and
@@ -27,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from minbert.errors import CheckpointError
-from minbert.model.loading import save_tensors
+from minbert.model.loading import DIGESTS, digest_mismatch, save_tensors, write_digests
 
 CHECKPOINT_DIR = "checkpoints"
 NAME = re.compile(r"step-(\d{8})")
@@ -97,7 +100,8 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     tmp.mkdir()
     save_tensors({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp / "tensors.safetensors")
     (tmp / "state.json").write_text(json.dumps(state) + "\n", encoding="utf-8")
-    for path in (tmp / "tensors.safetensors", tmp / "state.json", tmp):
+    write_digests(tmp, ["tensors.safetensors", "state.json"])
+    for path in (tmp / "tensors.safetensors", tmp / "state.json", tmp / DIGESTS, tmp):
         _fsync(path)
     final = directory / name
     publish(tmp, final)
@@ -137,7 +141,8 @@ STATE_KEYS = ("step", "stage", "stage_start_step", "epoch", "step_in_epoch", "ep
 
 def damage(path: Path) -> str | None:
     """Why a checkpoint cannot be resumed from (files missing, a tensor file shorter than its header says, a state
-    that is not JSON or lacks a key), or None; read without loading its tensors."""
+    that is not JSON or lacks a key, a file whose digest is not the one recorded when it was written), or None;
+    read without loading its tensors."""
     tensors, state = path / "tensors.safetensors", path / "state.json"
     for file in (tensors, state):
         if not file.is_file():
@@ -163,6 +168,8 @@ def damage(path: Path) -> str | None:
     missing = [key for key in STATE_KEYS if key not in saved]
     if missing:
         return f"state.json is incomplete: no {missing[0]!r}"
+    if mismatch := digest_mismatch(path):
+        return " ".join(mismatch)
     return None
 
 
