@@ -249,8 +249,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
+    from minbert.names import check_name
     from minbert.runs.ensemble import ensemble_run
 
+    check_name(args.name, "--name")
     run_dir = ensemble_run(args.runs, args.name, args.output_dir, args.data_dir, args.overwrite, args.weights)
     print((run_dir / "members.md").read_text(encoding="utf-8"))
     print(f"ensemble: {run_dir} (predictions/, figures/, metrics.json)")
@@ -258,8 +260,10 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_soup(args: argparse.Namespace) -> int:
+    from minbert.names import check_name
     from minbert.runs.soup import soup_run
 
+    check_name(args.name, "--name")
     run_dir = soup_run(args.runs, args.name, args.output_dir, "greedy" if args.greedy else "uniform", args.data_dir,
                        args.overwrite)
     print((run_dir / "soup.md").read_text(encoding="utf-8"))

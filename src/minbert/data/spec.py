@@ -20,6 +20,7 @@ from pathlib import Path
 from minbert.data.files import FileFormat
 from minbert.errors import ConfigError, DataError
 from minbert.metrics import METRICS
+from minbert.names import check_name
 from minbert.options import build, option
 
 SPLITS = ("train", "dev", "test")
@@ -138,10 +139,8 @@ def check_spec(spec: DataSpec, where: str) -> None:
             raise ConfigError(f"{where}.metrics: {name!r} needs two classes; this spec has {len(spec.classes)}")
     if len(set(spec.metrics)) != len(spec.metrics):
         raise ConfigError(f"{where}.metrics = {spec.metrics}: a metric is named twice")
-    for key in ("prediction_file",):
-        value = getattr(spec, key)
-        if value and (Path(value).name != value or value in (".", "..")):
-            raise ConfigError(f"{where}.{key} = {value!r}: a file name prefix, not a path")
+    if spec.prediction_file:
+        check_name(spec.prediction_file, f"{where}.prediction_file")
 
 
 BUILTIN_FILE = Path(__file__).with_name("builtin_tasks.toml")

@@ -44,6 +44,7 @@ from minbert.data.spec import builtin_name, data_key
 from minbert.errors import ConfigError, RunFailed
 from minbert.interrupts import Interrupted, run_in_processes
 from minbert.metrics import CS224N_LABEL, TaskScore, overall
+from minbert.names import check_name
 from minbert.reporting.report import write_report_quietly
 from minbert.runs.run import train_run
 from minbert.training.checkpoint import list_checkpoints
@@ -64,12 +65,15 @@ def read_sweep(path: Path) -> dict:
                                  or ensemble.get("weights", "equal") not in ("equal", "fitted")):
         raise ConfigError(f"{path}: [ensemble] takes name = \"...\", members = \"variants\" or \"all\" and "
                           "optionally weights = \"equal\" or \"fitted\"")
+    if ensemble is not None:  # its run directory: checked before the variants train
+        check_name(ensemble["name"], f"{path}: ensemble.name")
     check_seeds(str(path), sweep.get("seeds", []))
     if not sweep.get("variants"):
         raise ConfigError(f"{path}: a sweep needs a [variants] table")
     check_overrides(path, "overrides", sweep.get("overrides", []))
     variants = {}
     for name, variant in sweep["variants"].items():
+        check_name(name, f"{path}: variants.NAME")  # the variant's run directory
         if isinstance(variant, dict):
             extra = set(variant) - {"config", "overrides"}
             if extra or "config" not in variant:

@@ -23,6 +23,7 @@ import tomli_w
 from minbert.data.extra import EXTRA_FORMATS, FLAT_OPTIONS
 from minbert.device import TRAINING_PRECISIONS
 from minbert.errors import ConfigError
+from minbert.names import check_name
 from minbert.options import Chosen, build, option, to_table
 from minbert.tasks.config import (
     ExtraDataConfig,
@@ -414,24 +415,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
     return config
 
 
-def check_run_name(name: str) -> None:
-    """A run name is one safe path component: the run directory is output_dir/name and nothing else."""
-    problem = None
-    if not name.strip():
-        problem = "is empty"
-    elif name in (".", ".."):
-        problem = "is not a directory name"
-    elif any(c in name for c in "/\\\0"):
-        problem = "holds a path separator (a run name is one directory name; set output_dir for its parent)"
-    elif name != name.strip():
-        problem = "starts or ends with whitespace"
-    if problem:
-        raise ConfigError(f"name = {name!r} {problem}")
+def check_run_name(name: str, key: str = "name") -> None:
+    """A run name is one safe path component (minbert.names): the run directory is output_dir/name and nothing
+    else."""
+    check_name(name, key)
 
 
 def validate(config: RunConfig) -> None:
     """What a single field cannot say: combinations, the stages' tasks, each chosen unit's own checks."""
     check_run_name(config.name)
+    for name in config.tasks:  # a task's name names its prediction files, figures, caches and model modules
+        check_name(name, "tasks.NAME")
     betas = config.train.betas
     if len(betas) != 2:
         raise ConfigError(f"train.betas = {betas}: expected two numbers (beta1, beta2)")

@@ -35,6 +35,7 @@ from filelock import FileLock
 
 from minbert.errors import ConfigError, RunFailed
 from minbert.interrupts import Interrupted, run_in_processes
+from minbert.names import check_name
 from minbert.outputs import atomic_write_text
 from minbert.runs.run import train_run
 from minbert.training.hooks import Hook
@@ -242,6 +243,10 @@ def tune(search_path: str | Path, trials: int | None = None, timeout: float | No
          storage: str | None = None, study_name: str | None = None, output_dir: str = "runs",
          data_dir: str | None = None) -> Path:
     """Run (or continue) a study and write its report; returns the study directory."""
+    # the study's directory and its best config's run (NAME-best): checked before anything is read or made
+    name = check_name(Path(search_path).stem if study_name is None else study_name,
+                      "--study" if study_name is not None else f"--study (default: the stem of {search_path})",
+                      suffix="-best")
     search = read_search(search_path)
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
@@ -251,7 +256,6 @@ def tune(search_path: str | Path, trials: int | None = None, timeout: float | No
         raise ConfigError(f"--timeout must be more than 0 minutes, got {timeout}")
     if storage is not None:
         check_storage(storage)  # before the study's directory is made
-    name = study_name or Path(search_path).stem
     directory = Path(output_dir) / "tune" / name
     (directory / "trials").mkdir(parents=True, exist_ok=True)
     study = Study(search, directory, storage or f"sqlite:///{(directory / 'study.db').resolve()}", name, data_dir,
