@@ -58,12 +58,36 @@ GOOD = {"train": "t.tsv", "dev": "d.tsv", "text": ["a"], "label": "y", "classes"
     ({"class_names": ["one"]}, "1 names for 2 classes"),
     ({"delimiter": ";;"}, "one character"),
     ({"prediction_file": "../x"}, "tasks.t.data.prediction_file = '../x': a name is 1 to 64"),
+    # a column has one role: the model must never read the label, and ids must name rows
+    ({"text": ["y"]}, "tasks.t.data.text = ['y'] holds the label column 'y': the model would read its answer"),
+    ({"text": ["a", "y"]}, "tasks.t.data.text = ['a', 'y'] holds the label column 'y'"),
+    ({"text": ["a", "a"]}, "tasks.t.data.text = ['a', 'a'] names column 'a' twice"),
+    ({"id": "y"}, "tasks.t.data.id = 'y' is the label column"),
+    ({"id": "a"}, "tasks.t.data.id = 'a' is a text column"),
 ])
 def test_every_bad_spec_is_named_by_its_key(change, message):
     spec = DataSpec(**{**GOOD, **change})
     with pytest.raises(ConfigError) as error:
         check_spec(spec, "tasks.t.data")
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("command", ["data", "train"])
+def test_a_label_read_as_text_is_refused_by_data_and_train(command, tmp_path, tiny_model_dir, tiny_data_dir,
+                                                           capsys):
+    """The pair's second text is the label column: one line before any file is read or written."""
+    from minbert.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'output_dir = "{tmp_path / "runs"}"\n[model]\npath = "{tiny_model_dir}"\n'
+                      '[tasks.para.data]\ntrain = "quora-train.csv"\n'
+                      'dev = "quora-dev.csv"\ntext = ["sentence1", "is_duplicate"]\nlabel = "is_duplicate"\n'
+                      "classes = [0, 1]\n")
+    assert main([command, "--config", str(config), "--data-dir", str(tiny_data_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("minbert: error: tasks.para.data.text = ['sentence1', 'is_duplicate'] holds the label column "
+                   "'is_duplicate': the model would read its answer")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_regression_metrics_on_a_score_range_and_unknown_builtins():

@@ -110,6 +110,7 @@ def check_spec(spec: DataSpec, where: str) -> None:
         raise ConfigError(f"{where}.symmetric: only a pair of texts can be symmetric; this spec has one text column")
     if not spec.label.strip():
         raise ConfigError(f"{where}.label: the label column is required")
+    check_column_roles(spec, where)
     if len(spec.delimiter) != 1:
         raise ConfigError(f"{where}.delimiter = {spec.delimiter!r}: one character")
     if bool(spec.classes) == bool(spec.score_range):
@@ -141,6 +142,24 @@ def check_spec(spec: DataSpec, where: str) -> None:
         raise ConfigError(f"{where}.metrics = {spec.metrics}: a metric is named twice")
     if spec.prediction_file:
         check_name(spec.prediction_file, f"{where}.prediction_file")
+
+
+def check_column_roles(spec: DataSpec, where: str) -> None:
+    """Each column has one role: a text column that is the label lets the model read its answer; a pair of one
+    column twice is two copies of one text; an id column that is the label or a text names rows by their content,
+    which is not unique (and writes the gold label into prediction files)."""
+    if spec.label in spec.text:
+        raise ConfigError(f"{where}.text = {spec.text} holds the label column {spec.label!r}: the model would read "
+                          "its answer")
+    if len(set(spec.text)) != len(spec.text):
+        raise ConfigError(f"{where}.text = {spec.text} names column {spec.text[0]!r} twice: a pair is two "
+                          "different columns")
+    if spec.id and spec.id == spec.label:
+        raise ConfigError(f"{where}.id = {spec.id!r} is the label column: ids name rows; leave id empty to name "
+                          "them by file and line")
+    if spec.id in spec.text:
+        raise ConfigError(f"{where}.id = {spec.id!r} is a text column: ids name rows; leave id empty to name "
+                          "them by file and line")
 
 
 BUILTIN_FILE = Path(__file__).with_name("builtin_tasks.toml")
