@@ -41,10 +41,15 @@ from minbert.runs.ensemble import member_inputs
 from minbert.runs.outputs import write_json, write_outputs
 from minbert.runs.rundir import (
     Input,
+    NewRun,
     RunLock,
+    as_it_was,
     check_new_run,
     create_run_dir,
+    is_staging,
     remove_failed_start,
+    resumed_run,
+    staging_dir,
 )
 from minbert.runs.teachers import attach_teacher_outputs, check_teachers
 from minbert.tasks.model import MultitaskModel
@@ -109,6 +114,9 @@ def check_resumable(run_dir: Path, config: RunConfig) -> None:
     once the model is built: `resume_point`)."""
     metrics = run_dir / "metrics.json"
     if metrics.exists() and "final_dev" in json.loads(metrics.read_text(encoding="utf-8")):
+        if is_staging(staging := staging_dir(run_dir)):
+            raise ConfigError(f"{run_dir}: the run already finished; the unfinished --overwrite of it is {staging}: "
+                              f"continue that with: minbert train --resume {staging}")
         raise ConfigError(f"{run_dir}: the run already finished; nothing to resume (`minbert evaluate --run "
                           f"{run_dir} --write-outputs` rewrites its outputs)")
     check_trained_with(run_dir, config)
@@ -209,9 +217,21 @@ def held_log() -> Iterator[logging.handlers.MemoryHandler]:
         memory.close()
 
 
-def attach_log_file(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+class FinalPaths(logging.Formatter):
+    """train.log names the run's files where they will be: a replacement is built beside the run it replaces
+    (`NewRun`), and once in place its log must not send a reader to the directory it was built in."""
+
+    def __init__(self, run: NewRun):
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self.building, self.run_dir = str(run.building), str(run.run_dir)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace(self.building, self.run_dir)
+
+
+def attach_log_file(run: NewRun) -> logging.Handler:
+    handler = logging.FileHandler(run.building / "train.log", encoding="utf-8")
+    handler.setFormatter(FinalPaths(run))
     logger = logging.getLogger("minbert")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -341,6 +361,8 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
 
     Everything checkable is checked before the directory is made (config, an existing run, free space, the data
     files and their rows); a new run that still fails before its first checkpoint removes its directory again.
+    With `overwrite` the new run is built beside the old one, which it replaces only once it has finished
+    (minbert.runs.rundir); resuming such an unfinished replacement puts it in place when it finishes.
     `hooks` act on the main rank's loop after the run's own (a tuning study's pruner)."""
     world = init_world()
     config = pin_model_revision(config)
@@ -349,17 +371,18 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
     fork = Path(fork) if fork else None
     inputs = [*run_inputs(config, data_dir), *([Input("--fork", fork)] if fork else [])]
     try:
-        with RunLock(run_dir) if world.is_main else nullcontext():
+        with RunLock(run_dir) if world.is_main else nullcontext():  # a staging directory's lock is its run's
             if resume:
                 check_resumable(run_dir, config)
-            else:
-                check_new_run(run_dir, root, overwrite, inputs)
+                place = resumed_run(run_dir)
+            else:  # an --overwrite is built beside the run it replaces
+                place = NewRun(run_dir, check_new_run(run_dir, root, overwrite, inputs))
             world.barrier()  # every rank has looked before rank 0 changes anything
             if not world.is_main:
                 world.barrier()  # rank 0 prepares the run directory
                 exp = build_run_experiment(config, data_dir, strict, world)
-                trainer = start_trainer(exp, [BestCheckpoint(run_dir, exp)], world, run_dir)
-                continue_from(trainer, run_dir, bool(resume), fork)
+                trainer = start_trainer(exp, [BestCheckpoint(place.building, exp)], world, place.building)
+                continue_from(trainer, place.building, bool(resume), fork)
                 try:
                     trainer.fit()
                 finally:
@@ -372,19 +395,25 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                     check_free_space(run_dir, config)
                 exp = build_run_experiment(config, data_dir, strict, world)
                 files = {"config.toml": config.to_toml(), TRAINED_WITH: trained_with(config)}
-                created = False if resume else create_run_dir(run_dir, root, overwrite, files, inputs)
-                handler = attach_log_file(run_dir)
+                if not resume:
+                    place = create_run_dir(run_dir, root, overwrite, files, inputs)
+                handler = attach_log_file(place)
                 held.setTarget(handler)
                 held.flush()
             try:
                 world.barrier()
-                finished = _train_main(exp, world, run_dir, bool(resume), handler, started, hooks, fork)
+                finished = _train_main(exp, world, place, bool(resume), handler, started, hooks, fork)
             except BaseException as exc:  # an error, or an interrupt that came before the first checkpoint
-                removed = remove_failed_start(run_dir, created)
+                removed = remove_failed_start(place)
                 if removed:
-                    log.info("removed %s: the run failed before its first checkpoint", run_dir)
+                    log.info("removed %s: the run failed before its first checkpoint%s", place.building,
+                             as_it_was(place))
+                elif place.replacing and not place.finished and not isinstance(exc, Interrupted):
+                    log.warning("%s is as it was; the unfinished run that was to replace it stays in %s: "
+                                "`minbert train --resume %s` finishes it and then puts it in place", place.run_dir,
+                                place.building, place.building)
                 if isinstance(exc, Interrupted):
-                    exc.detail = what_was_kept(run_dir, removed)
+                    exc.detail = what_was_kept(place, removed)
                 raise
             world.barrier()  # the other ranks wait here for the outputs (on a failure above, torchrun stops them)
             return finished
@@ -405,22 +434,27 @@ def pin_model_revision(config: RunConfig) -> RunConfig:
     return config
 
 
-def what_was_kept(run_dir: Path, removed: bool) -> str:
-    """The line an interrupted run ends with: its newest complete checkpoint and how to continue."""
+def what_was_kept(run: NewRun, removed: bool) -> str:
+    """The line an interrupted run ends with: its newest complete checkpoint and how to continue (a replacement:
+    and that the run it replaces is as it was until then)."""
+    if run.finished:
+        return f"the run had finished: {run.run_dir}"
     if removed:
-        return (f"it had not reached its first checkpoint, so {run_dir} was removed: start it again with the "
-                "same command")
-    kept = [path for path in list_checkpoints(run_dir) if damage(path) is None]
+        return (f"it had not reached its first checkpoint, so {run.building} was removed{as_it_was(run)}: start it "
+                "again with the same command")
+    kept = [path for path in list_checkpoints(run.building) if damage(path) is None]
     if not kept:
-        return f"{run_dir} holds no complete checkpoint"
+        return f"{run.building} holds no complete checkpoint{as_it_was(run)}"
     state = json.loads((kept[-1] / "state.json").read_text(encoding="utf-8"))
+    then = f" (it replaces {run.run_dir} when it finishes; until then {run.run_dir} is as it was)" \
+        if run.replacing else ""
     return (f"kept {kept[-1]} (step {state['step']}, epoch {state['epoch'] + 1}, step {state['step_in_epoch']} "
-            f"of the epoch); continue with: minbert train --resume {run_dir}")
+            f"of the epoch); continue with: minbert train --resume {run.building}{then}")
 
 
-def _train_main(exp: Experiment, world: World, run_dir: Path, resume: bool, handler: logging.Handler,
+def _train_main(exp: Experiment, world: World, place: NewRun, resume: bool, handler: logging.Handler,
                 started: float, hooks: Sequence[Hook] = (), fork: Path | None = None) -> Path:
-    config = exp.config
+    config, run_dir = exp.config, place.building
     try:
         for task, splits in exp.data.items():
             log.info("%s: %s", task, ", ".join(f"{split} {len(d)}" for split, d in splits.items()))
@@ -469,6 +503,7 @@ def _train_main(exp: Experiment, world: World, run_dir: Path, resume: bool, hand
         # the process's peak resident memory (Linux reports KiB): what the run needed of the machine
         metrics["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         write_json(run_dir / "metrics.json", metrics)
+        run_dir = place.finish()  # finished: a replacement takes its place now; the report names where it is
         if report:
             write_report_quietly(run_dir)
         print_summary(config, metrics)
