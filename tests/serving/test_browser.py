@@ -158,8 +158,13 @@ def hostile_run(tmp_path_factory, tiny_model_dir, tiny_data_dir):
         (data / name).write_text("\n".join(lines) + "\n")
     config = write_tiny_config(root / "hostile.toml", root / "runs", tiny_model_dir, tasks=THREE_TASKS,
                                train="report = true")
-    assert main(["train", "--config", str(config), f"name={HOSTILE_NAME}", "--data-dir", str(data)]) == 0
-    return root / "runs" / HOSTILE_NAME
+    assert main(["train", "--config", str(config), "name=hostile", "--data-dir", str(data)]) == 0
+    # a run name follows minbert.names' rule, so markup gets in only by hand: a metrics.json edited after training
+    run = root / "runs" / "hostile"
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    (run / "metrics.json").write_text(json.dumps({**metrics, "name": HOSTILE_NAME}), encoding="utf-8")
+    write_report([run])
+    return run
 
 
 def open_watched(browser, url: str) -> tuple[Watched, list[str]]:
@@ -217,6 +222,7 @@ def test_the_serve_page_shows_a_hostile_run_name_literally_under_a_strict_policy
     from minbert.predictor import MultitaskBERT
 
     model = MultitaskBERT.load(hostile_run)
+    model.config.name = HOSTILE_NAME  # a config.toml refuses it (minbert.names): the page must still escape it
     with running_server(model) as url:
         watched, dialogs = open_watched(browser, url)
         page = watched.page
