@@ -25,6 +25,7 @@ import torch
 from minbert.data.files import read_examples
 from minbert.data.spec import FORMATS, resolve_data_dir
 from minbert.device import cpu_has_fast_bf16
+from minbert.outputs import write_output_text
 from minbert.terminal import console as make_console
 
 PACKING_CAPACITY = 128  # tokens per packed row in the packed inference measurement
@@ -450,4 +451,6 @@ def print_report(report: dict) -> None:
 
 
 def write_report(report: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    """`--output`: a regular file written whole (a FIFO or a device is never replaced), or `-` for standard
+    output."""
+    write_output_text(path, json.dumps(report, indent=2) + "\n")

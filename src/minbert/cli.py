@@ -48,6 +48,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     from minbert.data.files import read_examples
     from minbert.data.spec import FORMATS, KNOWN_FILES, resolve_data_dir
+    from minbert.outputs import special_kind
 
     # what to check: the built-in data sets' files, or a config's tasks (their own specs and file choices)
     files = [(name, FORMATS[data], split) for (data, split), name in KNOWN_FILES.items()]
@@ -75,6 +76,9 @@ def cmd_data(args: argparse.Namespace) -> int:
                                 f"{os.readlink(path)})"}
             elif config is not None and split != "test":  # a config's train and dev files are required
                 report[name] = {"rows": 0, "skipped": [], "error": "no such file"}
+            continue
+        if kind := special_kind(path):  # a FIFO would block the check and a device never end it: never opened
+            report[name] = {"rows": 0, "skipped": [], "error": f"{kind}, not a regular file"}
             continue
         loaded = read_examples(path, file_format, labelled=split != "test", strict=args.strict)
         report[name] = {"rows": len(loaded.examples),
@@ -164,12 +168,16 @@ def read_prediction_input(path: str, task_format: FileFormat, skip_bad_rows: boo
     id column, else line numbers), or plain lines: a sentence, or `a<TAB>b` for pairs, named by line number.
     Malformed rows stop the job unless `skip_bad_rows`; returns ids, rows and the skipped rows."""
     from minbert.data.files import FileFormat, parse_examples
+    from minbert.outputs import STANDARD_STREAM, check_input_file
 
     columns = task_format.text_columns
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise MinbertError(f"{path}: cannot read ({exc.strerror})") from None
+    if path == STANDARD_STREAM:
+        path, raw = "standard input", sys.stdin.buffer.read()
+    else:
+        try:
+            raw = check_input_file(path, "--input", stdin_too=True).read_bytes()
+        except OSError as exc:
+            raise MinbertError(f"{path}: cannot read ({exc.strerror})") from None
     first = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace").removeprefix("\ufeff")
     header = [h.strip().strip('"') for h in first.split(task_format.delimiter)]
     if all(c in header for c in columns):
@@ -195,11 +203,13 @@ def read_prediction_input(path: str, task_format: FileFormat, skip_bad_rows: boo
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from minbert.evaluation.predictions import write_predictions
-    from minbert.outputs import check_output_file
+    from minbert.outputs import STANDARD_STREAM, check_input_file, check_output_file
     from minbert.predictor import MultitaskBERT
 
     if args.output:
         check_output_file(args.output)
+    if args.input and args.input != STANDARD_STREAM:  # before the model loads
+        check_input_file(args.input, "--input", stdin_too=True)
     predictor = MultitaskBERT.load(args.run, args.precision, args.backend, args.onnx)
     task = predictor.resolve_task(args.task, sentiment=args.task is None)
     kind = predictor.model.heads[task].kind
@@ -221,7 +231,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     note = f" ({len(skipped)} malformed rows skipped: see the warnings above)" if skipped else ""
     if args.output:
         write_predictions(args.output, kind.prediction_header, ids, shown)
-        print(f"wrote {count} to {args.output}{note}")
+        if args.output == STANDARD_STREAM:  # the file's lines are the output: the count goes beside them
+            print(f"{count}{note}", file=sys.stderr)
+        else:
+            print(f"wrote {count} to {args.output}{note}")
     else:
         for row, prediction in zip(rows, shown, strict=True):
             print("\t".join([str(prediction), *row]))
@@ -272,9 +285,12 @@ def cmd_soup(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from minbert.outputs import STANDARD_STREAM
     from minbert.reporting.report import write_report
 
-    print(f"report: {write_report(args.runs, args.output)}")
+    path = write_report(args.runs, args.output)
+    if args.output != STANDARD_STREAM:  # with -, standard output holds the page alone
+        print(f"report: {path}")
     return 0
 
 
@@ -293,14 +309,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
+    from minbert.outputs import STANDARD_STREAM, check_output_file, write_output_text
     from minbert.serving.loadtest import load_test, table
 
+    if args.output:
+        check_output_file(args.output)
     results = load_test(args.run, args.clients, args.requests, args.time_limit, max_batch=args.max_batch,
                         max_wait_ms=args.max_wait_ms, backends=args.backends)
     text = table(results)
     print(text)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+    if args.output and args.output != STANDARD_STREAM:  # with -, the table printed above is the output
+        write_output_text(args.output, text)
     return 1 if any(level.failed for r in results for level in r.levels) else 0
 
 
@@ -346,7 +365,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from minbert.bench import print_report, run_bench, write_report
+    from minbert.outputs import check_output_file
 
+    if args.output:
+        check_output_file(args.output)
     report = run_bench(args.data_dir, steps=args.steps, run_dir=args.run, job_steps=args.job_steps)
     if args.json:
         import json

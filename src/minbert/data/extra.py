@@ -66,7 +66,7 @@ class DelimitedExtra:
                                   label_column=options.label_column, id_column=options.id_column,
                                   delimiter=options.delimiter, quoting=options.quoting == "csv",
                                   label_offset=options.label_offset, label_scale=options.label_scale)
-        return read_examples(path, fmt, strict=context.strict).examples
+        return read_examples(path, fmt, strict=context.strict, what=f"{context.where}.file").examples
 
 
 @EXTRA_FORMATS.register("sst_trees")
@@ -89,7 +89,8 @@ class SstTreesExtra:
     @staticmethod
     def load(path: Path, options: Options, context: ExtraContext) -> list[Example]:
         loaded, roots = read_sst_trees(path, context.task_format.num_classes, options.min_tokens,
-                                       options.include_roots, options.dedup, context.strict, context.held_out)
+                                       options.include_roots, options.dedup, context.strict, context.held_out,
+                                       f"{context.where}.file")
         if context.held_out:
             log.info("%s: the trees of %d held-out sentences give no phrases", path.name,
                      sum(root in context.held_out for root in roots))

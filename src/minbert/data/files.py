@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minbert.errors import DataError
+from minbert.outputs import check_input_file
 
 log = logging.getLogger("minbert")
 
@@ -99,9 +100,11 @@ class LoadedFile:
         return f"{self.path.name}: {len(self.examples)} rows loaded, {len(self.skipped)} skipped"
 
 
-def read_examples(path: str | Path, fmt: FileFormat, labelled: bool = True, strict: bool = False) -> LoadedFile:
-    """Read one file. `labelled=False` for test files (no label column needed; labels are None)."""
-    path = Path(path)
+def read_examples(path: str | Path, fmt: FileFormat, labelled: bool = True, strict: bool = False,
+                  what: str = "") -> LoadedFile:
+    """Read one file. `labelled=False` for test files (no label column needed; labels are None). `what`: the config
+    key or flag that named the file, for the message when it is not a regular file."""
+    path = check_input_file(path, what)
     try:
         raw = path.read_bytes()
     except OSError as exc:

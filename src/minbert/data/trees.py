@@ -18,6 +18,7 @@ from nltk import Tree
 
 from minbert.data.files import Example, LoadedFile, SkippedRow
 from minbert.errors import DataError
+from minbert.outputs import check_input_file
 
 log = logging.getLogger("minbert")
 TOKEN = r"[^ ()]+"
@@ -42,15 +43,16 @@ def parse_tree(line: str, num_classes: int) -> list[tuple[str, int, bool]]:
 
 def read_sst_trees(path: str | Path, num_classes: int = 5, min_tokens: int = 1, include_roots: bool = False,
                    dedup: bool = True, strict: bool = False,
-                   skip_roots: frozenset[str] = frozenset()) -> tuple[LoadedFile, list[str]]:
+                   skip_roots: frozenset[str] = frozenset(), what: str = "") -> tuple[LoadedFile, list[str]]:
     """Every labelled node of every tree as an example (id `file:line:node`), and the root sentences.
 
     `min_tokens`: drop phrases shorter than this many tokens. `include_roots`: keep the whole-sentence nodes (they
     are the sentences of the training file, so they would count twice beside it). `dedup`: one example per
     distinct phrase text; a phrase seen with different labels takes the most frequent one, and is dropped (and
     counted) when that is a tie. `skip_roots`: trees whose sentence is one of these give no phrases (sentences
-    held out for evaluation must not reach training through their parts)."""
-    path = Path(path)
+    held out for evaluation must not reach training through their parts). `what`: the config key that named the
+    file, for the message when it is not a regular file."""
+    path = check_input_file(path, what)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:

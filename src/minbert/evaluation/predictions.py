@@ -6,20 +6,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minbert.errors import DataError
-from minbert.outputs import atomic_write_text, check_output_file
+from minbert.outputs import check_input_file, check_output_file, write_output_text
 
 
 def write_predictions(path: str | Path, header: str, ids: Sequence[str], predictions: Sequence) -> None:
-    """Written whole or not at all (an interrupted predict leaves no half file)."""
+    """Written whole or not at all (an interrupted predict leaves no half file); `-`: to standard output."""
     path = check_output_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [f"{example_id} , {prediction} \n" for example_id, prediction in zip(ids, predictions, strict=True)]
-    atomic_write_text(path, f"id \t {header} \n" + "".join(rows))
+    write_output_text(path, f"id \t {header} \n" + "".join(rows))
 
 
 def read_predictions(path: str | Path) -> tuple[str, list[tuple[str, str]]]:
     """(header column, [(id, prediction text)]) from a file written by write_predictions."""
-    path = Path(path)
+    path = check_input_file(path)
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines or not lines[0].startswith("id \t "):
         raise DataError(f"{path}:1: expected the header 'id \\t <column>'")

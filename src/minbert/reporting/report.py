@@ -27,7 +27,7 @@ from plotly.offline import get_plotlyjs
 from minbert.data.spec import data_key
 from minbert.errors import ConfigError, MinbertError
 from minbert.metrics import TaskScore, overall
-from minbert.outputs import atomic_write_text, check_output_file
+from minbert.outputs import check_output_file, write_output_text
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.training.config import default_config_path, load_config
 
@@ -366,8 +366,7 @@ def write_report(runs: Sequence[str | Path], output: str | Path | None = None) -
         links = {v.path: relative_link(v.path / REPORT_FILE, path.parent) for v in views
                  if (v.path / REPORT_FILE).exists()}
         html = render_comparison(views, links)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, html)
+    write_output_text(path, html)
     return path
 
 

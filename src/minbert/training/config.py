@@ -25,6 +25,7 @@ from minbert.device import TRAINING_PRECISIONS
 from minbert.errors import ConfigError
 from minbert.names import check_name
 from minbert.options import Chosen, build, option, to_table
+from minbert.outputs import check_input_file
 from minbert.tasks.config import (
     ExtraDataConfig,
     ModelConfig,
@@ -383,7 +384,7 @@ def migrate(values: dict, source: str = "config") -> dict:
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:
-    path = Path(path)
+    path = check_input_file(path, what)  # a FIFO would block the read, a directory fail it with a traceback
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

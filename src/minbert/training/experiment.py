@@ -136,7 +136,8 @@ def read_split(config: RunConfig, task: str, split: str, directory: Path, strict
     for a spec with `dev_share` and no dev file the held-out share of the train file (the rest is train)."""
     kind = kind_of(task, config.tasks[task])
     share = kind.spec.dev_share if not task_file(config, task, "dev") else 0.0
-    name = task_file(config, task, "train" if share and split != "test" else split)
+    file_split = "train" if share and split != "test" else split
+    name = task_file(config, task, file_split)
     if not name:
         return None
     path = directory / name
@@ -144,7 +145,8 @@ def read_split(config: RunConfig, task: str, split: str, directory: Path, strict
         if split == "test":
             return None
         raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
-    loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict)
+    loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict,
+                           what=f"tasks.{task}.{file_split}")
     if share and split != "test":
         rest, held = carve_tune_split(loaded.examples, share, DEV_SHARE_SEED, kind.is_classification)
         loaded = dataclasses.replace(loaded, examples=held if split == "dev" else rest)
