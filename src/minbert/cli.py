@@ -251,6 +251,52 @@ def seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def positive_ints(text: str) -> list[int]:
+    """`--clients 1,8,32`: whole numbers >= 1 (0 or -3 clients would measure nothing and print nan)."""
+    try:
+        values = [int(s) for s in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers >= 1, got {text!r}")
+    return values
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def finite_number(low: float, low_allowed: bool):
+    """A type for a finite number above `low` (or from it, with `low_allowed`)."""
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low or (value == low and not low_allowed):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'>=' if low_allowed else '>'} {low:g}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
+
+
+def backend_list(text: str) -> list[str]:
+    backends = text.split(",")
+    if not set(backends) <= {"torch", "onnx"}:
+        raise argparse.ArgumentTypeError(f"expected torch or onnx, comma-separated, got {text!r}")
+    return backends
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from minbert.runs.ablation import run_ablation
 
@@ -382,9 +428,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def batching_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-batch", type=int, default=64,
+    parser.add_argument("--max-batch", type=positive_int, default=64,
                         help="texts per model call; 1 serves one text at a time (default: 64)")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0,
+    parser.add_argument("--max-wait-ms", type=finite_number(0, low_allowed=True), default=5.0,
                         help="how long a text waits for others to share its model call (default: 5)")
 
 
@@ -534,12 +580,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     loadtest = sub.add_parser("loadtest", help="a bounded load test of `minbert serve`: batched vs one at a time")
     loadtest.add_argument("--run", required=True, help="the run directory to serve")
-    loadtest.add_argument("--clients", type=seed_list, default=[1, 8, 32],
+    loadtest.add_argument("--clients", type=positive_ints, default=[1, 8, 32],
                           help="comma-separated concurrent clients per level (default: 1,8,32)")
-    loadtest.add_argument("--requests", type=int, default=300, help="requests per level (default: 300)")
-    loadtest.add_argument("--time-limit", type=float, default=60, help="seconds per level at most (default: 60)")
+    loadtest.add_argument("--requests", type=positive_int, default=300, help="requests per level (default: 300)")
+    loadtest.add_argument("--time-limit", type=finite_number(0, low_allowed=False), default=60,
+                          help="seconds per level at most (default: 60)")
     batching_flags(loadtest)
-    loadtest.add_argument("--backends", type=lambda text: text.split(","), default=["torch"],
+    loadtest.add_argument("--backends", type=backend_list, default=["torch"],
                           help="comma-separated backends to serve with in turn: torch, onnx (default: torch)")
     loadtest.add_argument("--output", default=None, help="also write the markdown table here")
     loadtest.set_defaults(handler=cmd_loadtest)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
-from minbert.errors import MinbertError
+from minbert.errors import ConfigError, MinbertError
 
 SENTENCES = [
     "A gripping, beautifully acted film.",
@@ -140,6 +141,13 @@ def load_test(run: str | Path, clients: Sequence[int] = (1, 8, 32), requests: in
               log_dir: str | Path | None = None, backends: Sequence[str] = ("torch",)) -> list[ModeResult]:
     """Every backend's and mode's server in turn (never two at once: they would share the cores), every level in
     turn. With more than one backend, each mode is named with its backend ("batched, onnx")."""
+    # refused before any server starts: 0 or -3 clients would measure nothing and report nan
+    if not clients or min(clients) < 1:
+        raise ConfigError(f"clients must be whole numbers >= 1, got {list(clients)}")
+    if requests < 1:
+        raise ConfigError(f"requests must be >= 1, got {requests}")
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise ConfigError(f"time_limit must be a finite number > 0, got {time_limit}")
     run = Path(run)
     if not (run / "config.toml").exists():
         raise MinbertError(f"{run}: not a run directory (no config.toml)")
