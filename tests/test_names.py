@@ -83,6 +83,16 @@ def test_a_bad_task_name_is_refused_by_data_and_train(command, bad, tmp_path, ti
     refused([command, "--config", str(config), "--data-dir", str(tiny_data_dir)], "tasks.", tmp_path, capsys)
 
 
+@pytest.mark.parametrize("command", ["data", "train"])
+def test_a_task_name_has_no_dot(command, tmp_path, tiny_model_dir, tiny_data_dir, capsys):
+    """A dot is fine in a run's name, not in a task's: torch refuses it as a module name (a KeyError after the data
+    loaded, before), and `tasks.sst.v2.dropout=...` could not name the task."""
+    config = write_tiny_config(tmp_path / "c.toml", tmp_path / "runs", tiny_model_dir,
+                               tasks='[tasks."sst.v2"]\ndata = "sst"\n')
+    refused([command, "--config", str(config), "--data-dir", str(tiny_data_dir)], "tasks.NAME = 'sst.v2'",
+            tmp_path, capsys, rule="has no '.'")
+
+
 @pytest.mark.parametrize("bad", [b for b in BAD if b])  # "" is the default: the task's name
 def test_a_bad_prediction_file_is_refused_by_data(bad, tmp_path, tiny_model_dir, tiny_data_dir, capsys):
     spec = ('{ train = "ids-sst-train.csv", dev = "ids-sst-dev.csv", text = ["sentence"], label = "sentiment", '

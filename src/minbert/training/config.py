@@ -427,6 +427,9 @@ def validate(config: RunConfig) -> None:
     check_run_name(config.name)
     for name in config.tasks:  # a task's name names its prediction files, figures, caches and model modules
         check_name(name, "tasks.NAME")
+        if "." in name:  # torch refuses a module name with a dot, and `tasks.a.b.key=...` could not name it
+            raise ConfigError(f"tasks.NAME = {name!r}: a task name has no '.' (it is a key of dotted overrides, "
+                              "tasks.NAME.key, and of the model's modules)")
     betas = config.train.betas
     if len(betas) != 2:
         raise ConfigError(f"train.betas = {betas}: expected two numbers (beta1, beta2)")
