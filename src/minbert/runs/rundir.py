@@ -28,6 +28,7 @@ import shutil
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -251,7 +252,8 @@ def create_run_dir(run_dir: Path, root: Path, overwrite: bool, files: dict[str, 
     `overwrite`, an existing run stays as it is and the new one is made beside it (`NewRun.finish` swaps them).
     Call it holding `run_dir`'s lock."""
     building = check_new_run(run_dir, root, overwrite, inputs)
-    marker = {"name": run_dir.name, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "pid": os.getpid()}
+    marker = {"name": run_dir.name, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "pid": os.getpid(),
+              "id": uuid.uuid4().hex}  # which run this is: a replacement names the one it replaces by its marker
     if building != run_dir:
         if building.exists():  # is_staging: checked above; its process is gone, since we hold the run's lock
             remove_run(building)
