@@ -11,9 +11,9 @@ import minbert
 
 PACKAGE = Path(minbert.__file__).parent
 # lowest first; a unit may import any unit before it, never one after it
-LAYERS = ["errors", "options", "terminal", "interrupts", "allocator", "device", "metrics", "outputs", "model_dir",
-          "tokenizer", "data", "model", "optim", "tasks", "sentence_encoder", "evaluation", "training", "export",
-          "predictor", "reporting", "runs", "tuning", "serving", "bench", "cli", "__init__", "__main__"]
+LAYERS = ["errors", "names", "options", "terminal", "interrupts", "allocator", "device", "metrics", "outputs",
+          "model_dir", "tokenizer", "data", "model", "optim", "tasks", "sentence_encoder", "evaluation", "training",
+          "export", "predictor", "reporting", "runs", "tuning", "serving", "bench", "cli", "__init__", "__main__"]
 
 
 def unit_of(module: str) -> str:

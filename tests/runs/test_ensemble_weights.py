@@ -108,7 +108,7 @@ def test_a_fitted_ensemble_is_the_weighted_mean_of_its_members(tuned_members, tm
     alone = Ensemble([run_dir])
     assert list(alone.weights_of("sts").values()) == pytest.approx(written["weights"]["sts"])
     with pytest.raises(ConfigError, match="fitted weights, which do not carry"):
-        Ensemble([run_dir, a])
+        Ensemble([run_dir, out / "plain"])
     # the same members with equal weights: no weights written
     ensemble_run([a, b], "eq", tmp_path, str(data_dir))
     assert "weights" not in tomllib.loads((tmp_path / "eq" / "ensemble.toml").read_text())

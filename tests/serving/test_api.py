@@ -210,8 +210,7 @@ def test_an_oversized_body_is_refused_at_once_with_memory_and_health_unaffected(
     (["--max-chars", "-1"], "--max-chars = -1 must be >= 1"),
     (["--timeout", "-1"], "--timeout = -1.0 must be > 0"),
     (["--max-body-bytes", "-3"], "--max-body-bytes = -3 must be > 0"),
-    (["--max-batch", "0"], "--max-batch = 0 must be >= 1"),
-])
+])  # --max-batch and --max-wait-ms are refused when parsed: test_loadtest.py
 def test_serve_refuses_impossible_limits_before_loading(tmp_path, args, message, capsys):
     assert main(["serve", "--run", str(tmp_path / "never-read"), *args]) == 2
     err = capsys.readouterr().err

@@ -36,12 +36,15 @@ def test_a_load_test_of_something_that_is_not_a_run_stops_with_a_message(tmp_pat
     (["--max-batch", "0"], "--max-batch: expected a whole number >= 1, got '0'"),
     (["--max-wait-ms", "-5"], "--max-wait-ms: expected a finite number >= 0, got '-5'"),
     (["--backends", "torch,tf"], "--backends: expected torch or onnx, comma-separated, got 'torch,tf'"),
+    (["serve", "--max-batch", "0"], "--max-batch: expected a whole number >= 1, got '0'"),  # its batching flags
+    (["serve", "--max-wait-ms", "-5"], "--max-wait-ms: expected a finite number >= 0, got '-5'"),
 ])
 def test_loadtest_refuses_nonsense_numbers_when_parsing(flags, message, capsys):
     from minbert.cli import parse_args
 
+    command, flags = (flags[:1], flags[1:]) if flags[0] == "serve" else (["loadtest"], flags)
     with pytest.raises(SystemExit) as exit_info:
-        parse_args(["loadtest", "--run", "R", *flags])
+        parse_args([*command, "--run", "R", *flags])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err, err
 

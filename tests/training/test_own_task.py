@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 
 import httpx
 import pytest
@@ -109,7 +110,8 @@ def test_predict_from_the_cli_and_the_api(own_task, tmp_path, capsys):
 
 def test_ensemble_report_and_serve(own_task, tmp_path):
     _, data, run = own_task
-    assert main(["ensemble", str(run), str(run), "--name", "pair", "--output-dir", str(tmp_path),
+    copy = shutil.copytree(run, tmp_path / "copy")  # a run listed twice is refused; its copy counts as another
+    assert main(["ensemble", str(run), str(copy), "--name", "pair", "--output-dir", str(tmp_path),
                  "--data-dir", str(data)]) == 0
     ensemble = json.loads((tmp_path / "pair" / "metrics.json").read_text())
     single = json.loads((run / "metrics.json").read_text())["final_dev"]["mood"]
