@@ -99,3 +99,14 @@ def write_output_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
+
+
+def swap_directories(new: Path, place: Path, aside: Path) -> None:
+    """`new` takes `place`'s name and what was there moves to `aside`: two renames in one file system, the first
+    undone when the second fails, so that a complete directory is at `place` throughout."""
+    os.rename(place, aside)
+    try:
+        os.rename(new, place)
+    except BaseException:
+        os.rename(aside, place)
+        raise

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from minbert.errors import ConfigError
+from minbert.outputs import swap_directories
 from minbert.tasks.model import MultitaskModel
 from minbert.training.config import RunConfig
 
@@ -173,12 +174,7 @@ def put_in_place(building: Path, directory: Path, format_name: str) -> None:
         return
     listed = own_files(directory, format_name)
     old = directory.with_name(f".{directory.name}.export-old-{os.getpid()}")
-    os.rename(directory, old)
-    try:
-        os.rename(building, directory)
-    except BaseException:
-        os.rename(old, directory)
-        raise
+    swap_directories(building, directory, old)
     for name in [*listed, EXPORT_MARK]:
         (old / name).unlink(missing_ok=True)
     for parent, _, _ in sorted(os.walk(old), key=lambda entry: -len(Path(entry[0]).parts)):

@@ -38,6 +38,7 @@ from filelock import FileLock, Timeout
 
 from minbert.errors import ConfigError
 from minbert.interrupts import Interrupted
+from minbert.outputs import swap_directories
 
 MARKER = ".minbert-run"
 STAGING = ".overwrite"  # .NAME.overwrite: where --overwrite builds NAME's replacement
@@ -231,12 +232,7 @@ def swap_into_place(staging: Path, run_dir: Path) -> None:
                               f"then), so it was left as it is; the finished new run stays in {staging}: move "
                               "it yourself")
         trash = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
-        os.rename(run_dir, trash)
-        try:
-            os.rename(staging, run_dir)
-        except BaseException:
-            os.rename(trash, run_dir)
-            raise
+        swap_directories(staging, run_dir, trash)
         remove_run(trash)
     else:
         os.rename(staging, run_dir)
