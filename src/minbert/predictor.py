@@ -16,12 +16,11 @@ from minbert.device import INFERENCE_PRECISIONS, autocast, quantize_int8, resolv
 from minbert.errors import ConfigError, DataError
 from minbert.evaluation.predict import Inference, predict
 from minbert.export.onnx_runtime import BACKENDS, OnnxMultitaskModel
-from minbert.export.source import file_sha256
 from minbert.model.bert import BertModel
 from minbert.model.config import BertConfig
-from minbert.model.loading import verify_digests
+from minbert.model.loading import file_digest, verify_digests
 from minbert.tasks.model import MultitaskModel, check_max_length, vector_task
-from minbert.tokenizer import Tokenizer
+from minbert.tokenizer import TOKENIZER_FILES, Tokenizer
 from minbert.training.config import RunConfig, check_trained_with, load_config
 
 log = logging.getLogger("minbert")
@@ -56,7 +55,8 @@ class MultitaskBERT:
         best = run_dir / "best"
         if backend == "onnx":
             return cls.load_onnx(run_dir, config, Path(onnx_dir) if onnx_dir else run_dir / "onnx", precision)
-        verify_digests(best, ["config.json"])  # the weights are checked as they are read (load_checkpoint)
+        # the config and tokenizer files; the weights are checked as they are read (load_checkpoint)
+        verify_digests(best, ["config.json", *TOKENIZER_FILES])
         encoder = BertModel(BertConfig.from_json(best / "config.json"))
         check_max_length(config.model, encoder)
         model = MultitaskModel(encoder, config.tasks, config.model)
@@ -72,8 +72,8 @@ class MultitaskBERT:
             raise ConfigError(f"precision {precision!r}: the ONNX backend runs its fp32 graphs (leave --precision out)")
         model = OnnxMultitaskModel(onnx_dir, config)
         best = run_dir / "best"
-        if (best / "model.safetensors").is_file() and model.manifest["checkpoint_sha256"] != file_sha256(
-                best / "model.safetensors"):
+        if (best / "model.safetensors").is_file() and model.manifest["checkpoint_sha256"] != file_digest(
+                best / "model.safetensors", "sha256"):
             raise ConfigError(f"{onnx_dir} was exported from another state of {run_dir} (its best checkpoint has "
                               f"changed since): export it again (minbert export {run_dir} --format onnx --overwrite)")
         return cls(config, model, Tokenizer.from_pretrained(onnx_dir), run_dir, "fp32", device="cpu")

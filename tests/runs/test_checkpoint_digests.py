@@ -13,6 +13,7 @@ import pytest
 from minbert.cli import main
 from minbert.errors import CheckpointError
 from minbert.predictor import MultitaskBERT
+from minbert.tokenizer import TOKENIZER_FILES
 from minbert.training.checkpoint import list_checkpoints
 from tests.runs import test_resume
 from tests.runs.test_resume import assert_same_run
@@ -129,6 +130,18 @@ def test_a_damaged_best_config_is_refused_when_loaded(reference, tmp_path):
         MultitaskBERT.load(run_dir)
 
 
+def test_a_damaged_best_tokenizer_file_is_refused_when_loaded(reference, tmp_path):
+    """A changed vocabulary would map words to other ids: predictions from garbage, unless it is caught."""
+    reference_dir, _ = reference
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_dir, run_dir)
+    vocab = run_dir / "best" / "vocab.txt"
+    words = vocab.read_text().splitlines()
+    vocab.write_text("\n".join([words[1], words[0], *words[2:]]) + "\n")  # same length, two ids swapped
+    with pytest.raises(CheckpointError, match=f"{vocab}: {DAMAGED}"):
+        MultitaskBERT.load(run_dir)
+
+
 def test_runs_written_before_digests_still_load(reference, stopped_at_9, tiny_data_dir, tmp_path):
     reference_dir, _ = reference
     run_dir = tmp_path / "run"
@@ -150,5 +163,7 @@ def test_a_run_records_the_digests_of_what_it_writes(reference):
     for checkpoint in list_checkpoints(reference_dir):
         recorded = json.loads((checkpoint / "digests.json").read_text())
         assert set(recorded["files"]) == {"tensors.safetensors", "state.json"}
-    assert set(json.loads((reference_dir / "best" / "digests.json").read_text())["files"]) == {
-        "config.json", "model.safetensors"}
+    best = reference_dir / "best"
+    tokenizer = {name for name in TOKENIZER_FILES if (best / name).is_file()}
+    assert tokenizer and set(json.loads((best / "digests.json").read_text())["files"]) == {
+        "config.json", "model.safetensors", *tokenizer}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from minbert.errors import ConfigError
+from minbert.model.loading import file_digest
 from minbert.outputs import swap_directories
 from minbert.tasks.model import MultitaskModel
 from minbert.training.config import RunConfig
@@ -23,11 +23,6 @@ from minbert.training.config import RunConfig
 EXPORT_MARK = "minbert-export.json"
 
 log = logging.getLogger("minbert")
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 @dataclass
@@ -43,7 +38,7 @@ class ExportSource:
     @cached_property
     def checkpoint_sha256(self) -> str:
         """sha256 of the best checkpoint's weights (read once): an export is of one state of the run."""
-        return file_sha256(self.best / "model.safetensors")
+        return file_digest(self.best / "model.safetensors", "sha256")
 
     def check_plain_encoders(self, what: str) -> None:
         """`what` (a format) holds plain BERT encoders: tasks with projected attention layers inside theirs are

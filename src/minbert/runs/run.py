@@ -264,8 +264,7 @@ class BestCheckpoint(Hook):
                              "dev": record["dev"], "weights": record.get("weights", "raw")}
 
     def save(self, model: MultitaskModel) -> None:
-        model.save(self.path)
-        self.exp.copy_tokenizer_files(self.path)
+        model.save(self.path, tokenizer_from=self.exp.model_dir)
 
     def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None:
         if from_best and (self.path / "model.safetensors").exists():

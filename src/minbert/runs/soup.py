@@ -31,7 +31,6 @@ from minbert.reporting.report import write_report_quietly
 from minbert.runs.ensemble import check_distinct, member_inputs
 from minbert.runs.outputs import write_json, write_outputs
 from minbert.runs.rundir import RunLock, check_new_run, create_run_dir, removed_if_unfinished
-from minbert.tokenizer import copy_tokenizer_files
 from minbert.training.config import TRAINED_WITH, RunConfig, check_run_name, load_config, trained_with
 from minbert.training.experiment import load_task_data
 
@@ -141,8 +140,7 @@ def soup_run(members: Sequence[str | Path], name: str, output_dir: str | Path = 
         files = {"config.toml": config.to_toml(), TRAINED_WITH: trained_with(config)}
         new = create_run_dir(run_dir, root, overwrite, files, inputs)
         with removed_if_unfinished(new, "the soup") as out:  # beside the run it replaces, if any
-            soup.model.save(out / "best")
-            copy_tokenizer_files(order[0] / "best", out / "best")
+            soup.model.save(out / "best", tokenizer_from=order[0] / "best")
             final_dev = write_outputs(soup.model, data, soup.inference, out)
             (out / "soup.md").write_text(soup_table(method, steps, runs, configs), encoding="utf-8")
             write_json(out / "metrics.json", {

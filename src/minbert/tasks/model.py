@@ -28,6 +28,7 @@ from minbert.tasks.heads import HEADS
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.tasks.losses import LOSSES, TaskOutput
 from minbert.tasks.pooling import POOLINGS
+from minbert.tokenizer import copy_tokenizer_files
 
 ENCODER_PREFIX = "bert."  # checkpoint keys: bert.<HF names> for the encoder, heads.<task>.<...> for the rest
 
@@ -247,15 +248,17 @@ class MultitaskModel(nn.Module):
         state.update({f"task_layers.{k}": v for k, v in self.task_layers.state_dict().items()})
         return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
-    def save(self, directory: str | Path) -> None:
-        """config.json + model.safetensors, then their digests (digests.json, checked whenever they are read):
-        `BertModel.from_pretrained(directory)` loads the encoder part."""
+    def save(self, directory: str | Path, tokenizer_from: Path | None = None) -> None:
+        """config.json + model.safetensors (+ the tokenizer's files of `tokenizer_from`: a complete HF-layout
+        model), then their digests (digests.json, checked whenever they are read): `BertModel.from_pretrained(
+        directory)` loads the encoder part."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / DIGESTS).unlink(missing_ok=True)  # the earlier files' digests: none while these are written
         self.encoder.config.to_json(directory / "config.json")
         save_tensors(self.checkpoint_state(), directory / "model.safetensors", metadata={"format": "pt"})
-        write_digests(directory, ["config.json", "model.safetensors"])
+        tokenizer = copy_tokenizer_files(tokenizer_from, directory) if tokenizer_from is not None else []
+        write_digests(directory, ["config.json", "model.safetensors", *tokenizer])
 
     def load_checkpoint(self, directory: str | Path) -> None:
         path = Path(directory) / "model.safetensors"

@@ -25,7 +25,7 @@ from minbert.optim import AdamW, decay_groups
 from minbert.tasks.config import extra_context
 from minbert.tasks.kinds import TaskKind, kind_of
 from minbert.tasks.model import MultitaskModel, check_max_length
-from minbert.tokenizer import Tokenizer, copy_tokenizer_files
+from minbert.tokenizer import Tokenizer
 from minbert.training.config import ExtraDataConfig, RunConfig
 from minbert.training.distributed import World
 
@@ -53,9 +53,6 @@ class Experiment:
     def inference(self) -> Inference:
         return Inference(self.device, self.autocast_dtype, self.config.train.eval_batch_size)
 
-    def copy_tokenizer_files(self, directory: Path) -> None:
-        """So a checkpoint directory is a complete HF-layout model (encoder + tokenizer)."""
-        copy_tokenizer_files(self.model_dir, directory)
 
 
 def task_file(config: RunConfig, task: str, split: str) -> str:
