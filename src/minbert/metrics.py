@@ -1,24 +1,39 @@
-"""Metrics, each a unit of one registry (chosen by name in a task's data spec), computed by scikit-learn and scipy;
-the overall score; confusion matrices; regression error by bin.
+"""Metrics, each a unit of a registry (chosen by name in a task's data spec), computed by scikit-learn, scipy and
+seqeval; the overall score; confusion matrices; regression error by bin.
 
-A metric declares what it serves (`for_classification`: class indices, or scores), whether it needs exactly two
-classes (`binary`), and how it is put on a 0..1 scale so that tasks can be averaged (`normalize`: a correlation r in
-[-1, 1] becomes (r + 1) / 2). This module imports nothing of minbert's but the registry: data specs, the training
-loop and every report read it.
+A metric declares the input it scores (`inputs`): `labels` (class indices), `scores` (regression), `tags` (one tag
+sequence per sentence), `spans` (answer texts) or `choices` (the chosen choice's index). Each kind of input has its
+own registry (`REGISTRIES`), so a name means one thing per input: a span task's `f1` is SQuAD's token F1, a
+classification task's `f1` the positive class's F1. `METRICS` is the sentence tasks' registry (labels and scores,
+every spec before tagging, spans and choices). A metric also says whether it needs exactly two classes (`binary`),
+and how it is put on a 0..1 scale so that tasks can be averaged (`normalize`: a correlation r in [-1, 1] becomes
+(r + 1) / 2). This module imports nothing of minbert's but the registry: data specs, the training loop and every
+report read it.
 """
 
 from __future__ import annotations
 
+import re
+import string
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from seqeval import metrics as seqeval
+from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
 from sklearn import metrics as sk
 
 from minbert.options import Registry
 
-METRICS = Registry("metric")
+INPUTS = ("labels", "scores", "tags", "spans", "choices")  # what a metric scores (see the module's docstring)
+METRICS = Registry("metric")  # sentence tasks: class labels and scores
+TAG_METRICS = Registry("tagging metric")
+SPAN_METRICS = Registry("span metric")
+CHOICE_METRICS = Registry("multiple-choice metric")
+REGISTRIES = {"labels": METRICS, "scores": METRICS, "tags": TAG_METRICS, "spans": SPAN_METRICS,
+              "choices": CHOICE_METRICS}
 
 
 def _check_inputs(name: str, predictions: Sequence, labels: Sequence, least: int = 1) -> None:
@@ -30,8 +45,15 @@ def _check_inputs(name: str, predictions: Sequence, labels: Sequence, least: int
 class Metric:
     """What every metric declares; the defaults suit a classification metric already on 0..1."""
 
-    for_classification = True
+    inputs = "labels"  # one of INPUTS
+    for_classification = True  # derived from `inputs`: anything but scores (what data specs check)
     binary = False  # needs exactly two classes (the positive one is the spec's `positive` class)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.inputs not in INPUTS:
+            raise TypeError(f"{cls.__name__}.inputs = {cls.inputs!r}: one of {INPUTS}")
+        cls.for_classification = cls.inputs != "scores"
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
         raise NotImplementedError
@@ -90,7 +112,7 @@ class MatthewsCorrelation(Correlation):
 class Pearson(Correlation):
     """Pearson's r between predicted and gold scores."""
 
-    for_classification = False
+    inputs = "scores"
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
         predictions, labels = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
@@ -104,7 +126,7 @@ class Pearson(Correlation):
 class Spearman(Correlation):
     """Spearman's rank correlation between predicted and gold scores."""
 
-    for_classification = False
+    inputs = "scores"
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
         predictions, labels = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
@@ -114,8 +136,170 @@ class Spearman(Correlation):
         return float(stats.spearmanr(predictions, labels).statistic)
 
 
-def metric(name: str) -> Metric:
-    return METRICS[name]()
+# Token tagging. Entities are read as conlleval reads them by default (seqeval's default mode is a port of it): an
+# entity starts at B-, S-, or an I-/E- whose previous tag is O or of another type, and ends before O, B-, S-, a tag
+# of another type, or after E-/S-. That one reading serves all three schemes: IOB1 (`I-PER I-PER B-PER` is two
+# entities, `O I-LOC` one), IOB2 and IOBES.
+TAG_SCHEMES = ("iob1", "iob2", "iobes")
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
+    """IOB1 (an entity opens with I-, B- only where two of one type touch) -> IOB2 (every entity opens with B-):
+    an I-X after O or after a tag of another type opens an entity, so it becomes B-X."""
+    converted, previous = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and (previous == "O" or previous[2:] != tag[2:]):
+            tag = "B-" + tag[2:]
+        converted.append(tag)
+        previous = tag
+    return converted
+
+
+def iobes_to_iob2(tags: Sequence[str]) -> list[str]:
+    """IOBES -> IOB2: S-X (a one-word entity) is B-X, E-X (an entity's last word) is I-X."""
+    return [{"S-": "B-", "E-": "I-"}.get(tag[:2], tag[:2]) + tag[2:] for tag in tags]
+
+
+def entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(type, first word, end) of each entity of one sentence's tags, end exclusive (tags[first:end])."""
+    return [(kind, first, last + 1) for kind, first, last in get_entities(list(tags))]
+
+
+def _tag_inputs(name: str, predictions: Sequence[Sequence[str]],
+                labels: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[str]]]:
+    """(gold, predicted) as seqeval reads them (lists of lists of str), after checking they match word for word."""
+    _check_inputs(name, predictions, labels)
+    for i, (predicted, gold) in enumerate(zip(predictions, labels, strict=True)):
+        if len(predicted) != len(gold):
+            raise ValueError(f"{name}: sentence {i} has {len(gold)} gold tags but {len(predicted)} predicted")
+    return [[str(t) for t in gold] for gold in labels], [[str(t) for t in predicted] for predicted in predictions]
+
+
+class TagMetric(Metric):
+    """Scores tag sequences: `predictions` and `labels` are one list of tag strings per sentence."""
+
+    inputs = "tags"
+
+
+@TAG_METRICS.register("entity_f1")
+class EntityF1(TagMetric):
+    """Micro F1 over entities (an entity counts when its type, first and last word all match), as conlleval."""
+
+    def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
+        gold, predicted = _tag_inputs("entity_f1", predictions, labels)
+        return float(seqeval.f1_score(gold, predicted, zero_division=0))
+
+
+@TAG_METRICS.register("entity_precision")
+class EntityPrecision(TagMetric):
+    """The share of predicted entities that are gold entities."""
+
+    def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
+        gold, predicted = _tag_inputs("entity_precision", predictions, labels)
+        return float(seqeval.precision_score(gold, predicted, zero_division=0))
+
+
+@TAG_METRICS.register("entity_recall")
+class EntityRecall(TagMetric):
+    """The share of gold entities predicted."""
+
+    def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
+        gold, predicted = _tag_inputs("entity_recall", predictions, labels)
+        return float(seqeval.recall_score(gold, predicted, zero_division=0))
+
+
+@TAG_METRICS.register("token_accuracy")
+class TokenAccuracy(TagMetric):
+    """The share of words whose tag is right (O included)."""
+
+    def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
+        gold, predicted = _tag_inputs("token_accuracy", predictions, labels)
+        if not any(gold):
+            raise ValueError("token_accuracy needs at least one word")
+        return float(seqeval.accuracy_score(gold, predicted))
+
+
+def entity_scores(predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[str]]) -> dict[str, dict]:
+    """Per entity type (sorted), as conlleval's table: {type: {"precision", "recall", "f1", "support"}}; support is
+    the number of gold entities of the type. Types that are only predicted are listed too (support 0)."""
+    gold, predicted = _tag_inputs("entity_scores", predictions, labels)
+    # seqeval orders its per-type arrays by the sorted union of gold and predicted types
+    types = sorted({kind for kind, _, _ in get_entities(gold)} | {kind for kind, _, _ in get_entities(predicted)})
+    if not types:
+        return {}
+    precision, recall, f1, support = precision_recall_fscore_support(
+        gold, predicted, average=None, zero_division=0)
+    return {kind: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for kind, p, r, f, n in zip(types, precision, recall, f1, support, strict=True)}
+
+
+# Extractive QA, as the official SQuAD v1.1 evaluation script (evaluate-v1.1.py) scores it, on 0..1 (the script
+# prints 0..100) like every other metric here.
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1's `normalize_answer`: lower case, drop string.punctuation (ASCII only, as the script: a curly
+    quote or a dash beyond ASCII stays), drop the whole words a/an/the, collapse whitespace."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def answer_exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def answer_f1(prediction: str, gold: str) -> float:
+    """F1 of the normalised token bags. Where either side normalises to nothing, 1 if both do, else 0: SQuAD v2.0's
+    rule (no-answer questions; v1.1's script gave 0 even to two empty answers, which no v1.1 gold answer is)."""
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    same = sum((Counter(predicted) & Counter(expected)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(predicted), same / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+class SpanMetric(Metric):
+    """Scores answer texts: `predictions` one string per question, `labels` each question's gold answers (a list;
+    empty for a question without an answer, which only the empty prediction matches, as SQuAD v2.0 scores it)."""
+
+    inputs = "spans"
+    per_answer = staticmethod(answer_exact_match)
+
+    def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
+        _check_inputs(type(self).__name__, predictions, labels)
+        if any(isinstance(golds, str) for golds in labels):
+            raise ValueError("span metrics take a list of gold answers per question, not one string")
+        return float(np.mean([max(self.per_answer(predicted, gold) for gold in (list(golds) or [""]))
+                              for predicted, golds in zip(predictions, labels, strict=True)]))
+
+
+@SPAN_METRICS.register("exact_match")
+class ExactMatch(SpanMetric):
+    """The share of questions whose normalised answer equals a normalised gold answer."""
+
+
+@SPAN_METRICS.register("f1")
+class AnswerF1(SpanMetric):
+    """The mean over questions of the best token F1 against any gold answer."""
+
+    per_answer = staticmethod(answer_f1)
+
+
+@CHOICE_METRICS.register("accuracy")
+class ChoiceAccuracy(Accuracy):
+    """The share of questions whose chosen choice (an index into its choices) is the gold one."""
+
+    inputs = "choices"
+
+
+def metric(name: str, inputs: str = "labels") -> Metric:
+    """The metric `name` of the registry for `inputs` (labels and scores share the sentence tasks' `METRICS`)."""
+    return REGISTRIES[inputs][name]()
 
 
 def accuracy(predictions: Sequence, labels: Sequence) -> float:
@@ -126,9 +310,16 @@ def pearson(predictions: Sequence[float], labels: Sequence[float]) -> float:
     return metric("pearson")(predictions, labels)
 
 
-def normalized(name: str, value: float) -> float:
-    """A metric on a 0..1 scale, so tasks can be averaged (Pearson r in [-1, 1] -> (r + 1) / 2)."""
-    return metric(name).normalize(value)
+def normalized(name: str, value: float, inputs: str | None = None) -> float:
+    """A metric on a 0..1 scale, so tasks can be averaged (Pearson r in [-1, 1] -> (r + 1) / 2). Without `inputs`,
+    the first registry that has the name: a name in several registries is put on 0..1 the same way in each (a
+    test holds them to it), so a task's (metric, value) pair is enough."""
+    if inputs is not None:
+        return metric(name, inputs).normalize(value)
+    for registry in REGISTRIES.values():  # METRICS first
+        if name in registry:
+            return registry[name]().normalize(value)
+    raise KeyError(f"no metric is named {name!r}")
 
 
 # The CS224N default project's single number is defined on its three data sets (built-in specs of these names).
