@@ -86,8 +86,14 @@ class Example:
 
 @dataclass
 class SkippedRow:
-    line: int
+    line: int  # 0 where a line means nothing (a row of a whole-file JSON): `where` says where the row is
     reason: str
+    where: str = ""  # a row's place inside a JSON file: data[3].paragraphs[2].qas[5] (id ...)
+
+    @property
+    def place(self) -> str:
+        """What follows `file:` in a message: the line number, or the place in a JSON file."""
+        return self.where or str(self.line)
 
 
 @dataclass

@@ -1,0 +1,148 @@
+"""What every data format shares: the registry, the example types of the new task kinds, what a read is told, and
+the reading and reporting every reader does the same way (regular files only, BOM, CRLF, bad UTF-8, bad rows)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minbert.data.files import FileFormat, LoadedFile, SkippedRow
+from minbert.errors import DataError
+from minbert.options import Registry
+from minbert.outputs import check_input_file
+
+log = logging.getLogger("minbert")
+
+DATA_FORMATS = Registry("data format")
+
+
+@dataclass(frozen=True, slots=True)
+class TaggedExample:
+    """One sentence of a token-tagging file: its words and their tags (None in unlabelled files)."""
+
+    id: str
+    words: tuple[str, ...]
+    tags: tuple[str, ...] | None
+    line: int  # the sentence's first line in its file
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    start: int  # the answer's first character in the context
+
+
+@dataclass(frozen=True, slots=True)
+class SpanExample:
+    """One question over a context (extractive QA). Each answer is `context[start:start + len(text)]`, checked."""
+
+    id: str
+    question: str
+    context: str
+    answers: tuple[Answer, ...]  # () in unlabelled files, and for a question without an answer
+    is_impossible: bool  # a labelled question that has no answer (SQuAD 2.0, with no_answer = true)
+    where: str  # its place in the file: data[0].paragraphs[3].qas[1]
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceExample:
+    """One multiple-choice question: a stem, its choices (two or more) and their labels as the file writes them."""
+
+    id: str
+    stem: str
+    choices: tuple[str, ...]
+    choice_labels: tuple[str, ...]  # the choices' own labels (A-E, 1-5); a prediction file writes the chosen one
+    answer: int | None  # the right choice's index; None in unlabelled files
+    line: int  # its line in a JSON-lines file; its index in a JSON array
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """What a reader is told besides its options."""
+
+    what: str = ""  # the config key or flag that named the file, for the message when it is not a regular file
+    labelled: bool = True  # False for test files: no labels are read (and none are needed)
+    strict: bool = False  # the first bad row is fatal
+    label_format: FileFormat | None = None  # sentence rows: the classes or score range their labels are checked on
+    tags: tuple[str, ...] = ()  # tagging: the label set read from the train file (tag_labels); () = not known yet
+
+
+def read_file(path: str | Path, what: str = "") -> tuple[Path, bytes]:
+    """A regular file's bytes (a FIFO or a device is refused before it is opened)."""
+    path = check_input_file(path, what)
+    try:
+        return path, path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def decode_lines(raw: bytes) -> list[str]:
+    """A file's lines, BOM dropped, any line end. Undecodable bytes become lone surrogates (surrogateescape), so a
+    bad byte costs its own row (see `bad_bytes`), not the file."""
+    text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    lines = LINE_BREAK.split(text)
+    if lines and not lines[-1]:  # the empty "line" after the last line break
+        lines.pop()
+    return lines
+
+
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def bad_bytes(text: str) -> bool:
+    return SURROGATE.search(text) is not None
+
+
+def load_json(raw: bytes, path: Path) -> Any:
+    """A whole-file JSON document; a file that is not UTF-8 or not JSON is one DataError naming where."""
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 (byte {exc.start:,} of the file, {raw[exc.start]:#04x})") from None
+    if not text.strip():
+        raise DataError(f"{path}: empty file (expected a JSON document)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deep to read") from None
+
+
+def describe(value: Any) -> str:
+    """A JSON value in a message: its JSON type and a short view of it (`a list [1, 2]`, `null`)."""
+    if value is None:
+        return "null"
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    return f"{kinds.get(type(value), 'a value')} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+class Rows:
+    """The examples and bad rows of one file being read: a bad row is logged and kept as a SkippedRow, or with
+    strict, fatal."""
+
+    def __init__(self, path: Path, strict: bool):
+        self.loaded = LoadedFile(path)
+        self.strict = strict
+
+    def add(self, example: Any) -> None:
+        self.loaded.examples.append(example)
+
+    def skip(self, reason: str, line: int = 0, where: str = "") -> None:
+        row = SkippedRow(line, reason, where)
+        if self.strict:
+            raise DataError(f"{self.loaded.path}:{row.place}: {reason}")
+        log.warning("%s:%s: skipped row: %s", self.loaded.path, row.place, reason)
+        self.loaded.skipped.append(row)
+
+    def done(self) -> LoadedFile:
+        if self.loaded.skipped:
+            log.warning("%s", self.loaded.summary())
+        return self.loaded
