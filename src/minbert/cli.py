@@ -226,7 +226,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = [tuple(texts[i:i + width]) for i in range(0, len(texts), width)]
         ids = [str(i + 1) for i in range(len(rows))]
     predictions = predictor.predict(task, rows)
-    shown = [p if kind.is_classification else f"{p:.4f}" for p in predictions]
+    shown = [kind.written(p) for p in predictions]
     count = f"{len(shown)} prediction{'s' if len(shown) != 1 else ''}"
     note = f" ({len(skipped)} malformed rows skipped: see the warnings above)" if skipped else ""
     if args.output:

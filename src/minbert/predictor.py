@@ -162,12 +162,11 @@ class MultitaskBERT:
                 raise DataError(f"example {i + 1}: task {task} takes {width} text(s) per example, got {len(row)}")
             rows.append(tuple(row))
         predictions = self._predict(task, rows)
-        return [kind.show(p) for p in predictions] if labels and kind.is_classification else predictions
+        return kind.named(predictions) if labels else predictions
 
     def class_names(self, task: str) -> list[str] | None:
         """What a classification task's indices mean (None for a regression task)."""
-        kind = self.model.heads[self.resolve_task(task, sentiment=False)].kind
-        return kind.class_names if kind.is_classification else None
+        return self.model.heads[self.resolve_task(task, sentiment=False)].kind.class_names
 
     def predict_sentiment(self, texts: str | Sequence[str], task: str | None = None) -> int | list[int]:
         """Class indices (SST: 0 very negative .. 4 very positive; CFIMDB: 0 negative, 1 positive); one text

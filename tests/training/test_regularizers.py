@@ -10,9 +10,10 @@ from minbert import BertModel
 from minbert.data.batching import Batch
 from minbert.errors import ConfigError
 from minbert.tasks.config import TaskConfig
+from minbert.tasks.kinds import builtin_kind
 from minbert.tasks.losses import TaskOutput
 from minbert.tasks.model import MultitaskModel
-from minbert.tasks.regularizers import FGSM, MNRL, SMART, divergence
+from minbert.tasks.regularizers import FGSM, MNRL, SMART
 from minbert.training.config import load_config
 from minbert.training.techniques import BregmanProximal, pcgrad
 from tests.conftest import random_batch, tiny_config
@@ -67,14 +68,15 @@ def test_mnrl_rewards_vectors_near_their_positives():
 
 
 def test_divergence_values():
+    classes, scores = builtin_kind("sst"), builtin_kind("sts")
     same = TaskOutput(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 2.0]]))
-    assert divergence(same, same, classification=True).item() == pytest.approx(0.0, abs=1e-7)
+    assert classes.divergence(same, same).item() == pytest.approx(0.0, abs=1e-7)
     a = TaskOutput(torch.tensor([0.0]), torch.tensor([0.0]))
     b = TaskOutput(torch.tensor([0.0]), torch.tensor([2.0]))
-    assert divergence(a, b, classification=False).item() == 4.0
+    assert scores.divergence(a, b).item() == 4.0
     p, q = torch.tensor([0.5, 0.5]), torch.tensor([0.25, 0.75])  # one logit 0 vs log 3: Bernoulli KLs both ways
     expected = (p * (p / q).log()).sum() + (q * (q / p).log()).sum()
-    one_logit = divergence(TaskOutput(torch.tensor([0.0]), None), TaskOutput(torch.tensor([3.0]).log(), None), True)
+    one_logit = classes.divergence(TaskOutput(torch.tensor([0.0]), None), TaskOutput(torch.tensor([3.0]).log(), None))
     assert one_logit.item() == pytest.approx(expected.item(), rel=1e-5)
 
 

@@ -7,6 +7,7 @@ from collections import Counter
 
 from minbert import Tokenizer
 from minbert.data.files import Example
+from minbert.tasks.kinds import builtin_kind
 from minbert.training.config import load_config
 from minbert.training.experiment import carve_tune_split, load_task_data
 
@@ -17,14 +18,15 @@ def examples(labels):
 
 def test_the_split_is_stratified_disjoint_and_seeded():
     data = examples([i % 5 for i in range(200)])
-    rest, held = carve_tune_split(data, 0.1, 0, classification=True)
+    per_class, deciles = builtin_kind("sst").strata, builtin_kind("sts").strata
+    rest, held = carve_tune_split(data, 0.1, 0, per_class)
     assert len(held) == 20 and Counter(e.label for e in held) == Counter({c: 4 for c in range(5)})
     assert {e.id for e in rest}.isdisjoint({e.id for e in held}) and len(rest) + len(held) == 200
     assert [e.id for e in rest] == sorted((e.id for e in rest), key=lambda x: int(x[2:]))  # file order kept
-    assert carve_tune_split(data, 0.1, 0, True)[1] == held
-    assert carve_tune_split(data, 0.1, 1, True)[1] != held
+    assert carve_tune_split(data, 0.1, 0, per_class)[1] == held
+    assert carve_tune_split(data, 0.1, 1, per_class)[1] != held
     scores = examples([i / 40 for i in range(200)])  # regression: by tenths of the label range
-    _, held_scores = carve_tune_split(scores, 0.1, 0, classification=False)
+    _, held_scores = carve_tune_split(scores, 0.1, 0, deciles)
     assert len(held_scores) == 20 and {int(e.label // 0.5) for e in held_scores} == set(range(10))
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+if TYPE_CHECKING:
+    from minbert.tasks.kinds import TaskKind
 
 
 def plot_confusion(counts: np.ndarray, title: str, path: str | Path, labels: Sequence[str] | None = None) -> None:
@@ -29,6 +33,18 @@ def plot_confusion(counts: np.ndarray, title: str, path: str | Path, labels: Seq
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_dev(figure_dir: Path, task: str, kind: TaskKind, result: dict, predictions: np.ndarray,
+             labels: np.ndarray) -> None:
+    """The figure of each view that a task's dev result holds (its kind's `analysis`): the confusion matrix, or
+    the scores against gold with the error per bin. Views follow the result's keys, as the report's do."""
+    title = f"{task} dev ({kind.metric} {result['score']:.3f})"
+    if "bins" in result:
+        plot_similarity(predictions, labels, result["bins"], title, figure_dir / f"{task}-scatter.png",
+                        kind.score_range)
+    if "confusion" in result:
+        plot_confusion(np.array(result["confusion"]), title, figure_dir / f"{task}-confusion.png", kind.class_names)
 
 
 def plot_learning_curves(history: list[dict], path: str | Path) -> None:

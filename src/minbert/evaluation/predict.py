@@ -35,9 +35,7 @@ def predict_both(model: MultitaskModel, data: TaskData, inference: Inference) ->
     predicted in both pair orders (predict_order = "both") gets the mean of the two orders' outputs."""
     model.eval()
     kind = model.heads[data.task].kind
-    hard = np.zeros(len(data), dtype=np.int64 if kind.is_classification else np.float64)
-    many = kind.is_classification and kind.num_outputs > 1
-    soft = np.zeros((len(data), kind.num_outputs) if many else len(data), dtype=np.float64)
+    hard, soft = kind.buffers(len(data))
     for positions in data.batches(inference.batch_size, shuffle=False, bucketing=True):
         batch = data.collate(positions).to(inference.device)
         with autocast(inference.device, inference.autocast_dtype):
@@ -53,8 +51,7 @@ def predict_both(model: MultitaskModel, data: TaskData, inference: Inference) ->
 def score(kind: TaskKind, predictions: np.ndarray, labels: np.ndarray) -> dict:
     """{"metric": the primary metric's name, "score": its value, "metrics": {every metric: value}} for labelled
     predictions (a single-metric task's result is as it always was: metric and score only)."""
-    positive = kind.spec.positive_index if kind.is_classification else 1
-    values = {name: metric(name)(predictions, labels, positive) for name in kind.spec.metric_names}
+    values = {name: metric(name)(predictions, labels, kind.positive) for name in kind.spec.metric_names}
     result = {"metric": kind.metric, "score": values[kind.metric]}
     if len(values) > 1:
         result["metrics"] = values

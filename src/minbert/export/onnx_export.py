@@ -135,13 +135,8 @@ class OnnxExport:
             path = Path("heads") / f"{task}.onnx"
             export_graph(HeadGraph(head, model.common), args, directory / path, inputs, HEAD_OUTPUTS, dynamic,
                          options.opset)
-            kind = head.kind
             tasks[task] = {"graph": path.as_posix(), "inputs": inputs, "outputs": HEAD_OUTPUTS,
-                           "encoder": own_encoder,
-                           "siamese": head.siamese, "classification": kind.is_classification,
-                           "num_outputs": kind.num_outputs,
-                           "classes": kind.class_names if kind.is_classification else None,
-                           "score_range": None if kind.is_classification else list(kind.score_range)}
+                           "encoder": own_encoder, "siamese": head.siamese, **head.kind.export_entry()}
         tokenizer = copy_tokenizer_files(source.best, directory)
         shutil.copy2(source.best / "config.json", directory / "config.json")  # the encoder's shape, for the tokenizer
         shutil.copy2(source.run_dir / "config.toml", directory / "config.toml")

@@ -261,7 +261,7 @@ def task_sections(run: RunView) -> list[dict]:
                    "metrics": result.get("metrics", {}), "charts": [], "errors": [],
                    "pair": kind.is_pair if kind else bool(rows and len(rows[0]["texts"]) == 2),
                    "has_details": bool(rows)}
-        labels = kind.class_names if kind and kind.is_classification else None
+        labels = kind.class_names if kind else None
         if labels is None and kind is None and "confusion" in result:  # a task whose spec cannot be read now
             labels = [str(i) for i in range(len(result["confusion"]))]
         section["classes"] = labels is not None

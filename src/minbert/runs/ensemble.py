@@ -215,9 +215,9 @@ class Ensemble:
 
 
 def fit_weights(kind: TaskKind, member_outputs: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
-    """Weights on the simplex for the members' soft outputs that minimise the weighted mean's log loss
-    (classification) or 1 - Pearson r (scores) on labelled rows: smooth objectives, so that a few hundred rows
-    do not pick weights by the ties of accuracy."""
+    """Weights on the simplex for the members' soft outputs that minimise the weighted mean's loss on labelled
+    rows as the task's kind measures it (log loss for classes, 1 - Pearson r for scores): smooth objectives, so
+    that a few hundred rows do not pick weights by the ties of accuracy."""
     from scipy.optimize import minimize
 
     stacked = np.stack([np.asarray(o, dtype=np.float64) for o in member_outputs])  # (members, rows[, classes])
@@ -225,17 +225,9 @@ def fit_weights(kind: TaskKind, member_outputs: Sequence[np.ndarray], labels: np
     if count == 1:
         return np.ones(1)
     labels = np.asarray(labels)
-    eps = 1e-7
 
     def loss(weights: np.ndarray) -> float:
-        mean = np.tensordot(weights, stacked, axes=1)
-        if kind.is_classification and mean.ndim == 2:
-            return float(-np.log(np.clip(mean[np.arange(len(labels)), labels], eps, 1)).mean())
-        if kind.is_classification:
-            p = np.clip(mean, eps, 1 - eps)
-            return float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean())
-        centred, gold = mean - mean.mean(), labels - labels.mean()
-        return float(1 - centred @ gold / (np.linalg.norm(centred) * np.linalg.norm(gold) + eps))
+        return kind.ensemble_loss(np.tensordot(weights, stacked, axes=1), labels)
 
     start = np.full(count, 1 / count)
     found = minimize(loss, start, method="SLSQP", bounds=[(0, 1)] * count,

@@ -10,10 +10,9 @@ import numpy as np
 
 from minbert.data.batching import TaskData
 from minbert.data.files import Example
-from minbert.evaluation.plots import plot_confusion, plot_similarity
+from minbert.evaluation.plots import plot_dev
 from minbert.evaluation.predict import Inference, predict_both, score
 from minbert.evaluation.predictions import write_predictions
-from minbert.metrics import confusion_matrix, score_bins
 from minbert.outputs import atomic_write_text
 from minbert.tasks.kinds import TaskKind
 from minbert.tasks.model import MultitaskModel
@@ -41,11 +40,11 @@ def write_outputs(model: MultitaskModel, data: dict[str, dict[str, TaskData]], i
 
 def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, examples: list[Example],
                        predictions: np.ndarray, soft: np.ndarray | None = None, figures: bool = True) -> dict | None:
-    """One split's CS224N prediction file; for dev also its metric, confusion matrix or per-bin error, figure,
-    and every example's text, gold label, prediction and soft output (what the HTML report shows)."""
-    shown = predictions if kind.is_classification else [f"{p:.4f}" for p in predictions]
+    """One split's CS224N prediction file; for dev also its metric, its kind's analysis (confusion matrix or per-bin
+    error) and figure, and every example's text, gold label, prediction and soft output (what the HTML report
+    shows)."""
     write_predictions(run_dir / "predictions" / f"{kind.file_prefix}-{split}-output.csv", kind.prediction_header,
-                      [e.id for e in examples], shown)
+                      [e.id for e in examples], [kind.written(p) for p in predictions])
     if split != "dev":
         return None
     figure_dir = run_dir / "figures"
@@ -54,17 +53,9 @@ def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, exa
     labels = kind.labels(examples)
     result = score(kind, predictions, labels)
     write_dev_details(run_dir / "predictions" / f"{task}-dev-details.jsonl", examples, predictions, soft)
-    if not kind.is_classification:
-        result["bins"] = score_bins(predictions, labels, *kind.score_range)
-        if figures:
-            plot_similarity(predictions, labels, result["bins"], f"{task} dev ({kind.metric} {result['score']:.3f})",
-                            figure_dir / f"{task}-scatter.png", kind.score_range)
-    else:
-        counts = confusion_matrix(predictions, labels, kind.spec.num_classes)
-        result["confusion"] = counts.tolist()
-        if figures:
-            plot_confusion(counts, f"{task} dev ({kind.metric} {result['score']:.3f})",
-                           figure_dir / f"{task}-confusion.png", kind.class_names)
+    result.update(kind.analysis(predictions, labels))
+    if figures:
+        plot_dev(figure_dir, task, kind, result, predictions, labels)
     return result
 
 

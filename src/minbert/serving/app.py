@@ -32,7 +32,6 @@ from minbert.data.spec import builtin_name
 from minbert.errors import ConfigError
 from minbert.predictor import MultitaskBERT
 from minbert.sentence_encoder import SentenceEncoder
-from minbert.tasks.kinds import TaskKind
 
 
 def check_positive(owner: object, minimum: dict[str, float]) -> None:
@@ -100,8 +99,7 @@ class Service:
             if found:
                 self.tasks[endpoint] = found[0]
         self.kinds = {task: model.model.heads[task].kind for task in model.config.tasks}  # POST /predict/{task}
-        self.labels = {endpoint: self.kinds[task].class_names for endpoint, task in self.tasks.items()
-                       if self.kinds[task].is_classification}
+        self.labels = {endpoint: self.kinds[task].class_names for endpoint, task in self.tasks.items()}
         # the tasks no named endpoint answers (a data spec of the run's own, a second sentiment task): the page
         # asks POST /predict/{task} for each
         self.by_name_only = [task for task in self.kinds if task not in self.tasks.values()]
@@ -122,7 +120,7 @@ class Service:
         soft = self.model.outputs(task, examples, soft=True)
         decided = kind.decide(soft)
         if endpoint.startswith(TASK_PREFIX):
-            return [task_answer(kind, d, s) for d, s in zip(decided, soft, strict=True)]
+            return [kind.answer(d, s) for d, s in zip(decided, soft, strict=True)]
         if endpoint == "sentiment":
             names = self.labels[endpoint]
             return [{"label": int(d), "name": names[int(d)], "probabilities": p.tolist()}
@@ -133,14 +131,6 @@ class Service:
 
 
 TASK_PREFIX = "task:"  # the batcher's name for POST /predict/{task}
-
-
-def task_answer(kind: TaskKind, decided: np.ndarray, soft: np.ndarray) -> dict:
-    """Any task's answer: the class (index, name, every class's probability), or the score."""
-    if not kind.is_classification:
-        return {"score": float(soft)}
-    probabilities = soft.tolist() if np.ndim(soft) else [1 - float(soft), float(soft)]  # one logit: two classes
-    return {"label": int(decided), "name": kind.class_names[int(decided)], "probabilities": probabilities}
 
 
 @dataclass
@@ -401,8 +391,8 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
-        own = [{"name": task, "pair": service.kinds[task].is_pair, "classes": service.kinds[task].class_names
-                if service.kinds[task].is_classification else None} for task in service.by_name_only]
+        own = [{"name": task, "pair": service.kinds[task].is_pair, "classes": service.kinds[task].class_names}
+               for task in service.by_name_only]
         html = pages.get_template("try.html.j2").render(run=model.config.name, tasks=service.tasks, own=own,
                                                          labels=service.labels, limits=limits, nonce=nonce)
         return HTMLResponse(html, headers={"Content-Security-Policy": page_policy(nonce)})

@@ -151,7 +151,7 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
                               "'siamese' each text is encoded alone")
     head = chosen_name(task.head)
     head_needs_pairs = HEADS[head].needs_pairs
-    if head_needs_pairs and not (context.siamese and not kind.is_classification):
+    if head_needs_pairs and not (context.siamese and kind.similarity_heads):
         raise ConfigError(f"{where}.head = {head!r} scores the cosine of two sentence vectors: it needs "
                           "a similarity task with pair_encoding = 'siamese'")
     if kind.loss not in LOSSES:
@@ -163,10 +163,9 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
     if loss.needs_cosine and not head_needs_pairs:
         raise ConfigError(f"{where}.loss = {kind.loss!r} compares a cosine with the label: it needs a cosine head "
                           f"({', '.join(h for h in HEADS if HEADS[h].needs_pairs)})")
-    if loss.for_classification != kind.is_classification:
-        what = "a classification" if loss.for_classification else "a regression"
-        raise ConfigError(f"{where}.loss = {kind.loss!r} is {what} loss; {what_data(name, task)} is "
-                          f"{'classification' if kind.is_classification else 'regression'}")
+    if not kind.takes_loss(loss):
+        what = "a classification" if loss.for_classification else "a regression"  # the loss's own declaration
+        raise ConfigError(f"{where}.loss = {kind.loss!r} is {what} loss; {what_data(name, task)} is {kind.described}")
     model = config.model
     if model.freeze == "encoder" and not model.common_layers and head_needs_pairs:
         raise ConfigError(f"{where}.head = {head!r} has no parameters and model.freeze = 'encoder' freezes "
@@ -191,6 +190,6 @@ def extra_context(where: str, name: str, task: TaskConfig, **loading: Any) -> Ex
 def check_extra(where: str, extra: ExtraDataConfig, name: str, task: TaskConfig) -> None:
     if not extra.file:
         raise ConfigError(f"{where}: `file` is required")
-    if extra.class_balanced and not kind_of(name, task).is_classification:
+    if extra.class_balanced and not kind_of(name, task).balanced_extra:
         raise ConfigError(f"{where}.class_balanced: {what_data(name, task)} is not a classification task")
     EXTRA_FORMATS.check(extra.format.name, extra.format.options, extra_context(where, name, task))

@@ -61,14 +61,8 @@ class TaskModule(nn.Module):
         return TaskOutput(logits, self.score(logits), embeddings)
 
     def score(self, logits: Tensor) -> Tensor:
-        """The one place logits become predictions on the label scale: classes keep their logits; a loss trained on
-        a transformed target reads back through its own inverse (cosine_mse: 5 * cos, not the cosine head's
-        2.5 * (1 + cos)); otherwise the head's mapping onto the score range."""
-        if self.kind.is_classification:
-            return logits
-        if self.loss_fn.to_score is not None:
-            return self.loss_fn.to_score(logits)
-        return self.head.to_score(logits, *self.kind.score_range)
+        """Logits -> predictions on the label scale, as the task's kind maps them."""
+        return self.kind.score(logits, self.loss_fn, self.head)
 
 
 def vector_task(heads: Mapping[str, Any], task: str | None, where: str) -> str:

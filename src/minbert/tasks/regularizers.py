@@ -98,20 +98,6 @@ class MNRL:
         return F.cross_entropy(scores, positives)
 
 
-def divergence(a: TaskOutput, b: TaskOutput, classification: bool) -> Tensor:
-    """Symmetric KL between the predicted distributions (softmax over classes, or Bernoulli for one logit);
-    squared error between scores for regression."""
-    if not classification:
-        return F.mse_loss(a.score.float().view(-1), b.score.float().view(-1))
-    x, y = a.logits.float(), b.logits.float()
-    if x.dim() == 1 or x.shape[-1] == 1:  # one logit: two classes
-        x, y = x.view(-1, 1), y.view(-1, 1)
-        x, y = torch.cat([torch.zeros_like(x), x], dim=-1), torch.cat([torch.zeros_like(y), y], dim=-1)
-    p, q = F.log_softmax(x, dim=-1), F.log_softmax(y, dim=-1)
-    return (F.kl_div(p, q, log_target=True, reduction="batchmean")
-            + F.kl_div(q, p, log_target=True, reduction="batchmean"))
-
-
 class SMART:
     """SMART's smoothness-inducing adversarial regularizer (Jiang et al. 2020): start from small Gaussian noise
     on the word embeddings, take one normalised gradient-ascent step on the divergence between the perturbed and
@@ -134,14 +120,14 @@ class SMART:
         _perturbs_embeddings("smart", context)
 
     def __call__(self, model, batch: Batch, output: TaskOutput, loss: Tensor, word_embeds: Tensor) -> Tensor:
-        classification = model.heads[batch.task].kind.is_classification
+        divergence = model.heads[batch.task].kind.divergence  # between the kind's predicted distributions
         clean = TaskOutput(output.logits.detach(), output.score.detach())
         delta = (torch.randn_like(word_embeds) * self.noise).requires_grad_()
         perturbed = model(batch, word_embeds=word_embeds.detach() + delta)
-        (gradient,) = torch.autograd.grad(divergence(perturbed, clean, classification), delta)
+        (gradient,) = torch.autograd.grad(divergence(perturbed, clean), delta)
         direction = gradient / gradient.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
         delta = (delta + self.step * direction).detach()
-        return divergence(model(batch, word_embeds=word_embeds + delta), output, classification)
+        return divergence(model(batch, word_embeds=word_embeds + delta), output)
 
 
 REGULARIZERS = Registry("regularizer", {"fgsm": FGSM, "mnrl": MNRL, "smart": SMART})

@@ -46,13 +46,7 @@ class Distillation:
 
     def targets(self, kind: TaskKind, gold: Tensor, teacher: Tensor, share: float) -> Tensor:
         """The mixed training target in the form the task's loss takes (class probabilities for SST)."""
-        teacher = teacher.to(gold.device, torch.float32)
-        if kind.is_classification and kind.num_outputs > 1:
-            tempered = teacher.clamp_min(1e-12) ** (1.0 / self.temperature)
-            tempered = tempered / tempered.sum(dim=-1, keepdim=True)
-            one_hot = torch.nn.functional.one_hot(gold.long(), kind.num_outputs).float()
-            return (1 - share) * one_hot + share * tempered
-        return (1 - share) * gold.float() + share * teacher
+        return kind.distillation_target(gold, teacher.to(gold.device, torch.float32), share, self.temperature)
 
 
 def teachers_of(config: RunConfig) -> dict[str, str]:

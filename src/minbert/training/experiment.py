@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,15 +69,12 @@ def subsample(examples: list[Example], limit: int, seed: int) -> list[Example]:
 
 
 def carve_tune_split(examples: list[Example], share: float, seed: int,
-                     classification: bool) -> tuple[list[Example], list[Example]]:
-    """(rest, held out): `share` of the examples held out, drawn per class (classification) or per tenth of the
-    label range (regression), so the held-out part has the file's label distribution. Both keep the file's order."""
+                     strata_of: Callable[[np.ndarray], np.ndarray]) -> tuple[list[Example], list[Example]]:
+    """(rest, held out): `share` of the examples held out, drawn evenly from each group of `strata_of(labels)` (a
+    task kind's `strata`: per class, or per tenth of the label range), so the held-out part has the file's label
+    distribution. Both keep the file's order."""
     rng = np.random.default_rng([seed, len(examples)])
-    labels = np.array([e.label for e in examples], dtype=float)
-    if classification:
-        strata = labels
-    else:  # deciles of the label
-        strata = np.searchsorted(np.quantile(labels, np.linspace(0, 1, 11)[1:-1]), labels, side="right")
+    strata = strata_of(np.array([e.label for e in examples], dtype=float))
     held = []
     for stratum in np.unique(strata):
         members = np.flatnonzero(strata == stratum)
@@ -116,10 +114,10 @@ def check_enough_rows(path: Path, split: str, examples: list[Example], kind: Tas
     if not examples:
         what = "train on" if split == "train" else "evaluate on"
         raise DataError(f"{path}: no rows to {what}{note}")
-    if split == "dev" and not kind.is_classification and len({e.label for e in examples}) < 2:
+    problem = kind.dev_problem(examples) if split == "dev" else None
+    if problem:
         count = f"{len(examples)} row{'s' if len(examples) > 1 else ''}"
-        what = {"pearson": "Pearson r", "spearman": "Spearman's rho"}.get(kind.metric, kind.metric)
-        raise DataError(f"{path}: {count}; {what} needs at least 2 with different labels{note}")
+        raise DataError(f"{path}: {count}; {problem}{note}")
 
 
 DEV_SHARE_SEED = 0  # a spec's dev_share holds out the same rows whatever the run's seed: runs stay comparable
@@ -145,7 +143,7 @@ def read_split(config: RunConfig, task: str, split: str, directory: Path, strict
     loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict,
                            what=f"tasks.{task}.{file_split}")
     if share and split != "test":
-        rest, held = carve_tune_split(loaded.examples, share, DEV_SHARE_SEED, kind.is_classification)
+        rest, held = carve_tune_split(loaded.examples, share, DEV_SHARE_SEED, kind.strata)
         loaded = dataclasses.replace(loaded, examples=held if split == "dev" else rest)
         if split == "dev":
             log.info("%s: %d rows of %s held out as dev (dev_share %.0f%%)", task, len(held), path.name, 100 * share)
@@ -157,7 +155,7 @@ def tune_split_rows(config: RunConfig, task: str, directory: Path) -> list[Examp
     as its training carved them."""
     loaded = read_split(config, task, "train", directory)
     _, held = carve_tune_split(loaded.examples, config.train.tune_split, config.train.tune_split_seed,
-                               kind_of(task, config.tasks[task]).is_classification)
+                               kind_of(task, config.tasks[task]).strata)
     return held
 
 
@@ -186,7 +184,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                 path = loaded.path
             if tuning and split == "train":
                 rest, held_out = carve_tune_split(loaded.examples, config.train.tune_split,
-                                                  config.train.tune_split_seed, kind.is_classification)
+                                                  config.train.tune_split_seed, kind.strata)
                 log.info("%s: %d training examples held out as the tune split (%.0f%%); dev is not used", task,
                          len(held_out), 100 * config.train.tune_split)
                 loaded = dataclasses.replace(loaded, examples=rest)
@@ -207,7 +205,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                     examples = examples + added
             data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
                                          siamese=kind.is_pair and task_config.pair_encoding == "siamese",
-                                         label_dtype=torch.long if kind.is_classification else torch.float32,
+                                         label_dtype=kind.label_dtype,
                                          sources=sources, both_orders=task_config.predict_order == "both",
                                          random_order=split == "train" and task_config.train_order == "random")
         missing = [split for split in ("train", "dev") if split in splits and split not in data[task]]

@@ -29,7 +29,6 @@ from minbert.data.batching import Batch
 from minbert.errors import ConfigError
 from minbert.options import NoOptions, Registry, option
 from minbert.tasks.losses import TaskOutput
-from minbert.tasks.regularizers import divergence
 from minbert.training.averaging import ExponentialMovingAverage, StochasticWeightAveraging
 from minbert.training.hooks import Hook
 from minbert.training.layerwise_lr_decay import LayerwiseLRDecay
@@ -42,8 +41,8 @@ if TYPE_CHECKING:
 class BregmanProximal:
     """SMART's momentum Bregman proximal point (Jiang et al. 2020): a slow copy of the model, theta~ <- beta *
     theta~ + (1 - beta) * theta after every update, whose predictions the model is pulled towards with
-    weight * D(f(x; theta), f(x; theta~)) (`divergence`). It keeps each update near where training has been,
-    so aggressive steps cannot wander far from the pretrained solution. Unlike a task's regularizers it spans
+    weight * D(f(x; theta), f(x; theta~)) (the kind's `divergence`). It keeps each update near where training has
+    been, so aggressive steps cannot wander far from the pretrained solution. Unlike a task's regularizers it spans
     every task, so it is a training technique; it restarts from the model at the start of every stage."""
 
     def __init__(self, model, weight: float, momentum: float):
@@ -53,8 +52,8 @@ class BregmanProximal:
     def __call__(self, batch: Batch, output: TaskOutput) -> Tensor:
         with torch.no_grad():
             target = self.teacher(batch)
-        classification = self.teacher.heads[batch.task].kind.is_classification
-        return divergence(output, TaskOutput(target.logits.float(), target.score.float()), classification)
+        kind = self.teacher.heads[batch.task].kind
+        return kind.divergence(output, TaskOutput(target.logits.float(), target.score.float()))
 
     @torch.no_grad()
     def update(self, model) -> None:

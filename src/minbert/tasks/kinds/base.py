@@ -1,0 +1,168 @@
+"""What every task kind answers. A kind is a unit of the KINDS registry (`classify`, `regress`, ...), chosen by
+a task's data spec; it owns what differs between kinds: the head's output size and default loss, how outputs become
+predictions and soft outputs (for ensembles and teachers), how predictions are written and shown, the serve answer,
+the divergence its regularizers compare, its dev analysis and what an export records of it. The loop, samplers,
+runs, reports and ensembles ask the kind and never branch on which kind it is. No data set is named here."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from minbert.data.files import Example, FileFormat
+from minbert.data.spec import DataSpec
+from minbert.options import Registry
+from minbert.tasks.losses import Loss, TaskOutput
+
+if TYPE_CHECKING:
+    from torch import nn
+
+KINDS = Registry("task kind")  # a kind's module registers it: @KINDS.register("name")
+
+
+@dataclass(frozen=True)
+class TaskKind(ABC):
+    name: str  # the task's name in the config
+    data: str  # the built-in data set's name (sst, cfimdb, quora, sts), "" for a task's own spec
+    spec: DataSpec
+    loss: str  # the task's loss (its own, else the spec's default)
+    loss_options: object  # that loss's options (its defaults when the task did not choose it)
+    num_outputs: int  # what the head gives per example (class logits, one logit, a score)
+    helper: bool = False  # tasks.X.helper: not counted in best-epoch selection or the overall score
+
+    # --- what a kind declares ---
+    default_loss: ClassVar[str]  # a task's loss when neither it nor its spec names one
+    described: ClassVar[str]  # the kind for people, in messages ("classification")
+    label_dtype: ClassVar[torch.dtype]  # gold labels as training takes them
+    prediction_dtype: ClassVar[type]  # predictions as numpy holds them
+    similarity_heads: ClassVar[bool] = False  # a cosine head (siamese pairs) can serve it
+    balanced_extra: ClassVar[bool] = False  # extra data can be sub-sampled to the same count per label
+
+    @classmethod
+    @abstractmethod
+    def serves(cls, spec: DataSpec) -> bool:
+        """Whether a spec that names no kind is this kind's (kind_of asks each registered kind in turn)."""
+
+    @classmethod
+    @abstractmethod
+    def outputs(cls, spec: DataSpec, loss: str) -> int:
+        """The head's output size for `spec` trained with `loss`."""
+
+    @classmethod
+    @abstractmethod
+    def takes_loss(cls, loss: type[Loss]) -> bool:
+        """Whether a loss unit trains this kind's labels."""
+
+    # --- what follows from the spec ---
+    @property
+    def format(self) -> FileFormat:
+        return self.spec.file_format()
+
+    @property
+    def metric(self) -> str:
+        """The primary metric: it picks the best epoch and enters the overall score."""
+        return self.spec.primary_metric
+
+    @property
+    def file_prefix(self) -> str:
+        return self.spec.prediction_file or self.name
+
+    @property
+    def prediction_header(self) -> str:
+        return self.spec.prediction_header()
+
+    @property
+    def is_pair(self) -> bool:
+        return self.spec.is_pair
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """What predictions mean for people, one name per class; None where predictions are not classes."""
+        return None
+
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        return tuple(self.spec.score_range) if self.spec.score_range else None
+
+    @property
+    def positive(self) -> int:
+        """The positive class of binary metrics."""
+        return 1
+
+    def labels(self, examples: Sequence[Example]) -> np.ndarray:
+        """Gold labels as training sees them, so that metrics match the epochs' dev metrics."""
+        return np.array([e.label for e in examples], dtype=torch.empty(0, dtype=self.label_dtype).numpy().dtype)
+
+    # --- outputs -> predictions ---
+    @abstractmethod
+    def score(self, logits: Tensor, loss: Loss, head: nn.Module) -> Tensor:
+        """The one place logits become predictions on the label scale (TaskOutput.score)."""
+
+    @abstractmethod
+    def predict(self, output: TaskOutput) -> Tensor:
+        """Model output -> what the prediction files hold."""
+
+    @abstractmethod
+    def soft(self, output: TaskOutput) -> Tensor:
+        """What an ensemble averages and a teacher passes on."""
+
+    @abstractmethod
+    def decide(self, soft: np.ndarray) -> np.ndarray:
+        """Soft outputs (averaged, say) -> predictions, as `predict` does for one model's output."""
+
+    def buffers(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Zeroed (predictions, soft outputs) for `count` examples, filled batch by batch."""
+        return np.zeros(count, dtype=self.prediction_dtype), np.zeros(count, dtype=np.float64)
+
+    # --- predictions for files and people ---
+    @abstractmethod
+    def show(self, prediction: int | float) -> str:
+        """A prediction for people."""
+
+    @abstractmethod
+    def written(self, prediction: int | float) -> str:
+        """A prediction as its prediction file (and `minbert predict`) writes it."""
+
+    @abstractmethod
+    def named(self, predictions: list) -> list:
+        """MultitaskBERT.predict(labels=True)'s answer."""
+
+    @abstractmethod
+    def answer(self, decided: np.ndarray, soft: np.ndarray) -> dict:
+        """`serve`'s answer for one example (POST /predict/{task})."""
+
+    # --- training ---
+    @abstractmethod
+    def divergence(self, a: TaskOutput, b: TaskOutput) -> Tensor:
+        """How far two outputs for the same examples are apart (SMART, the Bregman proximal step)."""
+
+    @abstractmethod
+    def distillation_target(self, gold: Tensor, teacher: Tensor, share: float, temperature: float) -> Tensor:
+        """(1 - share) * gold + share * teacher, in the form the task's loss takes."""
+
+    @abstractmethod
+    def strata(self, labels: np.ndarray) -> np.ndarray:
+        """The groups a held-out share is drawn from evenly, so that it keeps the file's label distribution."""
+
+    def dev_problem(self, examples: Sequence[Example]) -> str | None:
+        """Why dev rows cannot be scored (None: they can)."""
+        return None
+
+    # --- evaluation, ensembles, exports ---
+    @abstractmethod
+    def analysis(self, predictions: np.ndarray, labels: np.ndarray) -> dict:
+        """What metrics.json records beside the metrics for dev (the report's and the figures' views)."""
+
+    @abstractmethod
+    def ensemble_loss(self, mean: np.ndarray, labels: np.ndarray) -> float:
+        """A smooth objective of averaged soft outputs against gold labels (ensemble weights are fitted on it)."""
+
+    @abstractmethod
+    def export_entry(self) -> dict:
+        """What an export's manifest records of the kind."""
