@@ -25,7 +25,7 @@ def write(tmp_path, name, text: str | bytes):
 
 def read(name, path, context=None, **options):
     unit = DATA_FORMATS[name]
-    built = unit.Options(**options)
+    built = DATA_FORMATS.options_of(name)(**options)
     DATA_FORMATS.check(name, built, "data.format")
     return unit.read(path, built, context or ReadContext())
 
@@ -42,14 +42,25 @@ def test_a_format_is_chosen_by_name_with_its_options_checked():
         DATA_FORMATS.choose({"name": "conll", "scheme": "bio"}, "data.format")
     with pytest.raises(ConfigError, match=re.escape("unknown key 'data.format.no_answers'; did you mean 'no_answer'?")):
         DATA_FORMATS.choose({"name": "squad", "no_answers": True}, "data.format")
-    with pytest.raises(ConfigError, match=re.escape("data.format = 'csv' is not a data format: one of conll, jsonl, "
-                                                    "json, squad")):
+    with pytest.raises(ConfigError, match=re.escape("data.format = 'csv' is not a data format: one of conll, tsv, "
+                                                    "jsonl, json, squad")):
         DATA_FORMATS.choose("csv", "data.format")
 
 
 def test_skipped_row_place_is_its_line_or_its_place_in_a_json_file():
     assert SkippedRow(7, "x").place == "7"
     assert SkippedRow(0, "x", "data[0].paragraphs[1].qas[2] (id q)").place == "data[0].paragraphs[1].qas[2] (id q)"
+
+
+
+def test_tsv_reads_todays_files_through_the_registry(tmp_path):
+    path = write(tmp_path, "rte.tsv", "index\tsentence1\tsentence2\tlabel\r\n0\tA.\tB.\tentailment\r\n"
+                                      "1\tC.\t\tentailment\r\n")
+    fmt = FileFormat(("sentence1", "sentence2"), "label", num_classes=2, id_column="index",
+                     classes=("not_entailment", "entailment"))
+    loaded = read("tsv", path, ReadContext(file_format=fmt))
+    assert [(e.id, e.texts, e.label, e.line) for e in loaded.examples] == [("0", ("A.", "B."), 1, 2)]
+    assert skipped(loaded) == [("3", "empty sentence2")]
 
 
 # --- conll ---------------------------------------------------------------------------------------------------
@@ -303,10 +314,10 @@ def test_jsonl_sentence_rows_and_bad_bytes(tmp_path):
             {"pid": 6, "premise": "Sun.", "hypothesis": "Light.", "gold": None}]
     raw = b"\n".join(json.dumps(r).encode() for r in rows) + b'\n{"pid": 7, "premise": "caf\xe9"}\n'
     path = write(tmp_path, "nli.jsonl", raw)
-    label_format = FileFormat(("premise", "hypothesis"), "gold", num_classes=3,
+    file_format = FileFormat(("premise", "hypothesis"), "gold", num_classes=3,
                               classes=("entailment", "neutral", "contradiction"))
     options = {"id": "pid", "text": ["premise", "hypothesis"], "label": "gold"}
-    loaded = read("jsonl", path, ReadContext(label_format=label_format), **options)
+    loaded = read("jsonl", path, ReadContext(file_format=file_format), **options)
     assert [(e.id, e.texts, e.label, e.line) for e in loaded.examples] == [
         ("1", ("A man sleeps.", "A man rests."), 0, 1)]
     assert skipped(loaded) == [
@@ -318,7 +329,7 @@ def test_jsonl_sentence_rows_and_bad_bytes(tmp_path):
         ("7", "non-UTF-8 bytes")]
     # regression rows, named by file and line, with numeric labels
     scores = write(tmp_path, "sts.jsonl", '{"s": "a", "y": 4.5}\n{"s": "b", "y": 7}\n{"s": "c", "y": true}\n')
-    loaded = read("jsonl", scores, ReadContext(label_format=FileFormat(("s",), "y", score_range=(0, 5))),
+    loaded = read("jsonl", scores, ReadContext(file_format=FileFormat(("s",), "y", score_range=(0, 5))),
                   text=["s"], label="y")
     assert [(e.id, e.texts, e.label) for e in loaded.examples] == [("sts:1", ("a",), 4.5)]
     assert skipped(loaded) == [("2", "y '7' is outside 0..5"), ("3", "y is a boolean true, not a label")]
@@ -328,14 +339,16 @@ def test_json_array_of_choice_rows(tmp_path):
     rows = [{"qid": "a", "ctx": "Pick one", "endings": ["x", "y", "z"], "label": 2},
             {"qid": "b", "ctx": "Pick", "endings": ["x"], "label": 0},
             "not an object",
-            {"qid": "d", "ctx": "Pick", "endings": ["x", "y"], "label": 5}]
+            {"qid": "d", "ctx": "Pick", "endings": ["x", "y"], "label": 5},
+            {"qid": "a", "ctx": "Again", "endings": ["x", "y"], "label": 0}]
     path = write(tmp_path, "swag.json", json.dumps(rows))
     loaded = read("json", path, id="qid", stem="ctx", choices="endings", answer="label")
     assert [(e.id, e.choices, e.choice_labels, e.answer, e.line) for e in loaded.examples] == [
         ("a", ("x", "y", "z"), ("0", "1", "2"), 2, 0)]
     assert skipped(loaded) == [("[1]", "endings: 1 choice(s), nothing to choose between"),
                                ("[2]", 'a string "not an object", not an object'),
-                               ("[3]", "label a number 5 is not one of the choice labels (0, 1)")]
+                               ("[3]", "label a number 5 is not one of the choice labels (0, 1)"),
+                               ("[4]", "duplicate id 'a' (first at [0])")]
     with pytest.raises(DataError, match=re.escape(f"{path}: expected a JSON array of objects (one a row), got an "
                                                   "object")):
         read("json", write(tmp_path, "swag.json", '{"rows": []}'), id="qid", stem="ctx", choices="endings",

@@ -2,7 +2,8 @@
 (`format = { name = "conll", scheme = "iob1" }`), a `check(options, where)` that names the config key it cannot
 serve, and a `read(path, options, context)` that gives a LoadedFile of its examples and reported bad rows:
 
-- `conll` (data/formats/conll.py): token tagging, TaggedExample per sentence
+- `tsv` (delimited.py): today's delimited files, Example rows, read with the spec's columns (context.file_format)
+- `conll` (conll.py): token tagging, TaggedExample per sentence
 - `squad` (squad.py): extractive QA, SpanExample per question
 - `jsonl`, `json` (records.py): choice rows (ChoiceExample) or sentence rows (Example) by field path
 
@@ -12,9 +13,9 @@ skips it (strict: the first one is fatal), and never drops or invents a row with
 one module here and its registry line.
 """
 
-from minbert.data.formats import conll, records, squad
+from minbert.data.formats import conll, delimited, records, squad
 from minbert.data.formats.base import DATA_FORMATS, Answer, ChoiceExample, ReadContext, SpanExample, TaggedExample
 from minbert.data.formats.conll import tag_labels
 
 __all__ = ["DATA_FORMATS", "Answer", "ChoiceExample", "ReadContext", "SpanExample", "TaggedExample", "conll",
-           "records", "squad", "tag_labels"]
+           "delimited", "records", "squad", "tag_labels"]

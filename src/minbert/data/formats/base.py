@@ -67,7 +67,9 @@ class ReadContext:
     what: str = ""  # the config key or flag that named the file, for the message when it is not a regular file
     labelled: bool = True  # False for test files: no labels are read (and none are needed)
     strict: bool = False  # the first bad row is fatal
-    label_format: FileFormat | None = None  # sentence rows: the classes or score range their labels are checked on
+    # the task's FileFormat (DataSpec.file_format()): the delimited reader's columns; the classes or score range
+    # that sentence rows' labels are checked on
+    file_format: FileFormat | None = None
     tags: tuple[str, ...] = ()  # tagging: the label set read from the train file (tag_labels); () = not known yet
 
 

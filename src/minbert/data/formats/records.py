@@ -184,20 +184,20 @@ def parse_records(records: Iterator[tuple[int, str, Any, str]], path: Path, opti
     where = context.what or str(path)
     label_format = None
     if "text" in fields and context.labelled:
-        if context.label_format is None:
+        if context.file_format is None:
             raise ConfigError(f"{where}: sentence rows need the task's classes or score_range to check labels on")
-        label_format = dataclasses.replace(context.label_format, label_column=options.label)
+        label_format = dataclasses.replace(context.file_format, label_column=options.label)
     rows = Rows(path, context.strict)
-    seen: dict[str, int] = {}  # id -> the line (index) it was first at
+    seen: dict[str, str] = {}  # id -> where it was first: line 3, [2]
     for line, place, record, reason in records:
         example = None
         if not reason:
             example_id, reason = row_id(record, fields, path, line, place)
             if not reason and "id" in fields and example_id in seen:
-                reason = f"duplicate id {example_id!r} (first at {'line ' if not place else ''}{seen[example_id]})"
+                reason = f"duplicate id {example_id!r} (first at {seen[example_id]})"
             if not reason:
                 if "id" in fields:
-                    seen[example_id] = line
+                    seen[example_id] = place or f"line {line}"
                 make = sentence_row if "text" in fields else choice_row
                 example, reason = make(record, fields, example_id, line, label_format, context.labelled)
         if reason:
