@@ -21,7 +21,7 @@ import pickle
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import torch
 import xxhash
@@ -32,8 +32,9 @@ from minbert.errors import CheckpointError
 from minbert.model.config import BertConfig
 from minbert.model_dir import resolve_model_dir
 
-if TYPE_CHECKING:
-    from minbert.model.bert import BertModel
+# the encoder (model.bert.BertModel, which calls into this module: it is not imported here, so the two files do not
+# import each other): any module with minbert's parameter names and a `config`
+Encoder = TypeVar("Encoder", bound=torch.nn.Module)
 
 log = logging.getLogger("minbert")
 
@@ -215,7 +216,7 @@ def split_encoder_state(state: dict[str, torch.Tensor], source: str) -> tuple[di
     return encoder, ignored
 
 
-def load_encoder_weights(model: BertModel, state: dict[str, torch.Tensor], source: str) -> list[str]:
+def load_encoder_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
     """Check names and shapes against the model, then copy. Returns the ignored keys."""
     encoder, ignored = split_encoder_state(state, source)
     expected = native_to_hf(model.state_dict())
@@ -243,7 +244,7 @@ def load_encoder_weights(model: BertModel, state: dict[str, torch.Tensor], sourc
     return ignored
 
 
-def load_pretrained(cls: type[BertModel], path: str | Path | None) -> BertModel:
+def load_pretrained(cls: type[Encoder], path: str | Path | None) -> Encoder:
     directory = resolve_model_dir(path)
     verify_digests(directory, ["config.json"])  # a run's best/ as the starting model
     config = BertConfig.from_json(directory / "config.json")
@@ -265,7 +266,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: d
     os.chmod(path, 0o666 & ~current_umask())
 
 
-def save_pretrained(model: BertModel, directory: str | Path) -> None:
+def save_pretrained(model: torch.nn.Module, directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.to_json(directory / "config.json")
