@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import Encoding, decoders, normalizers, pre_tokenizers, processors
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from minbert.errors import CheckpointError
@@ -67,6 +67,7 @@ class Tokenizer:
         self.pad_id = self._special_id("[PAD]")
         self.cls_id = self._special_id("[CLS]")
         self.sep_id = self._special_id("[SEP]")
+        self.unk_id: int | None = self.backend.token_to_id("[UNK]")  # stands for a word with no sub-words
 
     def _special_id(self, token: str) -> int:
         token_id = self.backend.token_to_id(token)
@@ -120,6 +121,35 @@ class Tokenizer:
         if not inputs:
             return TokenRows(np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64))
         return TokenRows(np.concatenate(ids), np.concatenate(types), np.concatenate(lengths))
+
+    def encode_words(self, sentences: Sequence[Sequence[str]]) -> list[Encoding]:
+        """Each sentence of words (already split, as in a CoNLL file) as sub-words, without special tokens or
+        truncation: the encodings' `ids` and `word_ids` (the word each sub-word came from; a word may have none,
+        e.g. one of invisible characters only)."""
+        encodings: list[Encoding] = []
+        for start in range(0, len(sentences), ENCODE_CHUNK):
+            chunk = [list(words) for words in sentences[start:start + ENCODE_CHUNK]]
+            encodings += self.backend.encode_batch(chunk, is_pretokenized=True, add_special_tokens=False)
+        return encodings
+
+    def encode_pair_windows(self, firsts: Sequence[str], seconds: Sequence[str], max_length: int,
+                            stride: int) -> list[list[Encoding]]:
+        """Each pair as `[CLS] first [SEP] part of second [SEP]` windows of at most `max_length` tokens: the second
+        text is cut into windows that overlap by `stride` tokens (the library's "only_second" truncation with its
+        overflowing encodings), the first is whole in every window. Offsets are characters of each text."""
+        if len(firsts) != len(seconds):
+            raise ValueError(f"got {len(firsts)} first texts but {len(seconds)} second texts")
+        self.backend.enable_truncation(min(max_length, self.model_max_length), stride=stride,
+                                       strategy="only_second")
+        windows = []
+        try:
+            for start in range(0, len(firsts), ENCODE_CHUNK):
+                pairs = list(zip(firsts[start:start + ENCODE_CHUNK], seconds[start:start + ENCODE_CHUNK],
+                                 strict=True))
+                windows += [[e, *e.overflowing] for e in self.backend.encode_batch(pairs)]
+        finally:
+            self.backend.no_truncation()
+        return windows
 
     def pad(self, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
         """Pad (ids, type ids) rows to the longest: `input_ids`, `attention_mask`, `token_type_ids` tensors."""
