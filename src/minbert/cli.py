@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,8 @@ from minbert.interrupts import STOP, Interrupted
 
 if TYPE_CHECKING:
     from minbert.data.files import FileFormat
+    from minbert.predictor import MultitaskBERT
+    from minbert.tasks.kinds import TaskKind
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -50,20 +52,26 @@ def cmd_data(args: argparse.Namespace) -> int:
     from minbert.data.spec import FORMATS, KNOWN_FILES, resolve_data_dir
     from minbert.outputs import special_kind
 
-    # what to check: the built-in data sets' files, or a config's tasks (their own specs and file choices)
-    files = [(name, FORMATS[data], split) for (data, split), name in KNOWN_FILES.items()]
+    # what to check: the built-in data sets' files, or a config's tasks (their own specs and file choices), each
+    # read by its spec's format unit; a tagging spec's files are checked against the label set of its train file
+    def reader(file_format: object) -> Callable:
+        return lambda path, labelled, strict, tags: read_examples(path, file_format, labelled=labelled, strict=strict)
+
+    files = [(name, reader(FORMATS[data]), split, data) for (data, split), name in KNOWN_FILES.items()]
     config = None
     if args.config or args.overrides:
-        from minbert.tasks.kinds import kind_of
+        from minbert.data.spec import resolve_spec
         from minbert.training.config import load_config
         from minbert.training.experiment import task_file
 
         config = load_config(args.config, args.overrides)
-        files = [(name, kind_of(task, task_config).format, split) for task, task_config in config.tasks.items()
+        files = [(name, resolve_spec(task_config.data, f"tasks.{task}.data").read, split, task)
+                 for task, task_config in config.tasks.items()
                  for split in ("train", "dev", "test") if (name := task_file(config, task, split))]
+    tags: dict[str, tuple[str, ...]] = {}  # per task: the label set read from its train file
     directory = resolve_data_dir(args.data_dir or (config.data_dir if config else None) or None)
     report = {}
-    for name, file_format, split in files:
+    for name, read, split, task in files:
         path = directory / name
         if not path.exists():
             if path.is_symlink():  # a dangling link or a loop: the file is meant to be there and cannot be read
@@ -80,9 +88,12 @@ def cmd_data(args: argparse.Namespace) -> int:
         if kind := special_kind(path):  # a FIFO would block the check and a device never end it: never opened
             report[name] = {"rows": 0, "skipped": [], "error": f"{kind}, not a regular file"}
             continue
-        loaded = read_examples(path, file_format, labelled=split != "test", strict=args.strict)
+        loaded = read(path, labelled=split != "test", strict=args.strict, tags=tags.get(task, ()))
+        if split == "train" and config is not None:
+            tags[task] = resolve_spec(config.tasks[task].data, f"tasks.{task}.data").train_tags(loaded)
         report[name] = {"rows": len(loaded.examples),
-                        "skipped": [{"line": s.line, "reason": s.reason} for s in loaded.skipped]}
+                        "skipped": [{"line": s.line, "reason": s.reason} | ({"where": s.where} if s.where else {})
+                                    for s in loaded.skipped]}
         if not loaded.examples:  # training or scoring on it would fail; predicting for it writes nothing
             report[name]["error"] = "no data rows"
     if not report:
@@ -97,7 +108,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         error = f"  <- error: {entry['error']}" if "error" in entry else ""
         print(f"  {name:<30} {entry['rows']:>7,} rows loaded, {len(entry['skipped'])} skipped{error}")
         for skipped in entry["skipped"]:
-            print(f"      line {skipped['line']}: {skipped['reason']}")
+            print(f"      {skipped.get('where') or 'line ' + str(skipped['line'])}: {skipped['reason']}")
     return 1 if failed else 0
 
 
@@ -213,6 +224,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = MultitaskBERT.load(args.run, args.precision, args.backend, args.onnx)
     task = predictor.resolve_task(args.task, sentiment=args.task is None)
     kind = predictor.model.heads[task].kind
+    if not kind.spec.rows:  # words, questions or choices: a file in the task's own data format
+        return predict_format_file(args, predictor, task, kind)
     width = len(kind.format.text_columns)
     skipped = []
     if args.input:
@@ -240,6 +253,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print("\t".join([str(prediction), *row]))
         if args.input:
             print(f"{count}{note}", file=sys.stderr)
+    return 0
+
+
+def predict_format_file(args: argparse.Namespace, predictor: MultitaskBERT, task: str, kind: TaskKind) -> int:
+    """`predict --input FILE` for a task whose data is not sentence rows: the file in the task's data format (a
+    CoNLL file for a tagging task, its tag column optional), its predictions in the kind's prediction file layout
+    (standard output without --output)."""
+    from minbert.outputs import STANDARD_STREAM
+
+    name = kind.spec.format.name
+    if not args.input or args.input == STANDARD_STREAM:
+        raise MinbertError(f"task {task} ({kind.described}) predicts a file in its data format {name!r}: give "
+                           "--input FILE (--text and standard input are for sentence tasks)")
+    loaded = kind.spec.read(args.input, labelled=False, strict=not args.skip_bad_rows, what="--input",
+                            tags=kind.spec.tag_labels)
+    if not loaded.examples:
+        raise MinbertError(f"{args.input}: nothing to predict")
+    predictions = predictor.outputs(task, loaded.examples, soft=False)
+    kind.write_predictions(Path(args.output or STANDARD_STREAM), loaded.examples, predictions)
+    count = f"{len(loaded.examples)} prediction{'s' if len(loaded.examples) != 1 else ''}"
+    note = f" ({len(loaded.skipped)} malformed rows skipped: see the warnings above)" if loaded.skipped else ""
+    if args.output and args.output != STANDARD_STREAM:
+        print(f"wrote {count} to {args.output}{note}")
+    else:
+        print(f"{count}{note}", file=sys.stderr)
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minbert.data.batching import Batch, TaskData
+from minbert.data.batching import Batch
 from minbert.data.files import Example
 from minbert.data.spec import builtin_name
 from minbert.device import INFERENCE_PRECISIONS, autocast, quantize_int8, resolve_device, resolve_precision
@@ -107,9 +107,9 @@ class MultitaskBERT:
     def outputs(self, task: str, examples: Sequence[Example], soft: bool = True) -> np.ndarray:
         """`task`'s soft outputs (class probabilities, paraphrase probability, score: what ensembles average and
         teachers pass on), or with soft=False its predictions, for examples (only their texts are read)."""
-        data = TaskData(task, list(examples), self.tokenizer, self.config.model.max_length,
-                        siamese=self.model.heads[task].siamese,
-                        both_orders=self.config.tasks[task].predict_order == "both")
+        data = self.model.heads[task].kind.task_data(list(examples), self.tokenizer, self.config.model.max_length,
+                                                     siamese=self.model.heads[task].siamese,
+                                                     both_orders=self.config.tasks[task].predict_order == "both")
         return predict(self.model, data, self.inference, soft=soft)
 
     @torch.no_grad()

@@ -38,7 +38,7 @@ def test_a_spec_may_name_its_kind():
     with pytest.raises(ConfigError, match=r"tasks\.x\.data\.kind = 'tagging' is not a task kind: one of classify"):
         kind_name(SimpleNamespace(kind="tagging"), "tasks.x.data")
     with pytest.raises(ConfigError, match=r"tasks\.x\.data: no task kind serves this spec"):
-        kind_name(SimpleNamespace(kind="", classes=[], score_range=[]), "tasks.x.data")
+        kind_name(SimpleNamespace(kind="", classes=[], score_range=[], example_type=Example), "tasks.x.data")
 
 
 def test_each_kind_answers_in_its_own_terms():

@@ -4,6 +4,15 @@
     data = { train = "glue/rte-train.tsv", dev = "glue/rte-dev.tsv", text = ["sentence1", "sentence2"],
              label = "label", classes = ["not_entailment", "entailment"], metrics = ["accuracy"] }
 
+A file in another format names it with its options as a sub-table, `format = { name = ..., option = ... }` (one
+unit of minbert.data.formats.DATA_FORMATS, like every other options table; default `tsv`, today's delimited files
+read with the keys below). A CoNLL tagging task needs no text, label or classes: its tags are its labels, declared
+in the format's table or read from the train file:
+
+    [tasks.ner]
+    data = { format = { name = "conll", scheme = "iob1" }, train = "conll2003/train.txt",
+             dev = "conll2003/dev.txt", test = "conll2003/test.txt" }
+
 `data = "sst"` names a built-in spec: the CS224N four are tables of builtin_tasks.toml, read by the same reader
 and checked by the same rules. Everything that lists tasks (readers, heads, prediction files, scores, reports,
 serving) derives from the spec, so a new data set is one table and no code.
@@ -17,11 +26,19 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from minbert.data.files import FileFormat
+from minbert.data.files import Example, FileFormat, LoadedFile
+from minbert.data.formats import (
+    DATA_FORMATS,
+    ChoiceExample,
+    ReadContext,
+    SpanExample,
+    TaggedExample,
+    tag_labels,
+)
 from minbert.errors import ConfigError, DataError
-from minbert.metrics import METRICS
+from minbert.metrics import METRICS, REGISTRIES
 from minbert.names import check_name
-from minbert.options import build, option
+from minbert.options import Chosen, build, option
 
 SPLITS = ("train", "dev", "test")
 
@@ -30,6 +47,9 @@ SPLITS = ("train", "dev", "test")
 class DataSpec:
     """One data set: where its rows are and what they mean."""
 
+    # the files' format and its options: "tsv" (today's delimited files, read with the keys below), or a table
+    # { name = "conll", scheme = "iob1", ... } (minbert.data.formats)
+    format: Chosen = option(Chosen("tsv"), registry=DATA_FORMATS)
     train: str = ""  # file names in the data directory (or absolute paths); train and dev are required
     dev: str = ""
     test: str = ""  # optional: unlabelled rows to predict
@@ -54,6 +74,28 @@ class DataSpec:
     prediction_column: str = ""  # the prediction file's header column; "" = Predicted_{label}
 
     @property
+    def example_type(self) -> type:
+        """What the format's reader gives: Example rows (sentences and labels), TaggedExample, SpanExample, ..."""
+        return getattr(DATA_FORMATS[self.format.name], "example", Example)
+
+    @property
+    def rows(self) -> bool:
+        """Sentence rows with a label each (text, label and classes or a score range describe them)."""
+        return self.example_type is Example
+
+    @property
+    def metric_inputs(self) -> str:
+        """Which metrics registry scores this spec's predictions (minbert.metrics.REGISTRIES)."""
+        if self.rows:
+            return "labels" if self.classes else "scores"
+        return EXAMPLE_INPUTS[self.example_type]
+
+    @property
+    def tag_labels(self) -> tuple[str, ...]:
+        """A tagging spec's label set as declared in its format's table (() = read from the train file)."""
+        return tuple(getattr(self.format.options, "labels", ()) or ())
+
+    @property
     def is_classification(self) -> bool:
         return bool(self.classes)
 
@@ -67,10 +109,16 @@ class DataSpec:
 
     @property
     def primary_metric(self) -> str:
+        if not self.rows:
+            return (self.metrics or [DEFAULT_METRICS[self.metric_inputs]])[0]
         return (self.metrics or ["accuracy" if self.classes else "pearson"])[0]
 
     @property
     def metric_names(self) -> list[str]:
+        """The metrics a dev result holds; a tagging (span, choice) spec that names none gets every metric of its
+        registry, the primary one first."""
+        if not self.rows and not self.metrics:
+            return [self.primary_metric, *(n for n in REGISTRIES[self.metric_inputs] if n != self.primary_metric)]
         return self.metrics or [self.primary_metric]
 
     @property
@@ -90,6 +138,19 @@ class DataSpec:
                           delimiter=self.delimiter, quoting=self.quoting == "csv",
                           classes=None if numbered else tuple(self.classes))
 
+    def read(self, path: str | Path, labelled: bool = True, strict: bool = False, what: str = "",
+             tags: tuple[str, ...] = ()) -> LoadedFile:
+        """One of the spec's files through its format's unit; `tags`: a tagging spec's label set read from train
+        (when not declared), which the other files' tags are checked against."""
+        context = ReadContext(what, labelled, strict, self.file_format() if self.rows else None, tags)
+        return DATA_FORMATS[self.format.name].read(path, self.format.options, context)
+
+    def train_tags(self, train: LoadedFile | None) -> tuple[str, ...]:
+        """A tagging spec's label set: declared, else read from its train file's sentences; () for other specs."""
+        if self.example_type is not TaggedExample:
+            return ()
+        return self.tag_labels or tag_labels(train.examples if train else (), self.format.options.scheme)
+
     def prediction_path(self, task: str, split: str) -> str:
         return f"{self.prediction_file or task}-{split}-output.csv"
 
@@ -97,10 +158,18 @@ class DataSpec:
         return self.prediction_column or f"Predicted_{self.label}"
 
 
+EXAMPLE_INPUTS = {TaggedExample: "tags", SpanExample: "spans", ChoiceExample: "choices"}
+DEFAULT_METRICS = {"tags": "entity_f1", "spans": "f1", "choices": "accuracy"}
+ROW_KEYS = ("text", "label", "id", "classes", "class_names", "positive", "score_range", "symmetric", "dev_share")
+
+
 def check_spec(spec: DataSpec, where: str) -> None:
     """Every rule a spec must meet, each failure naming its key."""
     if not spec.train:
         raise ConfigError(f"{where}.train: a file is required (train and dev files are required)")
+    if not spec.rows:
+        check_format_spec(spec, where)
+        return
     if bool(spec.dev) == bool(spec.dev_share):
         raise ConfigError(f"{where}.dev: name a dev file, or set dev_share to hold out a share of the train file "
                           "(one of the two)")
@@ -138,6 +207,29 @@ def check_spec(spec: DataSpec, where: str) -> None:
             raise ConfigError(f"{where}.metrics: {name!r} is a {what} metric; this spec is {kind}")
         if unit.binary and len(spec.classes) != 2:
             raise ConfigError(f"{where}.metrics: {name!r} needs two classes; this spec has {len(spec.classes)}")
+    if len(set(spec.metrics)) != len(spec.metrics):
+        raise ConfigError(f"{where}.metrics = {spec.metrics}: a metric is named twice")
+    if spec.prediction_file:
+        check_name(spec.prediction_file, f"{where}.prediction_file")
+
+
+def check_format_spec(spec: DataSpec, where: str) -> None:
+    """A spec whose format gives tagged sentences, questions or choice rows: its format's table describes its
+    examples and labels, so the keys of sentence rows (text, label, classes, ...) have no place in it."""
+    unit = DATA_FORMATS[spec.format.name]
+    if hasattr(unit, "check"):
+        unit.check(spec.format.options, f"{where}.format")
+    if not spec.dev:
+        raise ConfigError(f"{where}.dev: a file is required (train and dev files are required)")
+    defaults = DataSpec(format=spec.format)
+    for key in ROW_KEYS:
+        if getattr(spec, key) != getattr(defaults, key):
+            raise ConfigError(f"{where}.{key}: a key of sentence rows; format {spec.format.name!r} reads "
+                              f"{spec.metric_inputs} (its table `format = {{ name = {spec.format.name!r}, ... }}` "
+                              "describes them)")
+    registry = REGISTRIES[spec.metric_inputs]
+    for name in spec.metrics:
+        registry.lookup(name, f"{where}.metrics")
     if len(set(spec.metrics)) != len(spec.metrics):
         raise ConfigError(f"{where}.metrics = {spec.metrics}: a metric is named twice")
     if spec.prediction_file:

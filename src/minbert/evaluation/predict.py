@@ -43,15 +43,15 @@ def predict_both(model: MultitaskModel, data: TaskData, inference: Inference) ->
             if data.both_orders:  # a symmetric task's answer should not depend on which text comes first
                 other = model(data.collate(data.other_order(positions)).to(inference.device))
                 outputs = outputs.mean_with(other)
-        hard[positions] = kind.predict(outputs).cpu().numpy()
-        soft[positions] = kind.soft(outputs).cpu().numpy()
-    return hard, soft
+        kind.store(hard, soft, batch, outputs)
+    return kind.collect(data, hard, soft)
 
 
 def score(kind: TaskKind, predictions: np.ndarray, labels: np.ndarray) -> dict:
     """{"metric": the primary metric's name, "score": its value, "metrics": {every metric: value}} for labelled
     predictions (a single-metric task's result is as it always was: metric and score only)."""
-    values = {name: metric(name)(predictions, labels, kind.positive) for name in kind.spec.metric_names}
+    values = {name: metric(name, kind.spec.metric_inputs)(predictions, labels, kind.positive)
+              for name in kind.spec.metric_names}
     result = {"metric": kind.metric, "score": values[kind.metric]}
     if len(values) > 1:
         result["metrics"] = values
@@ -65,5 +65,6 @@ def evaluate_tasks(model: MultitaskModel, data: dict[str, dict[str, TaskData]], 
     for task, splits in data.items():
         if split in splits:
             predictions = predict(model, splits[split], inference)
-            results[task] = score(model.heads[task].kind, predictions, splits[split].labels.numpy())
+            kind = model.heads[task].kind
+            results[task] = score(kind, predictions, kind.labels(splits[split].examples))
     return results

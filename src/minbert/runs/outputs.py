@@ -12,7 +12,6 @@ from minbert.data.batching import TaskData
 from minbert.data.files import Example
 from minbert.evaluation.plots import plot_dev
 from minbert.evaluation.predict import Inference, predict_both, score
-from minbert.evaluation.predictions import write_predictions
 from minbert.outputs import atomic_write_text
 from minbert.tasks.kinds import TaskKind
 from minbert.tasks.model import MultitaskModel
@@ -43,8 +42,7 @@ def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, exa
     """One split's CS224N prediction file; for dev also its metric, its kind's analysis (confusion matrix or per-bin
     error) and figure, and every example's text, gold label, prediction and soft output (what the HTML report
     shows)."""
-    write_predictions(run_dir / "predictions" / f"{kind.file_prefix}-{split}-output.csv", kind.prediction_header,
-                      [e.id for e in examples], [kind.written(p) for p in predictions])
+    kind.write_predictions(run_dir / "predictions" / kind.prediction_name(split), examples, predictions)
     if split != "dev":
         return None
     figure_dir = run_dir / "figures"
@@ -52,19 +50,15 @@ def write_task_outputs(run_dir: Path, task: str, kind: TaskKind, split: str, exa
         figure_dir.mkdir(exist_ok=True)
     labels = kind.labels(examples)
     result = score(kind, predictions, labels)
-    write_dev_details(run_dir / "predictions" / f"{task}-dev-details.jsonl", examples, predictions, soft)
+    write_dev_details(run_dir / "predictions" / f"{task}-dev-details.jsonl", kind, examples, predictions, soft)
     result.update(kind.analysis(predictions, labels))
     if figures:
         plot_dev(figure_dir, task, kind, result, predictions, labels)
     return result
 
 
-def write_dev_details(path: Path, examples: list[Example], predictions: np.ndarray, soft: np.ndarray | None) -> None:
-    rows = []
-    for i, example in enumerate(examples):
-        row = {"id": example.id, "texts": list(example.texts), "gold": example.label,
-               "predicted": predictions[i].item()}
-        if soft is not None:
-            row["soft"] = soft[i].tolist()
-        rows.append(json.dumps(row, ensure_ascii=False))
+def write_dev_details(path: Path, kind: TaskKind, examples: list[Example], predictions: np.ndarray,
+                      soft: np.ndarray | None) -> None:
+    rows = [json.dumps(kind.detail(example, predictions[i], None if soft is None else soft[i]), ensure_ascii=False)
+            for i, example in enumerate(examples)]
     atomic_write_text(path, "\n".join(rows) + "\n")

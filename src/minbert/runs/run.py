@@ -456,7 +456,7 @@ def _train_main(exp: Experiment, world: World, place: NewRun, resume: bool, hand
     config, run_dir = exp.config, place.building
     try:
         for task, splits in exp.data.items():
-            log.info("%s: %s", task, ", ".join(f"{split} {len(d)}" for split, d in splits.items()))
+            log.info("%s: %s", task, ", ".join(f"{split} {len(d.examples)}" for split, d in splits.items()))
         if exp.model.pal_parameters:
             encoder_size = exp.model.encoder.num_parameters()
             log.info("PAL adds %d parameters over %d tasks (%.1f%% of the encoder's %d)", exp.model.pal_parameters,

@@ -40,7 +40,7 @@ class TaskModule(nn.Module):
         super().__init__()
         self.kind = kind
         self.siamese = kind.is_pair and config.pair_encoding == "siamese"
-        self.pooling = POOLINGS[POOLINGS.resolve(config.pooling).name]()
+        self.pooling = kind.pooling(config.pooling)
         features = tuple(config.pair_features) if self.siamese else ()
         head = HEADS.resolve(config.head)
         self.head = HEADS[head.name].build(config, head.options, self.pooling.output_dim(hidden_size),

@@ -15,7 +15,7 @@ from torch import nn
 
 from minbert.data.batching import ExtraSource, TaskData
 from minbert.data.extra import EXTRA_FORMATS, ExtraContext
-from minbert.data.files import Example, LoadedFile, read_examples
+from minbert.data.files import Example, LoadedFile
 from minbert.data.spec import resolve_data_dir, resolve_spec
 from minbert.device import resolve_device, resolve_precision
 from minbert.errors import ConfigError, DataError
@@ -140,8 +140,8 @@ def read_split(config: RunConfig, task: str, split: str, directory: Path, strict
         if split == "test":
             return None
         raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
-    loaded = read_examples(path, kind.format, labelled=split != "test", strict=strict,
-                           what=f"tasks.{task}.{file_split}")
+    loaded = kind.spec.read(path, labelled=split != "test", strict=strict, what=f"tasks.{task}.{file_split}",
+                            tags=kind.spec.tag_labels)
     if share and split != "test":
         rest, held = carve_tune_split(loaded.examples, share, DEV_SHARE_SEED, kind.strata)
         loaded = dataclasses.replace(loaded, examples=held if split == "dev" else rest)
@@ -182,6 +182,11 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                                  directory / task_file(config, task, "test"))
                     continue
                 path = loaded.path
+            if split == "train" and not kind.num_outputs and (tags := kind.spec.train_tags(loaded)):
+                # a tagging spec's label set, read from its train file, is kept in the spec: the run's config.toml
+                # records it (evaluate, predict and serve read no train file), and dev and test are checked on it
+                kind.spec.format.options.labels = list(tags)
+                kind = kind_of(task, task_config)
             if tuning and split == "train":
                 rest, held_out = carve_tune_split(loaded.examples, config.train.tune_split,
                                                   config.train.tune_split_seed, kind.strata)
@@ -203,11 +208,10 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                     added = load_extra(directory, extra, context, config.seed, config.train.max_train_examples)
                     sources.append(ExtraSource(extra.file, len(examples), len(examples) + len(added), extra.share))
                     examples = examples + added
-            data[task][split] = TaskData(task, examples, tokenizer, config.model.max_length,
-                                         siamese=kind.is_pair and task_config.pair_encoding == "siamese",
-                                         label_dtype=kind.label_dtype,
-                                         sources=sources, both_orders=task_config.predict_order == "both",
-                                         random_order=split == "train" and task_config.train_order == "random")
+            data[task][split] = kind.task_data(examples, tokenizer, config.model.max_length,
+                                               siamese=kind.is_pair and task_config.pair_encoding == "siamese",
+                                               sources=sources, both_orders=task_config.predict_order == "both",
+                                               random_order=split == "train" and task_config.train_order == "random")
         missing = [split for split in ("train", "dev") if split in splits and split not in data[task]]
         if missing:
             raise ConfigError(f"tasks.{task}: no {missing[0]} file (train and dev files are required)")

@@ -9,16 +9,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from minbert.data.batching import Batch, TaskData
 from minbert.data.files import Example, FileFormat
 from minbert.data.spec import DataSpec
-from minbert.options import Registry
+from minbert.options import Chosen, Registry
+from minbert.outputs import check_output_file, write_output_text
 from minbert.tasks.losses import Loss, TaskOutput
+from minbert.tasks.pooling import POOLINGS
+from minbert.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from torch import nn
@@ -99,6 +104,15 @@ class TaskKind(ABC):
         """Gold labels as training sees them, so that metrics match the epochs' dev metrics."""
         return np.array([e.label for e in examples], dtype=torch.empty(0, dtype=self.label_dtype).numpy().dtype)
 
+    # --- examples -> model inputs ---
+    def task_data(self, examples: list, tokenizer: Tokenizer, max_length: int, **options: object) -> TaskData:
+        """One split's examples as model rows (`options`: TaskData's, for sentence rows: siamese, sources, ...)."""
+        return TaskData(self.name, examples, tokenizer, max_length, label_dtype=self.label_dtype, **options)
+
+    def pooling(self, chosen: Chosen | str) -> nn.Module:
+        """What the head reads of the encoder's output: the task's pooling (tasks.X.pooling), sentence vectors."""
+        return POOLINGS[POOLINGS.resolve(chosen).name]()
+
     # --- outputs -> predictions ---
     @abstractmethod
     def score(self, logits: Tensor, loss: Loss, head: nn.Module) -> Tensor:
@@ -120,7 +134,34 @@ class TaskKind(ABC):
         """Zeroed (predictions, soft outputs) for `count` examples, filled batch by batch."""
         return np.zeros(count, dtype=self.prediction_dtype), np.zeros(count, dtype=np.float64)
 
+    def store(self, hard: np.ndarray, soft: np.ndarray, batch: Batch, output: TaskOutput) -> None:
+        """One batch's predictions and soft outputs into the buffers, at its positions."""
+        hard[batch.positions] = self.predict(output).cpu().numpy()
+        soft[batch.positions] = self.soft(output).cpu().numpy()
+
+    def collect(self, data: TaskData, hard: np.ndarray, soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The filled buffers -> (predictions, soft outputs) per example (rows that are parts of an example, such
+        as a long sentence's windows, merged)."""
+        return hard, soft
+
     # --- predictions for files and people ---
+    def prediction_name(self, split: str) -> str:
+        """The name of `split`'s prediction file in a run's predictions/."""
+        return f"{self.file_prefix}-{split}-output.csv"
+
+    def write_predictions(self, path: Path, examples: Sequence, predictions: np.ndarray) -> None:
+        """A prediction file (`-`: standard output): CS224N's `id , prediction` rows, written whole or not at all."""
+        path = check_output_file(path)
+        rows = [f"{e.id} , {self.written(p)} \n" for e, p in zip(examples, predictions, strict=True)]
+        write_output_text(path, f"id \t {self.prediction_header} \n" + "".join(rows))  # as write_predictions
+
+    def detail(self, example: Example, prediction: object, soft: np.ndarray | None) -> dict:
+        """One dev example as the report shows it (predictions/{task}-dev-details.jsonl)."""
+        row = {"id": example.id, "texts": list(example.texts), "gold": example.label, "predicted": prediction.item()}
+        if soft is not None:
+            row["soft"] = soft.tolist()
+        return row
+
     @abstractmethod
     def show(self, prediction: int | float) -> str:
         """A prediction for people."""

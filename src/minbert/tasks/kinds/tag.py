@@ -1,0 +1,219 @@
+"""`tag`: a sentence of words -> one tag per word (named entities, CoNLL-2003). A sentence is cut into overlapping
+windows of `model.max_length` sub-words (never truncated); each window is a model row, a word's tag is learned at
+its first sub-word, and read back from the one window that predicts it (minbert.tasks.alignment). The head reads
+every token's hidden state (token states, not a sentence vector): (B, T, tags) logits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from minbert.data.batching import Batch, TaskData
+from minbert.data.formats import TaggedExample
+from minbert.data.spec import DataSpec
+from minbert.errors import ConfigError
+from minbert.metrics import entity_scores
+from minbert.options import Chosen
+from minbert.outputs import check_output_file, write_output_text
+from minbert.tasks.alignment import IGNORE, merge_tag_logits, tag_windows
+from minbert.tasks.kinds.base import KINDS, TaskKind
+from minbert.tasks.losses import LOSSES, Loss, TaskOutput
+from minbert.tasks.pooling import Pooling
+
+if TYPE_CHECKING:
+    from minbert.model.bert import BertOutput
+    from minbert.tokenizer import Tokenizer
+
+
+class TokenStates(Pooling):
+    """Every token's hidden state (N, T, H): what a token-level head reads."""
+
+    def forward(self, output: BertOutput, attention_mask: Tensor) -> Tensor:
+        return output.last_hidden_state
+
+
+class TokenCrossEntropy(Loss):
+    """Cross-entropy over the labelled sub-words of (B, T, tags) logits; positions labelled IGNORE (-100: [CLS],
+    [SEP], padding, a word's later sub-words) learn nothing."""
+
+    def forward(self, output: TaskOutput, labels: Tensor) -> Tensor:
+        logits = output.logits.float()
+        return F.cross_entropy(logits.flatten(0, 1), labels.long().flatten(), ignore_index=IGNORE)
+
+
+LOSSES.register("token_cross_entropy")(TokenCrossEntropy)
+
+
+class TagData(TaskData):
+    """One split of a tagging task: its sentences (`examples`) as windows; a position is a window, so batches,
+    samplers and the layer cache work on windows as they do on sentence rows."""
+
+    def __init__(self, task: str, examples: list[TaggedExample], tokenizer: Tokenizer, max_length: int,
+                 tags: Sequence[str]):
+        self.task = task
+        self.examples = examples
+        self.sources = []  # no extra files for tagging
+        self.tokenizer = tokenizer
+        self.siamese = self.both_orders = self.random_order = self.swapped_rows = False
+        self.cache = None
+        self.teacher = None
+        index = {tag: i for i, tag in enumerate(tags)}
+        self.labelled = bool(examples) and all(e.tags is not None for e in examples)
+        gold = [[index[t] for t in e.tags] for e in examples] if self.labelled else None
+        self.windows = tag_windows(tokenizer, [e.words for e in examples], gold, max_length)
+        self.lengths = np.array([len(w.input_ids) for w in self.windows], dtype=np.int64)
+        self.labels = None
+        if self.labelled:
+            self.labels = torch.full((len(self.windows), int(self.lengths.max(initial=0))), IGNORE, dtype=torch.long)
+            for i, window in enumerate(self.windows):
+                self.labels[i, : len(window.labels)] = torch.from_numpy(window.labels)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def row_lengths(self) -> np.ndarray:
+        return self.lengths
+
+    def collate(self, positions: list[int]) -> Batch:
+        inputs = self.tokenizer.pad([(self.windows[p].input_ids, np.zeros_like(self.windows[p].input_ids))
+                                     for p in positions])
+        width = inputs["input_ids"].shape[1]
+        labels = self.labels[positions, :width] if self.labels is not None else None
+        return Batch(self.task, inputs, labels, list(positions), None, list(positions), self.cache, None)
+
+
+@KINDS.register("tag")
+class Tag(TaskKind):
+    default_loss = "token_cross_entropy"
+    described = "token tagging"
+    label_dtype = torch.long
+    prediction_dtype = object  # a sentence's tags
+
+    @classmethod
+    def serves(cls, spec: DataSpec) -> bool:
+        return spec.example_type is TaggedExample
+
+    @classmethod
+    def outputs(cls, spec: DataSpec, loss: str) -> int:
+        return len(spec.tag_labels)  # 0 until the label set is read from the train file
+
+    @classmethod
+    def takes_loss(cls, loss: type[Loss]) -> bool:
+        return loss is TokenCrossEntropy
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.spec.tag_labels
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.tags)
+
+    def labels(self, examples: Sequence[TaggedExample]) -> np.ndarray:
+        """Each sentence's gold tags (strings, as the tag metrics take them)."""
+        gold = np.empty(len(examples), dtype=object)
+        gold[:] = [list(e.tags) for e in examples]
+        return gold
+
+    # --- examples -> model inputs ---
+    def task_data(self, examples: list, tokenizer: Tokenizer, max_length: int, **options: object) -> TaskData:
+        if not self.tags:
+            raise ConfigError(f"tasks.{self.name}.data.format.labels: the label set is not known (declare it, or "
+                              "read the train file first)")
+        return TagData(self.name, examples, tokenizer, max_length, self.tags)
+
+    def pooling(self, chosen: Chosen | str) -> nn.Module:
+        return TokenStates()  # a tag per token: the head reads every token, whatever tasks.X.pooling says
+
+    # --- outputs -> predictions ---
+    def score(self, logits: Tensor, loss: Loss, head: nn.Module) -> Tensor:
+        return logits
+
+    def predict(self, output: TaskOutput) -> Tensor:
+        return output.logits.float().argmax(dim=-1)  # (B, T) a tag index per token
+
+    def soft(self, output: TaskOutput) -> Tensor:
+        return output.logits.float().softmax(dim=-1)  # (B, T, tags)
+
+    def decide(self, soft: np.ndarray) -> np.ndarray:
+        decided = np.empty(len(soft), dtype=object)
+        decided[:] = [[self.tags[i] for i in probabilities.argmax(axis=-1)] for probabilities in soft]
+        return decided
+
+    def buffers(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.empty(count, dtype=object), np.empty(count, dtype=object)  # per window, then per sentence
+
+    def store(self, hard: np.ndarray, soft: np.ndarray, batch: Batch, output: TaskOutput) -> None:
+        """Each window's tag probabilities over its own tokens (padding dropped)."""
+        probabilities = self.soft(output).cpu().numpy()
+        lengths = batch.inputs["attention_mask"].sum(dim=1).tolist()
+        for row, (position, length) in enumerate(zip(batch.positions, lengths, strict=True)):
+            soft[position] = probabilities[row, :length]
+
+    def collect(self, data: TaskData, hard: np.ndarray, soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per sentence: its words' tags, and their (words, tags) probabilities from the windows that predict them."""
+        merged = merge_tag_logits(data.windows, list(soft), [len(e.words) for e in data.examples])
+        per_sentence = np.empty(len(merged), dtype=object)
+        per_sentence[:] = merged
+        return self.decide(per_sentence), per_sentence
+
+    # --- predictions for files and people ---
+    def show(self, prediction: object) -> str:
+        return " ".join(prediction)
+
+    def written(self, prediction: object) -> str:
+        return self.show(prediction)
+
+    def named(self, predictions: list) -> list:
+        return predictions  # tags are their own names
+
+    def answer(self, decided: np.ndarray, soft: np.ndarray) -> dict:
+        return {"tags": list(decided)}
+
+    def prediction_name(self, split: str) -> str:
+        return f"{self.file_prefix}-{split}-output.txt"
+
+    def write_predictions(self, path: Path, examples: Sequence, predictions: np.ndarray) -> None:
+        """CoNLL layout: `word predicted_tag` a line for each word of each sentence in file order, a blank line
+        after each sentence."""
+        path = check_output_file(path)
+        text = "".join("".join(f"{word} {tag}\n" for word, tag in zip(e.words, tags, strict=True)) + "\n"
+                       for e, tags in zip(examples, predictions, strict=True))
+        write_output_text(path, text)
+
+    def detail(self, example: TaggedExample, prediction: object, soft: np.ndarray | None) -> dict:
+        row = {"id": example.id, "words": list(example.words), "gold": list(example.tags or ()),
+               "predicted": list(prediction)}
+        if soft is not None:
+            row["confidence"] = [round(float(p), 4) for p in soft.max(axis=-1)]  # each word's predicted tag's
+        return row
+
+    # --- training ---
+    def divergence(self, a: TaskOutput, b: TaskOutput) -> Tensor:
+        """Symmetric KL between the token distributions (padding included: both outputs pad alike)."""
+        p, q = F.log_softmax(a.logits.float(), dim=-1).flatten(0, 1), F.log_softmax(b.logits.float(), -1).flatten(0, 1)
+        return (F.kl_div(p, q, log_target=True, reduction="batchmean")
+                + F.kl_div(q, p, log_target=True, reduction="batchmean"))
+
+    def distillation_target(self, gold: Tensor, teacher: Tensor, share: float, temperature: float) -> Tensor:
+        raise ConfigError(f"tasks.{self.name}: distillation does not take task kind {self.described!r} (tag) yet")
+
+    def strata(self, labels: np.ndarray) -> np.ndarray:
+        return np.zeros(len(labels), dtype=np.int64)  # one group: a sentence has no single label
+
+    # --- evaluation, ensembles, exports ---
+    def analysis(self, predictions: np.ndarray, labels: np.ndarray) -> dict:
+        return {"entity_scores": entity_scores(list(predictions), list(labels))}
+
+    def ensemble_loss(self, mean: np.ndarray, labels: np.ndarray) -> float:
+        raise ConfigError(f"tasks.{self.name}: ensembles do not take task kind {self.described!r} (tag) yet")
+
+    def export_entry(self) -> dict:
+        return {"classification": False, "tagging": True, "num_outputs": self.num_outputs, "tags": list(self.tags)}
