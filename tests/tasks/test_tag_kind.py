@@ -165,3 +165,26 @@ def test_a_tag_task_trains_beside_a_classification_task(tmp_path, tiny_model_dir
     assert final["sst"]["metric"] == "accuracy" and final["ner"]["metric"] == "entity_f1"
     assert (tmp_path / "mix" / "predictions" / "ner-dev-output.txt").is_file()
     assert (tmp_path / "mix" / "predictions" / "sst-dev-output.csv").is_file()
+
+
+def test_what_tag_does_not_take_yet_is_refused_with_one_line_before_any_work(ner_run, ner_data, tmp_path):
+    """Ensembles, distillation, serve, the ONNX export and tune splits refuse a tag task, naming it and its kind."""
+    from minbert.predictor import MultitaskBERT
+    from minbert.runs.ensemble import Ensemble
+    from minbert.runs.teachers import check_teachers
+    from minbert.serving.app import create_app
+
+    line = r"^task ner is a token tagging task \(kind 'tag'\): {} cannot take it yet$"
+    with pytest.raises(ConfigError, match=line.format("ensembles")):
+        Ensemble([str(ner_run)])
+    config = load_config(ner_run / "config.toml", [f'tasks.ner.teacher="{ner_run}"'])
+    with pytest.raises(ConfigError, match=line.format("distillation")):
+        check_teachers(config)
+    with pytest.raises(ConfigError, match=line.format("serve")):
+        create_app(MultitaskBERT.load(ner_run))
+    out = tmp_path / "onnx"
+    assert main(["export", str(ner_run), str(out), "--format", "onnx"]) == 2
+    assert not out.exists()
+    tuned = write_tiny_config(tmp_path / "t.toml", tmp_path, ner_run / "best", tasks=NER, train="tune_split = 0.2")
+    assert main(["train", "--config", str(tuned), "--data-dir", str(ner_data)]) == 2
+    assert not (tmp_path / "t").exists()

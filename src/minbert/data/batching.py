@@ -147,6 +147,10 @@ class TaskData:
             positions = positions + len(self) * rng.integers(0, 2, len(positions))
         return positions
 
+    def example_ids(self, positions: list[int]) -> list[str]:
+        """The ids of the examples at `positions` (for messages)."""
+        return [self.examples[p % len(self)].id for p in positions]
+
     def other_order(self, positions: list[int]) -> list[int]:
         """The same examples with their texts the other way round (rows of both orders only)."""
         return [p + len(self) for p in positions]

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from minbert.export.source import ExportSource
 from minbert.model.bert import BertModel, BertOutput
 from minbert.options import option
+from minbert.tasks.kinds import refuse
 from minbert.tasks.model import TaskModule
 from minbert.tokenizer import copy_tokenizer_files
 
@@ -113,6 +114,8 @@ class OnnxExport:
 
     def export(self, source: ExportSource, directory: Path, options: Options) -> dict:
         model = source.model
+        for head in model.heads.values():
+            refuse(head.kind, "the ONNX export")
         source.check_plain_encoders("the ONNX export")
         ids, mask = export_encoder(model.encoder, directory / "encoder.onnx", options.opset)
         with torch.no_grad():

@@ -256,7 +256,7 @@ def task_sections(run: RunView) -> list[dict]:
     sections = []
     for task, result in run.metrics["final_dev"].items():
         kind = run.kinds.get(task)
-        rows = run.details.get(task)
+        rows = run.details.get(task) if kind is None or kind.row_details else None
         section = {"task": task, "data": run.data_of(task), "metric": result["metric"], "score": result["score"],
                    "metrics": result.get("metrics", {}), "charts": [], "errors": [],
                    "pair": kind.is_pair if kind else bool(rows and len(rows[0]["texts"]) == 2),

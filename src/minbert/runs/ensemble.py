@@ -42,7 +42,7 @@ from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.runs.outputs import write_json, write_task_outputs
 from minbert.runs.rundir import Input, RunLock, check_new_run, create_run_dir, removed_if_unfinished
-from minbert.tasks.kinds import TaskKind, kind_of
+from minbert.tasks.kinds import TaskKind, kind_of, refuse
 from minbert.training.config import check_run_name, load_config, read_toml
 from minbert.training.experiment import read_split, tune_split_rows
 
@@ -163,6 +163,9 @@ class Ensemble:
             raise ConfigError(f"{weighted[0]} has fitted weights, which do not carry into a larger ensemble: list "
                               "its member runs instead (and fit again with --weights fitted)")
         found = {run: kinds_by_data(run) for run in self.runs}
+        for kinds in found.values():
+            for kind in kinds.values():
+                refuse(kind, "ensembles")
         self.tasks = {run: {data: kind.name for data, kind in kinds.items()} for run, kinds in found.items()}
         self.kinds: dict[str, TaskKind] = {}  # data set -> its kind, from the first member that has it
         for run, kinds in found.items():

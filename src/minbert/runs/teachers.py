@@ -16,6 +16,7 @@ from minbert.data.batching import TaskData
 from minbert.data.spec import data_key
 from minbert.errors import ConfigError
 from minbert.runs.ensemble import Ensemble, member_runs
+from minbert.tasks.kinds import kind_of, refuse
 from minbert.training.config import RunConfig
 from minbert.training.distillation import teachers_of
 
@@ -25,6 +26,7 @@ log = logging.getLogger("minbert")
 def check_teachers(config: RunConfig) -> None:
     """Before any work: every teacher is a finished run or ensemble that has the task's data set."""
     for task, teacher in teachers_of(config).items():
+        refuse(kind_of(task, config.tasks[task]), "distillation")
         data = data_key(task, config.tasks[task].data)
         if data not in Ensemble([teacher]).data_sets:
             raise ConfigError(f"tasks.{task}: the teacher {teacher} has no {data} task")

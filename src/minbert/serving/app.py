@@ -32,6 +32,7 @@ from minbert.data.spec import builtin_name
 from minbert.errors import ConfigError
 from minbert.predictor import MultitaskBERT
 from minbert.sentence_encoder import SentenceEncoder
+from minbert.tasks.kinds import refuse
 
 
 def check_positive(owner: object, minimum: dict[str, float]) -> None:
@@ -99,6 +100,8 @@ class Service:
             if found:
                 self.tasks[endpoint] = found[0]
         self.kinds = {task: model.model.heads[task].kind for task in model.config.tasks}  # POST /predict/{task}
+        for kind in self.kinds.values():
+            refuse(kind, "serve")
         self.labels = {endpoint: self.kinds[task].class_names for endpoint, task in self.tasks.items()}
         # the tasks no named endpoint answers (a data spec of the run's own, a second sentiment task): the page
         # asks POST /predict/{task} for each

@@ -24,7 +24,7 @@ from minbert.model.bert import BertModel
 from minbert.model_dir import resolve_model_dir
 from minbert.optim import AdamW, decay_groups
 from minbert.tasks.config import extra_context
-from minbert.tasks.kinds import TaskKind, kind_of
+from minbert.tasks.kinds import TaskKind, kind_of, refuse
 from minbert.tasks.model import MultitaskModel, check_max_length
 from minbert.tokenizer import Tokenizer
 from minbert.training.config import ExtraDataConfig, RunConfig
@@ -168,6 +168,8 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
         splits = tuple(s for s in splits if s != "test")
     for task, task_config in config.tasks.items():
         kind = kind_of(task, task_config)
+        if tuning:
+            refuse(kind, "train.tune_split")
         data[task] = {}
         held_out: list[Example] = []  # the tune split, carved from the training file
         for split in splits:

@@ -124,7 +124,7 @@ class NonFiniteLoss(Hook):
         self.skipped = 0
 
     def handle(self, trainer: Trainer, task: str, positions: list[int], loss: Tensor) -> None:
-        ids = [trainer.exp.data[task]["train"].examples[p].id for p in positions]
+        ids = trainer.exp.data[task]["train"].example_ids(positions)
         message = (f"non-finite loss {loss.item()} at step {trainer.step} (epoch {trainer.epoch + 1}), task {task}; "
                    f"example ids: {', '.join(ids)}")
         if self.policy == "stop":

@@ -13,7 +13,7 @@ from minbert.tasks.kinds import classify, regress, tag  # noqa: F401  (each regi
 from minbert.tasks.kinds.base import KINDS, TaskKind
 from minbert.tasks.losses import LOSSES
 
-__all__ = ["KINDS", "TaskKind", "builtin_kind", "kind_name", "kind_of"]
+__all__ = ["KINDS", "TaskKind", "builtin_kind", "kind_name", "kind_of", "refuse"]
 
 
 def kind_name(spec: DataSpec, where: str) -> str:
@@ -44,3 +44,12 @@ def kind_of(name: str, task: object, where: str | None = None) -> TaskKind:
 def builtin_kind(name: str, loss: str = "") -> TaskKind:
     """A task named after a built-in data set (sst, cfimdb, quora, sts), with its default loss or `loss`."""
     return kind_of(name, SimpleNamespace(data=name, loss=loss))
+
+
+def refuse(kind: TaskKind, what: str) -> None:
+    """One line naming the task and its kind where `what` (ensembles, distillation, serve, export) is not built for
+    the kind yet (TaskKind.not_yet): asked before any work."""
+    if what in kind.not_yet:
+        registered = next(name for name, unit in KINDS.items() if isinstance(kind, unit))
+        raise ConfigError(f"task {kind.name} is a {kind.described} task (kind {registered!r}): {what} cannot take "
+                          "it yet")

@@ -48,6 +48,12 @@ class TaskKind(ABC):
     prediction_dtype: ClassVar[type]  # predictions as numpy holds them
     similarity_heads: ClassVar[bool] = False  # a cosine head (siamese pairs) can serve it
     balanced_extra: ClassVar[bool] = False  # extra data can be sub-sampled to the same count per label
+    # its dev details are sentence rows (texts, gold, predicted, soft) that the report's worst errors and scatter
+    # read; a kind without them shows its metrics only (the report's views of tags, spans, choices are to come)
+    row_details: ClassVar[bool] = True
+    # what is not built for the kind yet (ensembles, distillation, serve, ONNX export), each refused with one
+    # line naming the kind before any work: minbert.tasks.kinds.refuse
+    not_yet: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     @abstractmethod

@@ -81,6 +81,9 @@ class TagData(TaskData):
     def row_lengths(self) -> np.ndarray:
         return self.lengths
 
+    def example_ids(self, positions: list[int]) -> list[str]:
+        return [self.examples[self.windows[p].sentence].id for p in positions]
+
     def collate(self, positions: list[int]) -> Batch:
         inputs = self.tokenizer.pad([(self.windows[p].input_ids, np.zeros_like(self.windows[p].input_ids))
                                      for p in positions])
@@ -95,6 +98,8 @@ class Tag(TaskKind):
     described = "token tagging"
     label_dtype = torch.long
     prediction_dtype = object  # a sentence's tags
+    row_details = False
+    not_yet = frozenset({"ensembles", "distillation", "serve", "the ONNX export", "train.tune_split"})
 
     @classmethod
     def serves(cls, spec: DataSpec) -> bool:
