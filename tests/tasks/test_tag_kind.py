@@ -188,3 +188,17 @@ def test_what_tag_does_not_take_yet_is_refused_with_one_line_before_any_work(ner
     tuned = write_tiny_config(tmp_path / "t.toml", tmp_path, ner_run / "best", tasks=NER, train="tune_split = 0.2")
     assert main(["train", "--config", str(tuned), "--data-dir", str(ner_data)]) == 2
     assert not (tmp_path / "t").exists()
+
+
+def test_the_shipped_conll2003_config_checks_the_real_files(data_dir, capsys):
+    """configs/kinds/conll2003.toml: a tag task; every sentence of the release is read, none skipped."""
+    from tests.conftest import REPO
+
+    if not (data_dir / "conll2003" / "train.txt").is_file():
+        pytest.skip("conll2003 is not in the data directory")
+    config = REPO / "configs" / "kinds" / "conll2003.toml"
+    assert isinstance(kind_of("ner", load_config(config).tasks["ner"]), Tag)
+    assert main(["data", "--config", str(config), "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    for name, rows in (("train", "14,041"), ("dev", "3,250"), ("test", "3,453")):
+        assert f"conll2003/{name}.txt" in out and f"{rows} rows loaded, 0 skipped" in out
