@@ -181,31 +181,36 @@ class TagMetric(Metric):
     inputs = "tags"
 
 
-@TAG_METRICS.register("entity_f1")
-class EntityF1(TagMetric):
-    """Micro F1 over entities (an entity counts when its type, first and last word all match), as conlleval."""
+class EntityScore(TagMetric):
+    """One of seqeval's entity-level scores (an entity counts when its type, first and last word all match)."""
+
+    name = ""
+    score = staticmethod(seqeval.f1_score)
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
-        gold, predicted = _tag_inputs("entity_f1", predictions, labels)
-        return float(seqeval.f1_score(gold, predicted, zero_division=0))
+        gold, predicted = _tag_inputs(self.name, predictions, labels)
+        return float(self.score(gold, predicted, zero_division=0))
+
+
+@TAG_METRICS.register("entity_f1")
+class EntityF1(EntityScore):
+    """Micro F1 over entities, as conlleval."""
+
+    name, score = "entity_f1", staticmethod(seqeval.f1_score)
 
 
 @TAG_METRICS.register("entity_precision")
-class EntityPrecision(TagMetric):
+class EntityPrecision(EntityScore):
     """The share of predicted entities that are gold entities."""
 
-    def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
-        gold, predicted = _tag_inputs("entity_precision", predictions, labels)
-        return float(seqeval.precision_score(gold, predicted, zero_division=0))
+    name, score = "entity_precision", staticmethod(seqeval.precision_score)
 
 
 @TAG_METRICS.register("entity_recall")
-class EntityRecall(TagMetric):
+class EntityRecall(EntityScore):
     """The share of gold entities predicted."""
 
-    def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
-        gold, predicted = _tag_inputs("entity_recall", predictions, labels)
-        return float(seqeval.recall_score(gold, predicted, zero_division=0))
+    name, score = "entity_recall", staticmethod(seqeval.recall_score)
 
 
 @TAG_METRICS.register("token_accuracy")
