@@ -65,8 +65,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         from minbert.training.experiment import task_file
 
         config = load_config(args.config, args.overrides)
-        files = [(name, resolve_spec(task_config.data, f"tasks.{task}.data").read, split, task)
-                 for task, task_config in config.tasks.items()
+        specs = {task: resolve_spec(task_config.data, f"tasks.{task}.data")
+                 for task, task_config in config.tasks.items()}
+        files = [(name, specs[task].read, split, task) for task in config.tasks
                  for split in ("train", "dev", "test") if (name := task_file(config, task, split))]
     tags: dict[str, tuple[str, ...]] = {}  # per task: the label set read from its train file
     directory = resolve_data_dir(args.data_dir or (config.data_dir if config else None) or None)
@@ -90,7 +91,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             continue
         loaded = read(path, labelled=split != "test", strict=args.strict, tags=tags.get(task, ()))
         if split == "train" and config is not None:
-            tags[task] = resolve_spec(config.tasks[task].data, f"tasks.{task}.data").train_tags(loaded)
+            tags[task] = specs[task].train_tags(loaded)
         report[name] = {"rows": len(loaded.examples),
                         "skipped": [{"line": s.line, "reason": s.reason} | ({"where": s.where} if s.where else {})
                                     for s in loaded.skipped]}

@@ -167,9 +167,15 @@ def check_spec(spec: DataSpec, where: str) -> None:
     """Every rule a spec must meet, each failure naming its key."""
     if not spec.train:
         raise ConfigError(f"{where}.train: a file is required (train and dev files are required)")
-    if not spec.rows:
-        check_format_spec(spec, where)
-        return
+    (check_row_spec if spec.rows else check_format_spec)(spec, where)
+    if len(set(spec.metrics)) != len(spec.metrics):
+        raise ConfigError(f"{where}.metrics = {spec.metrics}: a metric is named twice")
+    if spec.prediction_file:
+        check_name(spec.prediction_file, f"{where}.prediction_file")
+
+
+def check_row_spec(spec: DataSpec, where: str) -> None:
+    """A spec of sentence rows: its text, label and id columns, its classes or score range, its metrics."""
     if bool(spec.dev) == bool(spec.dev_share):
         raise ConfigError(f"{where}.dev: name a dev file, or set dev_share to hold out a share of the train file "
                           "(one of the two)")
@@ -207,10 +213,6 @@ def check_spec(spec: DataSpec, where: str) -> None:
             raise ConfigError(f"{where}.metrics: {name!r} is a {what} metric; this spec is {kind}")
         if unit.binary and len(spec.classes) != 2:
             raise ConfigError(f"{where}.metrics: {name!r} needs two classes; this spec has {len(spec.classes)}")
-    if len(set(spec.metrics)) != len(spec.metrics):
-        raise ConfigError(f"{where}.metrics = {spec.metrics}: a metric is named twice")
-    if spec.prediction_file:
-        check_name(spec.prediction_file, f"{where}.prediction_file")
 
 
 def check_format_spec(spec: DataSpec, where: str) -> None:
@@ -230,10 +232,6 @@ def check_format_spec(spec: DataSpec, where: str) -> None:
     registry = REGISTRIES[spec.metric_inputs]
     for name in spec.metrics:
         registry.lookup(name, f"{where}.metrics")
-    if len(set(spec.metrics)) != len(spec.metrics):
-        raise ConfigError(f"{where}.metrics = {spec.metrics}: a metric is named twice")
-    if spec.prediction_file:
-        check_name(spec.prediction_file, f"{where}.prediction_file")
 
 
 def check_column_roles(spec: DataSpec, where: str) -> None:
