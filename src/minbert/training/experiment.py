@@ -55,7 +55,6 @@ class Experiment:
         return Inference(self.device, self.autocast_dtype, self.config.train.eval_batch_size)
 
 
-
 def task_file(config: RunConfig, task: str, split: str) -> str:
     chosen = getattr(config.tasks[task], split)
     return chosen or getattr(resolve_spec(config.tasks[task].data, f"tasks.{task}.data"), split)
