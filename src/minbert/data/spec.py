@@ -75,8 +75,12 @@ class DataSpec:
 
     @property
     def example_type(self) -> type:
-        """What the format's reader gives: Example rows (sentences and labels), TaggedExample, SpanExample, ..."""
-        return getattr(DATA_FORMATS[self.format.name], "example", Example)
+        """What the format's reader gives: Example rows (sentences and labels), TaggedExample, SpanExample, ... (a
+        format that reads more than one, such as jsonl's choice or sentence rows, says which from its options)."""
+        unit = DATA_FORMATS[self.format.name]
+        if hasattr(unit, "example_of"):
+            return unit.example_of(self.format.options)
+        return getattr(unit, "example", Example)
 
     @property
     def rows(self) -> bool:

@@ -56,6 +56,7 @@ class TaskModule(nn.Module):
     def forward(self, output: BertOutput, batch: Batch, common: nn.Module) -> TaskOutput:
         pooled = self.vectors(output, batch.inputs["attention_mask"], common)  # (N sequences, D)
         logits = self.head(pooled, batch.index if self.siamese else None)
+        logits = self.kind.arrange(logits, batch)  # per example (a question's choices: one row each)
         # sentence vectors per example, for embedding losses: (u,) or, for siamese pairs, (u, v)
         embeddings = (pooled[batch.index[:, 0]], pooled[batch.index[:, 1]]) if self.siamese else (pooled,)
         return TaskOutput(logits, self.score(logits), embeddings)

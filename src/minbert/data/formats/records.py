@@ -105,6 +105,12 @@ class JsonLinesFormat:
         choice_labels: str = ""  # choice rows: their labels (question.choices[].label); "" = positions 0, 1, ...
         answer: str = ""  # choice rows: the right choice's label (answerKey)
 
+    @staticmethod
+    def example_of(options: Options | None) -> type:
+        """What these options read: ChoiceExample where they name a choice role, else sentence rows (Example)."""
+        choice = options is not None and any((options.stem, options.choices, options.choice_labels, options.answer))
+        return ChoiceExample if choice else Example
+
     @classmethod
     def check(cls, options: Options, where: str) -> None:
         paths(options, where)

@@ -119,6 +119,16 @@ class TaskKind(ABC):
         """What the head reads of the encoder's output: the task's pooling (tasks.X.pooling), sentence vectors."""
         return POOLINGS[POOLINGS.resolve(chosen).name]()
 
+    def arrange(self, logits: Tensor, batch: Batch) -> Tensor:
+        """The head's logits per model row -> per example (TaskModule.forward): the same where a row is an example;
+        a kind whose example spans several rows (a question's choices) arranges them here."""
+        return logits
+
+    def check_config(self, task: object, where: str) -> None:
+        """What the kind cannot take of a task's config (a TaskConfig at `where`), refused in one line naming the
+        key when the config is checked: nothing by default."""
+        return None  # sentence kinds take every key that the task's own checks let through
+
     # --- outputs -> predictions ---
     @abstractmethod
     def score(self, logits: Tensor, loss: Loss, head: nn.Module) -> Tensor:

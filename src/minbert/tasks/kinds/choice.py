@@ -1,0 +1,237 @@
+"""`choice`: a question's stem and its choices -> the right choice (multiple choice, ARC). Each choice is one model
+row, `[CLS] stem [SEP] choice [SEP]` (a cross-encoded pair, token types 0 then 1); the task's pooling and head give
+one score per row, which the kind arranges into a (questions, most choices) table whose missing cells are -inf, so
+that questions of 3, 4 and 5 choices share a batch and a missing choice never wins nor gets probability
+(minbert.tasks.alignment). The loss is cross-entropy over the table; predictions are the chosen index, written as
+the choice's own label (`B`, or `2`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from minbert.data.batching import Batch, TaskData
+from minbert.data.formats import ChoiceExample
+from minbert.data.spec import DataSpec
+from minbert.errors import ConfigError
+from minbert.metrics import confusion_matrix
+from minbert.outputs import check_output_file, write_output_text
+from minbert.tasks.alignment import choice_probabilities, choice_rows, masked_choice_logits, predict_choices
+from minbert.tasks.kinds.base import KINDS, TaskKind
+from minbert.tasks.losses import LOSSES, Loss, TaskOutput
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from minbert.tokenizer import Tokenizer
+
+log = logging.getLogger("minbert")
+EPS = 1e-7  # probabilities are kept this far from 0 in a log loss
+
+
+class ChoiceData(TaskData):
+    """One split of a multiple-choice task: a position is a question, its rows are its choices. A batch holds every
+    choice of its questions; `Batch.index` (questions, most choices) names each choice's row of the batch, -1 where
+    a question has fewer choices, and `Batch.rows` the TaskData rows (so the layer cache keeps rows)."""
+
+    def __init__(self, task: str, examples: list[ChoiceExample], tokenizer: Tokenizer, max_length: int):
+        self.task = task
+        self.examples = examples
+        self.sources = []  # no extra files for choices (ChoiceKind.check_config refuses them)
+        self.tokenizer = tokenizer
+        self.siamese = self.both_orders = self.random_order = self.swapped_rows = False
+        self.cache = None
+        self.teacher = None
+        firsts, seconds, counts = choice_rows([e.stem for e in examples], [e.choices for e in examples])
+        self.rows = tokenizer.encode_ids(firsts, seconds, max_length=max_length)
+        report_cut_rows(tokenizer, firsts, seconds, self.rows.lengths, max_length, task)
+        self.counts = np.array(counts, dtype=np.int64)
+        self.starts = np.cumsum(self.counts) - self.counts  # each question's first row
+        # a question is as long as its longest choice row (bucketing sorts questions by it)
+        self.lengths = (np.maximum.reduceat(self.rows.lengths, self.starts) if len(examples)
+                        else np.zeros(0, dtype=np.int64))
+        self.labelled = bool(examples) and all(e.answer is not None for e in examples)
+        self.labels = torch.tensor([e.answer for e in examples], dtype=torch.long) if self.labelled else None
+
+    def collate(self, positions: list[int]) -> Batch:
+        counts = self.counts[positions]
+        rows = [int(row) for p in positions for row in range(self.starts[p], self.starts[p] + self.counts[p])]
+        inputs = self.tokenizer.pad([self.rows[r] for r in rows])
+        real = np.arange(int(counts.max(initial=1)))[None, :] < counts[:, None]  # (B, C)
+        index = np.full(real.shape, -1, dtype=np.int64)
+        index[real] = np.arange(len(rows))  # row-major: question by question, choice by choice
+        labels = self.labels[positions] if self.labels is not None else None
+        return Batch(self.task, inputs, labels, list(positions), torch.from_numpy(index), rows, self.cache, None)
+
+
+def report_cut_rows(tokenizer: Tokenizer, firsts: Sequence[str], seconds: Sequence[str], lengths: np.ndarray,
+                    max_length: int, task: str) -> None:
+    """A warning naming how many choice rows were longer than `max_length` (cut longest-first, as run_swag does):
+    only rows at the limit are encoded again, whole, to tell."""
+    full = np.flatnonzero(lengths >= min(max_length, tokenizer.model_max_length))
+    if not len(full):
+        return
+    whole = tokenizer.encode_ids([firsts[i] for i in full], [seconds[i] for i in full], max_length=1 << 30).lengths
+    cut = int((whole > lengths[full]).sum())
+    if cut:
+        log.warning("%s: %d of %d choice rows are longer than model.max_length = %d sub-words (the longest %d): "
+                    "cut longest-first", task, cut, len(lengths), max_length, int(whole.max()))
+
+
+@KINDS.register("choice")
+class ChoiceKind(TaskKind):
+    default_loss = "cross_entropy"
+    described = "multiple choice"
+    label_dtype = torch.long
+    prediction_dtype = np.int64  # the chosen choice's index in its question
+    row_details = False  # its dev details are questions (stem, choices, probabilities), not sentence rows
+    not_yet = frozenset({"ensembles", "distillation", "serve", "the ONNX export", "train.tune_split"})
+
+    @classmethod
+    def serves(cls, spec: DataSpec) -> bool:
+        return spec.example_type is ChoiceExample
+
+    @classmethod
+    def outputs(cls, spec: DataSpec, loss: str) -> int:
+        return 1  # one score per choice row
+
+    @classmethod
+    def takes_loss(cls, loss: type[Loss]) -> bool:
+        # cross-entropy over the masked table reads the gold cell only; a loss that reads every cell (label
+        # smoothing, soft targets) would meet the -inf of missing choices
+        return loss is LOSSES["cross_entropy"]
+
+    def check_config(self, task: object, where: str) -> None:
+        if task.pair_encoding == "siamese":
+            raise ConfigError(f"{where}.pair_encoding = 'siamese': a {self.described} task reads each choice beside "
+                              "its stem in one row ([CLS] stem [SEP] choice [SEP]); leave it 'cross'")
+        if task.extra:
+            raise ConfigError(f"{where}.extra: extra files are sentence rows; a {self.described} task cannot take "
+                              "them")
+        if "mnrl" in task.regularizers:  # it pairs sentence vectors by label, one vector per example
+            raise ConfigError(f"{where}.regularizers.mnrl compares one sentence vector per example; a "
+                              f"{self.described} task has one per choice")
+
+    def labels(self, examples: Sequence[ChoiceExample]) -> np.ndarray:
+        """The right choice's index per question."""
+        return np.array([e.answer for e in examples], dtype=np.int64)
+
+    # --- examples -> model inputs ---
+    def task_data(self, examples: list, tokenizer: Tokenizer, max_length: int, **options: object) -> TaskData:
+        return ChoiceData(self.name, examples, tokenizer, max_length)
+
+    def arrange(self, logits: Tensor, batch: Batch) -> Tensor:
+        """(rows, 1) scores -> (questions, most choices) logits, -inf where a question has no such choice."""
+        index = batch.index
+        return masked_choice_logits(logits.view(-1)[index.clamp_min(0)], index >= 0)
+
+    # --- outputs -> predictions ---
+    def score(self, logits: Tensor, loss: Loss, head: nn.Module) -> Tensor:
+        return logits
+
+    def predict(self, output: TaskOutput) -> Tensor:
+        return predict_choices(output.logits, real_choices(output.logits))
+
+    def soft(self, output: TaskOutput) -> Tensor:
+        """(B, C) probabilities over each question's choices; 0 in its missing cells."""
+        return choice_probabilities(output.logits, real_choices(output.logits))
+
+    def decide(self, soft: np.ndarray) -> np.ndarray:
+        return soft.argmax(axis=-1)  # a missing choice's 0 never beats a real one's share of 1
+
+    def buffers(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(count, dtype=np.int64), np.empty(count, dtype=object)  # soft: per question, then padded
+
+    def store(self, hard: np.ndarray, soft: np.ndarray, batch: Batch, output: TaskOutput) -> None:
+        hard[batch.positions] = self.predict(output).cpu().numpy()
+        probabilities = self.soft(output).cpu().numpy()
+        counts = (batch.index >= 0).sum(dim=1).tolist()
+        for row, (position, count) in enumerate(zip(batch.positions, counts, strict=True)):
+            soft[position] = probabilities[row, :count]
+
+    def collect(self, data: TaskData, hard: np.ndarray, soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Soft outputs as one (questions, the split's most choices) array, zero-padded: the same width for every
+        model of a split, so that an ensemble can average them."""
+        width = max((len(e.choices) for e in data.examples), default=0)
+        padded = np.zeros((len(soft), width), dtype=np.float64)
+        for i, probabilities in enumerate(soft):
+            padded[i, : len(probabilities)] = probabilities
+        return hard, padded
+
+    # --- predictions for files and people ---
+    @property
+    def prediction_header(self) -> str:
+        return self.spec.prediction_column or "Predicted_answer"
+
+    def write_predictions(self, path: Path, examples: Sequence[ChoiceExample], predictions: np.ndarray) -> None:
+        """`id,Predicted_answer`, then each question's id and its chosen choice's own label (`B`, or `2`)."""
+        path = check_output_file(path)
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["id", self.prediction_header])
+        writer.writerows([e.id, e.choice_labels[int(p)]] for e, p in zip(examples, predictions, strict=True))
+        write_output_text(path, text.getvalue())
+
+    def detail(self, example: ChoiceExample, prediction: object, soft: np.ndarray | None) -> dict:
+        labels = example.choice_labels
+        row = {"id": example.id, "stem": example.stem,
+               "choices": [{"label": label, "text": text} for label, text in zip(labels, example.choices, strict=True)],
+               "gold": None if example.answer is None else labels[example.answer],
+               "predicted": labels[int(prediction)]}
+        if soft is not None:
+            row["probabilities"] = [round(float(p), 4) for p in soft[: len(labels)]]
+        return row
+
+    def show(self, prediction: int | float) -> str:
+        return f"choice {int(prediction)}"  # an index: the label is the question's (write_predictions writes it)
+
+    def written(self, prediction: int | float) -> str:
+        return str(int(prediction))
+
+    def named(self, predictions: list) -> list:
+        return [int(p) for p in predictions]
+
+    def answer(self, decided: np.ndarray, soft: np.ndarray) -> dict:
+        return {"choice": int(decided), "probabilities": [float(p) for p in soft]}
+
+    # --- training ---
+    def divergence(self, a: TaskOutput, b: TaskOutput) -> Tensor:
+        """Symmetric KL between the choice distributions, over each question's real choices."""
+        real = real_choices(a.logits)
+        p = F.log_softmax(a.logits.float(), dim=-1).masked_fill(~real, 0)
+        q = F.log_softmax(b.logits.float(), dim=-1).masked_fill(~real, 0)
+        both = (p.exp() - q.exp()) * (p - q)  # KL(p||q) + KL(q||p), cell by cell
+        return both.masked_fill(~real, 0).sum(dim=-1).mean()
+
+    def distillation_target(self, gold: Tensor, teacher: Tensor, share: float, temperature: float) -> Tensor:
+        raise ConfigError(f"tasks.{self.name}: distillation does not take task kind {self.described!r} (choice) yet")
+
+    def strata(self, labels: np.ndarray) -> np.ndarray:
+        return labels.astype(np.int64)  # per gold choice position
+
+    # --- evaluation, ensembles, exports ---
+    def analysis(self, predictions: np.ndarray, labels: np.ndarray) -> dict:
+        """counts[gold position, predicted position] (the report's choice confusion)."""
+        width = int(max(np.max(predictions, initial=0), np.max(labels, initial=0))) + 1
+        return {"choice_confusion": confusion_matrix(predictions, labels, width).tolist()}
+
+    def ensemble_loss(self, mean: np.ndarray, labels: np.ndarray) -> float:
+        """Log loss of the averaged probabilities at the gold choice."""
+        return float(-np.log(np.clip(mean[np.arange(len(labels)), labels], EPS, 1)).mean())
+
+    def export_entry(self) -> dict:
+        return {"classification": False, "choice": True, "num_outputs": self.num_outputs}
+
+
+def real_choices(logits: Tensor) -> Tensor:
+    """Which cells of an arranged (B, C) table are choices: every cell but the -inf of missing ones."""
+    return ~torch.isneginf(logits)
