@@ -63,6 +63,14 @@ class MeanMaxPooling(Pooling):
         return torch.cat([self.mean(output, attention_mask), self.max(output, attention_mask)], dim=-1)
 
 
+class TokenStates(Pooling):
+    """Every token's hidden state (N, T, H): what a token-level head reads (tagging, span starts and ends). Not a
+    choice of tasks.X.pooling: a kind whose head reads tokens takes it whatever the task's pooling says."""
+
+    def forward(self, output: BertOutput, attention_mask: Tensor) -> Tensor:
+        return output.last_hidden_state
+
+
 POOLINGS = Registry("pooling", {
     "cls": ClsPooling,
     "cls_raw": ClsRawPooling,

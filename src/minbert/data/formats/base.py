@@ -12,7 +12,7 @@ from typing import Any
 
 from minbert.data.files import FileFormat, LoadedFile, SkippedRow
 from minbert.errors import DataError
-from minbert.options import Registry
+from minbert.options import Registry, option
 from minbert.outputs import check_input_file
 
 log = logging.getLogger("minbert")
@@ -46,6 +46,17 @@ class SpanExample:
     answers: tuple[Answer, ...]  # () in unlabelled files, and for a question without an answer
     is_impossible: bool  # a labelled question that has no answer (SQuAD 2.0, with no_answer = true)
     where: str  # its place in the file: data[0].paragraphs[3].qas[1]
+
+
+@dataclass
+class SpanOptions:
+    """How a span format's questions become model rows and their answers are decoded (read by the span task kind;
+    run_qa's defaults). Part of the format's table: `format = { name = "squad", doc_stride = 128, ... }`."""
+
+    doc_stride: int = option(128, low=0)  # context sub-words two windows of a long context share
+    max_query_length: int = option(64, low=1)  # a question's sub-words beyond this are cut
+    n_best: int = option(20, low=1)  # starts and ends of each window an answer is chosen among
+    max_answer_length: int = option(30, low=1)  # an answer's most sub-words
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,12 @@ from minbert.data.formats.base import (
     ReadContext,
     Rows,
     SpanExample,
+    SpanOptions,
     describe,
     load_json,
     read_file,
 )
-from minbert.errors import DataError
+from minbert.errors import ConfigError, DataError
 
 
 @DATA_FORMATS.register("squad")
@@ -34,10 +35,19 @@ class SquadFormat:
     example = SpanExample
 
     @dataclass
-    class Options:
+    class Options(SpanOptions):
         # SQuAD 2.0: a question without an answer (`is_impossible`, or an empty `answers` list) is a row; without
         # it such a question in a labelled file is a bad row
         no_answer: bool = False
+        # SQuAD 2.0: the answer is "" where the null score ([CLS]) beats the best span's by more than this
+        # (run_qa's null_score_diff_threshold); a run's dev results record the threshold that would score best
+        null_threshold: float = 0.0
+
+    @classmethod
+    def check(cls, options: Options, where: str) -> None:
+        if options.null_threshold and not options.no_answer:
+            raise ConfigError(f"{where}.null_threshold = {options.null_threshold}: a threshold for the null answer "
+                              "needs no_answer = true (SQuAD 2.0)")
 
     @staticmethod
     def read(path: str | Path, options: Options, context: ReadContext) -> LoadedFile:

@@ -24,18 +24,10 @@ from minbert.outputs import check_output_file, write_output_text
 from minbert.tasks.alignment import IGNORE, merge_tag_logits, tag_windows
 from minbert.tasks.kinds.base import KINDS, TaskKind
 from minbert.tasks.losses import LOSSES, Loss, TaskOutput
-from minbert.tasks.pooling import Pooling
+from minbert.tasks.pooling import TokenStates
 
 if TYPE_CHECKING:
-    from minbert.model.bert import BertOutput
     from minbert.tokenizer import Tokenizer
-
-
-class TokenStates(Pooling):
-    """Every token's hidden state (N, T, H): what a token-level head reads."""
-
-    def forward(self, output: BertOutput, attention_mask: Tensor) -> Tensor:
-        return output.last_hidden_state
 
 
 class TokenCrossEntropy(Loss):
