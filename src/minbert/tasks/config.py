@@ -135,6 +135,7 @@ def check_task(name: str, task: TaskConfig, config: Any) -> None:
         raise ConfigError(f"{where} has no `data` format; {hint}")
     kind = kind_of(name, task, f"{where}.data")  # checks the spec
     kind.check_config(task, where)
+    kind.check_inputs(config.model.max_length, where)
     context = TaskContext(config, where, task)
     if context.siamese:
         unknown = [f for f in task.pair_features if f not in PAIR_FEATURES]

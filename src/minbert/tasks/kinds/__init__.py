@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from minbert.data.spec import DataSpec, builtin_name, resolve_spec
 from minbert.errors import ConfigError
 from minbert.options import Chosen, chosen_name
-from minbert.tasks.kinds import choice, classify, regress, tag  # noqa: F401  (each registers its kind)
+from minbert.tasks.kinds import choice, classify, regress, span, tag  # noqa: F401  (each registers its kind)
 from minbert.tasks.kinds.base import KINDS, TaskKind
 from minbert.tasks.losses import LOSSES
 

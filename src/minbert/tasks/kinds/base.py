@@ -115,6 +115,11 @@ class TaskKind(ABC):
         """One split's examples as model rows (`options`: TaskData's, for sentence rows: siamese, sources, ...)."""
         return TaskData(self.name, examples, tokenizer, max_length, label_dtype=self.label_dtype, **options)
 
+    def check_inputs(self, max_length: int, where: str) -> None:
+        """Whether the kind's options can make model rows of `max_length` (model.max_length) tokens: a ConfigError
+        naming the key where not. Asked when a config is checked, before any file is read; `where` is tasks.X."""
+        return None  # sentence kinds truncate a row to max_length: any length serves them
+
     def pooling(self, chosen: Chosen | str) -> nn.Module:
         """What the head reads of the encoder's output: the task's pooling (tasks.X.pooling), sentence vectors."""
         return POOLINGS[POOLINGS.resolve(chosen).name]()
