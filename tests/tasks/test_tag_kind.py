@@ -168,15 +168,13 @@ def test_a_tag_task_trains_beside_a_classification_task(tmp_path, tiny_model_dir
 
 
 def test_what_tag_does_not_take_yet_is_refused_with_one_line_before_any_work(ner_run, ner_data, tmp_path):
-    """Ensembles, distillation, serve, the ONNX export and tune splits refuse a tag task, naming it and its kind."""
+    """Distillation, serve, the ONNX export and tune splits refuse a tag task, naming it and its kind (ensembles
+    take it: tests/runs/test_tag_ensemble.py)."""
     from minbert.predictor import MultitaskBERT
-    from minbert.runs.ensemble import Ensemble
     from minbert.runs.teachers import check_teachers
     from minbert.serving.app import create_app
 
     line = r"^task ner is a token tagging task \(kind 'tag'\): {} cannot take it yet$"
-    with pytest.raises(ConfigError, match=line.format("ensembles")):
-        Ensemble([str(ner_run)])
     config = load_config(ner_run / "config.toml", [f'tasks.ner.teacher="{ner_run}"'])
     with pytest.raises(ConfigError, match=line.format("distillation")):
         check_teachers(config)

@@ -274,6 +274,10 @@ def task_sections(run: RunView) -> list[dict]:
             section["charts"].append(error_per_bin_chart(task, result["bins"]))
         if rows:
             section["errors"] = worst_errors(labels, rows)
+        if kind is not None and kind.report_template:  # the kind's own views (per-type scores, worst sentences, ...)
+            section["view"] = kind.report_view(result, run.details.get(task), WORST_ERRORS)
+            section["view_template"] = f"kinds/{kind.report_template}.html.j2"
+            section["has_details"] = task in run.details
         sections.append(section)
     return sections
 

@@ -1,5 +1,5 @@
-"""Ensembles: the average of member runs' soft outputs (class probabilities, a binary task's probability, scores),
-for predictions (`minbert ensemble`) and as a distillation teacher.
+"""Ensembles: the average of member runs' soft outputs (class probabilities, a binary task's probability, scores,
+each word's tag probabilities: TaskKind.average), for predictions (`minbert ensemble`) and as a distillation teacher.
 
 Members may differ in config (heads, pair encodings, seeds, even encoders); tasks are matched by data set (a
 built-in's name: sst, quora, sts, cfimdb; a task's own spec by its task name, the spec the same in every member),
@@ -10,7 +10,8 @@ loaded one at a time: memory stays that of one model. An ensemble's directory ho
 Each data set's members are weighted equally, or (`weights = "fitted"`) by weights fitted on a tune split: the
 rows of the training file that every member held out (`train.tune_split`, the same share and seed in every member),
 so no member trained on them and neither dev nor test is looked at. The weights lie on the simplex and minimise the
-weighted mean's log loss (classification) or 1 - Pearson r (scores) on those rows.
+weighted mean's loss as the task's kind measures it (TaskKind.ensemble_loss: log loss for classes, 1 - Pearson r
+for scores, the gold tags' negative log-likelihood for tagging) on those rows.
 
 runs/<name>/
   ensemble.toml     members (absolute run directories) and, when fitted, each data set's weights
@@ -197,8 +198,9 @@ class Ensemble:
     def outputs(self, requests: dict[str, Sequence[Example]],
                 on_member: Callable[[Path, str, np.ndarray], None] | None = None) -> dict[str, np.ndarray]:
         """{data set: mean soft outputs} for each data set's examples; `on_member(run, data set, outputs)` sees
-        every member's own outputs as they are computed."""
-        totals: dict[str, np.ndarray] = {}
+        every member's own outputs as they are computed. The members' soft outputs are kept until each data set's
+        kind averages them (they are a small share of a model's memory)."""
+        found: dict[str, list[np.ndarray]] = {}
         for run in self.runs:
             wanted = [d for d in requests if d in self.tasks[run]]
             if not wanted:
@@ -208,29 +210,27 @@ class Ensemble:
                 outputs = member.outputs(self.tasks[run][data], requests[data])
                 if on_member:
                     on_member(run, data, outputs)
-                if data in self.weights:
-                    outputs = self.weights[data][run] * outputs
-                totals[data] = totals[data] + outputs if data in totals else outputs
+                found.setdefault(data, []).append(outputs)  # in members_for(data)'s order, as the weights
             del member
             gc.collect()
-        return {data: total if data in self.weights else total / len(self.members_for(data))
-                for data, total in totals.items()}
+        return {data: self.kinds[data].average(outputs, list(self.weights[data].values()) if data in self.weights
+                                               else None) for data, outputs in found.items()}
 
 
 def fit_weights(kind: TaskKind, member_outputs: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
     """Weights on the simplex for the members' soft outputs that minimise the weighted mean's loss on labelled
-    rows as the task's kind measures it (log loss for classes, 1 - Pearson r for scores): smooth objectives, so
-    that a few hundred rows do not pick weights by the ties of accuracy."""
+    rows as the task's kind measures it (TaskKind.ensemble_loss: log loss for classes, 1 - Pearson r for scores,
+    the gold tags' negative log-likelihood for tagging): smooth objectives, so that a few hundred rows do not pick
+    weights by the ties of accuracy. The kind averages its own soft outputs (TaskKind.average)."""
     from scipy.optimize import minimize
 
-    stacked = np.stack([np.asarray(o, dtype=np.float64) for o in member_outputs])  # (members, rows[, classes])
-    count = len(stacked)
+    count = len(member_outputs)
     if count == 1:
         return np.ones(1)
     labels = np.asarray(labels)
 
     def loss(weights: np.ndarray) -> float:
-        return kind.ensemble_loss(np.tensordot(weights, stacked, axes=1), labels)
+        return kind.ensemble_loss(kind.average(member_outputs, weights), labels)
 
     start = np.full(count, 1 / count)
     found = minimize(loss, start, method="SLSQP", bounds=[(0, 1)] * count,
@@ -260,8 +260,15 @@ def check_tune_splits(ensemble: Ensemble, data: str) -> tuple[float, int]:
 
 def tune_splits(ensemble: Ensemble) -> dict[str, tuple[float, int]]:
     """{data set with more than one member: (share, seed) of the tune split its members held out}, checked."""
-    return {data: check_tune_splits(ensemble, data) for data in ensemble.data_sets
-            if len(ensemble.members_for(data)) > 1}
+    splits = {}
+    for data in ensemble.data_sets:
+        if len(ensemble.members_for(data)) > 1:
+            try:
+                refuse(ensemble.kinds[data], "train.tune_split")
+            except ConfigError as exc:
+                raise ConfigError(f"--weights fitted fits on the tune split every member held out: {exc}") from None
+            splits[data] = check_tune_splits(ensemble, data)
+    return splits
 
 
 def fitted_weights(ensemble: Ensemble, data_dir: str | None, splits: dict[str, tuple[float, int]]) -> dict[str, dict]:
@@ -282,7 +289,7 @@ def fitted_weights(ensemble: Ensemble, data_dir: str | None, splits: dict[str, t
         outputs = [collected[data][run] for run in runs]
         weights = fit_weights(kind, outputs, labels)
         ensemble.set_weights(data, weights)
-        tune_score = {name: score(kind, kind.decide(np.tensordot(w, np.stack(outputs), axes=1)), labels)["score"]
+        tune_score = {name: score(kind, kind.decide(kind.average(outputs, w)), labels)["score"]
                       for name, w in (("equal", np.full(len(runs), 1 / len(runs))), ("fitted", weights))}
         share, seed = splits[data]
         fits[data] = {"rows": len(examples), "tune_split": share, "tune_split_seed": seed, "tune_score": tune_score}

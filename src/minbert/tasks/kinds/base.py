@@ -51,6 +51,9 @@ class TaskKind(ABC):
     # its dev details are sentence rows (texts, gold, predicted, soft) that the report's worst errors and scatter
     # read; a kind without them shows its metrics only (the report's views of tags, spans, choices are to come)
     row_details: ClassVar[bool] = True
+    # the report's template of the kind's own dev views (reporting/templates/kinds/{report_template}.html.j2), fed
+    # with report_view's answer; "" where the report's sentence-row views (confusion, scatter, worst errors) serve
+    report_template: ClassVar[str] = ""
     # what is not built for the kind yet (ensembles, distillation, serve, ONNX export), each refused with one
     # line naming the kind before any work: minbert.tasks.kinds.refuse
     not_yet: ClassVar[frozenset[str]] = frozenset()
@@ -221,6 +224,15 @@ class TaskKind(ABC):
     def analysis(self, predictions: np.ndarray, labels: np.ndarray) -> dict:
         """What metrics.json records beside the metrics for dev (the report's and the figures' views)."""
 
+    def average(self, outputs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+        """The mean of several models' soft outputs (`soft`, as `collect` gives them) for the same examples,
+        weighted by `weights` (one per model, summing to 1; None: equal): what an ensemble decides on and fits its
+        weights by. Sentence kinds: arrays (examples[, classes]); a kind whose soft outputs are not one array
+        (per-sentence word arrays, per-window logits) averages them its own way."""
+        if weights is None:
+            return sum(outputs) / len(outputs)
+        return sum(w * o for w, o in zip(weights, outputs, strict=True))
+
     @abstractmethod
     def ensemble_loss(self, mean: np.ndarray, labels: np.ndarray) -> float:
         """A smooth objective of averaged soft outputs against gold labels (ensemble weights are fitted on it)."""
@@ -228,3 +240,11 @@ class TaskKind(ABC):
     @abstractmethod
     def export_entry(self) -> dict:
         """What an export's manifest records of the kind."""
+
+    # --- the report ---
+    def report_view(self, result: dict, rows: list[dict] | None, limit: int) -> dict:
+        """What the kind's report template (`report_template`) shows of its dev results, as plain data: `result` is
+        the task's final_dev entry of metrics.json (its metrics and `analysis`), `rows` its dev details (`detail`'s
+        rows in predictions/{task}-dev-details.jsonl; None in a run without them), `limit` the most examples to
+        list. Texts from data stay plain strings: the template escapes them."""
+        return {}

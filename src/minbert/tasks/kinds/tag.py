@@ -18,11 +18,12 @@ from minbert.data.batching import Batch, TaskData
 from minbert.data.formats import TaggedExample
 from minbert.data.spec import DataSpec
 from minbert.errors import ConfigError
-from minbert.metrics import entity_scores
+from minbert.metrics import entities, entity_scores
 from minbert.options import Chosen
 from minbert.outputs import check_output_file, write_output_text
 from minbert.tasks.alignment import IGNORE, merge_tag_logits, tag_windows
 from minbert.tasks.kinds.base import KINDS, TaskKind
+from minbert.tasks.kinds.classify import EPS
 from minbert.tasks.losses import LOSSES, Loss, TaskOutput
 from minbert.tasks.pooling import TokenStates
 
@@ -91,7 +92,8 @@ class Tag(TaskKind):
     label_dtype = torch.long
     prediction_dtype = object  # a sentence's tags
     row_details = False
-    not_yet = frozenset({"ensembles", "distillation", "serve", "the ONNX export", "train.tune_split"})
+    report_template = "tag"
+    not_yet = frozenset({"distillation", "serve", "the ONNX export", "train.tune_split"})
 
     @classmethod
     def serves(cls, spec: DataSpec) -> bool:
@@ -209,8 +211,55 @@ class Tag(TaskKind):
     def analysis(self, predictions: np.ndarray, labels: np.ndarray) -> dict:
         return {"entity_scores": entity_scores(list(predictions), list(labels))}
 
+    def average(self, outputs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+        """Per sentence, the (weighted) mean of the models' (words, tags) probabilities."""
+        weights = [1 / len(outputs)] * len(outputs) if weights is None else list(weights)
+        mean = np.empty(len(outputs[0]), dtype=object)
+        for i in range(len(mean)):
+            mean[i] = sum(w * member[i] for w, member in zip(weights, outputs, strict=True))
+        return mean
+
     def ensemble_loss(self, mean: np.ndarray, labels: np.ndarray) -> float:
-        raise ConfigError(f"tasks.{self.name}: ensembles do not take task kind {self.described!r} (tag) yet")
+        """The mean negative log-likelihood of the gold tags, over every word of every sentence."""
+        index = {tag: i for i, tag in enumerate(self.tags)}
+        gold = np.concatenate([probabilities[np.arange(len(tags)), [index[t] for t in tags]]
+                               for probabilities, tags in zip(mean, labels, strict=True)])
+        return float(-np.log(np.clip(gold, EPS, 1)).mean())
+
 
     def export_entry(self) -> dict:
         return {"classification": False, "tagging": True, "num_outputs": self.num_outputs, "tags": list(self.tags)}
+
+    # --- the report ---
+    def report_view(self, result: dict, rows: list[dict] | None, limit: int) -> dict:
+        """Per entity type, precision, recall, F1 and gold count (metrics.json's entity_scores); the dev sentences
+        with most entity errors (gold entities missed plus predicted entities that are not gold), the more confident
+        first among equals, with their gold and their predicted entities marked (`marked`)."""
+        ranked = []
+        for row in rows or []:
+            gold, predicted = set(entities(row["gold"])), set(entities(row["predicted"]))
+            if errors := len(gold ^ predicted):
+                confidence = row.get("confidence") or [0.0]
+                ranked.append((errors, sum(confidence) / len(confidence), row, gold, predicted))
+        ranked.sort(key=lambda item: (-item[0], -item[1]))
+        worst = [{"id": row["id"], "errors": errors, "words": len(row["words"]),
+                  "gold": marked(row["words"], gold, predicted), "predicted": marked(row["words"], predicted, gold),
+                  "confidence": min(row["confidence"]) if row.get("confidence") else None}
+                 for errors, _, row, gold, predicted in ranked[:limit]]
+        return {"types": [{"type": name, **scores} for name, scores in result.get("entity_scores", {}).items()],
+                "worst": worst, "with_errors": len(ranked), "sentences": len(rows or [])}
+
+
+def marked(words: Sequence[str], found: set[tuple[str, int, int]], other: set[tuple[str, int, int]]) -> list[dict]:
+    """A sentence as the report marks it: each entity of `found` ((type, first, end) as metrics.entities gives) one
+    piece with its type and whether `other` has it too (found right, or missed / wrong), the words between entities
+    plain pieces (type None)."""
+    pieces, at = [], 0
+    for kind, first, end in sorted(found, key=lambda entity: entity[1]):
+        if first > at:
+            pieces.append({"text": " ".join(words[at:first]), "type": None, "right": True})
+        pieces.append({"text": " ".join(words[first:end]), "type": kind, "right": (kind, first, end) in other})
+        at = end
+    if at < len(words):
+        pieces.append({"text": " ".join(words[at:]), "type": None, "right": True})
+    return pieces
