@@ -186,10 +186,13 @@ def test_what_choice_does_not_take_is_refused_with_one_line_before_any_work(arc_
 
     with pytest.raises(ConfigError, match=r"^task arc is a multiple choice task \(kind 'choice'\): ensembles cannot"):
         Ensemble([str(arc_run)])
-    for key, line in (("pair_encoding", "tasks.arc.pair_encoding = 'siamese': a multiple choice task reads each"),
-                      ("extra", "tasks.arc.extra: extra files are sentence rows")):
-        override = 'tasks.arc.pair_encoding="siamese"' if key == "pair_encoding" else 'tasks.arc.extra=[{file="x"}]'
-        with pytest.raises(ConfigError, match=rf"^{line}"):
+    for override, line in (('tasks.arc.pair_encoding="siamese"', r"tasks\.arc\.pair_encoding = 'siamese': a multiple "
+                                                                   "choice task reads each choice beside its stem"),
+                           ('tasks.arc.extra=[{file="x"}]', r"tasks\.arc\.extra: extra files are sentence rows"),
+                           ("tasks.arc.regularizers.mnrl={}", r"tasks\.arc\.regularizers\.mnrl compares one sentence"),
+                           ('tasks.arc.loss="mse"', r"tasks\.arc\.loss = 'mse' is a regression loss; tasks\.arc's "
+                                                    "data is multiple choice")):
+        with pytest.raises(ConfigError, match=f"^{line}"):
             load_config(arc_run / "config.toml", [override])
     tuned = write_tiny_config(tmp_path / "t.toml", tmp_path, tiny_model_dir, tasks=ARC, train="tune_split = 0.2")
     assert main(["train", "--config", str(tuned), "--data-dir", str(arc_data)]) == 2

@@ -35,7 +35,8 @@ def test_a_spec_may_name_its_kind():
     an unknown name or a spec no kind serves is one line naming the key."""
     spec = SimpleNamespace(kind="regress", classes=[0, 1], score_range=[])
     assert kind_name(spec, "tasks.x.data") == "regress"
-    with pytest.raises(ConfigError, match=r"tasks\.x\.data\.kind = 'tagging' is not a task kind: one of classify"):
+    with pytest.raises(ConfigError, match=r"^tasks\.x\.data\.kind = 'tagging' is not a task kind: one of choice, "
+                                          "classify, "):
         kind_name(SimpleNamespace(kind="tagging"), "tasks.x.data")
     with pytest.raises(ConfigError, match=r"tasks\.x\.data: no task kind serves this spec"):
         kind_name(SimpleNamespace(kind="", classes=[], score_range=[], example_type=Example), "tasks.x.data")
