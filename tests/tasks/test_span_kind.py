@@ -175,6 +175,28 @@ def test_decoding_real_windows_never_ends_before_it_starts(tiny_model_dir, squad
             assert windows.shape[1] == 2 and windows.shape[0] >= 1
 
 
+def test_squad2_answers_nothing_where_the_null_score_wins_by_more_than_the_threshold(tiny_model_dir, tmp_path):
+    """[CLS]'s start and end logits 2 each (null score 4) against a best span of 1 + 1: margin 2, so threshold 0
+    answers "" and threshold 3 the span; the prediction file writes "" for an unanswered question."""
+    tokenizer = Tokenizer.from_pretrained(tiny_model_dir)
+    examples = [SpanExample("a", "who sat ?", "the dog sat on the mat", (), True, "")]
+    for threshold, expected in ((0.0, ""), (3.0, "dog")):
+        kind = span_kind(no_answer=True, max_query_length=8, doc_stride=8, null_threshold=threshold)
+        data = kind.task_data(examples, tokenizer, 32)
+        assert data.labels.tolist() == [[0, 0]]  # no answer: [CLS] is the target
+        batch = data.collate([0])
+        logits = torch.zeros(*batch.inputs["input_ids"].shape, 2)
+        logits[0, 0] = 2.0
+        dog = data.windows[0].input_ids.tolist().index(tokenizer.backend.token_to_id("dog"))
+        logits[0, dog] = 1.0
+        hard, soft = kind.buffers(len(data))
+        kind.store(hard, soft, batch, TaskOutput(logits, logits))
+        predictions, _ = kind.collect(data, hard, soft)
+        assert str(predictions[0]) == expected and predictions[0].answer.span_text == "dog"
+        kind.write_predictions(tmp_path / "out.json", examples, predictions)
+        assert json.loads((tmp_path / "out.json").read_text(encoding="utf-8")) == {"a": expected}
+
+
 def test_a_span_task_trains_and_writes_squad_predictions(qa_run, squad_data):
     assert (qa_run / "best" / "model.safetensors").is_file()
     for split in ("dev", "test"):
