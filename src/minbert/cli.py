@@ -225,19 +225,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = MultitaskBERT.load(args.run, args.precision, args.backend, args.onnx)
     task = predictor.resolve_task(args.task, sentiment=args.task is None)
     kind = predictor.model.heads[task].kind
-    if not kind.spec.rows:  # words, questions or choices: a file in the task's own data format
-        return predict_format_file(args, predictor, task, kind)
-    width = len(kind.format.text_columns)
+    # the examples in the kind's natural form: --text (and the free arguments), --question, --context, --choice
+    given = {"--text": [*(args.text or []), *args.texts], "--question": args.question or [],
+             "--context": args.context or [], "--choice": args.choice or []}
+    kind.check_flags(given)  # a flag the kind does not take: one line, before any prediction
+    if not kind.spec.rows:  # words, questions or choices: a file in the task's data format, or the natural form
+        if args.input:
+            return predict_format_file(args, predictor, task, kind)
+        return predict_natural(args, predictor, task, kind, given)
     skipped = []
     if args.input:
         ids, rows, skipped = read_prediction_input(args.input, kind.format, args.skip_bad_rows)
     else:
-        texts = [*(args.text or []), *args.texts]
-        if not texts:
-            raise MinbertError("give the text(s) to predict, or --input FILE")
-        if len(texts) % width:
-            raise MinbertError(f"task {task} takes {width} texts per example; got {len(texts)}")
-        rows = [tuple(texts[i:i + width]) for i in range(0, len(texts), width)]
+        rows = kind.predict_rows(given)
         ids = [str(i + 1) for i in range(len(rows))]
     predictions = predictor.predict(task, rows)
     shown = [kind.written(p) for p in predictions]
@@ -264,9 +264,10 @@ def predict_format_file(args: argparse.Namespace, predictor: MultitaskBERT, task
     from minbert.outputs import STANDARD_STREAM
 
     name = kind.spec.format.name
-    if not args.input or args.input == STANDARD_STREAM:
+    if args.input == STANDARD_STREAM:
         raise MinbertError(f"task {task} ({kind.described}) predicts a file in its data format {name!r}: give "
-                           "--input FILE (--text and standard input are for sentence tasks)")
+                           f"--input FILE (standard input is for sentence tasks), or "
+                           f"{' with '.join(kind.predict_flags)}")
     loaded = kind.spec.read(args.input, labelled=False, strict=not args.skip_bad_rows, what="--input",
                             tags=kind.spec.tag_labels)
     if not loaded.examples:
@@ -279,6 +280,28 @@ def predict_format_file(args: argparse.Namespace, predictor: MultitaskBERT, task
         print(f"wrote {count} to {args.output}{note}")
     else:
         print(f"{count}{note}", file=sys.stderr)
+    return 0
+
+
+def predict_natural(args: argparse.Namespace, predictor: MultitaskBERT, task: str, kind: TaskKind,
+                    given: dict[str, list[str]]) -> int:
+    """`predict` of examples given by flags in the kind's natural form (a text to tag: --text; a question over a
+    context: --question with --context; a question and its choices: --question with --choice, repeated), answered
+    as `serve` answers them and printed as the kind prints an answer (tagging: a line per entity with its characters
+    in the text)."""
+    from minbert.outputs import STANDARD_STREAM, check_output_file, write_output_text
+
+    rows = kind.predict_rows(given)
+    answers = predictor.answers(task, rows)
+    text = "".join(f"{line}\n" for number, answer in enumerate(answers, start=1)
+                   for line in kind.answer_lines(number, answer))
+    count = f"{len(rows)} example{'s' if len(rows) != 1 else ''} predicted"
+    if args.output and args.output != STANDARD_STREAM:
+        write_output_text(check_output_file(args.output), text)
+        print(f"wrote {count} to {args.output}")
+    else:
+        sys.stdout.write(text)
+        print(count, file=sys.stderr)
     return 0
 
 
@@ -528,7 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--run", required=True, help="run directory")
     predict.add_argument("--task", default=None, help="task name (default: the run's only sentiment task)")
     predict.add_argument("texts", nargs="*", help="sentences; for a pair task, two per example")
-    predict.add_argument("--text", action="append", help="a sentence (repeatable)")
+    predict.add_argument("--text", action="append", help="a sentence, or a text to tag (repeatable)")
+    predict.add_argument("--question", action="append",
+                         help="a question, with --context (extractive QA) or with --choice (multiple choice)")
+    predict.add_argument("--context", action="append", help="the passage a --question is answered from")
+    predict.add_argument("--choice", action="append", help="one choice of a --question (repeat it for each)")
     predict.add_argument("--input", default=None, help="a file: CS224N format with a header, or one example a line")
     predict.add_argument("--output", default=None, help="write predictions here in the starter's format")
     predict.add_argument("--skip-bad-rows", action="store_true",

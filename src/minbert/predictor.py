@@ -112,6 +112,14 @@ class MultitaskBERT:
                                                      both_orders=self.config.tasks[task].predict_order == "both")
         return predict(self.model, data, self.inference, soft=soft)
 
+    def answers(self, task: str, rows: Sequence[tuple[str, ...]]) -> list[dict]:
+        """Each example in its kind's natural form, a row of texts (serve's body, predict's --text, --question, ...:
+        TaskKind.serve_rows / predict_rows), answered as `serve` answers it, in order."""
+        kind = self.model.heads[task].kind
+        examples = kind.serve_examples(rows, self.tokenizer)
+        soft = self.outputs(task, examples, soft=True)
+        return kind.serve_answers(examples, kind.decide(soft), soft)
+
     @torch.no_grad()
     def embed(self, texts: Sequence[str], task: str | None = None) -> np.ndarray:
         """(N, D) float32 sentence vectors in input order: `task`'s pooling (and the common layers) over the encoder,

@@ -122,6 +122,14 @@ class Tokenizer:
             return TokenRows(np.zeros(0, np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64))
         return TokenRows(np.concatenate(ids), np.concatenate(types), np.concatenate(lengths))
 
+    def words(self, text: str) -> list[tuple[str, tuple[int, int]]]:
+        """`text` as words with their character offsets (`text[start:end]` is the word), split as the tokenizer's
+        pre-tokenizer splits (BERT's: at whitespace and around each punctuation character), before any
+        normalisation: the word list a CoNLL-style tagger takes for raw text."""
+        if self.backend.pre_tokenizer is None:
+            raise CheckpointError("the tokenizer has no pre-tokenizer to split text into words")
+        return self.backend.pre_tokenizer.pre_tokenize_str(text)
+
     def encode_words(self, sentences: Sequence[Sequence[str]]) -> list[Encoding]:
         """Each sentence of words (already split, as in a CoNLL file) as sub-words, without special tokens or
         truncation: the encodings' `ids` and `word_ids` (the word each sub-word came from; a word may have none,

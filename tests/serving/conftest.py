@@ -1,11 +1,14 @@
-"""A live server on 127.0.0.1 for the API and browser tests: uvicorn in a thread, stopped after the test."""
+"""A live server on 127.0.0.1 for the API and browser tests: uvicorn in a thread, stopped after the test; a tiny run
+with a tagging task beside a sentence task (`tag_run`)."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +17,8 @@ import uvicorn
 from minbert.predictor import MultitaskBERT
 from minbert.serving.app import Batching, Limits, create_app
 from minbert.serving.loadtest import free_port
+from tests.conftest import make_tiny_data_dir, write_tiny_config
+from tests.tasks.test_tag_kind import NER, tagged, write_conll
 
 
 @contextmanager
@@ -52,3 +57,24 @@ def server(tiny_model) -> Iterator[str]:
 def client(server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server, timeout=30) as http:
         yield http
+
+
+def train_tag_run(root: Path, model_dir: Path) -> Path:
+    """A tiny fp32 run of `sst` beside `ner`, a tagging task on tiny CoNLL files whose words say their entity (cat,
+    dog: PER; python: MISC; guitar: ORG), trained until it tags them (a few seconds)."""
+    from minbert.cli import main
+
+    data = make_tiny_data_dir(root / "data", n_train=24, n_dev=8)
+    rng = random.Random(0)
+    write_conll(data / "ner" / "train.txt", [tagged(rng, rng.randint(3, 9)) for _ in range(60)])
+    write_conll(data / "ner" / "dev.txt", [tagged(rng, rng.randint(3, 9)) for _ in range(10)])
+    write_conll(data / "ner" / "test.txt", [tagged(rng, 5) for _ in range(4)], labelled=False)
+    config = write_tiny_config(root / "tag.toml", root, model_dir, tasks='[tasks.sst]\ndata = "sst"\n' + NER,
+                               train='epochs = 4\nlr = 3e-3\nprecision = "fp32"')
+    assert main(["train", "--config", str(config), "--data-dir", str(data), "name=tag"]) == 0
+    return root / "tag"
+
+
+@pytest.fixture(scope="session")
+def tag_run(tmp_path_factory, tiny_model_dir) -> Path:
+    return train_tag_run(tmp_path_factory.mktemp("tag-run"), tiny_model_dir)

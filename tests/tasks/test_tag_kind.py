@@ -150,10 +150,10 @@ def test_predict_takes_a_conll_file_and_refuses_text(ner_run, ner_data, tmp_path
     assert main(["predict", "--run", str(ner_run), "--task", "ner", "--input", str(source), "--output",
                  str(output)]) == 0
     assert output.read_text() == (ner_run / "predictions" / "ner-dev-output.txt").read_text()
-    assert main(["predict", "--run", str(ner_run), "--task", "ner", "--text", "the cat sat"]) == 2
+    assert main(["predict", "--run", str(ner_run), "--task", "ner", "--input", "-"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["minbert: error: task ner (token tagging) predicts a file in its data format 'conll': give "
-                   "--input FILE (--text and standard input are for sentence tasks)"]
+                   "--input FILE (standard input is for sentence tasks), or --text"]  # --text: tests/test_cli_*
 
 
 def test_a_tag_task_trains_beside_a_classification_task(tmp_path, tiny_model_dir, ner_data):
@@ -168,21 +168,15 @@ def test_a_tag_task_trains_beside_a_classification_task(tmp_path, tiny_model_dir
 
 
 def test_what_tag_does_not_take_yet_is_refused_with_one_line_before_any_work(ner_run, ner_data, tmp_path):
-    """Distillation, serve, the ONNX export and tune splits refuse a tag task, naming it and its kind (ensembles
-    take it: tests/runs/test_tag_ensemble.py)."""
-    from minbert.predictor import MultitaskBERT
+    """Distillation and tune splits refuse a tag task, naming it and its kind (ensembles take it:
+    tests/runs/test_tag_ensemble.py; serve and the ONNX export: tests/serving/test_tag_api.py,
+    tests/export/test_onnx_tag.py)."""
     from minbert.runs.teachers import check_teachers
-    from minbert.serving.app import create_app
 
     line = r"^task ner is a token tagging task \(kind 'tag'\): {} cannot take it yet$"
     config = load_config(ner_run / "config.toml", [f'tasks.ner.teacher="{ner_run}"'])
     with pytest.raises(ConfigError, match=line.format("distillation")):
         check_teachers(config)
-    with pytest.raises(ConfigError, match=line.format("serve")):
-        create_app(MultitaskBERT.load(ner_run))
-    out = tmp_path / "onnx"
-    assert main(["export", str(ner_run), str(out), "--format", "onnx"]) == 2
-    assert not out.exists()
     tuned = write_tiny_config(tmp_path / "t.toml", tmp_path, ner_run / "best", tasks=NER, train="tune_split = 0.2")
     assert main(["train", "--config", str(tuned), "--data-dir", str(ner_data)]) == 2
     assert not (tmp_path / "t").exists()

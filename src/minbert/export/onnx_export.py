@@ -1,9 +1,10 @@
 """The run as ONNX graphs (torch.onnx's exporter, dynamic batch and sequence axes): `encoder.onnx` (token ids ->
 last hidden states and pooler output) once, and per task `heads/<task>.onnx` (hidden states -> the task's pooling,
-common layers and head: logits, the score on the label's scale, the sentence vectors), so the 90 MB encoder is not
-copied per task (a task with its own top layers, model.task_layers, has its own `encoders/<task>.onnx`).
-`manifest.json` says which graph is which, what each task is (its kind, classes, score range), and where the
-tokenizer is; the run's config.toml is copied beside it, so the folder alone is enough to predict."""
+common layers and head: what its kind exports, TaskKind.graph_outputs: a sentence task's logits, score on the
+label's scale and sentence vectors; a tagging task's (B, T, tags) token logits), so the 90 MB encoder is not copied
+per task (a task with its own top layers, model.task_layers, has its own `encoders/<task>.onnx`). `manifest.json`
+says which graph is which, what each task is (its kind, classes, score range, tags), and where the tokenizer is;
+the run's config.toml is copied beside it, so the folder alone is enough to predict."""
 
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ from minbert.tokenizer import copy_tokenizer_files
 MANIFEST = "manifest.json"
 ENCODER_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 ENCODER_OUTPUTS = ["last_hidden_state", "pooler_output"]
-HEAD_OUTPUTS = ["logits", "score", "sentence_vectors"]
 
 log = logging.getLogger("minbert")
 
@@ -46,17 +46,18 @@ class EncoderGraph(nn.Module):
 
 
 class HeadGraph(nn.Module):
-    """A task's part after the encoder, as TaskModule.forward computes it; `pairs` (B, 2) for siamese tasks."""
+    """A task's part after the encoder, as TaskModule.forward computes it, giving what its kind exports of it;
+    `pairs` (B, 2) for siamese tasks."""
 
     def __init__(self, task: TaskModule, common: nn.Module):
         super().__init__()
         self.task, self.common = task, common
 
     def forward(self, last_hidden_state: Tensor, pooler_output: Tensor, attention_mask: Tensor,
-                pairs: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                pairs: Tensor | None = None) -> tuple[Tensor, ...]:
         pooled = self.common(self.task.pooling(BertOutput(last_hidden_state, pooler_output), attention_mask))
         logits = self.task.head(pooled, pairs)
-        return logits, self.task.score(logits), pooled
+        return self.task.kind.graph_outputs(logits, self.task.score(logits), pooled)
 
 
 @contextlib.contextmanager
@@ -136,9 +137,10 @@ class OnnxExport:
                 own_encoder = (Path("encoders") / f"{task}.onnx").as_posix()
                 export_encoder(model.task_encoder(task), directory / own_encoder, options.opset)
             path = Path("heads") / f"{task}.onnx"
-            export_graph(HeadGraph(head, model.common), args, directory / path, inputs, HEAD_OUTPUTS, dynamic,
+            outputs = list(head.kind.graph_output_names)
+            export_graph(HeadGraph(head, model.common), args, directory / path, inputs, outputs, dynamic,
                          options.opset)
-            tasks[task] = {"graph": path.as_posix(), "inputs": inputs, "outputs": HEAD_OUTPUTS,
+            tasks[task] = {"graph": path.as_posix(), "inputs": inputs, "outputs": outputs,
                            "encoder": own_encoder, "siamese": head.siamese, **head.kind.export_entry()}
         tokenizer = copy_tokenizer_files(source.best, directory)
         shutil.copy2(source.best / "config.json", directory / "config.json")  # the encoder's shape, for the tokenizer

@@ -68,10 +68,13 @@ class OnnxEncoder:
 
 
 class OnnxHead:
-    """heads/<task>.onnx: what the torch TaskModule's callers read (kind, siamese, pal) and its graph."""
+    """heads/<task>.onnx: what the torch TaskModule's callers read (kind, siamese, pal) and its graph, whose
+    outputs (`outputs`, the manifest's names) its kind reads back (TaskKind.graph_task_output)."""
 
-    def __init__(self, path: Path, kind: TaskKind, siamese: bool):
+    def __init__(self, path: Path, kind: TaskKind, siamese: bool, outputs: list[str]):
         self.session, self.kind, self.siamese, self.pal = session(path), kind, siamese, None
+        self.outputs = outputs
+        self.inputs = {graph_input.name for graph_input in self.session.get_inputs()}  # the exporter drops unused
 
     def _run(self, output: BertOutput, attention_mask: Tensor, pairs: Tensor | None,
              outputs: list[str] | None = None) -> list[Tensor]:
@@ -79,12 +82,12 @@ class OnnxHead:
                  "attention_mask": _numpy(attention_mask).astype(np.int64)}
         if self.siamese:  # the sentence vectors need no pair: one dummy pair then
             feeds["pairs"] = _numpy(pairs if pairs is not None else torch.zeros((1, 2), dtype=torch.long))
+        feeds = {name: value for name, value in feeds.items() if name in self.inputs}
         return [torch.from_numpy(a) for a in self.session.run(outputs, feeds)]
 
-    def __call__(self, output: BertOutput, attention_mask: Tensor, pairs: Tensor | None) -> TaskOutput:
-        logits, score, vectors = self._run(output, attention_mask, pairs)
-        embeddings = (vectors[pairs[:, 0]], vectors[pairs[:, 1]]) if self.siamese else (vectors,)
-        return TaskOutput(logits, score, embeddings)
+    def __call__(self, output: BertOutput, batch: Batch) -> TaskOutput:
+        results = self._run(output, batch.inputs["attention_mask"], batch.index if self.siamese else None)
+        return self.kind.graph_task_output(dict(zip(self.outputs, results, strict=True)), batch, self.siamese)
 
     def vectors(self, output: BertOutput, attention_mask: Tensor, common: object = None) -> Tensor:
         """The task's sentence vectors (N sequences, D), as TaskModule.vectors."""
@@ -105,7 +108,8 @@ class OnnxMultitaskModel:
         # tasks with their own top layers (model.task_layers) have an encoder graph of their own
         self.task_encoders = {task: OnnxEncoder(directory / entry["encoder"], bert)
                               for task, entry in manifest["tasks"].items() if entry.get("encoder")}
-        self.heads = {task: OnnxHead(directory / entry["graph"], kind_of(task, config.tasks[task]), entry["siamese"])
+        self.heads = {task: OnnxHead(directory / entry["graph"], kind_of(task, config.tasks[task]), entry["siamese"],
+                                     entry["outputs"])
                       for task, entry in manifest["tasks"].items()}
 
     def to(self, device: torch.device | str) -> OnnxMultitaskModel:
@@ -121,7 +125,7 @@ class OnnxMultitaskModel:
         return encoder(batch.inputs["input_ids"], batch.inputs["attention_mask"], batch.inputs.get("token_type_ids"))
 
     def __call__(self, batch: Batch) -> TaskOutput:
-        return self.heads[batch.task](self.encode(batch), batch.inputs["attention_mask"], batch.index)
+        return self.heads[batch.task](self.encode(batch), batch)
 
 
 def read_manifest(directory: Path) -> dict:

@@ -18,18 +18,18 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from jinja2 import Environment, PackageLoader
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from minbert.data.files import Example
 from minbert.data.spec import builtin_name
-from minbert.errors import ConfigError
+from minbert.errors import ConfigError, MinbertError
 from minbert.predictor import MultitaskBERT
 from minbert.sentence_encoder import SentenceEncoder
 from minbert.tasks.kinds import refuse
@@ -112,18 +112,17 @@ class Service:
         self.max_length = model.config.model.max_length
 
     def run(self, endpoint: str, rows: Sequence[tuple[str, ...]]) -> list[dict]:
-        """Answers for rows of one text (sentiment, embedding) or two (paraphrase, similarity), in order."""
+        """Answers for rows of one text (sentiment, embedding) or two (paraphrase, similarity), in order; a task's
+        rows are its kind's natural form (TaskKind.serve_rows), answered as its kind answers them."""
         if endpoint == "embedding":
             vectors = self.encoder.encode([r[0] for r in rows], batch_size=self.model.inference.batch_size,
                                           precision=self.precision, max_length=self.max_length)
             return [{"embedding": v} for v in vectors.tolist()]
-        task = endpoint.removeprefix(TASK_PREFIX) if endpoint.startswith(TASK_PREFIX) else self.tasks[endpoint]
-        kind = self.kinds[task]
-        examples = [Example(str(i), tuple(row), None, i + 1) for i, row in enumerate(rows)]
-        soft = self.model.outputs(task, examples, soft=True)
-        decided = kind.decide(soft)
         if endpoint.startswith(TASK_PREFIX):
-            return [kind.answer(d, s) for d, s in zip(decided, soft, strict=True)]
+            return self.model.answers(endpoint.removeprefix(TASK_PREFIX), rows)
+        task = self.tasks[endpoint]
+        soft = self.model.outputs(task, self.kinds[task].serve_examples(rows, self.model.tokenizer), soft=True)
+        decided = self.kinds[task].decide(soft)
         if endpoint == "sentiment":
             names = self.labels[endpoint]
             return [{"label": int(d), "name": names[int(d)], "probabilities": p.tolist()}
@@ -277,11 +276,6 @@ class Pairs(BaseModel):
         [["How do I learn Python?", "What is the best way to learn Python?"]]])
 
 
-class TaskRows(BaseModel):
-    texts: list[str] | None = Field(None, description="sentences, for a single-sentence task")
-    pairs: list[tuple[str, str]] | None = Field(None, description="pairs of sentences, for a pair task")
-
-
 def check_limits(rows: Sequence[tuple[str, ...]], limits: Limits) -> None:
     if not rows:
         raise LimitExceeded(422, "min_texts", 1, "send at least one text")
@@ -368,18 +362,27 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
     async def similarity(body: Pairs) -> dict:
         return {"results": await answer("similarity", [tuple(p) for p in body.pairs])}
 
-    @app.post("/predict/{task}", summary="any task of the run: a class (with every class's probability) or a score")
-    async def predict_task(task: str, body: TaskRows) -> dict:
+    # each kind declares its body (TaskKind.serve_body): the task's own is validated once the task is known; the
+    # docs show every body the run's tasks take
+    bodies = list(dict.fromkeys(kind.serve_body() for kind in service.kinds.values()))
+    documented = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "anyOf": [body.model_json_schema() for body in bodies]}}}}}
+
+    @app.post("/predict/{task}", openapi_extra=documented,
+              summary="any task of the run, in its kind's body: a class (with every class's probability), a score, "
+              "tagged entities with their characters in the text")
+    async def predict_task(task: str, body: Annotated[dict, Body()]) -> dict:
         if task not in service.kinds:
             raise LimitExceeded(404, "task", 0, f"this run has no task {task!r} (it has "
                                 f"{', '.join(model.config.tasks)})")
-        pair = service.kinds[task].is_pair
-        rows = body.pairs if pair else body.texts
-        if rows is None or (body.texts if pair else body.pairs) is not None:
-            wanted, other = ("pairs", "texts") if pair else ("texts", "pairs")
-            raise LimitExceeded(422, "schema", 0, f"task {task} takes `{wanted}`"
-                                f"{'' if rows is None else f', not `{other}`'}")
-        return {"task": task, "results": await answer(TASK_PREFIX + task, [tuple(r) if pair else (r,) for r in rows])}
+        kind = service.kinds[task]
+        try:
+            rows = kind.serve_rows(kind.serve_body().model_validate(body))
+        except ValidationError as exc:  # answered as FastAPI answers a wrong body: 422 naming the field
+            raise RequestValidationError(exc.errors(include_url=False)) from None
+        except MinbertError as exc:
+            raise LimitExceeded(422, "schema", 0, str(exc)) from None
+        return {"task": task, "results": await answer(TASK_PREFIX + task, rows)}
 
     @app.post("/embedding", summary="a sentence embedding of each text (mean pooling of the fine-tuned encoder)")
     async def embedding(body: Texts) -> dict:
@@ -394,8 +397,8 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
-        own = [{"name": task, "pair": service.kinds[task].is_pair, "classes": service.kinds[task].class_names}
-               for task in service.by_name_only]
+        own = [{"name": task, "pair": service.kinds[task].is_pair, "classes": service.kinds[task].class_names,
+                "form": service.kinds[task].serve_form} for task in service.by_name_only]
         html = pages.get_template("try.html.j2").render(run=model.config.name, tasks=service.tasks, own=own,
                                                          labels=service.labels, limits=limits, nonce=nonce)
         return HTMLResponse(html, headers={"Content-Security-Policy": page_policy(nonce)})

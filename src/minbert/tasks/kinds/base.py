@@ -6,6 +6,7 @@ runs, reports and ensembles ask the kind and never branch on which kind it is. N
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,13 +15,16 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import Tensor
 
 from minbert.data.batching import Batch, TaskData
 from minbert.data.files import Example, FileFormat
 from minbert.data.spec import DataSpec
+from minbert.errors import ConfigError, DataError
 from minbert.options import Chosen, Registry
 from minbert.outputs import check_output_file, write_output_text
+from minbert.tasks.kinds.bodies import TaskRows
 from minbert.tasks.losses import Loss, TaskOutput
 from minbert.tasks.pooling import POOLINGS
 from minbert.tokenizer import Tokenizer
@@ -219,6 +223,61 @@ class TaskKind(ABC):
         """Why dev rows cannot be scored (None: they can)."""
         return None
 
+    # --- serve (POST /predict/{task}, the / page) and `minbert predict`'s natural forms ---
+    # An example in its natural form is a row of texts: (sentence,) or (sentence, sentence); tag's (text,); span's
+    # (question, context); choice's (question, choice, ...). A request body or predict's flags give rows, serve's
+    # limits check their texts, the batcher queues them, serve_examples makes the kind's examples of them and
+    # serve_answers answers each (MultitaskBERT.answers: the one path of serve and predict).
+    serve_form: ClassVar[str] = "sentence"  # the / page's form for the kind: sentence (one or two texts), tag, ...
+    predict_flags: ClassVar[tuple[str, ...]] = ("--text",)  # the `minbert predict` flags that give its examples
+
+    def serve_body(self) -> type[BaseModel]:
+        """The body POST /predict/{task} takes: a pydantic model, so that a wrong body is a 422 naming the field."""
+        return TaskRows
+
+    def serve_rows(self, body: BaseModel) -> list[tuple[str, ...]]:
+        """A validated body's examples as rows of texts, in order; a DataError (answered 422) for what the model
+        does not say: a pair task takes `pairs`, a single-sentence task `texts`."""
+        wanted, other = ("pairs", "texts") if self.is_pair else ("texts", "pairs")
+        rows = getattr(body, wanted)
+        if rows is None or getattr(body, other) is not None:
+            raise DataError(f"task {self.name} takes `{wanted}`" + ("" if rows is None else f", not `{other}`"))
+        return [tuple(row) if self.is_pair else (row,) for row in rows]
+
+    def check_flags(self, given: dict[str, list[str]]) -> None:
+        """`minbert predict`'s flags (each flag -> its values) that the kind does not take, refused in one line."""
+        other = [flag for flag, values in given.items() if values and flag not in self.predict_flags]
+        if other:
+            raise ConfigError(f"task {self.name} ({self.described}) does not take {', '.join(other)}: give "
+                              f"{' with '.join(self.predict_flags)}, or --input FILE")
+
+    def predict_rows(self, given: dict[str, list[str]]) -> list[tuple[str, ...]]:
+        """`minbert predict`'s flags (each flag -> its values, in order; free arguments count as --text) as rows of
+        texts: sentence kinds take --text, `width` texts per example."""
+        self.check_flags(given)
+        if not self.spec.rows:  # a kind of other examples says how its flags make them (its own predict_rows)
+            raise ConfigError(f"task {self.name} ({self.described}) takes no examples from flags yet: give --input "
+                              "FILE in its data format")
+        texts, width = given.get("--text", []), len(self.format.text_columns)
+        if not texts:
+            raise DataError("give the text(s) to predict, or --input FILE")
+        if len(texts) % width:
+            raise DataError(f"task {self.name} takes {width} texts per example; got {len(texts)}")
+        return [tuple(texts[i:i + width]) for i in range(0, len(texts), width)]
+
+    def serve_examples(self, rows: Sequence[tuple[str, ...]], tokenizer: Tokenizer) -> list:
+        """Rows of texts -> the examples task_data takes, named 1, 2, ... in order."""
+        return [Example(str(i), tuple(row), None, i + 1) for i, row in enumerate(rows)]
+
+    def serve_answers(self, examples: Sequence, decided: np.ndarray, soft: np.ndarray) -> list[dict]:
+        """Each example's answer (serve's JSON, predict's natural forms) from `decide` and the soft outputs."""
+        return [self.answer(d, s) for d, s in zip(decided, soft, strict=True)]
+
+    def answer_lines(self, number: int, answer: dict) -> list[str]:
+        """How `minbert predict` prints example `number`'s answer in a natural form (sentence kinds print their
+        prediction file's text instead): a JSON line unless the kind says better."""
+        return [json.dumps({"example": number, **answer}, ensure_ascii=False)]
+
     # --- evaluation, ensembles, exports ---
     @abstractmethod
     def analysis(self, predictions: np.ndarray, labels: np.ndarray) -> dict:
@@ -240,6 +299,21 @@ class TaskKind(ABC):
     @abstractmethod
     def export_entry(self) -> dict:
         """What an export's manifest records of the kind."""
+
+    # the outputs of the task's exported head graph (ONNX), in graph_outputs' order
+    graph_output_names: ClassVar[tuple[str, ...]] = ("logits", "score", "sentence_vectors")
+
+    def graph_outputs(self, logits: Tensor, score: Tensor, vectors: Tensor) -> tuple[Tensor, ...]:
+        """What the head graph gives of what the task's part computes: the head's logits per model row, their score
+        (TaskModule.score) and the pooled vectors. Sentence kinds: all three ((B, K) or (B,) logits)."""
+        return logits, score, vectors
+
+    def graph_task_output(self, outputs: dict[str, Tensor], batch: Batch, siamese: bool) -> TaskOutput:
+        """The head graph's outputs (by name) as TaskModule.forward's TaskOutput for `batch`, which prediction
+        reads (a siamese task's sentence vectors are per sentence; batch.index pairs them)."""
+        vectors = outputs["sentence_vectors"]
+        embeddings = (vectors[batch.index[:, 0]], vectors[batch.index[:, 1]]) if siamese else (vectors,)
+        return TaskOutput(outputs["logits"], outputs["score"], embeddings)
 
     # --- the report ---
     def report_view(self, result: dict, rows: list[dict] | None, limit: int) -> dict:

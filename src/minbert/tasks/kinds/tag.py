@@ -6,6 +6,7 @@ every token's hidden state (token states, not a sentence vector): (B, T, tags) l
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,17 +18,20 @@ from torch import Tensor, nn
 from minbert.data.batching import Batch, TaskData
 from minbert.data.formats import TaggedExample
 from minbert.data.spec import DataSpec
-from minbert.errors import ConfigError
+from minbert.errors import ConfigError, DataError
 from minbert.metrics import entities, entity_scores
 from minbert.options import Chosen
 from minbert.outputs import check_output_file, write_output_text
 from minbert.tasks.alignment import IGNORE, merge_tag_logits, tag_windows
 from minbert.tasks.kinds.base import KINDS, TaskKind
+from minbert.tasks.kinds.bodies import TextBody
 from minbert.tasks.kinds.classify import EPS
 from minbert.tasks.losses import LOSSES, Loss, TaskOutput
 from minbert.tasks.pooling import TokenStates
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from minbert.tokenizer import Tokenizer
 
 
@@ -85,6 +89,14 @@ class TagData(TaskData):
         return Batch(self.task, inputs, labels, list(positions), None, list(positions), self.cache, None)
 
 
+@dataclass(frozen=True, slots=True)
+class TextWords(TaggedExample):
+    """A raw text (serve's body, predict's --text) as the words a tagger takes, with each word's characters in it."""
+
+    text: str
+    offsets: tuple[tuple[int, int], ...]  # text[start:end] is the word
+
+
 @KINDS.register("tag")
 class Tag(TaskKind):
     default_loss = "token_cross_entropy"
@@ -93,7 +105,7 @@ class Tag(TaskKind):
     prediction_dtype = object  # a sentence's tags
     row_details = False
     report_template = "tag"
-    not_yet = frozenset({"distillation", "serve", "the ONNX export", "train.tune_split"})
+    not_yet = frozenset({"distillation", "train.tune_split"})
 
     @classmethod
     def serves(cls, spec: DataSpec) -> bool:
@@ -176,6 +188,53 @@ class Tag(TaskKind):
     def answer(self, decided: np.ndarray, soft: np.ndarray) -> dict:
         return {"tags": list(decided)}
 
+    # --- serve and predict's natural form: raw text -> entities with character offsets ---
+    serve_form = "tag"
+
+    def serve_body(self) -> type[BaseModel]:
+        return TextBody
+
+    def serve_rows(self, body: TextBody) -> list[tuple[str, ...]]:
+        return body.rows()
+
+    def predict_rows(self, given: dict[str, list[str]]) -> list[tuple[str, ...]]:
+        self.check_flags(given)
+        if not given.get("--text"):
+            raise DataError("give the text(s) to tag, or --input FILE in the task's data format")
+        for number, text in enumerate(given["--text"], start=1):
+            if not text.strip():
+                raise DataError(f"--text {number} is empty")
+        return [(text,) for text in given["--text"]]
+
+    def serve_examples(self, rows: Sequence[tuple[str, ...]], tokenizer: Tokenizer) -> list[TextWords]:
+        """Each text split into words by the tokenizer's pre-tokenizer, each word's offsets kept."""
+        examples = []
+        for i, (text,) in enumerate(rows):
+            words = tokenizer.words(text)
+            examples.append(TextWords(str(i), tuple(w for w, _ in words), None, i + 1, text,
+                                      tuple(tuple(o) for _, o in words)))
+        return examples
+
+    def serve_answers(self, examples: Sequence[TextWords], decided: np.ndarray, soft: np.ndarray) -> list[dict]:
+        """The entities (read from the predicted tags as the metrics read them: metrics.entities) with their
+        characters in the text and a score, the mean probability of their words' predicted tags; the words and
+        their tags."""
+        answers = []
+        for example, tags, probabilities in zip(examples, decided, soft, strict=True):
+            confidence = probabilities.max(axis=-1) if len(tags) else np.zeros(0)
+            found = []
+            for kind, first, end in entities(tags):
+                start, stop = example.offsets[first][0], example.offsets[end - 1][1]
+                found.append({"text": example.text[start:stop], "type": kind, "start": start, "end": stop,
+                              "score": float(confidence[first:end].mean())})
+            answers.append({"entities": found, "words": list(example.words), "tags": list(tags)})
+        return answers
+
+    def answer_lines(self, number: int, answer: dict) -> list[str]:
+        """One line per entity: the example's number, type, start, end (characters, end exclusive), score, text."""
+        return [f"{number}\t{e['type']}\t{e['start']}\t{e['end']}\t{e['score']:.4f}\t{e['text']}"
+                for e in answer["entities"]]
+
     def prediction_name(self, split: str) -> str:
         return f"{self.file_prefix}-{split}-output.txt"
 
@@ -229,6 +288,14 @@ class Tag(TaskKind):
 
     def export_entry(self) -> dict:
         return {"classification": False, "tagging": True, "num_outputs": self.num_outputs, "tags": list(self.tags)}
+
+    graph_output_names = ("logits",)
+
+    def graph_outputs(self, logits: Tensor, score: Tensor, vectors: Tensor) -> tuple[Tensor, ...]:
+        return (logits,)  # (B, T, tags) per token: the windows' merge happens outside the graph
+
+    def graph_task_output(self, outputs: dict[str, Tensor], batch: Batch, siamese: bool) -> TaskOutput:
+        return TaskOutput(outputs["logits"], outputs["logits"])
 
     # --- the report ---
     def report_view(self, result: dict, rows: list[dict] | None, limit: int) -> dict:
