@@ -326,3 +326,36 @@ def test_the_serve_page_tries_every_task_of_a_run_with_only_its_own_tasks(browse
         assert watched.errors == []
         assert all(u.startswith(url) for u in watched.requests), watched.requests
         page.close()
+
+
+# --- issue 44: a tagging task in its kind's form, hostile text shown as text ---
+
+def test_the_serve_page_tags_text_and_shows_markup_in_it_as_text(browser, tag_run):
+    """The page offers a tag task its own form: the typed text comes back with its entities marked, and markup in
+    it (a <script> token, an <img>, a javascript: link) is shown as text, never run or inserted."""
+    from minbert.predictor import MultitaskBERT
+
+    text = f"{HOSTILE[0]} cat and dog {HOSTILE[1]} python {HOSTILE[4]}"
+    model = MultitaskBERT.load(tag_run)
+    answer = model.answers("ner", [(text,)])[0]
+    assert answer["entities"], "the tiny model tags cat, dog and python"
+    with running_server(model) as url:
+        watched, dialogs = open_watched(browser, url)
+        page = watched.page
+        page.fill("#sentence-a", text)
+        page.fill("#sentence-b", "")
+        page.click("#submit")
+        page.locator("#answers[data-done]").wait_for(state="attached")
+        assert page.inner_text("#error") == ""
+        box = page.locator("#task-0-a")
+        assert box.get_attribute("data-task") == "ner" and text in box.locator("h3").text_content()
+        marks = box.locator(".value mark").evaluate_all(
+            "marks => marks.map(m => [m.firstChild.textContent, m.dataset.type])")
+        assert marks == [[e["text"], e["type"]] for e in answer["entities"]]
+        pieces = box.locator(".value").evaluate("v => [...v.childNodes].map(n => n.nodeType === 3 ? n.textContent "
+                                                ": n.firstChild.textContent).join('')")
+        assert pieces == text  # every character of the text, in order, as text
+        assert page.locator("#answers script").count() == 0
+        assert_inert(page, dialogs)
+        assert watched.errors == []
+        page.close()
