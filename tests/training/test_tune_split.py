@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections import Counter
 
 from minbert import Tokenizer
+from minbert.data.assembly import carve_tune_split
 from minbert.data.files import Example
 from minbert.tasks.kinds import builtin_kind
 from minbert.training.config import load_config
-from minbert.training.experiment import carve_tune_split, load_task_data
+from minbert.training.experiment import load_task_data
 
 
 def examples(labels):

@@ -15,7 +15,7 @@ from pathlib import Path
 from minbert.data.files import Example, FileFormat, read_examples
 from minbert.data.trees import read_sst_trees
 from minbert.errors import ConfigError
-from minbert.options import Registry, option
+from minbert.options import Chosen, Registry, option
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,19 @@ class SstTreesExtra:
         log.info("%s: %d of %d tree roots spell a sentence of the task's training file exactly", path.name,
                  sum(root in sentences for root in roots), len(roots))
         return loaded.examples
+
+
+@dataclass
+class ExtraDataConfig:
+    """`[[tasks.X.extra]]`: more training examples for a task from another file, mapped onto the task's columns and
+    labels."""
+
+    file: str = ""  # in the data directory, or a path
+    # a format name, or a table with its options: { name = "sst_trees", min_tokens = 3 } (the formats above)
+    format: Chosen = option(Chosen("tsv"), registry=EXTRA_FORMATS)
+    share: float = option(0.0, low=0, high=1, high_open=True)  # each epoch draws this share afresh; 0 = all of it
+    max_examples: int = option(0, low=0)  # 0 = all
+    class_balanced: bool = False  # classification: sub-sample to the same count per class
 
 
 # once flat keys of [[tasks.X.extra]], now the options of their format (migrated by training.config)

@@ -8,7 +8,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from minbert.data.extra import EXTRA_FORMATS, ExtraContext
+from minbert.data.extra import EXTRA_FORMATS, ExtraContext, ExtraDataConfig
 from minbert.data.spec import DataSpec, builtin_specs, resolve_spec
 from minbert.errors import ConfigError
 from minbert.model.pal import PALOptions
@@ -43,18 +43,6 @@ class ModelConfig:
     def freezes_layers(self) -> bool:
         """Whether some encoder layers are frozen (and their outputs cached): perturbing embeddings cannot work."""
         return bool(self.frozen_layers) or self.trainable_layers >= 0 or self.freeze == "encoder"
-
-
-@dataclass
-class ExtraDataConfig:
-    """More training examples for a task from another file, mapped onto the task's columns and labels."""
-
-    file: str = ""  # in the data directory, or a path
-    # a format name, or a table with its options: { name = "sst_trees", min_tokens = 3 } (see minbert.data.extra)
-    format: Chosen = option(Chosen("tsv"), registry=EXTRA_FORMATS)
-    share: float = option(0.0, low=0, high=1, high_open=True)  # each epoch draws this share afresh; 0 = all of it
-    max_examples: int = option(0, low=0)  # 0 = all
-    class_balanced: bool = False  # classification: sub-sample to the same count per class
 
 
 @dataclass
