@@ -62,8 +62,7 @@ from minbert.training.checkpoint import (
     newest_usable,
     remove_leftovers,
 )
-from minbert.training.config import TRAINED_WITH, RunConfig, check_trained_with, trained_with
-from minbert.training.distillation import teachers_of
+from minbert.training.config import TRAINED_WITH, RunConfig, check_trained_with, teachers_of, trained_with
 from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.experiment import SPLITS, Experiment, build_experiment, load_task_data, task_file
 from minbert.training.hooks import Hook

@@ -17,8 +17,7 @@ from minbert.data.spec import data_key
 from minbert.errors import ConfigError
 from minbert.runs.ensemble import Ensemble, member_runs
 from minbert.tasks.kinds import kind_of, refuse
-from minbert.training.config import RunConfig
-from minbert.training.distillation import teachers_of
+from minbert.training.config import RunConfig, teachers_of
 
 log = logging.getLogger("minbert")
 

@@ -15,17 +15,13 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from minbert.options import option
 from minbert.tasks.model import MultitaskModel
-from minbert.training.hooks import Hook
-
-if TYPE_CHECKING:
-    from minbert.training.loop import Trainer
+from minbert.training.hooks import Hook, TrainerView
 
 log = logging.getLogger("minbert")
 
@@ -49,16 +45,16 @@ class AveragedWeights(Hook):
                   if p.requires_grad]
         return [a for a, _ in chosen], [p for _, p in chosen]
 
-    def stage_started(self, trainer: Trainer) -> None:
+    def stage_started(self, trainer: TrainerView) -> None:
         self.restart(trainer.model)  # after BestCheckpoint loaded the best weights into the model
         trainer.candidates[self.name] = self.average
 
-    def ready(self, trainer: Trainer) -> bool:
+    def ready(self, trainer: TrainerView) -> bool:
         """Whether the average holds anything yet this stage (else the raw weights are all there is)."""
         return self.count > 0
 
     @torch.no_grad()
-    def epoch_ended(self, trainer: Trainer, record: dict) -> None:
+    def epoch_ended(self, trainer: TrainerView, record: dict) -> None:
         if not self.ready(trainer):
             return
         dev = trainer.evaluate("dev", self.average)
@@ -98,7 +94,7 @@ class ExponentialMovingAverage(AveragedWeights):
         self.decay, self.every = options.decay, options.every
 
     @torch.no_grad()
-    def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None:
+    def after_update(self, trainer: TrainerView, losses: dict[str, float]) -> None:
         if trainer.stage_step % self.every == 0:
             averaged, current = self.pairs(trainer.model)
             if averaged:
@@ -121,11 +117,11 @@ class StochasticWeightAveraging(AveragedWeights):
         super().__init__()
         self.epochs, self.every = options.epochs, options.every
 
-    def averaging(self, trainer: Trainer) -> bool:
+    def averaging(self, trainer: TrainerView) -> bool:
         return trainer.epoch >= trainer.stages[trainer.stage].epochs - self.epochs
 
     @torch.no_grad()
-    def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None:
+    def after_update(self, trainer: TrainerView, losses: dict[str, float]) -> None:
         if not self.averaging(trainer) or trainer.stage_step % self.every:
             return
         averaged, current = self.pairs(trainer.model)

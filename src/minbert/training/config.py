@@ -40,7 +40,7 @@ from minbert.training.samplers import SAMPLERS, parse_balancing
 from minbert.training.techniques import TECHNIQUES
 
 __all__ = ["ExtraDataConfig", "ModelConfig", "RunConfig", "StageConfig", "TaskConfig", "TrainConfig",
-           "load_config", "parse_override"]
+           "load_config", "parse_override", "teachers_of"]
 log = logging.getLogger("minbert")
 
 
@@ -137,6 +137,12 @@ class RunConfig:
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
+
+
+def teachers_of(config: RunConfig) -> dict[str, str]:
+    """{task: teacher run or ensemble directory} for the tasks that have one (minbert.training.distillation)."""
+    default = config.train.distillation.teacher
+    return {task: t.teacher or default for task, t in config.tasks.items() if t.teacher or default}
 
 
 # What changes only how a run trains, not what its checkpoint computes. Every other key shapes the model (the tasks

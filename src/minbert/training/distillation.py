@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from minbert.options import option
 from minbert.tasks.kinds import TaskKind
-
-if TYPE_CHECKING:
-    from minbert.training.config import RunConfig
 
 log = logging.getLogger("minbert")
 
@@ -47,9 +43,3 @@ class Distillation:
     def targets(self, kind: TaskKind, gold: Tensor, teacher: Tensor, share: float) -> Tensor:
         """The mixed training target in the form the task's loss takes (class probabilities for SST)."""
         return kind.distillation_target(gold, teacher.to(gold.device, torch.float32), share, self.temperature)
-
-
-def teachers_of(config: RunConfig) -> dict[str, str]:
-    """{task: teacher run or ensemble directory} for the tasks that have one."""
-    default = config.train.distillation.teacher
-    return {task: t.teacher or default for task, t in config.tasks.items() if t.teacher or default}

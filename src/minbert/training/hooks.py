@@ -27,8 +27,8 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -37,13 +37,54 @@ from torch import Tensor
 
 from minbert.errors import MinbertError
 from minbert.interrupts import STOP, Interrupted
-
-if TYPE_CHECKING:
-    from minbert.training.config import TrainConfig
-    from minbert.training.loop import Trainer
+from minbert.optim import AdamW
+from minbert.tasks.model import MultitaskModel
+from minbert.training.distillation import Distillation
+from minbert.training.distributed import World
 
 log = logging.getLogger("minbert")
 PROGRESS_LOG_SECONDS = 60.0
+
+
+class TrainerView(Protocol):
+    """What a hook reads and calls of the trainer that runs it (minbert.training.loop.Trainer is one). Declared
+    here, at the bottom of training/, so that hooks and the techniques built on them import nothing above them: the
+    config, its stages, the experiment and the loss module are typed where they live, above this module, and are
+    `Any` here."""
+
+    config: Any  # the run's RunConfig (hooks read .train and .seed)
+    stages: Sequence[Any]  # the run's StageConfigs (.name, .epochs)
+    exp: Any  # the Experiment: .data[task][split] is a TaskData
+    task_loss: Any  # the loop's TaskLoss (.teacher_share)
+    model: MultitaskModel
+    candidates: dict[str, MultitaskModel]  # other weights best-checkpoint selection also scores (averages)
+    optimizer: AdamW
+    scaler: torch.amp.GradScaler
+    distillation: Distillation | None
+    world: World
+    stage: int
+    epoch: int
+    step: int
+    stage_step: int
+    step_in_epoch: int
+    total_steps: int
+    plan: list
+    epoch_losses: dict[str, list[float]]
+    epoch_seen: int
+    epoch_seconds: float
+    last_checkpoint_step: int | None
+
+    def save_checkpoint(self) -> None: ...
+    def evaluate(self, split: str = "dev", model: MultitaskModel | None = None) -> dict[str, dict]: ...
+    def selection_score(self, dev: dict[str, dict]) -> float: ...
+
+
+class Schedule(Protocol):
+    """The keys of train (TrainConfig) that the learning-rate schedule reads."""
+
+    warmup_ratio: float
+    decay: str
+    gamma: float
 
 
 class TrainingError(MinbertError):
@@ -53,25 +94,25 @@ class TrainingError(MinbertError):
 class Hook:
     """A no-op at every point; subclasses override what they need."""
 
-    def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None: ...
-    def encoder_parts(self, trainer: Trainer) -> list[tuple[torch.nn.Module, float]] | None: return None
-    def loss_terms(self, trainer: Trainer) -> list[tuple[float, Callable]]: return []
-    def stage_started(self, trainer: Trainer) -> None: ...
-    def fit_starting(self, trainer: Trainer) -> None: ...
-    def fit_ended(self, trainer: Trainer) -> None: ...
-    def epoch_starting(self, trainer: Trainer, epoch: int, plan: list) -> None: ...
-    def before_step(self, trainer: Trainer, step_batches: list) -> None: ...
-    def after_backward(self, trainer: Trainer, task: str) -> None: ...
-    def before_update(self, trainer: Trainer) -> None: ...
-    def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None: ...
-    def after_step(self, trainer: Trainer) -> None: ...
-    def epoch_ended(self, trainer: Trainer, record: dict) -> None: ...
-    def after_epoch(self, trainer: Trainer) -> None: ...
+    def stage_starting(self, trainer: TrainerView, index: int, from_best: bool) -> None: ...
+    def encoder_parts(self, trainer: TrainerView) -> list[tuple[torch.nn.Module, float]] | None: return None
+    def loss_terms(self, trainer: TrainerView) -> list[tuple[float, Callable]]: return []
+    def stage_started(self, trainer: TrainerView) -> None: ...
+    def fit_starting(self, trainer: TrainerView) -> None: ...
+    def fit_ended(self, trainer: TrainerView) -> None: ...
+    def epoch_starting(self, trainer: TrainerView, epoch: int, plan: list) -> None: ...
+    def before_step(self, trainer: TrainerView, step_batches: list) -> None: ...
+    def after_backward(self, trainer: TrainerView, task: str) -> None: ...
+    def before_update(self, trainer: TrainerView) -> None: ...
+    def after_update(self, trainer: TrainerView, losses: dict[str, float]) -> None: ...
+    def after_step(self, trainer: TrainerView) -> None: ...
+    def epoch_ended(self, trainer: TrainerView, record: dict) -> None: ...
+    def after_epoch(self, trainer: TrainerView) -> None: ...
     def state(self) -> tuple[dict, dict[str, Tensor]]: return {}, {}
     def load_state(self, state: dict, tensors: dict[str, Tensor]) -> None: ...
 
 
-def lr_factor(train: TrainConfig, step: int, epoch: int, total_steps: int) -> float:
+def lr_factor(train: Schedule, step: int, epoch: int, total_steps: int) -> float:
     """Linear warm-up over warmup_ratio of all steps, then constant, linear decay to 0, or gamma**epoch."""
     warmup = int(train.warmup_ratio * total_steps)
     if step < warmup:
@@ -86,10 +127,10 @@ def lr_factor(train: TrainConfig, step: int, epoch: int, total_steps: int) -> fl
 class LearningRateSchedule(Hook):
     """Every parameter group's rate: its base rate times lr_factor at the stage's step."""
 
-    def stage_started(self, trainer: Trainer) -> None:
+    def stage_started(self, trainer: TrainerView) -> None:
         self.base_lrs = [g["lr"] for g in trainer.optimizer.param_groups]
 
-    def before_step(self, trainer: Trainer, step_batches: list) -> None:
+    def before_step(self, trainer: TrainerView, step_batches: list) -> None:
         factor = lr_factor(trainer.config.train, trainer.stage_step, trainer.epoch, trainer.total_steps)
         for group, base in zip(trainer.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
@@ -101,7 +142,7 @@ class GradientClipping(Hook):
     def __init__(self, max_norm: float):
         self.max_norm = max_norm
 
-    def before_update(self, trainer: Trainer) -> None:
+    def before_update(self, trainer: TrainerView) -> None:
         trainer.scaler.unscale_(trainer.optimizer)
         torch.nn.utils.clip_grad_norm_([p for g in trainer.optimizer.param_groups for p in g["params"]],
                                        self.max_norm)
@@ -110,7 +151,7 @@ class GradientClipping(Hook):
 class TeacherShare(Hook):
     """Distillation: the teacher's share of each target at this point of the stage (fixed, or annealed)."""
 
-    def before_step(self, trainer: Trainer, step_batches: list) -> None:
+    def before_step(self, trainer: TrainerView, step_batches: list) -> None:
         progress = trainer.stage_step / max(1, trainer.total_steps)
         trainer.task_loss.teacher_share = trainer.distillation.share(progress)
 
@@ -123,7 +164,7 @@ class NonFiniteLoss(Hook):
         self.policy = policy
         self.skipped = 0
 
-    def handle(self, trainer: Trainer, task: str, positions: list[int], loss: Tensor) -> None:
+    def handle(self, trainer: TrainerView, task: str, positions: list[int], loss: Tensor) -> None:
         ids = trainer.exp.data[task]["train"].example_ids(positions)
         message = (f"non-finite loss {loss.item()} at step {trainer.step} (epoch {trainer.epoch + 1}), task {task}; "
                    f"example ids: {', '.join(ids)}")
@@ -139,7 +180,7 @@ class NonFiniteLoss(Hook):
         self.skipped = state["nan_skipped"]
 
 
-def checkpoints_epoch_end(trainer: Trainer) -> bool:
+def checkpoints_epoch_end(trainer: TrainerView) -> bool:
     """Whether the epoch that just ended gets its checkpoint now (between stages, once the next one is set up)."""
     return trainer.epoch < trainer.stages[trainer.stage].epochs or trainer.stage + 1 == len(trainer.stages)
 
@@ -151,11 +192,11 @@ class Checkpointing(Hook):
     def __init__(self, every: int):
         self.every = every
 
-    def after_step(self, trainer: Trainer) -> None:
+    def after_step(self, trainer: TrainerView) -> None:
         if self.every and trainer.step % self.every == 0 and trainer.step_in_epoch < len(trainer.plan):
             trainer.save_checkpoint()
 
-    def after_epoch(self, trainer: Trainer) -> None:
+    def after_epoch(self, trainer: TrainerView) -> None:
         if checkpoints_epoch_end(trainer):
             trainer.save_checkpoint()
 
@@ -171,11 +212,11 @@ class ReturnFreedMemory(Hook):
         self.every = every
         self.trim = glibc_malloc_trim() if every else None
 
-    def after_step(self, trainer: Trainer) -> None:
+    def after_step(self, trainer: TrainerView) -> None:
         if self.trim is not None and trainer.step % self.every == 0:
             self.trim(0)
 
-    def epoch_ended(self, trainer: Trainer, record: dict) -> None:
+    def epoch_ended(self, trainer: TrainerView, record: dict) -> None:
         if self.trim is not None:
             self.trim(0)
 
@@ -199,14 +240,14 @@ class GracefulStop(Hook):
     where training stands (unless one was just written), then `Interrupted`. Under torchrun every rank stops at the
     same step."""
 
-    def after_step(self, trainer: Trainer) -> None:
+    def after_step(self, trainer: TrainerView) -> None:
         self.stop_if_asked(trainer)
 
-    def after_epoch(self, trainer: Trainer) -> None:
+    def after_epoch(self, trainer: TrainerView) -> None:
         if checkpoints_epoch_end(trainer):  # just written; between stages, the next stage's first step stops
             self.stop_if_asked(trainer)
 
-    def stop_if_asked(self, trainer: Trainer) -> None:
+    def stop_if_asked(self, trainer: TrainerView) -> None:
         if not trainer.world.any(STOP.requested is not None):
             return
         if trainer.last_checkpoint_step != trainer.step:
@@ -217,7 +258,7 @@ class GracefulStop(Hook):
 class ProgressReport(Hook):
     """A live bar on a terminal; in logs and pipes, a line a minute instead."""
 
-    def fit_starting(self, trainer: Trainer) -> None:
+    def fit_starting(self, trainer: TrainerView) -> None:
         columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
                    TimeRemainingColumn()]
@@ -226,16 +267,16 @@ class ProgressReport(Hook):
         stage = trainer.stages[trainer.stage]
         self.label = f"{stage.name} " if len(trainer.stages) > 1 else ""
 
-    def fit_ended(self, trainer: Trainer) -> None:
+    def fit_ended(self, trainer: TrainerView) -> None:
         self.progress.stop()
 
-    def epoch_starting(self, trainer: Trainer, epoch: int, plan: list) -> None:
+    def epoch_starting(self, trainer: TrainerView, epoch: int, plan: list) -> None:
         self.epoch_text = f"{self.label}{epoch + 1}/{trainer.stages[trainer.stage].epochs}"
         self.bar = self.progress.add_task("train", total=len(plan), completed=trainer.step_in_epoch,
                                           epoch=self.epoch_text, loss=math.nan, rate=0.0)
         self.last_report = time.perf_counter()
 
-    def after_step(self, trainer: Trainer) -> None:
+    def after_step(self, trainer: TrainerView) -> None:
         recent = [v for task_losses in trainer.epoch_losses.values() for v in task_losses[-20:]]
         loss, rate = float(np.mean(recent)) if recent else math.nan, trainer.epoch_seen / trainer.epoch_seconds
         self.progress.update(self.bar, advance=1, loss=loss, rate=rate)

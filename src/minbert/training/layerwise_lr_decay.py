@@ -10,15 +10,11 @@ they should move less. The heads keep their own rate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from torch import nn
 
 from minbert.options import option
-from minbert.training.hooks import Hook
-
-if TYPE_CHECKING:
-    from minbert.training.loop import Trainer
+from minbert.training.hooks import Hook, TrainerView
 
 
 class LayerwiseLRDecay(Hook):
@@ -29,7 +25,7 @@ class LayerwiseLRDecay(Hook):
     def __init__(self, options: Options):
         self.decay = options.decay
 
-    def encoder_parts(self, trainer: Trainer) -> list[tuple[nn.Module, float]]:
+    def encoder_parts(self, trainer: TrainerView) -> list[tuple[nn.Module, float]]:
         encoder = trainer.model.encoder
         depth = len(encoder.layers)
         parts = [(encoder.embeddings, self.decay**depth)]

@@ -33,8 +33,8 @@ from minbert.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from minbert.training.config import TrainConfig, model_digest, model_keys
-from minbert.training.distillation import Distillation, teachers_of
+from minbert.training.config import TrainConfig, model_digest, model_keys, teachers_of
+from minbert.training.distillation import Distillation
 from minbert.training.distributed import World
 from minbert.training.experiment import Experiment, build_optimizer, seed_everything
 from minbert.training.hooks import (

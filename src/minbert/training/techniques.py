@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,12 +30,9 @@ from minbert.errors import ConfigError
 from minbert.options import NoOptions, Registry, option
 from minbert.tasks.losses import TaskOutput
 from minbert.training.averaging import ExponentialMovingAverage, StochasticWeightAveraging
-from minbert.training.hooks import Hook
+from minbert.training.hooks import Hook, TrainerView
 from minbert.training.layerwise_lr_decay import LayerwiseLRDecay
 from minbert.training.samplers import SAMPLERS
-
-if TYPE_CHECKING:
-    from minbert.training.loop import Trainer
 
 
 class BregmanProximal:
@@ -97,20 +94,20 @@ class GradientSurgery(Hook):
             raise ConfigError(f"{context.where}: PCGrad needs steps that hold several tasks' batches: use "
                               "[train.sampler] name = 'round_robin', update = 'global'")
 
-    def before_step(self, trainer: Trainer, step_batches: list) -> None:
+    def before_step(self, trainer: TrainerView, step_batches: list) -> None:
         self.active = len(step_batches) > 1
         self.shared = [p for p in [*trainer.model.encoder.parameters(), *trainer.model.common.parameters()]
                        if p.requires_grad]
         self.gradients: list[Tensor] = []
 
-    def after_backward(self, trainer: Trainer, task: str) -> None:
+    def after_backward(self, trainer: TrainerView, task: str) -> None:
         if self.active:
             self.gradients.append(torch.cat([torch.zeros(p.numel(), device=p.device) if p.grad is None
                                              else p.grad.reshape(-1) for p in self.shared]))
             for p in self.shared:
                 p.grad = None
 
-    def before_update(self, trainer: Trainer) -> None:
+    def before_update(self, trainer: TrainerView) -> None:
         if self.gradients:
             # its own seeded order per step: resumable, and the sampler's stream is untouched
             combined = pcgrad(self.gradients, np.random.default_rng([trainer.config.seed, trainer.step]))
@@ -131,14 +128,14 @@ class Bregman(Hook):
         self.weight, self.momentum = options.weight, options.momentum
         self.proximal: BregmanProximal | None = None
 
-    def stage_starting(self, trainer: Trainer, index: int, from_best: bool) -> None:
+    def stage_starting(self, trainer: TrainerView, index: int, from_best: bool) -> None:
         self.proximal = None  # rebuilt from the stage's starting weights in loss_terms
 
-    def loss_terms(self, trainer: Trainer) -> list[tuple[float, Callable]]:
+    def loss_terms(self, trainer: TrainerView) -> list[tuple[float, Callable]]:
         self.proximal = BregmanProximal(trainer.model, self.weight, self.momentum)
         return [(self.weight, self.proximal)]
 
-    def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None:
+    def after_update(self, trainer: TrainerView, losses: dict[str, float]) -> None:
         self.proximal.update(trainer.model)
 
     def state(self) -> tuple[dict, dict[str, Tensor]]:
