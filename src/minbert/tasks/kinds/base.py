@@ -256,8 +256,8 @@ class TaskKind(ABC):
         texts: sentence kinds take --text, `width` texts per example."""
         self.check_flags(given)
         if not self.spec.rows:  # a kind of other examples says how its flags make them (its own predict_rows)
-            raise ConfigError(f"task {self.name} ({self.described}) takes no examples from flags yet: give --input "
-                              "FILE in its data format")
+            raise ConfigError(f"task {self.name} ({self.described}) predicts a file in its data format "
+                              f"{self.spec.format.name!r}: give --input FILE (it takes no examples from flags yet)")
         texts, width = given.get("--text", []), len(self.format.text_columns)
         if not texts:
             raise DataError("give the text(s) to predict, or --input FILE")
