@@ -172,7 +172,7 @@ def test_decoding_real_windows_never_ends_before_it_starts(tiny_model_dir, squad
             found = prediction.answer
             assert 0 <= found.start <= found.end <= len(example.context)
             assert str(prediction) == example.context[found.start:found.end] and str(prediction)
-            assert windows.shape[1] == 2 and windows.shape[0] >= 1
+            assert windows.logits.shape[:2] == (len(windows.windows), 2) and windows.context == example.context
 
 
 def test_squad2_answers_nothing_where_the_null_score_wins_by_more_than_the_threshold(tiny_model_dir, tmp_path):
@@ -212,8 +212,12 @@ def test_a_span_task_trains_and_writes_squad_predictions(qa_run, squad_data):
     details = [json.loads(line) for line in (qa_run / "predictions" / "qa-dev-details.jsonl").read_text().splitlines()]
     dev = squad_questions(squad_data / "squad" / "dev.json")
     assert [d["id"] for d in details] == [q["id"] for q in dev]
-    assert set(details[0]) == {"id", "question", "context", "gold", "predicted", "score"}
+    assert set(details[0]) == {"id", "question", "context", "gold", "gold_spans", "predicted", "span", "score",
+                               "confidence"}
     assert details[0]["gold"] == [a["text"] for a in dev[0]["answers"]]
+    for row in details:
+        assert [row["context"][a:b] for a, b in row["gold_spans"]] == row["gold"]
+        assert row["context"][slice(*row["span"])] == row["predicted"] and 0 < row["confidence"] <= 1
 
 
 def test_evaluate_reproduces_the_recorded_dev_figures(qa_run, squad_data):
@@ -230,12 +234,14 @@ def test_predict_takes_a_squad_file(qa_run, squad_data, tmp_path):
     assert output.read_text(encoding="utf-8") == (qa_run / "predictions" / "qa-dev-output.json").read_text("utf-8")
 
 
-def test_what_span_does_not_take_yet_is_refused_with_one_line(qa_run):
-    from minbert.runs.ensemble import Ensemble
+def test_what_span_does_not_take_yet_is_refused_with_one_line():
+    from minbert.tasks.kinds import refuse
 
     with pytest.raises(ConfigError, match=r"^task qa is a span extraction task \(kind 'span'\): "
-                                          r"ensembles cannot take it yet$"):
-        Ensemble([str(qa_run)])
+                                          r"distillation cannot take it yet$"):
+        refuse(span_kind(), "distillation")
+    for taken in ("ensembles", "serve", "the ONNX export"):
+        refuse(span_kind(), taken)  # built: no refusal
 
 
 def test_squad2_dev_analysis_records_the_best_null_threshold():

@@ -39,6 +39,7 @@ from minbert.device import machine
 from minbert.errors import ConfigError
 from minbert.evaluation.predict import score
 from minbert.metrics import CS224N_LABEL, TaskScore, overall
+from minbert.model.loading import file_digest
 from minbert.predictor import MultitaskBERT
 from minbert.reporting.report import write_report_quietly
 from minbert.runs.outputs import write_json, write_task_outputs
@@ -142,6 +143,27 @@ def tasks_by_data(run_dir: Path) -> dict[str, str]:
     return {data: kind.name for data, kind in kinds_by_data(run_dir).items()}
 
 
+def tokenizer_digest(run: Path) -> str:
+    """The digest of a run's vocabulary and tokenizer files (best/), which decide how its texts become tokens."""
+    return ",".join(file_digest(run / "best" / name) for name in ("vocab.txt", "tokenizer.json")
+                    if (run / "best" / name).is_file())
+
+
+def check_same_rows(found: dict[Path, dict[str, TaskKind]]) -> None:
+    """Refuse, before any member is loaded, members whose soft outputs of one data set are cut differently beyond
+    its spec (TaskKind.ensemble_key: a span task's windows follow model.max_length and the tokenizer)."""
+    first: dict[str, tuple[Path, dict]] = {}
+    for run, kinds in found.items():
+        keys = {data: kind.ensemble_key(load_config(run / "config.toml").model.max_length, tokenizer_digest(run))
+                for data, kind in kinds.items()}
+        for data, key in keys.items():
+            other, known = first.setdefault(data, (run, key))
+            if differ := [name for name in key if key[name] != known.get(name)]:
+                raise ConfigError(f"{run}: task {kinds[data].name} ({data}) cuts its rows differently from {other} "
+                                  f"({', '.join(differ)} differ), so their outputs cannot be averaged row by row; "
+                                  "ensemble members that agree on it")
+
+
 def short_name(run: Path) -> str:
     return f"{run.parent.name}/{run.name}" if run.name.startswith("seed-") else run.name
 
@@ -175,6 +197,7 @@ class Ensemble:
                 if (kind.spec, kind.num_outputs) != (first.spec, first.num_outputs):
                     raise ConfigError(f"{run}: task {kind.name} ({data}) is not the same task as in "
                                       f"{self.members_for(data)[0]}: its data spec or its outputs differ")
+        check_same_rows(found)
         self.data_sets = list(self.kinds)
         if weighted:
             for data, weights in read_weights(weighted[0]).items():

@@ -296,6 +296,12 @@ class TaskKind(ABC):
     def ensemble_loss(self, mean: np.ndarray, labels: np.ndarray) -> float:
         """A smooth objective of averaged soft outputs against gold labels (ensemble weights are fitted on it)."""
 
+    def ensemble_key(self, max_length: int, tokenizer: str) -> dict[str, object]:
+        """What the task's soft outputs are cut by beyond its spec, from a member run's model.max_length and its
+        tokenizer's digest: an ensemble refuses members that differ in it before any work (a kind that averages
+        per-window logits needs the same windows). Nothing where soft outputs are per example whatever the rows."""
+        return {}
+
     @abstractmethod
     def export_entry(self) -> dict:
         """What an export's manifest records of the kind."""

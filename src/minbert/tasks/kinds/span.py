@@ -6,19 +6,26 @@ elsewhere), and read back as the best start <= end pair over all of a question's
 characters (minbert.tasks.alignment, as transformers' run_qa). SQuAD 2.0's null answer: the answer is "" where the
 null score ([CLS]) beats the best span's by more than `null_threshold`; dev records the threshold that would score
 best. The options (doc_stride, max_query_length, n_best, max_answer_length, null_threshold) are the format's table's
-(minbert.data.formats.SpanOptions)."""
+(minbert.data.formats.SpanOptions).
+
+A question's soft output (QuestionLogits) is its windows' start/end logits with the windows and the context they were
+computed over, so that it decodes alone (`decide`): an ensemble averages its members' logits window by window, serve
+and predict answer from it, and a report or serve score is the answer's probability in its window."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from minbert.data.batching import Batch, TaskData
@@ -26,11 +33,12 @@ from minbert.data.formats import SpanExample
 from minbert.data.formats.base import SpanOptions
 from minbert.data.spec import DataSpec
 from minbert.errors import ConfigError, DataError
-from minbert.metrics import metric
+from minbert.metrics import answer_f1, metric
 from minbert.options import Chosen
 from minbert.outputs import check_output_file, write_output_text
-from minbert.tasks.alignment import SpanAnswer, best_null_threshold, decode_spans, span_windows
+from minbert.tasks.alignment import SpanAnswer, SpanWindow, best_null_threshold, decode_spans, span_windows
 from minbert.tasks.kinds.base import KINDS, TaskKind
+from minbert.tasks.kinds.classify import EPS
 from minbert.tasks.losses import LOSSES, Loss, TaskOutput
 from minbert.tasks.pooling import TokenStates
 
@@ -64,6 +72,88 @@ class SpanPrediction(str):
 
     def __getnewargs__(self) -> tuple[SpanAnswer]:  # pickling builds it from its answer
         return (self.answer,)
+
+
+class Question(BaseModel):
+    """A question and the context it is answered from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="the question", examples=["Who plays the guitar?"])
+    context: str = Field(description="the passage the answer is taken from",
+                         examples=["The man plays the guitar while the dog sleeps."])
+
+
+class QuestionBody(BaseModel):
+    """What POST /predict/{task} takes for a span task: one question over its context (`question` with `context`),
+    or several (`questions`: a list of such), answered in order; any other key is refused by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str | None = Field(None, description="one question, with `context`")
+    context: str | None = Field(None, description="the passage `question` is answered from")
+    questions: list[Question] | None = Field(None, description="several questions, each with its context")
+
+    @model_validator(mode="after")
+    def one_question_or_several(self) -> QuestionBody:
+        one = self.question is not None or self.context is not None
+        if one == (self.questions is not None):
+            raise ValueError("give `question` with `context` (one question), or `questions` (a list of "
+                             "{question, context}), not " + ("both" if one else "neither"))
+        if one and (self.question is None or self.context is None):
+            raise ValueError(f"give `{'context' if self.context is None else 'question'}` with "
+                             f"`{'question' if self.context is None else 'context'}`")
+        return self
+
+    def rows(self) -> list[tuple[str, ...]]:
+        if self.questions is None:
+            return [(self.question, self.context)]
+        return [(q.question, q.context) for q in self.questions]
+
+
+@dataclass(frozen=True, eq=False)
+class QuestionLogits:
+    """A question's soft output: its windows' start and end logits, (windows, 2, longest window) float32 (a shorter
+    window's padding 0, never read), with the windows (input ids, offsets, training targets) and the context they
+    were computed over: all that decoding, averaging and scoring read."""
+
+    logits: np.ndarray
+    windows: tuple[SpanWindow, ...]
+    context: str
+
+    def same_windows(self, other: QuestionLogits) -> bool:
+        """Whether `other` was computed over the same windows (same tokens, same characters): only then can the two
+        be averaged window by window."""
+        return self.context == other.context and len(self.windows) == len(other.windows) and all(
+            np.array_equal(a.input_ids, b.input_ids) and np.array_equal(a.offsets, b.offsets)
+            for a, b in zip(self.windows, other.windows, strict=True))
+
+    def log_probabilities(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each window's (start, end) log-probabilities over its own tokens (padding dropped)."""
+        found = []
+        for window, logits in zip(self.windows, self.logits, strict=True):
+            own = logits[:, : len(window.input_ids)].astype(np.float64)
+            own = own - own.max(axis=1, keepdims=True)
+            own = own - np.log(np.exp(own).sum(axis=1, keepdims=True))
+            found.append((own[0], own[1]))
+        return found
+
+    def probability(self, answer: SpanAnswer, null: bool) -> float:
+        """How sure the model is of `answer`: with `null`, the null answer's probability (start and end at [CLS]) in
+        the window whose null score decoding took (the smallest); else the span's start times end probability in
+        the window that gives it most (each window's softmax over its own tokens)."""
+        found = []
+        for window, (starts, ends) in zip(self.windows, self.log_probabilities(), strict=True):
+            if null:
+                found.append(starts[0] + ends[0])
+                continue
+            first = np.flatnonzero(window.offsets[:, 0] == answer.start)
+            last = np.flatnonzero(window.offsets[:, 1] == answer.end)
+            if len(first) and len(last) and first[0] <= last[-1]:
+                found.append(starts[first[0]] + ends[last[-1]])
+        if not found:
+            return 0.0
+        return float(math.exp(min(found) if null else max(found)))
 
 
 def gold_span(example: SpanExample) -> tuple[int, int] | None:
@@ -135,7 +225,8 @@ class Span(TaskKind):
     label_dtype = torch.long
     prediction_dtype = object  # a question's answer text (a SpanPrediction)
     row_details = False
-    not_yet = frozenset({"ensembles", "distillation", "serve", "the ONNX export", "train.tune_split"})
+    report_template = "span"
+    not_yet = frozenset({"distillation", "train.tune_split"})
 
     @classmethod
     def serves(cls, spec: DataSpec) -> bool:
@@ -190,7 +281,20 @@ class Span(TaskKind):
         return output.logits.float()  # (B, T, 2) start and end logits: what decoding reads
 
     def decide(self, soft: np.ndarray) -> np.ndarray:
-        raise ConfigError(f"tasks.{self.name}: ensembles do not take task kind {self.described!r} (span) yet")
+        """Each question's answer decoded from its QuestionLogits (its windows' own offsets and context): the best
+        start <= end pair over all its windows (alignment.decode_spans), as a SpanPrediction."""
+        options = self.span_options
+        windows, starts, ends = [], [], []
+        for question, found in enumerate(soft):
+            for window, logits in zip(found.windows, found.logits, strict=True):
+                windows.append(replace(window, question=question))  # its place in `soft`, whatever it was
+                starts.append(logits[0])
+                ends.append(logits[1])
+        answers = decode_spans(windows, starts, ends, [found.context for found in soft], options.n_best,
+                               options.max_answer_length, self.null_threshold) if len(soft) else []
+        predictions = np.empty(len(answers), dtype=object)
+        predictions[:] = [SpanPrediction(a) for a in answers]
+        return predictions
 
     def buffers(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(count, dtype=object), np.empty(count, dtype=object)  # per window, then per question
@@ -203,24 +307,19 @@ class Span(TaskKind):
             soft[position] = logits[row, :length].T
 
     def collect(self, data: TaskData, hard: np.ndarray, soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per question: its answer decoded over all its windows, and its windows' logits as a (windows, 2, longest
-        window) array (what an ensemble would average; a shorter window's padding is 0 and never read)."""
-        options = self.span_options
-        answers = decode_spans(data.windows, [s[0] for s in soft], [s[1] for s in soft],
-                               [e.context for e in data.examples], options.n_best, options.max_answer_length,
-                               self.null_threshold)
-        predictions = np.empty(len(answers), dtype=object)
-        predictions[:] = [SpanPrediction(a) for a in answers]
-        by_question: list[list[np.ndarray]] = [[] for _ in data.examples]
-        for window, logits in zip(data.windows, soft, strict=True):
-            by_question[window.question].append(logits)
+        """Per question: its answer decoded over all its windows, and its QuestionLogits (what an ensemble
+        averages)."""
+        by_question: list[list[int]] = [[] for _ in data.examples]
+        for position, window in enumerate(data.windows):
+            by_question[window.question].append(position)
         per_question = np.empty(len(by_question), dtype=object)
-        for question, windows in enumerate(by_question):
-            stacked = np.zeros((len(windows), 2, max(w.shape[1] for w in windows)), dtype=np.float32)
-            for i, logits in enumerate(windows):
-                stacked[i, :, : logits.shape[1]] = logits
-            per_question[question] = stacked
-        return predictions, per_question
+        for question, positions in enumerate(by_question):
+            stacked = np.zeros((len(positions), 2, max(soft[p].shape[1] for p in positions)), dtype=np.float32)
+            for i, position in enumerate(positions):
+                stacked[i, :, : soft[position].shape[1]] = soft[position]
+            per_question[question] = QuestionLogits(stacked, tuple(data.windows[p] for p in positions),
+                                                    data.examples[question].context)
+        return self.decide(per_question), per_question
 
     # --- predictions for files and people ---
     def show(self, prediction: object) -> str:
@@ -232,12 +331,50 @@ class Span(TaskKind):
     def named(self, predictions: list) -> list:
         return [str(p) for p in predictions]
 
-    def answer(self, decided: np.ndarray, soft: np.ndarray) -> dict:
-        found = getattr(decided, "answer", None)
-        if found is None:
-            return {"answer": str(decided)}
-        return {"answer": str(decided), "start": found.start, "end": found.end,
-                "score": found.score if math.isfinite(found.score) else None}
+    def answer(self, decided: SpanPrediction, soft: QuestionLogits) -> dict:
+        """The answer, its probability (`score`: start times end probability in its window; the null answer's where
+        it won) and its characters in the context [start, end) (None for no answer); SQuAD 2.0 says `no_answer`."""
+        found = decided.answer
+        null = self.null_threshold is not None and not str(decided)
+        spanned = not null and math.isfinite(found.score)
+        answer = {"answer": str(decided), "score": soft.probability(found, null),
+                  "start": found.start if spanned else None, "end": found.end if spanned else None}
+        if self.null_threshold is not None:
+            answer["no_answer"] = null
+        return answer
+
+    # --- serve and predict's natural form: a question over a context -> the answer with its characters ---
+    serve_form = "span"
+    predict_flags = ("--question", "--context")
+
+    def serve_body(self) -> type[BaseModel]:
+        return QuestionBody
+
+    def serve_rows(self, body: QuestionBody) -> list[tuple[str, ...]]:
+        return body.rows()
+
+    def predict_rows(self, given: dict[str, list[str]]) -> list[tuple[str, ...]]:
+        """--question with --context, repeated in pairs: the n-th question is asked of the n-th context."""
+        self.check_flags(given)
+        questions, contexts = given.get("--question", []), given.get("--context", [])
+        if not questions or len(questions) != len(contexts):
+            raise DataError(f"give each --question with its --context (got {len(questions)} --question and "
+                            f"{len(contexts)} --context), or --input FILE in the task's data format")
+        for flag, texts in (("--question", questions), ("--context", contexts)):
+            for number, text in enumerate(texts, start=1):
+                if not text.strip():
+                    raise DataError(f"{flag} {number} is empty")
+        return list(zip(questions, contexts, strict=True))
+
+    def serve_examples(self, rows: Sequence[tuple[str, ...]], tokenizer: Tokenizer) -> list[SpanExample]:
+        return [SpanExample(str(i), question, context, (), False, f"example {i + 1}")
+                for i, (question, context) in enumerate(rows)]
+
+    def answer_lines(self, number: int, answer: dict) -> list[str]:
+        """One line: the example's number, start, end (characters of the context, end exclusive; - for no answer),
+        score, the answer's text."""
+        where = ("-", "-") if answer["start"] is None else (answer["start"], answer["end"])
+        return [f"{number}\t{where[0]}\t{where[1]}\t{answer['score']:.4f}\t{answer['answer']}"]
 
     def prediction_name(self, split: str) -> str:
         return f"{self.file_prefix}-{split}-output.json"
@@ -252,14 +389,21 @@ class Span(TaskKind):
             raise DataError(f"{path}: question id {twice!r} is given twice; a prediction file keys answers by id")
         write_output_text(path, json.dumps(answers, ensure_ascii=False, indent=2) + "\n")
 
-    def detail(self, example: SpanExample, prediction: object, soft: np.ndarray | None) -> dict:
+    def detail(self, example: SpanExample, prediction: object, soft: QuestionLogits | None) -> dict:
+        """The question, its context, the gold answers with their characters, the predicted answer with its
+        characters (`span`; None for no answer), its start + end logit (`score`) and, with soft outputs, its
+        probability (`confidence`)."""
         row = {"id": example.id, "question": example.question, "context": example.context,
-               "gold": [a.text for a in example.answers], "predicted": str(prediction)}
+               "gold": [a.text for a in example.answers],
+               "gold_spans": [[a.start, a.start + len(a.text)] for a in example.answers], "predicted": str(prediction)}
         found = getattr(prediction, "answer", None)
         if found is not None:
+            row["span"] = [found.start, found.end] if str(prediction) else None
             row["score"] = round(found.score, 4) if math.isfinite(found.score) else None
             if self.null_threshold is not None:
                 row["null_margin"] = round(found.null_margin, 4) if math.isfinite(found.null_margin) else None
+            if soft is not None:
+                row["confidence"] = round(soft.probability(found, not str(prediction)), 4)
         return row
 
     # --- training ---
@@ -296,8 +440,78 @@ class Span(TaskKind):
             "best_exact_match": metric("exact_match", "spans")(at_best, list(labels)),
         }}
 
+    def average(self, outputs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+        """Per question, the (weighted) mean of the models' start and end logits, window by window: the members
+        must have cut the same windows (model.max_length, doc_stride, max_query_length and tokenizer alike), else
+        one line says so."""
+        weights = [1 / len(outputs)] * len(outputs) if weights is None else list(weights)
+        mean = np.empty(len(outputs[0]), dtype=object)
+        for question in range(len(mean)):
+            members = [member[question] for member in outputs]
+            if not all(members[0].same_windows(other) for other in members[1:]):
+                raise ConfigError(f"task {self.name} ({self.described}): the members cut question {question + 1}'s "
+                                  "context into different windows, so their logits cannot be averaged; ensemble "
+                                  "members of one model.max_length, doc_stride, max_query_length and tokenizer")
+            logits = sum(w * m.logits.astype(np.float64) for w, m in zip(weights, members, strict=True))
+            mean[question] = replace(members[0], logits=logits.astype(np.float32))
+        return mean
+
     def ensemble_loss(self, mean: np.ndarray, labels: np.ndarray) -> float:
-        raise ConfigError(f"tasks.{self.name}: ensembles do not take task kind {self.described!r} (span) yet")
+        """The mean over windows of the gold start's and end's negative log-likelihood (the span loss; [CLS] where a
+        window does not hold the answer), from the windows' training targets."""
+        losses = [-(starts[window.start] + ends[window.end]) / 2 for found in mean
+                  for window, (starts, ends) in zip(found.windows, found.log_probabilities(), strict=True)]
+        return float(np.mean(losses)) if losses else -math.log(EPS)
+
+    def ensemble_key(self, max_length: int, tokenizer: str) -> dict[str, object]:
+        return {"model.max_length": max_length, "tokenizer": tokenizer}  # what cuts the windows, beside the spec
 
     def export_entry(self) -> dict:
         return {"classification": False, "span": True, "num_outputs": self.num_outputs}
+
+    graph_output_names = ("logits",)
+
+    def graph_outputs(self, logits: Tensor, score: Tensor, vectors: Tensor) -> tuple[Tensor, ...]:
+        return (logits,)  # (B, T, 2) start and end logits per token: decoding over windows happens outside the graph
+
+    def graph_task_output(self, outputs: dict[str, Tensor], batch: Batch, siamese: bool) -> TaskOutput:
+        return TaskOutput(outputs["logits"], outputs["logits"])
+
+    # --- the report ---
+    def report_view(self, result: dict, rows: list[dict] | None, limit: int) -> dict:
+        """The dev questions answered worst: lowest F1 against their gold answers first, the more confident first
+        among equals, each with its question, gold and predicted answers and its context with both marked
+        (`marked_context`)."""
+        ranked = []
+        for row in rows or []:
+            f1 = max((answer_f1(row["predicted"], gold) for gold in (row["gold"] or [""])), default=0.0)
+            if f1 < 1:
+                ranked.append((f1, row.get("confidence") or 0.0, row))
+        ranked.sort(key=lambda item: (item[0], -item[1]))
+        worst = [{"id": row["id"], "f1": f1, "confidence": row.get("confidence"), "question": row["question"],
+                  "gold": row["gold"], "predicted": row["predicted"],
+                  "context": marked_context(row["context"], [tuple(s) for s in row.get("gold_spans", [])],
+                                            tuple(row["span"]) if row.get("span") else None)}
+                 for f1, _, row in ranked[:limit]]
+        return {"worst": worst, "wrong": len(ranked), "questions": len(rows or []),
+                "null_answer": result.get("null_answer")}
+
+
+def marked_context(context: str, gold: Sequence[tuple[int, int]], predicted: tuple[int, int] | None,
+                   keep: int = 150) -> list[dict]:
+    """A context as the report marks it: pieces of text in order, each with whether a gold answer and whether the
+    predicted answer cover it (both: right); unmarked stretches longer than `keep` characters on either side of a
+    mark are cut to `keep` with an ellipsis, so that a long paragraph shows its answers' neighbourhood."""
+    spans = [*gold, *([predicted] if predicted else [])]
+    cuts = sorted({0, len(context), *(at for span in spans for at in span)})
+    pieces = []
+    for start, end in itertools.pairwise(cuts):
+        in_gold = any(a <= start and end <= b for a, b in gold)
+        in_predicted = predicted is not None and predicted[0] <= start and end <= predicted[1]
+        text = context[start:end]
+        if not (in_gold or in_predicted) and len(text) > 2 * keep + 1:
+            head = "" if start == 0 and end < len(context) else text[:keep]
+            tail = "" if end == len(context) else text[-keep:]
+            text = f"{head}\u2026{tail}"
+        pieces.append({"text": text, "gold": in_gold, "predicted": in_predicted})
+    return pieces
