@@ -18,8 +18,8 @@ from minbert.options import build
 SST_FILES = {"train": "ids-sst-train.csv", "dev": "ids-sst-dev.csv", "test": "ids-sst-test-student.csv"}
 
 
-def per_class(labels: np.ndarray) -> np.ndarray:
-    return labels.astype(np.int64)
+def per_class(rows: list) -> np.ndarray:
+    return np.array([e.label for e in rows], dtype=np.int64)
 
 
 def source(files=SST_FILES, dev_problem=lambda rows: None, extras=(), spec=None) -> TaskSource:

@@ -19,7 +19,7 @@ def examples(labels):
 
 def test_the_split_is_stratified_disjoint_and_seeded():
     data = examples([i % 5 for i in range(200)])
-    per_class, deciles = builtin_kind("sst").strata, builtin_kind("sts").strata
+    per_class, deciles = builtin_kind("sst").row_strata, builtin_kind("sts").row_strata
     rest, held = carve_tune_split(data, 0.1, 0, per_class)
     assert len(held) == 20 and Counter(e.label for e in held) == Counter({c: 4 for c in range(5)})
     assert {e.id for e in rest}.isdisjoint({e.id for e in held}) and len(rest) + len(held) == 200

@@ -1,12 +1,13 @@
 """A task's data, assembled in one call: each split read through its spec, a spec's dev share or a run's tune split
 carved out of the train file, the samples a run asks for, and the extra training rows appended to train.
 
-    source = TaskSource("sst", spec, {"train": "ids-sst-train.csv", ...}, kind.strata, kind.dev_problem, extras)
+    source = TaskSource("sst", spec, {"train": "ids-sst-train.csv", ...}, kind.row_strata, kind.dev_problem, extras)
     splits = assemble_task_data(source, directory, Sampling(seed=11711), strict=False)
     splits["train"].examples, splits["train"].sources
 
-What a task's kind decides (how labels are grouped for a stratified share, why dev rows cannot be scored) comes in
-as two functions of the source; the kind then turns each split's rows into model inputs (TaskKind.task_data).
+What a task's kind decides (how rows are grouped by their labels for a stratified share, why dev rows cannot be
+scored) comes in as two functions of the source, so that data/ reads no label itself; the kind then turns each
+split's rows into model inputs (TaskKind.task_data).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class TaskSource:
     task: str
     spec: DataSpec
     files: Mapping[str, str]  # split -> file name in the data directory or a path ("" or absent: none)
-    strata: Callable[[np.ndarray], np.ndarray]  # labels -> the groups a held-out share is drawn from evenly
+    # rows -> the groups a held-out share is drawn from evenly (the kind reads their labels: a class, a score, a
+    # question's right choice)
+    strata: Callable[[Sequence[Example]], np.ndarray]
     dev_problem: Callable[[Sequence[Example]], str | None]  # why dev rows cannot be scored (None: they can)
     # each extra table with the context its format loads against (its train rows and tune split are filled in)
     extras: Sequence[tuple[ExtraDataConfig, ExtraContext]] = ()
@@ -96,12 +99,12 @@ def load_extra(directory: Path, extra: ExtraDataConfig, context: ExtraContext, s
 
 
 def carve_tune_split(examples: list[Example], share: float, seed: int,
-                     strata_of: Callable[[np.ndarray], np.ndarray]) -> tuple[list[Example], list[Example]]:
-    """(rest, held out): `share` of the examples held out, drawn evenly from each group of `strata_of(labels)` (a
-    task kind's `strata`: per class, or per tenth of the label range), so the held-out part has the file's label
-    distribution. Both keep the file's order."""
+                     strata_of: Callable[[Sequence[Example]], np.ndarray]) -> tuple[list[Example], list[Example]]:
+    """(rest, held out): `share` of the examples held out, drawn evenly from each group of `strata_of(examples)` (a
+    task kind's `row_strata`: per class, per tenth of the label range, per right choice), so the held-out part has
+    the file's label distribution. Both keep the file's order."""
     rng = np.random.default_rng([seed, len(examples)])
-    strata = strata_of(np.array([e.label for e in examples], dtype=float))
+    strata = np.asarray(strata_of(examples))
     held = []
     for stratum in np.unique(strata):
         members = np.flatnonzero(strata == stratum)
@@ -195,7 +198,8 @@ def assemble_task_data(source: TaskSource, directory: Path, sampling: Sampling, 
         check_enough_rows(loaded.path, split, examples, source.dev_problem, len(loaded.skipped))
         rows = SplitRows(loaded.path, examples)
         if split == "train":
-            held_sentences = frozenset(e.texts[0] for e in held_out)
+            # extra rows are sentence rows (a kind without them refuses extra files)
+            held_sentences = frozenset(e.texts[0] for e in held_out) if source.extras else frozenset()
             for extra, context in source.extras:
                 context = dataclasses.replace(context, strict=strict, train_examples=tuple(examples),
                                               held_out=held_sentences)

@@ -60,7 +60,7 @@ def task_source(config: RunConfig, task: str) -> TaskSource:
     kind = kind_of(task, task_config)
     extras = [(extra, extra_context(f"tasks.{task}.extra[{i}]", task, task_config))
               for i, extra in enumerate(task_config.extra)]
-    return TaskSource(task, kind.spec, {split: task_file(config, task, split) for split in SPLITS}, kind.strata,
+    return TaskSource(task, kind.spec, {split: task_file(config, task, split) for split in SPLITS}, kind.row_strata,
                       kind.dev_problem, extras)
 
 

@@ -219,6 +219,11 @@ class TaskKind(ABC):
     def strata(self, labels: np.ndarray) -> np.ndarray:
         """The groups a held-out share is drawn from evenly, so that it keeps the file's label distribution."""
 
+    def row_strata(self, examples: Sequence[Example]) -> np.ndarray:
+        """The groups of a file's rows that a held-out share (a tune split, a dev share) is drawn from evenly: the
+        `strata` of their gold labels as the kind reads them (`labels`), so that data/ reads no label itself."""
+        return self.strata(self.labels(examples))
+
     def dev_problem(self, examples: Sequence[Example]) -> str | None:
         """Why dev rows cannot be scored (None: they can)."""
         return None
