@@ -113,9 +113,9 @@ class QuestionBody(BaseModel):
 
 @dataclass(frozen=True, eq=False)
 class QuestionLogits:
-    """A question's soft output: its windows' start and end logits, (windows, 2, longest window) float32 (a shorter
-    window's padding 0, never read), with the windows (input ids, offsets, training targets) and the context they
-    were computed over: all that decoding, averaging and scoring read."""
+    """A question's soft output: its windows' start and end logits, (windows, 2, longest window) float32 (float64
+    once averaged; a shorter window's padding 0, never read), with the windows (input ids, offsets, training
+    targets) and the context they were computed over: all that decoding, averaging and scoring read."""
 
     logits: np.ndarray
     windows: tuple[SpanWindow, ...]
@@ -226,7 +226,7 @@ class Span(TaskKind):
     prediction_dtype = object  # a question's answer text (a SpanPrediction)
     row_details = False
     report_template = "span"
-    not_yet = frozenset({"distillation", "train.tune_split"})
+    not_yet = frozenset({"distillation"})
 
     @classmethod
     def serves(cls, spec: DataSpec) -> bool:
@@ -419,7 +419,9 @@ class Span(TaskKind):
         raise ConfigError(f"tasks.{self.name}: distillation does not take task kind {self.described!r} (span) yet")
 
     def strata(self, labels: np.ndarray) -> np.ndarray:
-        return np.zeros(len(labels), dtype=np.int64)  # one group: an answer text is no class
+        """Two groups: the questions with an answer and those without (SQuAD 2.0), so that a tune split keeps their
+        shares. Held-out questions are whole questions; their contexts may also be read with questions trained on."""
+        return np.array([len(gold) > 0 for gold in labels], dtype=np.int64)
 
     # --- evaluation, ensembles, exports ---
     def analysis(self, predictions: np.ndarray, labels: np.ndarray) -> dict:
@@ -452,8 +454,9 @@ class Span(TaskKind):
                 raise ConfigError(f"task {self.name} ({self.described}): the members cut question {question + 1}'s "
                                   "context into different windows, so their logits cannot be averaged; ensemble "
                                   "members of one model.max_length, doc_stride, max_query_length and tokenizer")
+            # float64: fitting the weights differentiates this mean numerically, in steps float32 cannot see
             logits = sum(w * m.logits.astype(np.float64) for w, m in zip(weights, members, strict=True))
-            mean[question] = replace(members[0], logits=logits.astype(np.float32))
+            mean[question] = replace(members[0], logits=logits)
         return mean
 
     def ensemble_loss(self, mean: np.ndarray, labels: np.ndarray) -> float:
