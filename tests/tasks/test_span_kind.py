@@ -197,6 +197,36 @@ def test_squad2_answers_nothing_where_the_null_score_wins_by_more_than_the_thres
         assert json.loads((tmp_path / "out.json").read_text(encoding="utf-8")) == {"a": expected}
 
 
+def test_serve_s_answer_is_the_span_s_probability_or_squad2_s_null_answer(tiny_model_dir):
+    """One window, [CLS] start and end logits 2 (null score 4) against "dog" at 1 + 1: threshold 0 answers nothing
+    (no_answer, no offsets, the null answer's probability), threshold 3 answers "dog" with its characters and its
+    start x end probability (softmax over the window's tokens); predict prints '-' for a missing offset."""
+    tokenizer = Tokenizer.from_pretrained(tiny_model_dir)
+    context = "the dog sat on the mat"
+    examples = [SpanExample("a", "who sat ?", context, (), False, "")]
+    for threshold in (0.0, 3.0):
+        kind = span_kind(no_answer=True, max_query_length=8, doc_stride=8, null_threshold=threshold)
+        data = kind.task_data(examples, tokenizer, 32)
+        batch = data.collate([0])
+        logits = torch.zeros(*batch.inputs["input_ids"].shape, 2)
+        logits[0, 0] = 2.0
+        dog = data.windows[0].input_ids.tolist().index(tokenizer.backend.token_to_id("dog"))
+        logits[0, dog] = 1.0
+        hard, soft = kind.buffers(len(data))
+        kind.store(hard, soft, batch, TaskOutput(logits, logits))
+        decided, per_question = kind.collect(data, hard, soft)
+        answer = kind.serve_answers(examples, decided, per_question)[0]
+        probabilities = logits[0, :, 0].softmax(dim=0)  # start and end logits are alike here
+        if threshold == 0.0:
+            assert answer == {"answer": "", "no_answer": True, "start": None, "end": None,
+                              "score": pytest.approx((probabilities[0] ** 2).item(), rel=1e-5)}
+            assert kind.answer_lines(1, answer) == [f"1\t-\t-\t{answer['score']:.4f}\t"]
+        else:
+            assert answer == {"answer": "dog", "no_answer": False, "start": 4, "end": 7,
+                              "score": pytest.approx((probabilities[dog] ** 2).item(), rel=1e-5)}
+            assert kind.answer_lines(2, answer) == [f"2\t4\t7\t{answer['score']:.4f}\tdog"]
+
+
 def test_a_span_task_trains_and_writes_squad_predictions(qa_run, squad_data):
     assert (qa_run / "best" / "model.safetensors").is_file()
     for split in ("dev", "test"):
