@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from minbert.data.files import read_examples
@@ -177,10 +176,7 @@ def train_default_job(data_dir: str | None, steps: int, compiled: bool) -> dict:
     useful = computed = 0
     for step in plan:  # the whole epoch's padding, as collate() will pad it
         for task, positions in step:
-            data = exp.data[task]["train"]
-            # the padded rows: a siamese batch's distinct sentences, any other batch's examples
-            rows = np.unique(data.pair_rows[positions]) if data.siamese else np.asarray(positions)
-            lengths = data.row_lengths[rows]
+            lengths = exp.data[task]["train"].batch_row_lengths(positions)  # the rows collate() pads together
             useful += int(lengths.sum())
             computed += int(len(lengths) * lengths.max())
     exp.model.train()

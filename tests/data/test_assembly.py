@@ -44,6 +44,16 @@ def test_the_tune_split_stands_in_for_dev_and_test_is_not_read(tiny_data_dir):
     assert {e.id for e in rows["dev"].examples}.isdisjoint(e.id for e in rows["train"].examples)
 
 
+def test_the_tune_split_is_carved_alike_when_train_is_not_asked_for(tiny_data_dir):
+    """evaluate and soup ask for dev (and test) only: dev is still the rows the run held out."""
+    missing_dev = {**SST_FILES, "dev": "never-read.csv"}
+    sampling = Sampling(seed=0, tune_split=0.25, tune_split_seed=4)
+    alone = assemble_task_data(source(missing_dev), tiny_data_dir, sampling, ("dev", "test"))
+    assert list(alone) == ["dev"] and len(alone["dev"].examples) == 10
+    trained = assemble_task_data(source(missing_dev), tiny_data_dir, sampling)
+    assert [e.id for e in alone["dev"].examples] == [e.id for e in trained["dev"].examples]
+
+
 def test_extra_rows_follow_train_and_are_marked(tiny_data_dir):
     extra = build(ExtraDataConfig, {"file": SST_FILES["dev"], "share": 0.5,
                                     "format": {"name": "tsv", "text_columns": ["sentence"],

@@ -175,6 +175,8 @@ def assemble_task_data(source: TaskSource, directory: Path, sampling: Sampling, 
     held_out: list[Example] = []  # the tune split, carved from the training file
     for split in splits:
         if tuning and split == "dev":  # the tune split stands in for dev, which is not read
+            if "train" not in splits:  # evaluate, a soup: the rows the run held out, carved as its training did
+                held_out = tune_split_rows(source, directory, sampling.tune_split, sampling.tune_split_seed)
             loaded = LoadedFile(directory / source.files.get("train", ""), held_out)
         else:
             loaded = read_split(source, split, directory, strict)

@@ -159,3 +159,10 @@ class TaskData:
     def row_lengths(self) -> np.ndarray:
         """Tokens per tokenized sequence (for a siamese task: per distinct sentence)."""
         return self.rows.lengths
+
+    def batch_row_lengths(self, positions: list[int]) -> np.ndarray:
+        """Tokens of each sequence that `collate(positions)` pads into one batch, in no particular order: a
+        siamese batch's distinct sentences, any other batch's rows (a kind whose example spans several rows, such
+        as a question's choices, says which). The padding a batch carries follows from it."""
+        rows = np.unique(self.pair_rows[positions]) if self.siamese else np.asarray(positions, dtype=np.int64)
+        return self.row_lengths[rows]

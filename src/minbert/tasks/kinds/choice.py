@@ -3,7 +3,10 @@ row, `[CLS] stem [SEP] choice [SEP]` (a cross-encoded pair, token types 0 then 1
 one score per row, which the kind arranges into a (questions, most choices) table whose missing cells are -inf, so
 that questions of 3, 4 and 5 choices share a batch and a missing choice never wins nor gets probability
 (minbert.tasks.alignment). The loss is cross-entropy over the table; predictions are the chosen index, written as
-the choice's own label (`B`, or `2`)."""
+the choice's own label (`B`, or `2`). A question's soft output is its choices' probabilities, padded with 0 to the
+split's most choices, so that an ensemble averages one (questions, choices) array; serve and predict take a stem and
+its choices in their natural form (ChoiceBody, --question with --choice) and answer the chosen label with every
+choice's probability; the ONNX head graph gives one score per row, arranged into the table outside it."""
 
 from __future__ import annotations
 
@@ -17,12 +20,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from minbert.data.batching import Batch, TaskData
 from minbert.data.formats import ChoiceExample
 from minbert.data.spec import DataSpec
-from minbert.errors import ConfigError
+from minbert.errors import ConfigError, DataError
 from minbert.metrics import confusion_matrix
 from minbert.outputs import check_output_file, write_output_text
 from minbert.tasks.alignment import choice_probabilities, choice_rows, masked_choice_logits, predict_choices
@@ -36,6 +40,91 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("minbert")
 EPS = 1e-7  # probabilities are kept this far from 0 in a log loss
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def default_labels(count: int) -> tuple[str, ...]:
+    """The labels of choices given without their own: A, B, C, ... (1, 2, 3, ... past 26 choices)."""
+    return tuple(LETTERS[:count]) if count <= len(LETTERS) else tuple(str(i + 1) for i in range(count))
+
+
+def labels_problem(labels: list[str] | None, count: int) -> str | None:
+    """Why `labels` cannot name `count` choices (None: they can, or none were given)."""
+    if labels is None:
+        return None
+    if len(labels) != len(set(labels)) or len(labels) != count or not all(label.strip() for label in labels):
+        return (f"`labels` must name each of the {count} choices once, with distinct non-empty labels; got "
+                f"{labels!r}")
+    return None
+
+
+class Choices(BaseModel):
+    """A question's stem and its choices (two or more), with their own labels if wanted (default A, B, C, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="the question's stem", examples=["Which of these is a mammal?"])
+    choices: list[str] = Field(min_length=2, description="its choices, two or more",
+                               examples=[["a trout", "a whale", "a frog"]])
+    labels: list[str] | None = Field(None, description="the choices' own labels (default A, B, C, ...)")
+
+    @model_validator(mode="after")
+    def labels_name_the_choices(self) -> Choices:
+        if problem := labels_problem(self.labels, len(self.choices)):
+            raise ValueError(problem)
+        return self
+
+
+class ChoiceBody(BaseModel):
+    """What POST /predict/{task} takes for a multiple-choice task: one question (`question` with `choices`, and
+    `labels` if wanted), or several (`questions`: a list of such), answered in order; any other key is refused by
+    name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str | None = Field(None, description="one question's stem, with `choices`")
+    choices: list[str] | None = Field(None, min_length=2, description="its choices, two or more")
+    labels: list[str] | None = Field(None, description="the choices' own labels (default A, B, C, ...)")
+    questions: list[Choices] | None = Field(None, description="several questions, each with its choices")
+
+    @model_validator(mode="after")
+    def one_question_or_several(self) -> ChoiceBody:
+        one = self.question is not None or self.choices is not None or self.labels is not None
+        if one == (self.questions is not None):
+            raise ValueError("give `question` with `choices` (one question), or `questions` (a list of "
+                             "{question, choices}), not " + ("both" if one else "neither"))
+        if one and (self.question is None or self.choices is None):
+            raise ValueError(f"give `{'choices' if self.choices is None else 'question'}` with "
+                             f"`{'question' if self.choices is None else 'choices'}`")
+        if one and (problem := labels_problem(self.labels, len(self.choices))):
+            raise ValueError(problem)
+        return self
+
+    def rows(self) -> list[tuple[str, ...]]:
+        found = [self] if self.questions is None else self.questions
+        return [choice_row(q.question, q.choices, q.labels) for q in found]
+
+
+class ChoiceRow(tuple):
+    """A question in serve's natural form, a row of texts (stem, choice, ...) as every kind's rows are (serve's limits
+    check each text), carrying its choices' own labels where the body gave them (None: A, B, C, ...)."""
+
+    labels: tuple[str, ...] | None
+
+    def __new__(cls, texts: Sequence[str], labels: Sequence[str] | None = None) -> ChoiceRow:
+        row = super().__new__(cls, texts)
+        row.labels = tuple(labels) if labels is not None else None
+        return row
+
+
+def choice_row(stem: str, choices: Sequence[str], labels: Sequence[str] | None = None) -> ChoiceRow:
+    return ChoiceRow((stem, *choices), labels)
+
+
+def split_row(row: Sequence[str]) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """A row (stem, choice, ...) -> (stem, choices, labels): a ChoiceRow's own labels, else A, B, C, ..."""
+    choices = tuple(row[1:])
+    return row[0], choices, getattr(row, "labels", None) or default_labels(len(choices))
 
 
 class ChoiceData(TaskData):
@@ -72,6 +161,11 @@ class ChoiceData(TaskData):
         labels = self.labels[positions] if self.labels is not None else None
         return Batch(self.task, inputs, labels, list(positions), torch.from_numpy(index), rows, self.cache, None)
 
+    def batch_row_lengths(self, positions: list[int]) -> np.ndarray:
+        """Every choice row of the questions at `positions`: what collate pads together."""
+        return np.concatenate([self.rows.lengths[self.starts[p]:self.starts[p] + self.counts[p]] for p in positions]
+                              or [np.zeros(0, dtype=np.int64)])
+
 
 def report_cut_rows(tokenizer: Tokenizer, firsts: Sequence[str], seconds: Sequence[str], lengths: np.ndarray,
                     max_length: int, task: str) -> None:
@@ -94,7 +188,8 @@ class ChoiceKind(TaskKind):
     label_dtype = torch.long
     prediction_dtype = np.int64  # the chosen choice's index in its question
     row_details = False  # its dev details are questions (stem, choices, probabilities), not sentence rows
-    not_yet = frozenset({"ensembles", "distillation", "serve", "the ONNX export", "train.tune_split"})
+    report_template = "choice"
+    not_yet = frozenset({"distillation"})
 
     @classmethod
     def serves(cls, spec: DataSpec) -> bool:
@@ -201,7 +296,52 @@ class ChoiceKind(TaskKind):
         return [int(p) for p in predictions]
 
     def answer(self, decided: np.ndarray, soft: np.ndarray) -> dict:
-        return {"choice": int(decided), "probabilities": [float(p) for p in soft]}
+        """An answer without the question's labels: the chosen index and every choice's probability by index
+        (serve_answers names them by the question's own labels)."""
+        return {"index": int(decided), "probabilities": [float(p) for p in soft]}
+
+    # --- serve and predict's natural form: a stem and its choices -> the chosen label with every probability ---
+    serve_form = "choice"
+    predict_flags = ("--question", "--choice")
+
+    def serve_body(self) -> type[BaseModel]:
+        return ChoiceBody
+
+    def serve_rows(self, body: ChoiceBody) -> list[tuple[str, ...]]:
+        return body.rows()
+
+    def predict_rows(self, given: dict[str, list[str]]) -> list[tuple[str, ...]]:
+        """One --question with its --choice flags (two or more, in order), labelled A, B, C, ..."""
+        self.check_flags(given)
+        questions, choices = given.get("--question", []), given.get("--choice", [])
+        if len(questions) != 1 or len(choices) < 2:
+            raise DataError(f"give one --question with its --choice flags, two or more (got {len(questions)} "
+                            f"--question and {len(choices)} --choice); several questions: --input FILE in the "
+                            "task's data format")
+        for flag, texts in (("--question", questions), ("--choice", choices)):
+            for number, text in enumerate(texts, start=1):
+                if not text.strip():
+                    raise DataError(f"{flag} {number} is empty")
+        return [(questions[0], *choices)]
+
+    def serve_examples(self, rows: Sequence[tuple[str, ...]], tokenizer: Tokenizer) -> list[ChoiceExample]:
+        examples = []
+        for i, row in enumerate(rows):
+            stem, choices, labels = split_row(row)
+            examples.append(ChoiceExample(str(i), stem, choices, labels, None, i + 1))
+        return examples
+
+    def serve_answers(self, examples: Sequence[ChoiceExample], decided: np.ndarray, soft: np.ndarray) -> list[dict]:
+        """The chosen choice's label and index, and each choice's probability by its label, in the question's
+        order."""
+        return [{"choice": e.choice_labels[int(d)], "index": int(d),
+                 "probabilities": {label: float(p) for label, p in zip(e.choice_labels, s, strict=False)}}
+                for e, d, s in zip(examples, decided, soft, strict=True)]
+
+    def answer_lines(self, number: int, answer: dict) -> list[str]:
+        """One line: the example's number, the chosen label, its index, then each choice's label=probability."""
+        shown = "\t".join(f"{label}={p:.4f}" for label, p in answer["probabilities"].items())
+        return [f"{number}\t{answer['choice']}\t{answer['index']}\t{shown}"]
 
     # --- training ---
     def divergence(self, a: TaskOutput, b: TaskOutput) -> Tensor:
@@ -224,12 +364,55 @@ class ChoiceKind(TaskKind):
         width = int(max(np.max(predictions, initial=0), np.max(labels, initial=0))) + 1
         return {"choice_confusion": confusion_matrix(predictions, labels, width).tolist()}
 
+    def average(self, outputs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+        """The (weighted) mean of the members' (questions, the split's most choices) probabilities: they must be of
+        one shape (the same questions), else one line says so."""
+        shapes = [np.shape(o) for o in outputs]
+        if len(set(shapes)) > 1:
+            raise ConfigError(f"task {self.name} ({self.described}): the members' choice probabilities are of "
+                              f"shapes {', '.join(str(s) for s in shapes)}, so they were not computed over the same "
+                              "questions and cannot be averaged")
+        return super().average(outputs, weights)
+
     def ensemble_loss(self, mean: np.ndarray, labels: np.ndarray) -> float:
         """Log loss of the averaged probabilities at the gold choice."""
+        labels = np.asarray(labels, dtype=np.int64)
         return float(-np.log(np.clip(mean[np.arange(len(labels)), labels], EPS, 1)).mean())
 
     def export_entry(self) -> dict:
         return {"classification": False, "choice": True, "num_outputs": self.num_outputs}
+
+    graph_output_names = ("logits",)
+
+    def graph_outputs(self, logits: Tensor, score: Tensor, vectors: Tensor) -> tuple[Tensor, ...]:
+        return (logits,)  # (rows, 1): one score per choice row; the (questions, choices) table is made outside
+
+    def graph_task_output(self, outputs: dict[str, Tensor], batch: Batch, siamese: bool) -> TaskOutput:
+        arranged = self.arrange(outputs["logits"], batch)  # by the batch's (questions, choices) index, as forward
+        return TaskOutput(arranged, arranged)
+
+    # --- the report ---
+    def report_view(self, result: dict, rows: list[dict] | None, limit: int) -> dict:
+        """The confusion of gold and predicted choice positions (metrics.json's choice_confusion: counts[gold,
+        predicted], positions counted from 1), and the wrong dev questions whose gold choice the model found least
+        probable, each with its stem and its choices (label, text, probability, gold, predicted)."""
+        confusion = result.get("choice_confusion") or []
+        ranked = []
+        for row in rows or []:
+            if row.get("gold") is None or row["gold"] == row["predicted"]:
+                continue
+            labels = [c["label"] for c in row["choices"]]
+            probabilities = row.get("probabilities") or [None] * len(labels)
+            gold = probabilities[labels.index(row["gold"])]
+            ranked.append((gold if gold is not None else 0.0, row, probabilities))
+        ranked.sort(key=lambda item: item[0])
+        worst = [{"id": row["id"], "stem": row["stem"], "gold_probability": gold,
+                  "choices": [{"label": c["label"], "text": c["text"], "probability": p,
+                               "gold": c["label"] == row["gold"], "predicted": c["label"] == row["predicted"]}
+                              for c, p in zip(row["choices"], probabilities, strict=True)]}
+                 for gold, row, probabilities in ranked[:limit]]
+        return {"confusion": confusion, "positions": list(range(1, len(confusion) + 1)), "worst": worst,
+                "wrong": len(ranked), "questions": len(rows or [])}
 
 
 def real_choices(logits: Tensor) -> Tensor:
