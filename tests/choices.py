@@ -18,10 +18,10 @@ from tests.tasks.test_choice_kind import ARC, RIGHT, questions, write_jsonl
 
 # hostile text: markup that must show as text in a report or on the page, never run or render
 SCRIPT, BOLD = "<script>window.pwned=1</script>", "<b>bold</b>"
-# the hostile dev question: its stem holds markup, one wrong choice a script, and its right choice is unlike the
-# others' (no RIGHT word), so that the tiny model gets it wrong and the report lists it
-HOSTILE = {"id": "hostile", "question": {"stem": f"which one {BOLD} ?", "choices": [
-    {"text": f"{RIGHT} cat {SCRIPT}", "label": "A"}, {"text": "dog", "label": "B"}, {"text": "python", "label": "C"}]},
+# the hostile dev question: its stem holds markup and its right choice a script; a wrong choice starts with RIGHT (the
+# word the tiny model learns to pick), so that the model gets it wrong and the report lists it
+HOSTILE = {"id": "hostile", "question": {"stem": f"cat dog {BOLD}", "choices": [
+    {"text": f"{RIGHT} cat", "label": "A"}, {"text": f"dog {SCRIPT}", "label": "B"}, {"text": "python", "label": "C"}]},
     "answerKey": "B"}
 
 

@@ -227,3 +227,24 @@ def test_a_choice_task_trains_beside_a_sentence_task_over_cached_frozen_layers(t
     final = json.loads((tmp_path / "mix" / "metrics.json").read_text())["final_dev"]
     assert final["sst"]["metric"] == "accuracy" and final["arc"]["score"] > 0.6
     assert (tmp_path / "mix" / "predictions" / "arc-test-output.csv").is_file()
+
+
+def test_a_batch_s_row_lengths_are_its_questions_choice_rows_as_collate_pads_them(tiny_kind_and_model):
+    """What bench.py's padding share reads (TaskData.batch_row_lengths): a question's every choice row, not the
+    row at the question's position; a sentence task's rows are its examples, a siamese task's distinct sentences."""
+    from minbert.data.batching import TaskData
+    from minbert.data.files import Example
+
+    kind, _, tokenizer = tiny_kind_and_model
+    data = kind.task_data([choice_example("q3", 3), ChoiceExample("q2", "the cat sat on the mat", ("a", "b c d e f"),
+                                                                  ("A", "B"), 0, 2), choice_example("q4", 4)],
+                          tokenizer, 32)
+    sentences = [Example(str(i), (text, other), 1, i) for i, (text, other) in
+                 enumerate([("a cat", "the dog sat"), ("a cat", "cat"), ("the mat", "a cat")])]
+    for task_data, positions in ((data, [1, 2]), (data, [0]), (TaskData("s", sentences, tokenizer, 32), [0, 2]),
+                                 (TaskData("s", sentences, tokenizer, 32, siamese=True), [0, 1])):
+        lengths = task_data.batch_row_lengths(positions)
+        mask = task_data.collate(positions).inputs["attention_mask"]
+        assert sorted(lengths.tolist()) == sorted(mask.sum(dim=1).tolist())  # one per padded row, its own tokens
+        assert int(lengths.max()) == mask.shape[1]
+    assert len(data.batch_row_lengths([1, 2])) == 6 and len(data.batch_row_lengths([0])) == 3
