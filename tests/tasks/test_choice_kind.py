@@ -189,10 +189,10 @@ def test_what_choice_does_not_take_is_refused_with_one_line_before_any_work(arc_
         refuse(kind, "distillation")
     for taken in ("ensembles", "serve", "the ONNX export", "train.tune_split"):
         refuse(kind, taken)  # built: no refusal
-    for override, line in (('tasks.arc.pair_encoding="siamese"', r"tasks\.arc\.pair_encoding = 'siamese': a multiple "
-                                                                   "choice task reads each choice beside its stem"),
-                           ('tasks.arc.extra=[{file="x"}]', r"tasks\.arc\.extra: extra files are sentence rows"),
-                           ("tasks.arc.regularizers.mnrl={}", r"tasks\.arc\.regularizers\.mnrl compares one sentence"),
+    for override, line in (('tasks.arc.pair_encoding="siamese"', r"tasks\.arc\.pair_encoding = 'siamese' needs each "
+                                                                   "text of a pair encoded alone; a multiple choice"),
+                           ('tasks.arc.extra=[{file="x"}]', r"tasks\.arc\.extra needs rows of the spec's texts"),
+                           ("tasks.arc.regularizers.mnrl={}", r"tasks\.arc\.regularizers\.mnrl needs one sentence"),
                            ('tasks.arc.loss="mse"', r"tasks\.arc\.loss = 'mse' is a regression loss; tasks\.arc's "
                                                     "data is multiple choice")):
         with pytest.raises(ConfigError, match=f"^{line}"):

@@ -14,6 +14,7 @@ from torch import nn
 
 from minbert.export.source import ExportSource
 from minbert.model.loading import save_pretrained, save_tensors
+from minbert.tasks.kinds import refuse
 from minbert.tasks.model import vector_task
 from minbert.tasks.pooling import POOLINGS
 from minbert.tokenizer import copy_tokenizer_files
@@ -40,6 +41,7 @@ class SentenceTransformersFolder:
 
     def export(self, source: ExportSource, directory: Path, options: Options) -> dict:
         task = vector_task(source.model.heads, options.task, str(source.run_dir))
+        refuse(source.model.heads[task].kind, "the sentence-transformers export")  # a kind without sentence vectors
         source.check_plain_encoders("a sentence-transformers folder")
         pooling = POOLINGS.resolve(source.config.tasks[task].pooling).name
         encoder = source.model.task_encoder(task)  # the shared one, or with the task's own top layers

@@ -61,6 +61,7 @@ class MNRL:
     sentences (label 1), with every other second sentence in the batch as a negative."""
 
     needs_word_embeds = False
+    needs = frozenset({"example vectors"})  # of the task's kind (minbert.tasks.kinds.base.NEEDS)
 
     @dataclass
     class Options:

@@ -6,6 +6,7 @@ runs, reports and ensembles ask the kind and never branch on which kind it is. N
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -27,12 +28,44 @@ from minbert.outputs import check_output_file, write_output_text
 from minbert.tasks.kinds.bodies import TaskRows
 from minbert.tasks.losses import Loss, TaskOutput
 from minbert.tasks.pooling import POOLINGS
+from minbert.tasks.regularizers import REGULARIZERS
 from minbert.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from torch import nn
 
 KINDS = Registry("task kind")  # a kind's module registers it: @KINDS.register("name")
+
+# What a task's config may need of its kind's model rows -> its words in a refusal. A unit declares its own (a
+# regularizer's `needs`), config_needs the keys'; a kind says what it gives (TaskKind.gives) and what it has instead
+# (TaskKind.has), and TaskKind.check_config refuses the rest in one line.
+NEEDS = {
+    "example vectors": "one sentence vector per example",
+    "texts alone": "each text of a pair encoded alone",
+    "pooled rows": "a pooled vector per row",
+    "text rows": "rows of the spec's texts with a label",
+}
+
+
+def config_needs(task: object) -> list[tuple[str, str]]:
+    """(key as a refusal names it, need) for what a task's config (a TaskConfig) chooses that needs more than
+    token states: its regularizers' declared needs, siamese pairs and their features, a pooling, extra files."""
+    def chosen(key: str) -> bool:  # the key is off its default
+        found = next(f for f in dataclasses.fields(task) if f.name == key)
+        default = found.default if found.default is not dataclasses.MISSING else found.default_factory()
+        return getattr(task, key) != default
+
+    needs = [(f"regularizers.{name}", need) for name in task.regularizers
+             for need in sorted(getattr(REGULARIZERS[name], "needs", ()))]
+    if task.pair_encoding == "siamese":
+        needs.append(("pair_encoding = 'siamese'", "texts alone"))
+    if chosen("pair_features"):
+        needs.append(("pair_features", "texts alone"))
+    if chosen("pooling"):
+        needs.append((f"pooling = {POOLINGS.resolve(task.pooling).name!r}", "pooled rows"))
+    if task.extra:
+        needs.append(("extra", "text rows"))
+    return needs
 
 
 @dataclass(frozen=True)
@@ -61,6 +94,9 @@ class TaskKind(ABC):
     # what is not built for the kind yet (ensembles, distillation, serve, ONNX export), each refused with one
     # line naming the kind before any work: minbert.tasks.kinds.refuse
     not_yet: ClassVar[frozenset[str]] = frozenset()
+    # what the kind's model rows give of NEEDS (sentence kinds: all), and what it has instead, for the refusal
+    gives: ClassVar[frozenset[str]] = frozenset(NEEDS)
+    has: ClassVar[str] = ""
 
     @classmethod
     @abstractmethod
@@ -138,8 +174,10 @@ class TaskKind(ABC):
 
     def check_config(self, task: object, where: str) -> None:
         """What the kind cannot take of a task's config (a TaskConfig at `where`), refused in one line naming the
-        key when the config is checked: nothing by default."""
-        return None  # sentence kinds take every key that the task's own checks let through
+        key when the config is checked: each unit or key that needs what the kind does not give (config_needs)."""
+        for key, need in config_needs(task):
+            if need not in self.gives:
+                raise ConfigError(f"{where}.{key} needs {NEEDS[need]}; a {self.described} task has {self.has}")
 
     # --- outputs -> predictions ---
     @abstractmethod

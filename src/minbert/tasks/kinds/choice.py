@@ -135,7 +135,7 @@ class ChoiceData(TaskData):
     def __init__(self, task: str, examples: list[ChoiceExample], tokenizer: Tokenizer, max_length: int):
         self.task = task
         self.examples = examples
-        self.sources = []  # no extra files for choices (ChoiceKind.check_config refuses them)
+        self.sources = []  # no extra files for choices (TaskKind.check_config refuses them)
         self.tokenizer = tokenizer
         self.siamese = self.both_orders = self.random_order = self.swapped_rows = False
         self.cache = None
@@ -189,7 +189,9 @@ class ChoiceKind(TaskKind):
     prediction_dtype = np.int64  # the chosen choice's index in its question
     row_details = False  # its dev details are questions (stem, choices, probabilities), not sentence rows
     report_template = "choice"
-    not_yet = frozenset({"distillation"})
+    not_yet = frozenset({"distillation", "the sentence-transformers export"})
+    gives = frozenset({"pooled rows"})  # TaskKind.check_config refuses mnrl, siamese pairs and extra files
+    has = "one pooled vector per choice row ([CLS] stem [SEP] choice [SEP]), several rows per question"
 
     @classmethod
     def serves(cls, spec: DataSpec) -> bool:
@@ -204,17 +206,6 @@ class ChoiceKind(TaskKind):
         # cross-entropy over the masked table reads the gold cell only; a loss that reads every cell (label
         # smoothing, soft targets) would meet the -inf of missing choices
         return loss is LOSSES["cross_entropy"]
-
-    def check_config(self, task: object, where: str) -> None:
-        if task.pair_encoding == "siamese":
-            raise ConfigError(f"{where}.pair_encoding = 'siamese': a {self.described} task reads each choice beside "
-                              "its stem in one row ([CLS] stem [SEP] choice [SEP]); leave it 'cross'")
-        if task.extra:
-            raise ConfigError(f"{where}.extra: extra files are sentence rows; a {self.described} task cannot take "
-                              "them")
-        if "mnrl" in task.regularizers:  # it pairs sentence vectors by label, one vector per example
-            raise ConfigError(f"{where}.regularizers.mnrl compares one sentence vector per example; a "
-                              f"{self.described} task has one per choice")
 
     def labels(self, examples: Sequence[ChoiceExample]) -> np.ndarray:
         """The right choice's index per question."""

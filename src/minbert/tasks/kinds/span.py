@@ -226,7 +226,9 @@ class Span(TaskKind):
     prediction_dtype = object  # a question's answer text (a SpanPrediction)
     row_details = False
     report_template = "span"
-    not_yet = frozenset({"distillation"})
+    not_yet = frozenset({"distillation", "the sentence-transformers export"})
+    gives = frozenset()  # token states only: TaskKind.check_config refuses what needs sentence vectors or rows
+    has = "a state per token of its windows of question and context, and no sentence vector"
 
     @classmethod
     def serves(cls, spec: DataSpec) -> bool:

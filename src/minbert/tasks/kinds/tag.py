@@ -105,7 +105,9 @@ class Tag(TaskKind):
     prediction_dtype = object  # a sentence's tags
     row_details = False
     report_template = "tag"
-    not_yet = frozenset({"distillation", "train.tune_split"})
+    not_yet = frozenset({"distillation", "train.tune_split", "the sentence-transformers export"})
+    gives = frozenset()  # token states only: TaskKind.check_config refuses what needs sentence vectors or rows
+    has = "a state per token of its sentences of words, and no sentence vector"
 
     @classmethod
     def serves(cls, spec: DataSpec) -> bool:
