@@ -159,15 +159,17 @@ class Tokenizer:
             self.backend.no_truncation()
         return windows
 
-    def pad(self, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
-        """Pad (ids, type ids) rows to the longest: `input_ids`, `attention_mask`, `token_type_ids` tensors."""
+    def pad(self, rows: Sequence[tuple[Sequence[int], Sequence[int] | None]]) -> dict[str, torch.Tensor]:
+        """Pad (ids, type ids) rows to the longest: `input_ids`, `attention_mask`, `token_type_ids` tensors (type ids
+        None: all 0)."""
         longest = max((len(ids) for ids, _ in rows), default=0)
         input_ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
         token_type_ids = torch.zeros((len(rows), longest), dtype=torch.long)
         attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
         for i, (ids, types) in enumerate(rows):
             input_ids[i, : len(ids)] = torch.as_tensor(ids)
-            token_type_ids[i, : len(ids)] = torch.as_tensor(types)
+            if types is not None:
+                token_type_ids[i, : len(ids)] = torch.as_tensor(types)
             attention_mask[i, : len(ids)] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
 

@@ -166,3 +166,45 @@ class TaskData:
         as a question's choices, says which). The padding a batch carries follows from it."""
         rows = np.unique(self.pair_rows[positions]) if self.siamese else np.asarray(positions, dtype=np.int64)
         return self.row_lengths[rows]
+
+
+class WindowData(TaskData):
+    """One split whose examples are cut into windows, each a model row (a long sentence's overlapping parts, a
+    question's windows over its context): a position is a window, so batches, samplers and the layer cache work on
+    windows as they do on sentence rows. A window has `input_ids` and, where a pair makes it, `token_type_ids`;
+    `owners[i]` is the example that window i belongs to. Windows come from a task's own files only (no extra data)."""
+
+    def __init__(self, task: str, examples: list, tokenizer: Tokenizer, windows: list, owners: list[int],
+                 labels: Tensor | None):
+        self.task = task
+        self.examples = examples
+        self.sources = []
+        self.tokenizer = tokenizer
+        self.siamese = self.both_orders = self.random_order = self.swapped_rows = False
+        self.cache = None
+        self.teacher = None
+        self.windows = windows
+        self.owners = owners
+        self.lengths = np.array([len(w.input_ids) for w in windows], dtype=np.int64)
+        self.labelled = labels is not None
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def row_lengths(self) -> np.ndarray:
+        return self.lengths
+
+    def example_ids(self, positions: list[int]) -> list[str]:
+        return [self.examples[self.owners[p]].id for p in positions]
+
+    def batch_labels(self, positions: list[int], width: int) -> Tensor | None:
+        """The labels of the windows at `positions`, padded to `width` tokens."""
+        return self.labels[positions] if self.labels is not None else None
+
+    def collate(self, positions: list[int]) -> Batch:
+        windows = [self.windows[p] for p in positions]
+        inputs = self.tokenizer.pad([(w.input_ids, getattr(w, "token_type_ids", None)) for w in windows])
+        labels = self.batch_labels(list(positions), inputs["input_ids"].shape[1])
+        return Batch(self.task, inputs, labels, list(positions), None, list(positions), self.cache, None)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from minbert.data.batching import Batch, TaskData
+from minbert.data.batching import Batch, TaskData, WindowData
 from minbert.data.formats import SpanExample
 from minbert.data.formats.base import SpanOptions
 from minbert.data.spec import DataSpec
@@ -179,43 +179,20 @@ def window_problem(options: SpanOptions, max_length: int) -> tuple[str, str] | N
     return None
 
 
-class SpanData(TaskData):
-    """One split of a span task: its questions (`examples`) as windows; a position is a window, so batches,
-    samplers and the layer cache work on windows as they do on sentence rows. Labels: (windows, 2) start and end
-    targets (0, 0: [CLS], where a window does not hold the whole answer or the question has none)."""
+class SpanData(WindowData):
+    """One split of a span task: its questions (`examples`) as windows over their contexts. Labels: (windows, 2)
+    start and end targets (0, 0: [CLS], where a window does not hold the whole answer or the question has none)."""
 
     def __init__(self, task: str, examples: list[SpanExample], tokenizer: Tokenizer, max_length: int,
                  options: SpanOptions):
-        self.task = task
-        self.examples = examples
-        self.sources = []  # no extra files for spans
-        self.tokenizer = tokenizer
-        self.siamese = self.both_orders = self.random_order = self.swapped_rows = False
-        self.cache = None
-        self.teacher = None
         # a test file's questions have no answers and are not impossible; a dev or train file's have one or the other
-        self.labelled = bool(examples) and all(e.answers or e.is_impossible for e in examples)
-        self.windows = span_windows(tokenizer, [e.question for e in examples], [e.context for e in examples],
-                                    [gold_span(e) for e in examples] if self.labelled else None, max_length,
-                                    options.doc_stride, options.max_query_length)
-        self.lengths = np.array([len(w.input_ids) for w in self.windows], dtype=np.int64)
-        self.labels = (torch.tensor([[w.start, w.end] for w in self.windows], dtype=torch.long).reshape(-1, 2)
-                       if self.labelled else None)
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    @property
-    def row_lengths(self) -> np.ndarray:
-        return self.lengths
-
-    def example_ids(self, positions: list[int]) -> list[str]:
-        return [self.examples[self.windows[p].question].id for p in positions]
-
-    def collate(self, positions: list[int]) -> Batch:
-        inputs = self.tokenizer.pad([(self.windows[p].input_ids, self.windows[p].token_type_ids) for p in positions])
-        labels = self.labels[positions] if self.labels is not None else None
-        return Batch(self.task, inputs, labels, list(positions), None, list(positions), self.cache, None)
+        labelled = bool(examples) and all(e.answers or e.is_impossible for e in examples)
+        windows = span_windows(tokenizer, [e.question for e in examples], [e.context for e in examples],
+                               [gold_span(e) for e in examples] if labelled else None, max_length,
+                               options.doc_stride, options.max_query_length)
+        labels = (torch.tensor([[w.start, w.end] for w in windows], dtype=torch.long).reshape(-1, 2)
+                  if labelled else None)
+        super().__init__(task, examples, tokenizer, windows, [w.question for w in windows], labels)
 
 
 @KINDS.register("span")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minbert.data.batching import Batch, TaskData
+from minbert.data.batching import Batch, TaskData, WindowData
 from minbert.data.formats import TaggedExample
 from minbert.data.spec import DataSpec
 from minbert.errors import ConfigError, DataError
@@ -47,46 +47,26 @@ class TokenCrossEntropy(Loss):
 LOSSES.register("token_cross_entropy")(TokenCrossEntropy)
 
 
-class TagData(TaskData):
-    """One split of a tagging task: its sentences (`examples`) as windows; a position is a window, so batches,
-    samplers and the layer cache work on windows as they do on sentence rows."""
+class TagData(WindowData):
+    """One split of a tagging task: its sentences (`examples`) as windows; labels (windows, longest window): each
+    position's tag, IGNORE where none is learned."""
 
     def __init__(self, task: str, examples: list[TaggedExample], tokenizer: Tokenizer, max_length: int,
                  tags: Sequence[str]):
-        self.task = task
-        self.examples = examples
-        self.sources = []  # no extra files for tagging
-        self.tokenizer = tokenizer
-        self.siamese = self.both_orders = self.random_order = self.swapped_rows = False
-        self.cache = None
-        self.teacher = None
         index = {tag: i for i, tag in enumerate(tags)}
-        self.labelled = bool(examples) and all(e.tags is not None for e in examples)
-        gold = [[index[t] for t in e.tags] for e in examples] if self.labelled else None
-        self.windows = tag_windows(tokenizer, [e.words for e in examples], gold, max_length)
-        self.lengths = np.array([len(w.input_ids) for w in self.windows], dtype=np.int64)
-        self.labels = None
-        if self.labelled:
-            self.labels = torch.full((len(self.windows), int(self.lengths.max(initial=0))), IGNORE, dtype=torch.long)
-            for i, window in enumerate(self.windows):
-                self.labels[i, : len(window.labels)] = torch.from_numpy(window.labels)
+        labelled = bool(examples) and all(e.tags is not None for e in examples)
+        gold = [[index[t] for t in e.tags] for e in examples] if labelled else None
+        windows = tag_windows(tokenizer, [e.words for e in examples], gold, max_length)
+        labels = None
+        if labelled:
+            labels = torch.full((len(windows), max((len(w.input_ids) for w in windows), default=0)), IGNORE,
+                                dtype=torch.long)
+            for i, window in enumerate(windows):
+                labels[i, : len(window.labels)] = torch.from_numpy(window.labels)
+        super().__init__(task, examples, tokenizer, windows, [w.sentence for w in windows], labels)
 
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    @property
-    def row_lengths(self) -> np.ndarray:
-        return self.lengths
-
-    def example_ids(self, positions: list[int]) -> list[str]:
-        return [self.examples[self.windows[p].sentence].id for p in positions]
-
-    def collate(self, positions: list[int]) -> Batch:
-        inputs = self.tokenizer.pad([(self.windows[p].input_ids, np.zeros_like(self.windows[p].input_ids))
-                                     for p in positions])
-        width = inputs["input_ids"].shape[1]
-        labels = self.labels[positions, :width] if self.labels is not None else None
-        return Batch(self.task, inputs, labels, list(positions), None, list(positions), self.cache, None)
+    def batch_labels(self, positions: list[int], width: int) -> Tensor | None:
+        return self.labels[positions, :width] if self.labels is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +266,6 @@ class Tag(TaskKind):
         gold = np.concatenate([probabilities[np.arange(len(tags)), [index[t] for t in tags]]
                                for probabilities, tags in zip(mean, labels, strict=True)])
         return float(-np.log(np.clip(gold, EPS, 1)).mean())
-
 
     def export_entry(self) -> dict:
         return {"classification": False, "tagging": True, "num_outputs": self.num_outputs, "tags": list(self.tags)}
