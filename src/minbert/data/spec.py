@@ -73,6 +73,18 @@ class DataSpec:
     prediction_file: str = ""  # predictions/{prediction_file}-{split}-output.csv; "" = the task's name
     prediction_column: str = ""  # the prediction file's header column; "" = Predicted_{label}
 
+    def __post_init__(self) -> None:
+        # a format that names the rows' fields in its own table (jsonl's `text` and `label` paths) gives the spec's
+        # text and label, so a spec need not repeat them (check_row_spec refuses a repeat that differs)
+        for key, value in self.format_fields().items():
+            if value and not getattr(self, key):
+                setattr(self, key, type(value)(value))
+
+    def format_fields(self) -> dict[str, object]:
+        """The spec's keys that its format's table names itself ({} for a format that does not)."""
+        unit = DATA_FORMATS.get(self.format.name)
+        return unit.row_fields(self.format.options) if hasattr(unit, "row_fields") else {}
+
     @property
     def example_type(self) -> type:
         """What the format's reader gives: Example rows (sentences and labels), TaggedExample, SpanExample, ... (a
@@ -180,6 +192,10 @@ def check_spec(spec: DataSpec, where: str) -> None:
 
 def check_row_spec(spec: DataSpec, where: str) -> None:
     """A spec of sentence rows: its text, label and id columns, its classes or score range, its metrics."""
+    for key, value in spec.format_fields().items():
+        if value and getattr(spec, key) != value:
+            raise ConfigError(f"{where}.{key} = {getattr(spec, key)!r} differs from the format's field paths "
+                              f"({where}.format.{key} = {value!r}): give them once, in the format's table")
     if bool(spec.dev) == bool(spec.dev_share):
         raise ConfigError(f"{where}.dev: name a dev file, or set dev_share to hold out a share of the train file "
                           "(one of the two)")

@@ -106,6 +106,11 @@ class JsonLinesFormat:
         answer: str = ""  # choice rows: the right choice's label (answerKey)
 
     @staticmethod
+    def row_fields(options: Options | None) -> dict[str, object]:
+        """What sentence rows' paths give the spec (DataSpec's own `text` and `label`, which need not repeat them)."""
+        return {} if options is None else {"text": list(options.text), "label": options.label}
+
+    @staticmethod
     def example_of(options: Options | None) -> type:
         """What these options read: ChoiceExample where they name a choice role, else sentence rows (Example)."""
         choice = options is not None and any((options.stem, options.choices, options.choice_labels, options.answer))
