@@ -59,6 +59,18 @@ class SpanOptions:
     max_answer_length: int = option(30, low=1)  # an answer's most sub-words
 
 
+@dataclass
+class TagOptions:
+    """How a tagging format's sentences become model rows (read by the tag task kind; run_ner's defaults). Part of the
+    format's table: `format = { name = "conll", every_subword = true, window_overlap = 0.5 }`."""
+
+    # a word's tag is learned at each of its sub-words (a later one's B-X as I-X), not only its first; predictions
+    # are read at the first either way
+    every_subword: bool = False
+    # the share of a window's sub-words that two windows of a sentence longer than model.max_length share
+    window_overlap: float = option(0.5, low=0, high=1, high_open=True)
+
+
 @dataclass(frozen=True, slots=True)
 class ChoiceExample:
     """One multiple-choice question: a stem, its choices (two or more) and their labels as the file writes them."""

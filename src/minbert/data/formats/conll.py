@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minbert.data.files import LoadedFile
-from minbert.data.formats.base import DATA_FORMATS, ReadContext, Rows, TaggedExample, bad_bytes, decode_lines, read_file
+from minbert.data.formats.base import (
+    DATA_FORMATS,
+    ReadContext,
+    Rows,
+    TaggedExample,
+    TagOptions,
+    bad_bytes,
+    decode_lines,
+    read_file,
+)
 from minbert.errors import ConfigError, DataError
 from minbert.options import option
 
@@ -81,7 +90,7 @@ class ConllFormat:
     example = TaggedExample
 
     @dataclass
-    class Options:
+    class Options(TagOptions):  # and the tag kind's window options (every_subword, window_overlap)
         word_column: int = 0  # counted from 0; a negative column counts from the end (-1 = last)
         tag_column: int = -1
         scheme: str = option("iob1", choices=tuple(PREFIXES))

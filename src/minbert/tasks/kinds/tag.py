@@ -1,6 +1,7 @@
 """`tag`: a sentence of words -> one tag per word (named entities, CoNLL-2003). A sentence is cut into overlapping
-windows of `model.max_length` sub-words (never truncated); each window is a model row, a word's tag is learned at
-its first sub-word, and read back from the one window that predicts it (minbert.tasks.alignment). The head reads
+windows of `model.max_length` sub-words (never truncated; they share `window_overlap` of a window); each window is a
+model row, a word's tag is learned at its first sub-word (`every_subword`: at each), and read back at its first
+sub-word from the one window that predicts it (minbert.tasks.alignment; the options: data.formats.TagOptions). The head reads
 every token's hidden state (token states, not a sentence vector): (B, T, tags) logits."""
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from torch import Tensor, nn
 
 from minbert.data.batching import Batch, TaskData, WindowData
 from minbert.data.formats import TaggedExample
+from minbert.data.formats.base import TagOptions
 from minbert.data.spec import DataSpec
 from minbert.errors import ConfigError, DataError
 from minbert.metrics import entities, entity_scores
 from minbert.options import Chosen
 from minbert.outputs import check_output_file, write_output_text
-from minbert.tasks.alignment import IGNORE, merge_tag_logits, tag_windows
+from minbert.tasks.alignment import IGNORE, inside_tags, merge_tag_logits, tag_windows
 from minbert.tasks.kinds.base import KINDS, TaskKind
 from minbert.tasks.kinds.bodies import TextBody
 from minbert.tasks.kinds.classify import EPS
@@ -52,11 +54,15 @@ class TagData(WindowData):
     position's tag, IGNORE where none is learned."""
 
     def __init__(self, task: str, examples: list[TaggedExample], tokenizer: Tokenizer, max_length: int,
-                 tags: Sequence[str]):
+                 tags: Sequence[str], options: TagOptions | None = None):
+        options = options or TagOptions()
         index = {tag: i for i, tag in enumerate(tags)}
         labelled = bool(examples) and all(e.tags is not None for e in examples)
         gold = [[index[t] for t in e.tags] for e in examples] if labelled else None
-        windows = tag_windows(tokenizer, [e.words for e in examples], gold, max_length)
+        width = min(max_length, tokenizer.model_max_length) - 2  # sub-words per window, as tag_windows cuts them
+        windows = tag_windows(tokenizer, [e.words for e in examples], gold, max_length,
+                              stride=int(width * options.window_overlap), every_subword=options.every_subword,
+                              inside=inside_tags(tags) if options.every_subword else None)
         labels = None
         if labelled:
             labels = torch.full((len(windows), max((len(w.input_ids) for w in windows), default=0)), IGNORE,
@@ -120,7 +126,7 @@ class Tag(TaskKind):
         if not self.tags:
             raise ConfigError(f"tasks.{self.name}.data.format.labels: the label set is not known (declare it, or "
                               "read the train file first)")
-        return TagData(self.name, examples, tokenizer, max_length, self.tags)
+        return TagData(self.name, examples, tokenizer, max_length, self.tags, self.spec.format.options)
 
     def pooling(self, chosen: Chosen | str) -> nn.Module:
         return TokenStates()  # a tag per token: the head reads every token, whatever tasks.X.pooling says
