@@ -549,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict with a saved run")
     predict.add_argument("--run", required=True, help="run directory")
-    predict.add_argument("--task", default=None, help="task name (default: the run's only sentiment task)")
+    predict.add_argument("--task", default=None,
+                         help="task name (default: the run's only sentiment task, else its only task)")
     predict.add_argument("texts", nargs="*", help="sentences; for a pair task, two per example")
     predict.add_argument("--text", action="append", help="a sentence, or a text to tag (repeatable)")
     predict.add_argument("--question", action="append",

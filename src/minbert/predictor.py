@@ -85,6 +85,8 @@ class MultitaskBERT:
             return task
         chosen = ([t for t, c in self.config.tasks.items() if builtin_name(c.data) in ("sst", "cfimdb")]
                   if sentiment else [])
+        if len(chosen) != 1 and len(self.config.tasks) == 1:  # no one sentiment task: a run's only task is meant
+            chosen = list(self.config.tasks)
         if len(chosen) != 1:
             raise ConfigError(f"name a task with --task (this run has {', '.join(self.config.tasks)})")
         return chosen[0]
@@ -155,7 +157,8 @@ class MultitaskBERT:
     def predict(self, task: str, texts: Sequence[str] | Sequence[Sequence[str]], labels: bool = False) -> list:
         """Predictions of any task of the run, in order: for a single-sentence task a list of texts (or of 1-tuples),
         for a pair task a list of pairs. Class indices or scores; with `labels`, class names instead of indices."""
-        kind = self.model.heads[self.resolve_task(task, sentiment=False)].kind
+        task = self.resolve_task(task, sentiment=False)
+        kind = self.model.heads[task].kind
         width = len(kind.format.text_columns)
         if isinstance(texts, str):
             raise DataError("expected a list of rows, got a str")

@@ -90,16 +90,6 @@ def test_an_ensemble_of_tag_runs_averages_word_probabilities_into_conll_predicti
     assert "an ensemble of 2 runs" in report and "Entities per type (dev)" in report
 
 
-def test_fitted_weights_refuse_tag_members_in_one_line_before_any_work(tag_members, tmp_path, capsys):
-    a, b, data = tag_members
-    assert main(["ensemble", str(a), str(b), "--name", "fit", "--output-dir", str(tmp_path), "--data-dir",
-                 str(data), "--weights", "fitted"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["minbert: error: --weights fitted fits on the tune split every member held out: task ner is a "
-                   "token tagging task (kind 'tag'): train.tune_split cannot take it yet"]
-    assert not (tmp_path / "fit").exists()
-
-
 def test_a_soup_of_tag_runs_is_the_mean_of_their_weights(tag_members, tmp_path):
     a, b, data = tag_members
     assert main(["soup", str(a), str(b), "--name", "soup", "--output-dir", str(tmp_path), "--data-dir",

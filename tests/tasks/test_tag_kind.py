@@ -167,9 +167,9 @@ def test_a_tag_task_trains_beside_a_classification_task(tmp_path, tiny_model_dir
     assert (tmp_path / "mix" / "predictions" / "sst-dev-output.csv").is_file()
 
 
-def test_what_tag_does_not_take_yet_is_refused_with_one_line_before_any_work(ner_run, ner_data, tmp_path):
-    """Distillation and tune splits refuse a tag task, naming it and its kind (ensembles take it:
-    tests/runs/test_tag_ensemble.py; serve and the ONNX export: tests/serving/test_tag_api.py,
+def test_what_tag_does_not_take_yet_is_refused_with_one_line_before_any_work(ner_run):
+    """Distillation refuses a tag task, naming it and its kind (ensembles take it: tests/runs/test_tag_ensemble.py;
+    tune splits: tests/runs/test_tag_tune_split.py; serve and the ONNX export: tests/serving/test_tag_api.py,
     tests/export/test_onnx_tag.py)."""
     from minbert.runs.teachers import check_teachers
 
@@ -177,9 +177,6 @@ def test_what_tag_does_not_take_yet_is_refused_with_one_line_before_any_work(ner
     config = load_config(ner_run / "config.toml", [f'tasks.ner.teacher="{ner_run}"'])
     with pytest.raises(ConfigError, match=line.format("distillation")):
         check_teachers(config)
-    tuned = write_tiny_config(tmp_path / "t.toml", tmp_path, ner_run / "best", tasks=NER, train="tune_split = 0.2")
-    assert main(["train", "--config", str(tuned), "--data-dir", str(ner_data)]) == 2
-    assert not (tmp_path / "t").exists()
 
 
 def test_the_shipped_conll2003_config_checks_the_real_files(data_dir, capsys):

@@ -1,8 +1,8 @@
 """`tag`: a sentence of words -> one tag per word (named entities, CoNLL-2003). A sentence is cut into overlapping
 windows of `model.max_length` sub-words (never truncated; they share `window_overlap` of a window); each window is a
 model row, a word's tag is learned at its first sub-word (`every_subword`: at each), and read back at its first
-sub-word from the one window that predicts it (minbert.tasks.alignment; the options: data.formats.TagOptions). The head reads
-every token's hidden state (token states, not a sentence vector): (B, T, tags) logits."""
+sub-word from the one window that predicts it (minbert.tasks.alignment; the options: data.formats.TagOptions). The
+head reads every token's hidden state (token states, not a sentence vector): (B, T, tags) logits."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ class Tag(TaskKind):
     prediction_dtype = object  # a sentence's tags
     row_details = False
     report_template = "tag"
-    not_yet = frozenset({"distillation", "train.tune_split", "the sentence-transformers export"})
+    not_yet = frozenset({"distillation", "the sentence-transformers export"})
     gives = frozenset()  # token states only: TaskKind.check_config refuses what needs sentence vectors or rows
     has = "a state per token of its sentences of words, and no sentence vector"
 
