@@ -25,5 +25,6 @@ def test_ner_counts_in_best_epoch_selection_but_not_in_the_overall_score():
     assert overall(scores) == (pytest.approx(cs224n_score(0.5, 0.8, 0.6)), CS224N_LABEL)
     selection = dev_selection_score({task: {"metric": metrics[task], "score": DEV[task]} for task in DEV})
     assert selection == pytest.approx((0.5 + 0.8 + (0.6 + 1) / 2 + 0.1) / 4)
-    header = path.read_text(encoding="utf-8").split("\nname =")[0]
+    header = " ".join(line.removeprefix("# ") for line in path.read_text(encoding="utf-8").split("\nname =")[0]
+                      .splitlines())
     assert "counts in best-epoch selection" in header and "not in the overall score" in header
