@@ -247,7 +247,7 @@ class Span(TaskKind):
         return SpanData(self.name, examples, tokenizer, max_length, self.span_options)
 
     def pooling(self, chosen: Chosen | str) -> nn.Module:
-        return TokenStates()  # a start and an end per token: the head reads every token, whatever tasks.X.pooling says
+        return TokenStates()  # a start and an end per token: the head reads every token (a pooling is refused)
 
     # --- outputs -> predictions ---
     def score(self, logits: Tensor, loss: Loss, head: nn.Module) -> Tensor:

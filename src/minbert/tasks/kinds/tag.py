@@ -129,7 +129,7 @@ class Tag(TaskKind):
         return TagData(self.name, examples, tokenizer, max_length, self.tags, self.spec.format.options)
 
     def pooling(self, chosen: Chosen | str) -> nn.Module:
-        return TokenStates()  # a tag per token: the head reads every token, whatever tasks.X.pooling says
+        return TokenStates()  # a tag per token: the head reads every token (a pooling is refused)
 
     # --- outputs -> predictions ---
     def score(self, logits: Tensor, loss: Loss, head: nn.Module) -> Tensor:
