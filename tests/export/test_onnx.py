@@ -149,3 +149,21 @@ def test_a_missing_or_stale_export_is_refused(exported, tmp_path, capsys):
     assert main(["predict", "--run", str(exported), "--task", "sst", "--backend", "onnx", "--precision", "bf16",
                  "a film"]) == 2
     assert "the ONNX backend runs its fp32 graphs" in capsys.readouterr().err
+
+
+def test_the_graphs_of_one_export_share_one_table_of_onnx_functions(monkeypatch):
+    """torch.onnx builds its table of ONNX functions per graph (seconds each); within one export it is built once per
+    opset, and torch's own builder is back afterwards."""
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    from minbert.export.onnx_export import one_torchlib_registry
+
+    built = []
+    monkeypatch.setattr(ONNXRegistry, "from_torchlib",
+                        classmethod(lambda cls, opset_version=18: built.append(opset_version) or object()))
+    with one_torchlib_registry():
+        first = ONNXRegistry().from_torchlib(opset_version=18)  # as torch.onnx.export asks for it
+        assert ONNXRegistry().from_torchlib(opset_version=18) is first
+        assert ONNXRegistry.from_torchlib(opset_version=19) is not first
+    assert built == [18, 19]
+    assert ONNXRegistry.from_torchlib(opset_version=18) is not first and built == [18, 19, 18]

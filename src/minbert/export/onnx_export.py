@@ -77,6 +77,33 @@ def quiet_exporter() -> Iterator[None]:
             logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def one_torchlib_registry() -> Iterator[None]:
+    """torch.onnx.export builds its table of ONNX functions for every graph it exports (it parses the source of some
+    500 onnxscript functions: as long as tracing a small graph), and takes no table from its caller (torch 2.13); so
+    that the graphs of one export share one table, its builder gives the first table built again until the export
+    ends (the exporter only reads it: minbert passes no custom_translation_table)."""
+    try:
+        from torch.onnx._internal.exporter._registration import ONNXRegistry
+        build = vars(ONNXRegistry)["from_torchlib"]
+    except (ImportError, KeyError):  # another exporter: each graph builds its own table, as torch does
+        yield
+        return
+    tables: dict = {}
+
+    def shared(cls, *args, **kwargs):
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        if key not in tables:
+            tables[key] = build.__func__(cls, *args, **kwargs)
+        return tables[key]
+
+    ONNXRegistry.from_torchlib = classmethod(shared)
+    try:
+        yield
+    finally:
+        ONNXRegistry.from_torchlib = build
+
+
 def export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
                  dynamic: dict[str, dict[int, str]], opset: int) -> None:
     """torch.onnx.export (the torch.export-based exporter) with named dynamic axes, weights inside the file, then
@@ -113,6 +140,7 @@ class OnnxExport:
     class Options:
         opset: int = option(18, low=18)  # ONNX opset of the graphs (the exporter's own minimum is 18)
 
+    @one_torchlib_registry()
     def export(self, source: ExportSource, directory: Path, options: Options) -> dict:
         model = source.model
         for head in model.heads.values():
