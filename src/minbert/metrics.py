@@ -20,12 +20,11 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from seqeval import metrics as seqeval
-from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
-from sklearn import metrics as sk
 
 from minbert.options import Registry
+
+# scikit-learn, scipy and seqeval load when a metric is first computed, not with the module: every process that
+# trains, predicts or checks data imports this registry, and they take about a second to import.
 
 INPUTS = ("labels", "scores", "tags", "spans", "choices")  # what a metric scores (see the module's docstring)
 METRICS = Registry("metric")  # sentence tasks: class labels and scores
@@ -68,6 +67,8 @@ class Accuracy(Metric):
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
         _check_inputs("accuracy", predictions, labels)
+        from sklearn import metrics as sk
+
         return float(sk.accuracy_score(np.asarray(labels), np.asarray(predictions)))
 
 
@@ -79,6 +80,8 @@ class F1(Metric):
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
         _check_inputs("f1", predictions, labels)
+        from sklearn import metrics as sk
+
         return float(sk.f1_score(np.asarray(labels), np.asarray(predictions), pos_label=positive,
                                  average="binary", zero_division=0.0))
 
@@ -89,6 +92,8 @@ class MacroF1(Metric):
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
         _check_inputs("macro_f1", predictions, labels)
+        from sklearn import metrics as sk
+
         return float(sk.f1_score(np.asarray(labels), np.asarray(predictions), average="macro", zero_division=0.0))
 
 
@@ -105,6 +110,8 @@ class MatthewsCorrelation(Correlation):
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
         _check_inputs("mcc", predictions, labels)
+        from sklearn import metrics as sk
+
         return float(sk.matthews_corrcoef(np.asarray(labels), np.asarray(predictions)))
 
 
@@ -119,6 +126,8 @@ class Pearson(Correlation):
         _check_inputs("pearson", predictions, labels, least=2)
         if predictions.std() == 0:
             return 0.0
+        from scipy import stats
+
         return float(stats.pearsonr(predictions, labels).statistic)
 
 
@@ -133,6 +142,8 @@ class Spearman(Correlation):
         _check_inputs("spearman", predictions, labels, least=2)
         if predictions.std() == 0:
             return 0.0
+        from scipy import stats
+
         return float(stats.spearmanr(predictions, labels).statistic)
 
 
@@ -162,6 +173,8 @@ def iobes_to_iob2(tags: Sequence[str]) -> list[str]:
 
 def entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     """(type, first word, end) of each entity of one sentence's tags, end exclusive (tags[first:end])."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
     return [(kind, first, last + 1) for kind, first, last in get_entities(list(tags))]
 
 
@@ -185,32 +198,34 @@ class EntityScore(TagMetric):
     """One of seqeval's entity-level scores (an entity counts when its type, first and last word all match)."""
 
     name = ""
-    score = staticmethod(seqeval.f1_score)
+    seqeval_score = "f1_score"  # the name of the function in seqeval.metrics
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
+        from seqeval import metrics as seqeval
+
         gold, predicted = _tag_inputs(self.name, predictions, labels)
-        return float(self.score(gold, predicted, zero_division=0))
+        return float(getattr(seqeval, self.seqeval_score)(gold, predicted, zero_division=0))
 
 
 @TAG_METRICS.register("entity_f1")
 class EntityF1(EntityScore):
     """Micro F1 over entities, as conlleval."""
 
-    name, score = "entity_f1", staticmethod(seqeval.f1_score)
+    name, seqeval_score = "entity_f1", "f1_score"
 
 
 @TAG_METRICS.register("entity_precision")
 class EntityPrecision(EntityScore):
     """The share of predicted entities that are gold entities."""
 
-    name, score = "entity_precision", staticmethod(seqeval.precision_score)
+    name, seqeval_score = "entity_precision", "precision_score"
 
 
 @TAG_METRICS.register("entity_recall")
 class EntityRecall(EntityScore):
     """The share of gold entities predicted."""
 
-    name, score = "entity_recall", staticmethod(seqeval.recall_score)
+    name, seqeval_score = "entity_recall", "recall_score"
 
 
 @TAG_METRICS.register("token_accuracy")
@@ -221,12 +236,16 @@ class TokenAccuracy(TagMetric):
         gold, predicted = _tag_inputs("token_accuracy", predictions, labels)
         if not any(gold):
             raise ValueError("token_accuracy needs at least one word")
+        from seqeval import metrics as seqeval
+
         return float(seqeval.accuracy_score(gold, predicted))
 
 
 def entity_scores(predictions: Sequence[Sequence[str]], labels: Sequence[Sequence[str]]) -> dict[str, dict]:
     """Per entity type (sorted), as conlleval's table: {type: {"precision", "recall", "f1", "support"}}; support is
     the number of gold entities of the type. Types that are only predicted are listed too (support 0)."""
+    from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
+
     gold, predicted = _tag_inputs("entity_scores", predictions, labels)
     # seqeval orders its per-type arrays by the sorted union of gold and predicted types
     types = sorted({kind for kind, _, _ in get_entities(gold)} | {kind for kind, _, _ in get_entities(predicted)})
@@ -380,6 +399,8 @@ def dev_selection_score(dev: dict[str, dict], helpers: Collection[str] = ()) -> 
 
 def confusion_matrix(predictions: Sequence[int], labels: Sequence[int], num_classes: int) -> np.ndarray:
     """counts[gold, predicted]."""
+    from sklearn import metrics as sk
+
     return sk.confusion_matrix(np.asarray(labels, dtype=int), np.asarray(predictions, dtype=int),
                                labels=np.arange(num_classes))
 

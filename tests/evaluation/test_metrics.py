@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -145,3 +147,16 @@ def test_helper_tasks_are_left_out_of_selection_and_the_overall_score():
     three = [TaskScore("sst", "sst", "accuracy", 0.5, helper=True), TaskScore("para", "quora", "accuracy", 0.8),
              TaskScore("sts", "sts", "pearson", 0.6)]
     assert overall(three) == (pytest.approx((0.8 + 0.8) / 2), MEAN_LABEL)
+
+
+def test_metric_libraries_load_when_a_metric_is_computed():
+    """Importing the registry (every train, predict and data process does) loads none of scikit-learn, scipy or
+    seqeval; computing a metric of each loads it."""
+    probe = ("import sys; import minbert.metrics as m; heavy = ('sklearn', 'scipy', 'seqeval');"
+             "print([h for h in heavy if h in sys.modules]);"
+             "m.metric('accuracy')([1, 0], [1, 1]); m.metric('pearson')([1.0, 2.0], [1.0, 3.0]);"
+             "m.metric('entity_f1', 'tags')([['B-PER']], [['B-PER']]);"
+             "print([h for h in heavy if h in sys.modules])")
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert lines[0] == "[]"
+    assert lines[1] == "['sklearn', 'scipy', 'seqeval']"
