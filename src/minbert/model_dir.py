@@ -5,12 +5,14 @@ directory it finds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from minbert.errors import CheckpointError
+from minbert.errors import CheckpointError, MinbertError
 from minbert.names import shown
 
 # What minbert reads from a Hub repository (every other file, e.g. ONNX or TF weights, stays on the Hub): the
@@ -62,10 +64,27 @@ def is_hub_name(path: str | Path) -> bool:
     return not exists(text) and bool(HUB_NAME.match(text)) and ".." not in text
 
 
-def hub_snapshot(name: str, revision: str | None = None) -> ModelSource:
-    """The cached snapshot of Hub model `name` at `revision` (branch, tag or commit; default main), downloaded when
-    not cached. HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE are honoured (huggingface_hub reads them); a commit hash
-    that is cached is used without asking the network, so a run pinned to one resumes offline."""
+@dataclass(frozen=True)
+class HubKind:
+    """A kind of Hub repository, and how its failures are told."""
+
+    repo_type: str  # huggingface_hub's: "model", "dataset"
+    noun: str  # "model", "data set"
+    error: type[MinbertError]
+    could_be_local: bool  # the name might have meant a local path ("not a local directory, and ...")
+    otherwise: str  # the last way out the not-cached message offers
+
+
+MODEL = HubKind("model", "model", CheckpointError, True, "pass a local model directory")
+
+
+def fetch_snapshot(name: str, revision: str | None, patterns: list[str], kind: HubKind = MODEL,
+                   complete: Callable[[Path], bool] | None = None) -> Path:
+    """The cached snapshot folder of Hub repository `name` at `revision` (branch, tag or commit; default main) with
+    the files matching `patterns`, downloaded when not cached. HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and HF_TOKEN
+    are honoured (huggingface_hub reads them); a commit hash that is cached (and, when given, `complete(folder)`) is
+    used without asking the network, so a run pinned to one resumes offline. huggingface_hub's failures are one
+    line each, of `kind.error`."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -76,33 +95,46 @@ def hub_snapshot(name: str, revision: str | None = None) -> ModelSource:
     )
 
     at = f" at revision {revision}" if revision else ""
+    local = "not a local directory, and " if kind.could_be_local else ""
     try:
-        try:
-            if not (revision and COMMIT.match(revision)):
-                raise LocalEntryNotFoundError("a branch or tag is looked up on the Hub first")
-            folder = snapshot_download(name, revision=revision, allow_patterns=HUB_FILES, local_files_only=True)
-        except LocalEntryNotFoundError:
-            folder = snapshot_download(name, revision=revision, allow_patterns=HUB_FILES)
+        folder = None
+        if revision and COMMIT.match(revision):
+            with contextlib.suppress(LocalEntryNotFoundError):  # not cached: asked of the Hub below
+                folder = Path(snapshot_download(name, repo_type=kind.repo_type, revision=revision,
+                                                allow_patterns=patterns, local_files_only=True))
+            if folder is not None and complete is not None and not complete(folder):
+                folder = None
+        if folder is None:
+            folder = Path(snapshot_download(name, repo_type=kind.repo_type, revision=revision,
+                                            allow_patterns=patterns))
     except GatedRepoError:
-        raise CheckpointError(f"{name}: a gated model on the Hugging Face Hub: accept its terms on the Hub and log "
-                              "in (`hf auth login`, or set HF_TOKEN)") from None
+        raise kind.error(f"{name}: a gated {kind.noun} on the Hugging Face Hub: accept its terms on the Hub and log "
+                         "in (`hf auth login`, or set HF_TOKEN)") from None
     except RevisionNotFoundError:
-        raise CheckpointError(f"{name}: the Hugging Face Hub has no revision {revision!r} of it") from None
+        raise kind.error(f"{name}: the Hugging Face Hub has no revision {revision!r} of it") from None
     except RepositoryNotFoundError:
-        raise CheckpointError(f"{name}: not a local directory, and no such model on the Hugging Face Hub (or it is "
-                              "private: log in with `hf auth login`)") from None
+        raise kind.error(f"{name}: {local}no such {kind.noun} on the Hugging Face Hub (or it is private: log in "
+                         "with `hf auth login`, or set HF_TOKEN)") from None
     except LocalEntryNotFoundError:
         from huggingface_hub import constants
 
         why = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached")
-        raise CheckpointError(
-            f"{name}: not a local directory, and not in the Hugging Face cache ({constants.HF_HUB_CACHE}){at}; "
-            f"{why}. Fetch it once where the Hub is reachable (`hf download {name}"
+        repo_type = "" if kind.repo_type == "model" else f" --repo-type {kind.repo_type}"
+        raise kind.error(
+            f"{name}: {local}not in the Hugging Face cache ({constants.HF_HUB_CACHE}){at}; "
+            f"{why}. Fetch it once where the Hub is reachable (`hf download {name}{repo_type}"
             f"{' --revision ' + revision if revision else ''}`, or any minbert command naming it), or point "
-            "HF_HUB_CACHE at a cache that holds it, or pass a local model directory") from None
+            f"HF_HUB_CACHE at a cache that holds it, or {kind.otherwise}") from None
     except HFValidationError as exc:
-        raise CheckpointError(f"{name}: not a local directory, nor a valid Hub model name ({exc})") from None
-    folder = Path(folder)
+        nor = "not a local directory, nor" if kind.could_be_local else "not"
+        raise kind.error(f"{name}: {nor} a valid Hub {kind.noun} name ({exc})") from None
+    return folder
+
+
+def hub_snapshot(name: str, revision: str | None = None) -> ModelSource:
+    """The cached snapshot of Hub model `name` at `revision` (branch, tag or commit; default main), downloaded when
+    not cached (fetch_snapshot)."""
+    folder = fetch_snapshot(name, revision, HUB_FILES)
     return ModelSource(folder, name, folder.name if COMMIT.match(folder.name) else revision)
 
 

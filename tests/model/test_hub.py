@@ -3,16 +3,13 @@ huggingface_hub's own layout (models--org--name/{blobs,refs,snapshots}) from tin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 import torch
 
@@ -22,21 +19,11 @@ from minbert.errors import CheckpointError
 from minbert.model_dir import is_hub_name, resolve_model_dir
 from tests.conftest import REPO, make_tiny_model_dir, tiny_config, write_tiny_config
 from tests.faults import run_with_fault
+from tests.hub import add_snapshot, repo_folder, set_ref, use_cache
 
 NAME = "minbert-test/tiny-bert"
 MAIN = "a" * 40  # the commit refs/main points at
 OLDER = "b" * 40  # an older commit, also tagged v1
-
-
-def add_snapshot(repo: Path, commit: str, model_dir: Path) -> None:
-    """Files as huggingface_hub stores them: content-addressed blobs, and the snapshot's names linking to them."""
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir(exist_ok=True)
-    for file in model_dir.iterdir():
-        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
-        shutil.copyfile(file, blob)
-        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
 
 
 def one_layer_model(directory: Path) -> Path:
@@ -53,17 +40,13 @@ def hub_cache(tmp_path, monkeypatch):
     """HF_HUB_CACHE with NAME at two commits (main: seed 1, v1 / OLDER: seed 2), and HF_HUB_OFFLINE=1 (the library
     reads both at import: its constants are patched too). Returns (cache, {commit: model directory})."""
     cache = tmp_path / "hub"
-    repo = cache / ("models--" + NAME.replace("/", "--"))
+    repo = repo_folder(cache, NAME)
     models = {MAIN: make_tiny_model_dir(tmp_path / "main", seed=1), OLDER: one_layer_model(tmp_path / "older")}
     for commit, directory in models.items():
         add_snapshot(repo, commit, directory)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(MAIN)
-    (repo / "refs" / "v1").write_text(OLDER)
-    for variable, value in (("HF_HUB_CACHE", str(cache)), ("HF_HUB_OFFLINE", "1")):
-        monkeypatch.setenv(variable, value)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    set_ref(repo, "main", MAIN)
+    set_ref(repo, "v1", OLDER)
+    use_cache(monkeypatch, cache)
     return cache, models
 
 
@@ -126,8 +109,7 @@ def test_a_run_records_the_commit_and_resumes_with_the_network_disabled(hub_cach
     run_dir = tmp_path / "from-hub"
     recorded = tomllib.loads((run_dir / "config.toml").read_text())["model"]
     assert (recorded["path"], recorded["revision"]) == (NAME, MAIN)
-    repo = cache / ("models--" + NAME.replace("/", "--"))
-    (repo / "refs" / "main").write_text(OLDER)  # main moves on; the run must not follow it
+    set_ref(repo_folder(cache, NAME), "main", OLDER)  # main moves on; the run must not follow it
     # the Hub unreachable (a closed port) and offline mode off: a cached commit needs no network at all
     blocked = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9",
                "OMP_NUM_THREADS": "1"}
