@@ -49,13 +49,15 @@ def cmd_data(args: argparse.Namespace) -> int:
     import json
 
     from minbert.data.files import read_examples
+    from minbert.data.formats import CheckedFile
     from minbert.data.spec import FORMATS, KNOWN_FILES, resolve_data_dir
     from minbert.outputs import special_kind
 
     # what to check: the built-in data sets' files, or a config's tasks (their own specs and file choices), each
     # read by its spec's format unit; a tagging spec's files are checked against the label set of its train file
     def reader(file_format: object) -> Callable:
-        return lambda path, labelled, strict, tags: read_examples(path, file_format, labelled=labelled, strict=strict)
+        return lambda path, labelled, strict, tags, keep: read_examples(path, file_format, labelled=labelled,
+                                                                         strict=strict)
 
     files = [(name, reader(FORMATS[data]), split, data) for (data, split), name in KNOWN_FILES.items()]
     config = None
@@ -89,13 +91,17 @@ def cmd_data(args: argparse.Namespace) -> int:
         if kind := special_kind(path):  # a FIFO would block the check and a device never end it: never opened
             report[name] = {"rows": 0, "skipped": [], "error": f"{kind}, not a regular file"}
             continue
-        loaded = read(path, labelled=split != "test", strict=args.strict, tags=tags.get(task, ()))
+        # keep=False: a format that reads by rows counts them rather than keeping them (a file larger than memory)
+        loaded = read(path, labelled=split != "test", strict=args.strict, tags=tags.get(task, ()), keep=False)
         if split == "train" and config is not None:
             tags[task] = specs[task].train_tags(loaded)
-        report[name] = {"rows": len(loaded.examples),
+        counted = isinstance(loaded, CheckedFile)
+        report[name] = {"rows": loaded.rows if counted else len(loaded.examples),
                         "skipped": [{"line": s.line, "reason": s.reason} | ({"where": s.where} if s.where else {})
                                     for s in loaded.skipped]}
-        if not loaded.examples:  # training or scoring on it would fail; predicting for it writes nothing
+        if counted and loaded.bad_rows > len(loaded.skipped):  # the rest counted, not listed
+            report[name]["skipped_total"] = loaded.bad_rows
+        if not report[name]["rows"]:  # training or scoring on it would fail; predicting for it writes nothing
             report[name]["error"] = "no data rows"
     if not report:
         print(f"minbert: no known data files in {directory}", file=sys.stderr)
@@ -107,9 +113,13 @@ def cmd_data(args: argparse.Namespace) -> int:
     print(f"data directory: {directory}")
     for name, entry in report.items():
         error = f"  <- error: {entry['error']}" if "error" in entry else ""
-        print(f"  {name:<30} {entry['rows']:>7,} rows loaded, {len(entry['skipped'])} skipped{error}")
+        bad = entry.get("skipped_total", len(entry["skipped"]))
+        print(f"  {name:<30} {entry['rows']:>7,} rows loaded, {bad} skipped{error}")
         for skipped in entry["skipped"]:
             print(f"      {skipped.get('where') or 'line ' + str(skipped['line'])}: {skipped['reason']}")
+        if bad > len(entry["skipped"]):
+            print(f"      ... and {bad - len(entry['skipped']):,} more bad rows (the first {len(entry['skipped'])} "
+                  "listed)")
     return 1 if failed else 0
 
 

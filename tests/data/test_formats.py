@@ -42,9 +42,9 @@ def test_a_format_is_chosen_by_name_with_its_options_checked():
         DATA_FORMATS.choose({"name": "conll", "scheme": "bio"}, "data.format")
     with pytest.raises(ConfigError, match=re.escape("unknown key 'data.format.no_answers'; did you mean 'no_answer'?")):
         DATA_FORMATS.choose({"name": "squad", "no_answers": True}, "data.format")
-    with pytest.raises(ConfigError, match=re.escape("data.format = 'csv' is not a data format: one of conll, tsv, "
-                                                    "jsonl, json, squad")):
-        DATA_FORMATS.choose("csv", "data.format")
+    with pytest.raises(ConfigError, match=re.escape("data.format = 'xlsx' is not a data format: one of conll, "
+                                                    "squad, jsonl, json, csv, tsv, parquet")):
+        DATA_FORMATS.choose("xlsx", "data.format")
 
 
 def test_skipped_row_place_is_its_line_or_its_place_in_a_json_file():

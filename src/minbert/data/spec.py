@@ -29,10 +29,12 @@ from pathlib import Path
 from minbert.data.files import Example, FileFormat, LoadedFile
 from minbert.data.formats import (
     DATA_FORMATS,
+    CheckedFile,
     ChoiceExample,
     ReadContext,
     SpanExample,
     TaggedExample,
+    label_set,
     tag_labels,
 )
 from minbert.errors import ConfigError, DataError
@@ -155,16 +157,19 @@ class DataSpec:
                           classes=None if numbered else tuple(self.classes))
 
     def read(self, path: str | Path, labelled: bool = True, strict: bool = False, what: str = "",
-             tags: tuple[str, ...] = ()) -> LoadedFile:
+             tags: tuple[str, ...] = (), keep: bool = True) -> LoadedFile:
         """One of the spec's files through its format's unit; `tags`: a tagging spec's label set read from train
-        (when not declared), which the other files' tags are checked against."""
-        context = ReadContext(what, labelled, strict, self.file_format() if self.rows else None, tags)
+        (when not declared), which the other files' tags are checked against; `keep=False`: rows counted, not kept
+        (a CheckedFile, where the format reads by rows)."""
+        context = ReadContext(what, labelled, strict, self.file_format() if self.rows else None, tags, keep)
         return DATA_FORMATS[self.format.name].read(path, self.format.options, context)
 
     def train_tags(self, train: LoadedFile | None) -> tuple[str, ...]:
         """A tagging spec's label set: declared, else read from its train file's sentences; () for other specs."""
         if self.example_type is not TaggedExample:
             return ()
+        if isinstance(train, CheckedFile):  # counted, not kept: the tags its sentences use
+            return self.tag_labels or label_set(train.tags, self.format.options.scheme)
         return self.tag_labels or tag_labels(train.examples if train else (), self.format.options.scheme)
 
     def prediction_path(self, task: str, split: str) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,9 @@ class ReadContext:
     # that sentence rows' labels are checked on
     file_format: FileFormat | None = None
     tags: tuple[str, ...] = ()  # tagging: the label set read from the train file (tag_labels); () = not known yet
+    # False: a file checked, not used (minbert data): its rows are counted, not kept (a CheckedFile), so that a file
+    # larger than memory is checked in bounded memory
+    keep: bool = True
 
 
 def read_file(path: str | Path, what: str = "") -> tuple[Path, bytes]:
@@ -113,6 +117,19 @@ def decode_lines(raw: bytes) -> list[str]:
     if lines and not lines[-1]:  # the empty "line" after the last line break
         lines.pop()
     return lines
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """A text file's lines one at a time (number from 1, text without its line end), as `decode_lines` splits
+    them: BOM dropped, any line end, undecodable bytes as lone surrogates. A file larger than memory is never held
+    whole."""
+    try:
+        # newline="": lines end at \r\n, \r or \n, and the line end is kept (then cut) rather than translated
+        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as file:
+            for number, line in enumerate(file, start=1):
+                yield number, (line.removeprefix("\ufeff") if number == 1 else line).rstrip("\r\n")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -149,21 +166,50 @@ def describe(value: Any) -> str:
     return f"{kinds.get(type(value), 'a value')} {shown if len(shown) <= 40 else shown[:37] + '...'}"
 
 
+@dataclass
+class CheckedFile(LoadedFile):
+    """A file read to be checked, not used (`minbert data`): its rows are counted, not kept (`examples` stays
+    empty), the bad ones counted and the first LISTED_BAD_ROWS of them listed, and the tags its sentences use kept
+    (a tagging train file's label set: label_set)."""
+
+    rows: int = 0
+    bad_rows: int = 0
+    tags: set[str] = field(default_factory=set)
+
+    def summary(self) -> str:
+        return f"{self.path.name}: {self.rows} rows checked, {self.bad_rows} skipped"
+
+
+LISTED_BAD_ROWS = 1000  # a checked file's bad rows beyond these are counted, not listed (nor logged one by one)
+
+
 class Rows:
     """The examples and bad rows of one file being read: a bad row is logged and kept as a SkippedRow, or with
-    strict, fatal."""
+    strict, fatal. With `keep=False` examples are counted, not kept (a CheckedFile)."""
 
-    def __init__(self, path: Path, strict: bool):
-        self.loaded = LoadedFile(path)
+    def __init__(self, path: Path, strict: bool, keep: bool = True):
+        self.loaded = LoadedFile(path) if keep else CheckedFile(path)
         self.strict = strict
 
     def add(self, example: Any) -> None:
-        self.loaded.examples.append(example)
+        if not isinstance(self.loaded, CheckedFile):
+            self.loaded.examples.append(example)
+            return
+        self.loaded.rows += 1
+        if isinstance(example, TaggedExample) and example.tags:
+            self.loaded.tags.update(example.tags)
 
     def skip(self, reason: str, line: int = 0, where: str = "") -> None:
         row = SkippedRow(line, reason, where)
         if self.strict:
             raise DataError(f"{self.loaded.path}:{row.place}: {reason}")
+        if isinstance(self.loaded, CheckedFile):
+            self.loaded.bad_rows += 1
+            if self.loaded.bad_rows > LISTED_BAD_ROWS:
+                if self.loaded.bad_rows == LISTED_BAD_ROWS + 1:
+                    log.warning("%s: more than %d bad rows: the rest are counted, not listed", self.loaded.path,
+                                LISTED_BAD_ROWS)
+                return
         log.warning("%s:%s: skipped row: %s", self.loaded.path, row.place, reason)
         self.loaded.skipped.append(row)
 

@@ -79,8 +79,24 @@ def tag_labels(examples: Iterable[TaggedExample], scheme: str) -> tuple[str, ...
     """The label set of a (train) file's sentences: `O`, then for each entity type in sorted order every prefix of
     the scheme in the order B, I (, E, S) — whether or not the file uses it, so that a `B-` tag rare in IOB1 (or
     absent from train) still has its label, and the set depends on the types alone."""
-    kinds = sorted({tag.partition("-")[2] for example in examples for tag in example.tags or () if tag != OUTSIDE})
+    return label_set({tag for example in examples for tag in example.tags or ()}, scheme)
+
+
+def label_set(tags: Iterable[str], scheme: str) -> tuple[str, ...]:
+    """The label set of the tags a file uses (tag_labels' rule; a file counted, not kept, gives its tags alone)."""
+    kinds = sorted({tag.partition("-")[2] for tag in tags if tag != OUTSIDE})
     return (OUTSIDE, *(f"{prefix}-{kind}" for kind in kinds for prefix in PREFIXES[scheme]))
+
+
+def check_tag_labels(labels: list[str], scheme: str, where: str, outside: bool = True) -> None:
+    """A declared list of tags: each a tag of the scheme, none twice, `O` among them (`outside`: a label set)."""
+    for label in labels:
+        if reason := tag_syntax_error(label, scheme):
+            raise ConfigError(f"{where}: {reason}")
+    if outside and labels and OUTSIDE not in labels:
+        raise ConfigError(f"{where} = {labels}: the outside tag {OUTSIDE!r} is missing")
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{where} = {labels}: a label is declared twice")
 
 
 @DATA_FORMATS.register("conll")
@@ -103,13 +119,7 @@ class ConllFormat:
             raise ConfigError(f"{where}.tag_column = {options.tag_column} is the word column too")
         if COLUMNS.search(options.docstart):
             raise ConfigError(f"{where}.docstart = {options.docstart!r}: one word (no spaces or tabs)")
-        for label in options.labels:
-            if reason := tag_syntax_error(label, options.scheme):
-                raise ConfigError(f"{where}.labels: {reason}")
-        if options.labels and OUTSIDE not in options.labels:
-            raise ConfigError(f"{where}.labels = {options.labels}: the outside tag {OUTSIDE!r} is missing")
-        if len(set(options.labels)) != len(options.labels):
-            raise ConfigError(f"{where}.labels = {options.labels}: a label is declared twice")
+        check_tag_labels(options.labels, options.scheme, f"{where}.labels")
 
     @staticmethod
     def read(path: str | Path, options: Options, context: ReadContext) -> LoadedFile:
