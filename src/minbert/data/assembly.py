@@ -23,6 +23,7 @@ import numpy as np
 from minbert.data.batching import ExtraSource
 from minbert.data.extra import EXTRA_FORMATS, ExtraContext, ExtraDataConfig
 from minbert.data.files import Example, LoadedFile
+from minbert.data.hub import read_hub_split
 from minbert.data.spec import SPLITS, DataSpec
 from minbert.errors import ConfigError, DataError
 
@@ -139,13 +140,18 @@ def read_split(source: TaskSource, split: str, directory: Path, strict: bool = F
     name = source.files.get(file_split)
     if not name:
         return None
-    path = directory / name
-    if not path.exists():
-        if split == "test":
-            return None
-        raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
-    loaded = spec.read(path, labelled=split != "test", strict=strict, what=f"tasks.{task}.{file_split}",
-                       tags=spec.tag_labels)
+    if spec.hub:  # a split of a Hub data set: its Parquet files in huggingface_hub's cache
+        loaded = read_hub_split(spec, name, f"tasks.{task}.data", labelled=split != "test", strict=strict,
+                                what=f"tasks.{task}.{file_split}")
+        path = loaded.path
+    else:
+        path = directory / name
+        if not path.exists():
+            if split == "test":
+                return None
+            raise ConfigError(f"tasks.{task}.{split}: {path} does not exist")
+        loaded = spec.read(path, labelled=split != "test", strict=strict, what=f"tasks.{task}.{file_split}",
+                           tags=spec.tag_labels)
     if share and split != "test":
         rest, held = carve_tune_split(loaded.examples, share, DEV_SHARE_SEED, source.strata)
         loaded = dataclasses.replace(loaded, examples=held if split == "dev" else rest)

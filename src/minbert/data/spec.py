@@ -37,6 +37,7 @@ from minbert.data.formats import (
     label_set,
     tag_labels,
 )
+from minbert.data.hub import hub_defaults, pin_spec
 from minbert.errors import ConfigError, DataError
 from minbert.metrics import METRICS, REGISTRIES
 from minbert.names import check_name
@@ -52,6 +53,11 @@ class DataSpec:
     # the files' format and its options: "tsv" (today's delimited files, read with the keys below), or a table
     # { name = "conll", scheme = "iob1", ... } (minbert.data.formats)
     format: Chosen = option(Chosen("tsv"), registry=DATA_FORMATS)
+    # a data set on the Hugging Face Hub (`org/name`), read from its Parquet files in huggingface_hub's cache;
+    # train, dev and test then name its splits (default "train" and "validation"): minbert.data.hub
+    hub: str = ""
+    subset: str = ""  # the Hub data set's subset (its card's config_name); "" = its default
+    revision: str = ""  # the Hub data set's branch, tag or commit ("" = main); a run records the commit it read
     train: str = ""  # file names in the data directory (or absolute paths); train and dev are required
     dev: str = ""
     test: str = ""  # optional: unlabelled rows to predict
@@ -76,6 +82,8 @@ class DataSpec:
     prediction_column: str = ""  # the prediction file's header column; "" = Predicted_{label}
 
     def __post_init__(self) -> None:
+        if self.hub:
+            hub_defaults(self)
         # a format that names the rows' fields in its own table (jsonl's `text` and `label` paths) gives the spec's
         # text and label, so a spec need not repeat them (check_row_spec refuses a repeat that differs)
         for key, value in self.format_fields().items():
@@ -186,6 +194,8 @@ ROW_KEYS = ("text", "label", "id", "classes", "class_names", "positive", "score_
 
 def check_spec(spec: DataSpec, where: str) -> None:
     """Every rule a spec must meet, each failure naming its key."""
+    if spec.hub or spec.subset or spec.revision:  # resolved first: a ClassLabel may give the classes
+        pin_spec(spec, where)
     if not spec.train:
         raise ConfigError(f"{where}.train: a file is required (train and dev files are required)")
     (check_row_spec if spec.rows else check_format_spec)(spec, where)
