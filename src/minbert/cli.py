@@ -55,6 +55,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     # what to check: the built-in data sets' files, or a config's tasks (their own specs and file choices), each
     # read by its spec's format unit; a tagging spec's files are checked against the label set of its train file
+    def hub_reader(spec: object, split: str, task: str) -> Callable:
+        from minbert.data.hub import read_hub_split
+
+        return lambda path, labelled, strict, tags, keep: read_hub_split(
+            spec, split, f"tasks.{task}.data", labelled, strict, f"tasks.{task}.{split}", tags, keep)
+
     def reader(file_format: object) -> Callable:
         return lambda path, labelled, strict, tags, keep: read_examples(path, file_format, labelled=labelled,
                                                                          strict=strict)
@@ -69,14 +75,17 @@ def cmd_data(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.overrides)
         specs = {task: resolve_spec(task_config.data, f"tasks.{task}.data")
                  for task, task_config in config.tasks.items()}
-        files = [(name, specs[task].read, split, task) for task in config.tasks
-                 for split in ("train", "dev", "test") if (name := task_file(config, task, split))]
+        files = [(name, hub_reader(specs[task], name, task) if specs[task].hub else specs[task].read, split, task)
+                 for task in config.tasks for split in ("train", "dev", "test")
+                 if (name := task_file(config, task, split))]
     tags: dict[str, tuple[str, ...]] = {}  # per task: the label set read from its train file
     directory = resolve_data_dir(args.data_dir or (config.data_dir if config else None) or None)
     report = {}
     for name, read, split, task in files:
         path = directory / name
-        if not path.exists():
+        if config is not None and specs[task].hub:  # a split of a Hub data set, in huggingface_hub's cache
+            name = f"{specs[task].hub}:{name}"
+        elif not path.exists():
             if path.is_symlink():  # a dangling link or a loop: the file is meant to be there and cannot be read
                 reason = os.strerror(errno.ENOENT)
                 try:
@@ -88,7 +97,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             elif config is not None and split != "test":  # a config's train and dev files are required
                 report[name] = {"rows": 0, "skipped": [], "error": "no such file"}
             continue
-        if kind := special_kind(path):  # a FIFO would block the check and a device never end it: never opened
+        elif kind := special_kind(path):  # a FIFO would block the check and a device never end it: never opened
             report[name] = {"rows": 0, "skipped": [], "error": f"{kind}, not a regular file"}
             continue
         # keep=False: a format that reads by rows counts them rather than keeping them (a file larger than memory)

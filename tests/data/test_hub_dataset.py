@@ -334,3 +334,12 @@ def test_a_run_records_the_commit_and_resumes_and_evaluates_offline(glue, tiny_m
     assert metrics["resumed_from"]["step"] == 3 and metrics["final_dev"]["mrpc"]
     assert evaluate_run(run, data_dir=str(data), quiet=True)["mrpc"]["score"] == pytest.approx(
         metrics["final_dev"]["mrpc"]["score"])
+
+
+def test_minbert_data_checks_the_hub_splits(glue, tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text(HUB_TASK + 'test = "test"\n')
+    assert main(["data", "--config", str(config), "--data-dir", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {name: entry["rows"] for name, entry in report.items()} == {
+        f"{NAME}:train": 3067, f"{NAME}:validation": 398, f"{NAME}:test": 398}

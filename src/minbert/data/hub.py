@@ -272,11 +272,13 @@ def hub_defaults(spec: Any) -> None:
 
 
 def read_hub_split(spec: Any, split: str, where: str, labelled: bool = True, strict: bool = False,
-                   what: str = "") -> LoadedFile:
-    """A split of a Hub spec's data set: each of its Parquet files read in order through the spec's format, as one
-    LoadedFile named by its file (or by the folder of its shards)."""
+                   what: str = "", tags: tuple[str, ...] | None = None, keep: bool = True) -> LoadedFile:
+    """A split of a Hub spec's data set: each of its Parquet files read in order through the spec's format
+    (DataSpec.read's options; `tags` default: the spec's declared label set), as one LoadedFile named by its file
+    (or by the folder of its shards)."""
     paths = resolve_hub(spec.hub, spec.subset, spec.revision, (split,), where).files[split]
-    parts = [spec.read(path, labelled=labelled, strict=strict, what=what, tags=spec.tag_labels) for path in paths]
+    tags = spec.tag_labels if tags is None else tags
+    parts = [spec.read(path, labelled=labelled, strict=strict, what=what, tags=tags, keep=keep) for path in paths]
     if len(parts) == 1:
         return parts[0]
     merged = dataclasses.replace(parts[0], path=paths[0].parent,
