@@ -123,7 +123,10 @@ def build(cls: type, values: Any, where: str = "") -> Any:
         registry = fields[key].metadata.get("registry")
         if registry is not None:
             many = fields[key].metadata["many"]
-            kwargs[key] = registry.build_named(value, path) if many else registry.choose(value, path)
+            if typing.get_origin(hints[key]) is list:  # a list of units, each a name or a table with `name`
+                kwargs[key] = registry.choose_each(value, path)
+            else:
+                kwargs[key] = registry.build_named(value, path) if many else registry.choose(value, path)
             continue
         kwargs[key] = check_type(value, hints[key], path)
         check_field(kwargs[key], fields[key].metadata, path)
@@ -210,6 +213,18 @@ class Registry(dict):
         name = options.pop("name")
         self.lookup(name, f"{where}.name" if len(options) else where)
         return Chosen(name, build(self.options_of(name), options, where))
+
+    def choose_each(self, values: Any, where: str) -> list[Chosen]:
+        """`["a", {name = "b", option = ...}]` -> [Chosen, ...], each unit at most once."""
+        if isinstance(values, str | dict):  # one unit
+            values = [values]
+        if not isinstance(values, list):
+            raise ConfigError(f"{where}: expected a list of {self.kind} names or tables with `name`, got {values!r}")
+        chosen = [self.choose(value, f"{where}[{i}]") for i, value in enumerate(values)]
+        names = [c.name for c in chosen]
+        if twice := next((name for i, name in enumerate(names) if name in names[:i]), None):
+            raise ConfigError(f"{where}: {twice!r} is listed twice; give each {self.kind} once")
+        return chosen
 
     def resolve(self, value: Chosen | str) -> Chosen:
         """A Chosen as it is, or a bare name (set in code, not read from a config) with its default options."""

@@ -49,6 +49,7 @@ from minbert.reporting.report import write_report_quietly
 from minbert.runs.run import train_run
 from minbert.training.checkpoint import list_checkpoints
 from minbert.training.config import RunConfig, load_config, read_toml
+from minbert.training.tracking import close_group, open_group, sweep_trackers
 
 
 def read_sweep(path: Path) -> dict:
@@ -131,12 +132,15 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
             runs[run_dir] = config
             run_dirs[name].append(run_dir)
     pending = [(config, run_dir) for run_dir, config in runs.items() if not finished(run_dir)]
+    # the sweep's runs as one group of its trackers (an MLflow parent run, a W&B group), named after the sweep
+    trackers = sweep_trackers([config.train.tracking for config in runs.values()])
+    group = open_group(trackers, path.stem, out) if pending else {}
     try:
         if jobs > 1 and len(pending) > 1:
-            run_parallel(pending, data_dir, jobs)
+            run_parallel(pending, data_dir, jobs, group)
         else:
             for config, run_dir in pending:
-                train_one(config, run_dir, data_dir)
+                train_one(config, run_dir, data_dir, tracking_group=group)
     except Interrupted as exc:
         done = sum(finished(run_dir) for run_dir in runs)
         exc.detail = "; ".join(filter(None, [
@@ -151,6 +155,7 @@ def run_ablation(path: str | Path, data_dir: str | None = None, budget: float | 
     plot_bars(rows, out / "ablation.png")
     every_run = [d for dirs in run_dirs.values() for d in dirs if (d / "metrics.json").exists()]
     write_report_quietly(*every_run, output=out / "report.html")
+    close_group(trackers, group, {name: out / name for name in ("ablation.md", "ablation.png", "report.html")})
     return out
 
 
@@ -183,24 +188,25 @@ def finished(run_dir: Path) -> bool:
     return metrics.exists() and "final_dev" in json.loads(metrics.read_text(encoding="utf-8"))
 
 
-def train_one(config: RunConfig, run_dir: Path, data_dir: str | None, threads: int = 0) -> None:
+def train_one(config: RunConfig, run_dir: Path, data_dir: str | None, threads: int = 0,
+              tracking_group: dict | None = None) -> None:
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     if list_checkpoints(run_dir):
-        train_run(config, data_dir, resume=run_dir)
+        train_run(config, data_dir, resume=run_dir, tracking_group=tracking_group)
     else:
-        train_run(config, data_dir, overwrite=True)
+        train_run(config, data_dir, overwrite=True, tracking_group=tracking_group)
 
 
-def run_parallel(pending: list, data_dir: str | None, jobs: int) -> None:
+def run_parallel(pending: list, data_dir: str | None, jobs: int, tracking_group: dict | None = None) -> None:
     """Train the runs `jobs` at a time, each in its own process (spawned: no CUDA or thread state is inherited).
     A run that fails does not stop the others; the failures are listed at the end. A signal stops them all at
     their next step boundary (minbert.interrupts)."""
     jobs = min(jobs, len(pending))
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    outcomes = run_in_processes([(str(run_dir), train_one, (config, run_dir, data_dir, threads))
+    outcomes = run_in_processes([(str(run_dir), train_one, (config, run_dir, data_dir, threads, tracking_group))
                                  for config, run_dir in pending], jobs)
     failures = [f"{o.label}: {o.message}" for o in outcomes if o.rc]
     if failures:

@@ -25,7 +25,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from rich.table import Table
-from torch.utils.tensorboard import SummaryWriter
 
 from minbert.data.spec import builtin_name, resolve_data_dir
 from minbert.device import machine
@@ -67,6 +66,7 @@ from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.experiment import SPLITS, Experiment, build_experiment, load_task_data, task_file
 from minbert.training.hooks import Hook
 from minbert.training.loop import Trainer
+from minbert.training.tracking import Tracking, check_trackers
 
 log = logging.getLogger("minbert")
 
@@ -282,30 +282,47 @@ class BestCheckpoint(Hook):
 
 
 class RunRecorder(Hook):
-    """metrics.json after every epoch, and tensorboard: per-step losses and rate, per-epoch dev metrics."""
+    """metrics.json after every epoch, and the run's trackers (`train.tracking`, minbert.training.tracking; by
+    default tensorboard/): per-step losses and rate, per-epoch dev metrics and throughput, the run's files at the
+    end."""
 
-    def __init__(self, run_dir: Path, metrics: dict, best: BestCheckpoint):
+    def __init__(self, run_dir: Path, metrics: dict, best: BestCheckpoint, config: RunConfig | None = None,
+                 tracking_group: dict | None = None):
         self.run_dir, self.metrics, self.best = run_dir, metrics, best
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        config = config or best.exp.config
+        self.tracking = Tracking(config.train.tracking, config.name, run_dir, config.to_dict(), tracking_group)
 
     def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None:
-        for task, value in losses.items():
-            self.writer.add_scalar(f"train_loss/{task}", value, trainer.step)
-        self.writer.add_scalar("lr", trainer.optimizer.param_groups[0]["lr"], trainer.step)
+        figures = {f"train_loss/{task}": value for task, value in losses.items()}
+        figures["lr"] = trainer.optimizer.param_groups[0]["lr"]
+        self.tracking.log_step(trainer.step, figures)
 
     def epoch_ended(self, trainer: Trainer, record: dict) -> None:
         self.metrics["epochs"] = list(trainer.history)
-        for task, result in record["dev"].items():
-            self.writer.add_scalar(f"dev/{task}_{result['metric']}", result["score"], record["epoch"])
-        self.writer.add_scalar("dev/selection_score", record["selection_score"], record["epoch"])
-        self.writer.add_scalar("throughput/train_examples_per_second", record["train_examples_per_second"],
-                               record["epoch"])
-        self.writer.flush()
+        figures = {f"dev/{task}_{result['metric']}": result["score"] for task, result in record["dev"].items()}
+        figures["dev/selection_score"] = record["selection_score"]
+        figures["throughput/train_examples_per_second"] = record["train_examples_per_second"]
+        self.tracking.log_epoch(trainer.step, record["epoch"], figures)
         self.metrics["best"] = self.best.best
         write_json(self.run_dir / "metrics.json", self.metrics)
 
+    def state(self) -> tuple[dict, dict]:
+        self.tracking.flush()  # before the checkpoint is written: it never holds steps the trackers lack
+        return {}, {}
+
     def close(self) -> None:
-        self.writer.close()
+        """Training is over: what the trackers buffered is sent (their runs stay open for `finish`)."""
+        self.tracking.flush()
+
+    def finish(self, run_dir: Path) -> None:
+        """The finished run's report.html, metrics.json, resolved config and best checkpoint's config as
+        artifacts; the tracked runs end."""
+        self.tracking.finish({name: run_dir / name for name in
+                              ("report.html", "metrics.json", "config.toml", "best/config.json")})
+
+    def abandon(self, exc: BaseException) -> None:
+        """The run stopped (an interrupt: it can be resumed) or failed: the tracked runs end saying so."""
+        self.tracking.close("KILLED" if isinstance(exc, Interrupted) else "FAILED")
 
 
 # Published reference points (dev) that the summary prints beside a run's own scores.
@@ -352,7 +369,8 @@ def start_trainer(exp: Experiment, hooks: Sequence[Hook], world: World, run_dir:
 
 
 def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = False, strict: bool = False,
-              resume: str | Path | None = None, hooks: Sequence[Hook] = (), fork: str | Path | None = None) -> Path:
+              resume: str | Path | None = None, hooks: Sequence[Hook] = (), fork: str | Path | None = None,
+              tracking_group: dict | None = None) -> Path:
     """Train one run, or continue one from its newest checkpoint (`resume`: its run directory), or start a new run
     from another run's checkpoint (`fork`: forks of one checkpoint share their training up to it, then each draws
     from its own seed). Under torchrun every rank trains its share; rank 0 alone locks and writes the run directory.
@@ -361,7 +379,9 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
     files and their rows); a new run that still fails before its first checkpoint removes its directory again.
     With `overwrite` the new run is built beside the old one, which it replaces only once it has finished
     (minbert.runs.rundir); resuming such an unfinished replacement puts it in place when it finishes.
-    `hooks` act on the main rank's loop after the run's own (a tuning study's pruner)."""
+    `hooks` act on the main rank's loop after the run's own (a tuning study's pruner). `tracking_group`: the
+    sweep's group of tracked runs that this run joins (minbert.training.tracking.open_group)."""
+    check_trackers(config.train.tracking)  # a missing package is one line, before any work
     world = init_world()
     config = pin_model_revision(config)
     root = Path(config.output_dir)
@@ -400,7 +420,8 @@ def train_run(config: RunConfig, data_dir: str | None = None, overwrite: bool = 
                 held.flush()
             try:
                 world.barrier()
-                finished = _train_main(exp, world, place, bool(resume), handler, started, hooks, fork)
+                finished = _train_main(exp, world, place, bool(resume), handler, started, hooks, fork,
+                                       tracking_group)
             except BaseException as exc:  # an error, or an interrupt that came before the first checkpoint
                 removed = remove_failed_start(place)
                 if removed:
@@ -451,8 +472,10 @@ def what_was_kept(run: NewRun, removed: bool) -> str:
 
 
 def _train_main(exp: Experiment, world: World, place: NewRun, resume: bool, handler: logging.Handler,
-                started: float, hooks: Sequence[Hook] = (), fork: Path | None = None) -> Path:
+                started: float, hooks: Sequence[Hook] = (), fork: Path | None = None,
+                tracking_group: dict | None = None) -> Path:
     config, run_dir = exp.config, place.building
+    recorder = None
     try:
         for task, splits in exp.data.items():
             log.info("%s: %s", task, ", ".join(f"{split} {len(d.examples)}" for split, d in splits.items()))
@@ -463,7 +486,8 @@ def _train_main(exp: Experiment, world: World, place: NewRun, resume: bool, hand
         if world.distributed:
             log.info("data parallel over %d ranks: each takes 1/%d of every batch", world.size, world.size)
         best = BestCheckpoint(run_dir, exp)
-        recorder = RunRecorder(run_dir, {"name": config.name, "epochs": [], "best": None}, best)
+        recorder = RunRecorder(run_dir, {"name": config.name, "epochs": [], "best": None}, best, config,
+                               tracking_group)
         trainer = start_trainer(exp, [best, recorder, *hooks], world, run_dir, cache_dir=run_dir / "cache")
         metrics = recorder.metrics
         metrics_file = run_dir / "metrics.json"
@@ -505,7 +529,12 @@ def _train_main(exp: Experiment, world: World, place: NewRun, resume: bool, hand
         if report:
             write_report_quietly(run_dir)
         print_summary(config, metrics)
+        recorder.finish(run_dir)
         return run_dir
+    except BaseException as exc:
+        if recorder is not None:
+            recorder.abandon(exc)
+        raise
     finally:
         logging.getLogger("minbert").removeHandler(handler)
         handler.close()

@@ -38,6 +38,7 @@ from minbert.tasks.config import (
 from minbert.training.distillation import Distillation
 from minbert.training.samplers import SAMPLERS, parse_balancing
 from minbert.training.techniques import TECHNIQUES
+from minbert.training.tracking import TRACKERS
 
 __all__ = ["ExtraDataConfig", "ModelConfig", "RunConfig", "StageConfig", "TaskConfig", "TrainConfig",
            "load_config", "parse_override", "teachers_of"]
@@ -89,6 +90,9 @@ class TrainConfig:
     # at the end, figures/ (PNG) and report.html besides the numbers and predictions; false saves about a second a
     # run in sweeps of small runs (later: `minbert report RUN`, `minbert evaluate --run RUN --write-outputs`)
     report: bool = True
+    # where the run's figures also go: tensorboard, mlflow, wandb, each a name or a table with its options
+    # ({ name = "mlflow", tracking_uri = "...", experiment = "..." }; minbert.training.tracking)
+    tracking: list[Chosen] = option([Chosen("tensorboard")], registry=TRACKERS)
 
 
 @dataclass

@@ -39,6 +39,7 @@ from minbert.names import check_name
 from minbert.outputs import atomic_write_text
 from minbert.runs.run import train_run
 from minbert.training.hooks import Hook
+from minbert.training.tracking import close_group, open_group
 from minbert.tuning.search import Search, active, choice_label, choice_of, read_search
 
 log = logging.getLogger("minbert")
@@ -95,6 +96,7 @@ class Study:
     name: str
     data_dir: str | None = None
     shared: bool = False  # other workers draw from the same study (--jobs > 1, or a storage URL)
+    tracking_group: dict | None = None  # the trials' group of tracked runs (minbert.training.tracking.open_group)
 
     def storage(self) -> optuna.storages.RDBStorage:
         heartbeat = self.search.heartbeat_seconds
@@ -130,7 +132,7 @@ class Study:
         trial.set_user_attr(TRIAL_DIR_KEY, str(self.directory / "trials" / name))
         started, pruning = time.perf_counter(), Pruning(trial)
         try:
-            run_dir = train_run(config, self.data_dir, hooks=[pruning])
+            run_dir = train_run(config, self.data_dir, hooks=[pruning], tracking_group=self.tracking_group)
         except Interrupted as exc:  # Optuna marks the trial failed and lets the interrupt through
             trial.set_user_attr(STOPPED_KEY, f"stopped by {exc.name}")
             raise
@@ -258,8 +260,10 @@ def tune(search_path: str | Path, trials: int | None = None, timeout: float | No
         check_storage(storage)  # before the study's directory is made
     directory = Path(output_dir) / "tune" / name
     (directory / "trials").mkdir(parents=True, exist_ok=True)
+    # the trials as one group of their trackers (an MLflow parent run, a W&B group), named after the study
+    trackers = search.config({}, budget=False).train.tracking
     study = Study(search, directory, storage or f"sqlite:///{(directory / 'study.db').resolve()}", name, data_dir,
-                  shared=jobs > 1 or storage is not None)
+                  shared=jobs > 1 or storage is not None, tracking_group=open_group(trackers, name, directory))
     total = trials or search.trials
     loaded = study.load()
     for number in fail_dead_workers_trials(loaded):
@@ -287,6 +291,8 @@ def tune(search_path: str | Path, trials: int | None = None, timeout: float | No
                       f"study is in {directory}. Rerun the same command to continue it")
         raise
     write_report(study)
+    close_group(trackers, study.tracking_group or {},
+                {name: directory / name for name in ("trials.md", "trials.csv", "best.toml")})
     return directory
 
 
