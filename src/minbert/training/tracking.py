@@ -86,7 +86,9 @@ class Tracker:
         every = self.logged.get("*", -1)
         return {k: v for k, v in figures.items() if step > max(every, self.logged.get(k, -1))}
 
-    def log_step(self, step: int, figures: dict[str, float]) -> None: ...
+    def log_step(self, step: int, figures: dict[str, float]) -> dict | None:
+        """Returns an updated tracking.json entry when it sent rows (a unit that buffers), else None."""
+
     def log_epoch(self, step: int, epoch: int, figures: dict[str, float]) -> None: ...
     def flush(self) -> dict | None:
         """Send what is buffered; returns an updated tracking.json entry, or None when it did not change."""
@@ -113,11 +115,13 @@ class BufferedTracker(Tracker):
         self.rows: dict[int, dict[str, float]] = {}
         self.last_flush = time.monotonic()
 
-    def log_step(self, step: int, figures: dict[str, float]) -> None:
+    def log_step(self, step: int, figures: dict[str, float]) -> dict | None:
+        entry = None
         if time.monotonic() - self.last_flush > FLUSH_SECONDS:
-            self.send_rows(lambda s: s < step)  # this step's row may still take the epoch's figures
+            entry = self.send_rows(lambda s: s < step)  # this step's row may still take the epoch's figures
         if figures := self.fresh(step, figures):
             self.rows.setdefault(step, {}).update(figures)
+        return entry
 
     def log_epoch(self, step: int, epoch: int, figures: dict[str, float]) -> None:
         if figures := self.fresh(step, {**figures, "epoch": float(epoch)}):
