@@ -79,7 +79,8 @@ def cmd_data(args: argparse.Namespace) -> int:
                  for task in config.tasks for split in ("train", "dev", "test")
                  if (name := task_file(config, task, split))]
     tags: dict[str, tuple[str, ...]] = {}  # per task: the label set read from its train file
-    directory = resolve_data_dir(args.data_dir or (config.data_dir if config else None) or None)
+    directory = resolve_data_dir(args.data_dir or (config.data_dir if config else None) or None,
+                                 needed=config is None or not all(spec.hub for spec in specs.values()))
     report = {}
     for name, read, split, task in files:
         path = directory / name

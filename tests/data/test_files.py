@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
@@ -131,6 +132,7 @@ def test_no_data_directory_says_where_it_looked(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"no data directory found; looked in: --data-dir \(not given\), "
                                         r"\$MINBERT_DATA \(not set\), data, ../shared/data"):
         resolve_data_dir()
+    assert resolve_data_dir(needed=False) == Path()  # every task reads a Hub data set: nothing to look for
 
 
 def test_data_command_json_report(tmp_path, capsys):

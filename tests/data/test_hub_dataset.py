@@ -336,10 +336,14 @@ def test_a_run_records_the_commit_and_resumes_and_evaluates_offline(glue, tiny_m
         metrics["final_dev"]["mrpc"]["score"])
 
 
-def test_minbert_data_checks_the_hub_splits(glue, tmp_path, capsys):
+def test_minbert_data_checks_the_hub_splits(glue, tmp_path, capsys, monkeypatch):
+    """... with no data directory anywhere: a config whose tasks all read Hub data sets needs none."""
     config = tmp_path / "run.toml"
     config.write_text(HUB_TASK + 'test = "test"\n')
-    assert main(["data", "--config", str(config), "--data-dir", str(tmp_path), "--json"]) == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MINBERT_DATA", raising=False)
+    monkeypatch.setattr("minbert.data.spec._repo_root", lambda: tmp_path / "repo")
+    assert main(["data", "--config", str(config), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert {name: entry["rows"] for name, entry in report.items()} == {
         f"{NAME}:train": 3067, f"{NAME}:validation": 398, f"{NAME}:test": 398}

@@ -333,8 +333,10 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
-def resolve_data_dir(flag: str | Path | None = None) -> Path:
-    """--data-dir, then $MINBERT_DATA, then ./data, then ../shared/data (from here, then from the checkout)."""
+def resolve_data_dir(flag: str | Path | None = None, needed: bool = True) -> Path:
+    """--data-dir, then $MINBERT_DATA, then ./data, then ../shared/data (from here, then from the checkout).
+    `needed` False (every task reads a Hub data set from huggingface_hub's cache): the current directory when none
+    of them is found, since nothing is read from it."""
     if flag:
         if not Path(flag).is_dir():
             raise DataError(f"--data-dir {flag}: no such directory")
@@ -347,5 +349,7 @@ def resolve_data_dir(flag: str | Path | None = None) -> Path:
     for candidate in candidates:
         if any((candidate / name).exists() for name in KNOWN_FILES.values()):
             return candidate
+    if not needed:
+        return Path()
     looked = ", ".join(str(c) for c in ["--data-dir (not given)", "$MINBERT_DATA (not set)", *candidates])
     raise DataError(f"no data directory found; looked in: {looked}")

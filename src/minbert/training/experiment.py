@@ -80,7 +80,9 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
                    splits: tuple[str, ...] = SPLITS) -> dict[str, dict[str, TaskData]]:
     """Task -> split -> its rows as model inputs: each task's rows assembled in one call (minbert.data.assembly),
     then turned into model rows by its kind."""
-    directory = resolve_data_dir(data_dir or config.data_dir or None)
+    sources = {task: task_source(config, task) for task in config.tasks}
+    directory = resolve_data_dir(data_dir or config.data_dir or None,
+                                 needed=any(not s.spec.hub or s.extras for s in sources.values()))
     train = config.train
     sampling = Sampling(config.seed, train.tune_split, train.tune_split_seed, train.max_train_examples,
                         train.max_eval_examples, train.train_fraction)
@@ -88,7 +90,7 @@ def load_task_data(config: RunConfig, tokenizer: Tokenizer, data_dir: str | None
     for task, task_config in config.tasks.items():
         if sampling.tune_split > 0:
             refuse(kind_of(task, task_config), "train.tune_split")
-        rows = assemble_task_data(task_source(config, task), directory, sampling, splits, strict)
+        rows = assemble_task_data(sources[task], directory, sampling, splits, strict)
         kind = kind_of(task, task_config)  # after assembly: a tagging spec may have read its label set from train
         data[task] = {split: kind.task_data(part.examples, tokenizer, config.model.max_length,
                                             siamese=kind.is_pair and task_config.pair_encoding == "siamese",
