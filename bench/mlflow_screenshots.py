@@ -58,14 +58,17 @@ def free_port() -> int:
 
 @contextmanager
 def mlflow_server(root: Path) -> Iterator[str]:
-    """`mlflow server` on loopback with its store in ROOT (as tests/runs/test_tracking_mlflow.py starts it)."""
+    """`mlflow server` on loopback with its store in ROOT (tests/runs/test_tracking_mlflow.py starts it here too)."""
     url = f"http://127.0.0.1:{free_port()}"
     with (root / "server.log").open("w") as server_log:
         server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
                                    url.rsplit(":", 1)[1], "--workers", "1",
                                    "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
                                    "--artifacts-destination", str(root / "artifacts")],
-                                  stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
+                                  stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  # no job runner: its five huey consumers would each import mlflow, for jobs
+                                  # nothing here runs
+                                  env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     try:
         deadline = time.monotonic() + 600  # slow to start on a busy CPU
         while True:

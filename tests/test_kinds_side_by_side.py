@@ -48,3 +48,4 @@ def test_squad_figures_of_the_reference_are_put_on_minberts_scale(tmp_path):
     text = (out / "side-by-side.md").read_text(encoding="utf-8")
     assert "| qa | exact_match | - | 0.5000 (n=1) |" in text
     assert "| qa | f1 | - | 0.6250 (n=1) |" in text
+    assert "minbert's qa examples/s counts windows" in text

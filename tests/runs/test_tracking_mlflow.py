@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bench.mlflow_screenshots import free_port
+from bench.mlflow_screenshots import mlflow_server as server_on_loopback
 from minbert.cli import main
 from minbert.training.checkpoint import list_checkpoints
 from tests.runs.tracking_helpers import STEPS_PER_EPOCH, tracked_config, train_killed_at
@@ -25,40 +20,10 @@ from tests.runs.tracking_helpers import STEPS_PER_EPOCH, tracked_config, train_k
 pytest.importorskip("mlflow")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("mlflow-server")
-    url = f"http://127.0.0.1:{free_port()}"
-    with (root / "server.log").open("w") as server_log:
-        server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-                                   url.rsplit(":", 1)[1], "--workers", "1",
-                                   "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                                   "--artifacts-destination", str(root / "artifacts")],
-                                  stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (root / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
+    with server_on_loopback(tmp_path_factory.mktemp("mlflow-server")) as url:
         yield url
-    finally:  # the server and its workers: their own process group
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 def client_of(url: str):
