@@ -12,6 +12,7 @@ Each measurement runs in a fresh child process, so its peak memory (max RSS) is 
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing as mp
 import resource
@@ -23,7 +24,7 @@ import torch
 
 from minbert.data.files import read_examples
 from minbert.data.spec import FORMATS, resolve_data_dir
-from minbert.device import cpu_has_fast_bf16
+from minbert.device import cpu_has_fast_bf16, cpu_name
 from minbert.outputs import write_output_text
 from minbert.terminal import console as make_console
 
@@ -232,77 +233,202 @@ def train_hf(data_dir: str | None, precision: str, steps: int) -> dict:
     return {"sentences_per_s": seen / seconds, "gflops": flops / seconds / 1e9, "peak_rss_mb": _peak_rss_mb()}
 
 
-def train_base_size(data_dir: str | None, engine: str, steps: int, vocabulary: str | None = None) -> dict:
-    """A bert-base-sized encoder (random weights: 12 layers, hidden 768) trained for `steps` batches of 32 SST
-    sentences on a GPU in bf16 autocast: minbert (our encoder and AdamW) or HF (eager or sdpa attention, torch
-    AdamW), the same batches in file order for each. Sentences/s, GFLOP/s on the batches' tokens, peak memory."""
-    from minbert.model import BertConfig, BertModel
-    from minbert.optim import AdamW
-    from minbert.tokenizer import Tokenizer
+# --- the GPU bench (`minbert bench --gpu`): bert-base's shape, random weights, synthetic batches --------------
 
-    device = torch.device("cuda")
-    config = BertConfig()  # bert-base's shape
-    tokenizer = Tokenizer.from_pretrained(vocabulary)  # MiniLM's: bert-base's uncased WordPiece (30,522)
-    texts = _sentences(data_dir, "ids-sst-train.csv", limit=32 * (steps + 3))
-    labels = torch.tensor([e.label for e in read_examples(resolve_data_dir(data_dir) / "ids-sst-train.csv",
-                                                          FORMATS["sst"]).examples[:len(texts)]])
-    batches = [(tokenizer.encode(texts[i:i + 32], max_length=128), labels[i:i + 32])
-               for i in range(0, len(texts), 32)]
-    if engine == "minbert":
-        encoder = BertModel(config).to(device)
-        head = torch.nn.Linear(config.hidden_size, 5).to(device)
-        parameters = [*encoder.parameters(), *head.parameters()]
-        optimizer = AdamW(parameters, lr=2e-5)
-
-        def loss_of(inputs: dict, y: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.cross_entropy(head(encoder(**inputs).last_hidden_state[:, 0]), y)
-    else:
-        import transformers
-
-        hf_config = transformers.BertConfig(num_labels=5, attn_implementation=engine.removeprefix("hf "))
-        model = transformers.BertForSequenceClassification(hf_config).to(device)
-        parameters = list(model.parameters())
-        optimizer = torch.optim.AdamW(parameters, lr=2e-5)
-
-        def loss_of(inputs: dict, y: torch.Tensor) -> torch.Tensor:
-            return model(**inputs, labels=y).loss
-
-    def step(batch: tuple) -> int:
-        inputs = {k: v.to(device) for k, v in batch[0].items()}
-        with torch.autocast("cuda", torch.bfloat16):
-            loss = loss_of(inputs, batch[1].to(device))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return inputs["input_ids"].numel()
-
-    for batch in batches[:3]:  # warm-up
-        step(batch)
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    seen, flops, start = 0, 0.0, time.perf_counter()
-    for batch in batches[3:]:
-        tokens = step(batch)
-        length = batch[0]["input_ids"].shape[1]
-        seen += batch[0]["input_ids"].shape[0]
-        flops += tokens * flops_per_token(config, length, True)
-    torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return {"sentences_per_s": seen / seconds, "gflops": flops / seconds / 1e9,
-            "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20, "peak_rss_mb": _peak_rss_mb()}
+GPU_ENGINES = ("minbert", "hf eager", "hf sdpa")
+# Dense bf16 tensor-core peaks (no sparsity) in TFLOP/s, from the vendors' datasheets. The first fragment found in
+# torch.cuda.get_device_name() wins, so a more specific name comes before one it contains (L40S, L40, L4).
+BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0),
+                    ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0))
+NUM_LABELS = 5  # an SST-5-like head: what the bench trains is the encoder, the head only gives it a loss
 
 
-def gpu_matmul_peak(size: int = 8192, rounds: int = 20) -> float:
-    """bf16 GFLOP/s of a large square matmul on the GPU."""
-    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+def datasheet_bf16_tflops(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU named `device_name`, or None for one the table does not know."""
+    for fragment, tflops in BF16_PEAK_TFLOPS:
+        if fragment.lower() in device_name.lower():
+            return tflops
+    return None
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_tflops(device: torch.device, size: int, rounds: int = 10) -> float:
+    """bf16 TFLOP/s of a square matmul on `device`: what this card reaches, beside its datasheet's figure."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
     a @ b
-    torch.cuda.synchronize()
+    _synchronize(device)
     start = time.perf_counter()
     for _ in range(rounds):
         a @ b
-    torch.cuda.synchronize()
-    return rounds * 2 * size**3 / (time.perf_counter() - start) / 1e9
+    _synchronize(device)
+    return rounds * 2 * size**3 / (time.perf_counter() - start) / 1e12
+
+
+def training_flops_per_step(config, batch_size: int, seq_length: int) -> float:
+    """One training step's matmul FLOPs: 6 x the encoder's matmul weights per token plus attention's QK^T and AV
+    (flops_per_token), and the pooler and classifier once per sentence. Embedding lookups are not matmuls."""
+    head = 3 * 2 * (config.hidden_size**2 + config.hidden_size * NUM_LABELS)
+    return batch_size * (seq_length * flops_per_token(config, seq_length, True) + head)
+
+
+def synthetic_batches(config, count: int, batch_size: int, seq_length: int,
+                      device: torch.device) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """`count` batches of random token ids, every row `seq_length` tokens (its attention mask all ones, passed as a
+    collated batch passes one) with a random label, on the device before timing starts."""
+    generator = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(count):
+        ids = torch.randint(1, config.vocab_size, (batch_size, seq_length), generator=generator)
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+        labels = torch.randint(0, NUM_LABELS, (batch_size,), generator=generator)
+        batches.append(({k: v.to(device) for k, v in inputs.items()}, labels.to(device)))
+    return batches
+
+
+def _build_engine(engine: str, config, device: torch.device) -> tuple[Callable, torch.optim.Optimizer, list]:
+    """(loss of (inputs, labels), optimizer, modules) for one engine, freshly initialised on `device`. Both sides
+    are BERT + pooler + dropout + a linear classifier, AdamW at lr 2e-5 and weight decay 0.01 on every parameter."""
+    if engine == "minbert":
+        from minbert.model import BertModel
+        from minbert.optim import AdamW
+
+        encoder = BertModel(config).to(device)
+        head = torch.nn.Sequential(torch.nn.Dropout(config.hidden_dropout_prob),
+                                   torch.nn.Linear(config.hidden_size, NUM_LABELS)).to(device)
+        optimizer = AdamW([*encoder.parameters(), *head.parameters()], lr=2e-5, weight_decay=0.01)
+
+        def loss_of(inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.cross_entropy(head(encoder(**inputs).pooler_output), labels)
+
+        return loss_of, optimizer, [encoder, head]
+    try:
+        import transformers
+    except ImportError:
+        raise RuntimeError("transformers is not installed (pip install transformers)") from None
+    hf_config = transformers.BertConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attention_probs_dropout_prob=config.attention_probs_dropout_prob, num_labels=NUM_LABELS,
+        attn_implementation=engine.removeprefix("hf "))
+    model = transformers.BertForSequenceClassification(hf_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+
+    def hf_loss_of(inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+        return model(**inputs, labels=labels).loss
+
+    return hf_loss_of, optimizer, [model]
+
+
+def time_engine(engine: str, config, batches: list, steps: int, warmup_steps: int, device: torch.device) -> dict:
+    """Seconds for `steps` training steps after `warmup_steps` untimed ones, bf16 autocast, no host read of a device
+    tensor inside the timed loop; the last loss (read after the clock stops) and the peak GPU memory (weights,
+    AdamW's moments and the activations: the peak counter starts before the model is built)."""
+    if device.type == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(0)
+    loss_of, optimizer, modules = _build_engine(engine, config, device)
+    for module in modules:
+        module.train()
+
+    def step(index: int) -> torch.Tensor:
+        inputs, labels = batches[index % len(batches)]
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = loss_of(inputs, labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    for index in range(warmup_steps):
+        step(index)
+    _synchronize(device)
+    start = time.perf_counter()
+    for index in range(warmup_steps, warmup_steps + steps):
+        loss = step(index)
+    _synchronize(device)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "final_loss": float(loss),
+            "parameters": sum(p.numel() for m in modules for p in m.parameters()),
+            "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None}
+
+
+def gpu_bench(device: str = "cuda", batch_size: int = 32, seq_length: int = 128, steps: int = 50,
+              warmup_steps: int = 5, layers: int = 12, hidden: int = 768, heads: int = 12,
+              peak_tflops: float | None = None, engines: tuple[str, ...] = GPU_ENGINES,
+              vocab_size: int = 30522) -> dict:
+    """Training speed at one shape (default bert-base's: 12 layers, hidden 768, 12 heads, intermediate 4 x hidden;
+    random weights, nothing downloaded), batch x seq_length tokens a step, bf16 autocast: minbert's encoder + a
+    classification head with minbert's AdamW, HF transformers' BertForSequenceClassification (eager, sdpa) with
+    torch's AdamW. Per engine: sentences/s, tokens/s, TFLOP/s and its share of the bf16 peak (--peak-tflops, else
+    the datasheet table by device name, else the matmul measured here), peak GPU memory; all in one process."""
+    from minbert.errors import ConfigError
+    from minbert.model import BertConfig
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--gpu: no CUDA device is available here (--device cpu runs the same bench on the CPU)")
+    if hidden % heads:
+        raise ConfigError(f"--hidden {hidden} is not a multiple of --heads {heads}")
+    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=4 * hidden)
+    if seq_length > config.max_position_embeddings:
+        raise ConfigError(f"--seq-length {seq_length}: at most {config.max_position_embeddings} (BERT's positions)")
+    for flag, value in (("--batch-size", batch_size), ("--seq-length", seq_length), ("--steps", steps),
+                        ("--layers", layers), ("--hidden", hidden), ("--heads", heads)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be >= 1")
+    if warmup_steps < 0:
+        raise ConfigError(f"--warmup-steps {warmup_steps}: must be >= 0")
+    where = torch.device(device)
+    name = torch.cuda.get_device_name(where) if where.type == "cuda" else f"CPU ({cpu_name()})"
+    measured = matmul_tflops(where, 8192 if where.type == "cuda" else 256)
+    if peak_tflops is not None:
+        peak, source = peak_tflops, "--peak-tflops"
+    elif (known := datasheet_bf16_tflops(name) if where.type == "cuda" else None) is not None:
+        peak, source = known, "datasheet (dense bf16)"
+    else:
+        peak, source = measured, "measured bf16 matmul"
+    flops = training_flops_per_step(config, batch_size, seq_length)
+    batches = synthetic_batches(config, min(warmup_steps + steps, 8), batch_size, seq_length, where)
+    report: dict = {"device": name, "torch": torch.__version__, "transformers": _version_of("transformers"),
+                    "shape": {"layers": layers, "hidden": hidden, "heads": heads, "intermediate": 4 * hidden,
+                              "vocab": vocab_size, "batch_size": batch_size, "seq_length": seq_length},
+                    "precision": "bf16 autocast", "steps": steps, "warmup_steps": warmup_steps,
+                    "flops_per_step": flops, "peak_tflops": peak, "peak_source": source,
+                    "matmul_tflops": measured, "engines": {}}
+    for engine in engines:
+        try:
+            timed = time_engine(engine, config, batches, steps, warmup_steps, where)
+        except Exception as exc:  # reported in its row (an OOM, transformers missing); the other engines go on
+            report["engines"][engine] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        seconds = timed.pop("seconds")
+        tflops = steps * flops / seconds / 1e12
+        report["engines"][engine] = {"sentences_per_s": steps * batch_size / seconds,
+                                     "tokens_per_s": steps * batch_size * seq_length / seconds,
+                                     "tflops": tflops, "peak_share": tflops / peak, "step_ms": 1000 * seconds / steps,
+                                     **timed}
+    base = report["engines"].get("hf eager", {}).get("sentences_per_s")
+    for row in report["engines"].values():
+        if "error" not in row:
+            row["vs_hf_eager"] = row["sentences_per_s"] / base if base else None
+    return report
+
+
+def _version_of(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def dev_metrics(run_dir: str, data_dir: str | None, precision: str) -> dict:
@@ -348,11 +474,8 @@ def run_bench(data_dir: str | None = None, steps: int = 20, run_dir: str | None 
     if have_hf:
         report["inference"].update({f"hf {p}": in_child(infer_hf, data_dir, p) for p in precisions})
         report["training"].update({f"hf {p}": in_child(train_hf, data_dir, p, steps) for p in precisions})
-    if torch.cuda.is_available():
-        engines = ["minbert", *(["hf eager", "hf sdpa"] if have_hf else [])]
-        report["gpu"] = {"device": torch.cuda.get_device_name(), "bf16_peak_gflops": gpu_matmul_peak(),
-                         "bert-base training": {e: in_child(train_base_size, data_dir, e, 10 * steps)
-                                                for e in engines}}
+    if torch.cuda.is_available():  # the GPU bench's defaults: bert-base's shape, batch 32, 128 tokens
+        report["gpu"] = gpu_bench()
     if job_steps:
         report["default job"] = {name: in_child(train_default_job, data_dir, job_steps, compiled)
                                  for name, compiled in (("eager", False), ("compiled", True))}
@@ -404,18 +527,7 @@ def print_report(report: dict) -> None:
                           useful_share(result, peak, name), f"{result['peak_rss_mb']:.0f}")
         console.print(table)
     if "gpu" in report:
-        gpu = report["gpu"]
-        table = Table(title=f"bert-base size (random weights) training on {gpu['device']}: batch 32, bf16 autocast")
-        for column in ("engine", "sentences/s", "GFLOP/s", "% of bf16 peak", "peak GPU MB"):
-            table.add_column(column, justify="left" if column == "engine" else "right")
-        for name, result in gpu["bert-base training"].items():
-            if "error" in result:
-                table.add_row(name, result["error"], "", "", "")
-                continue
-            table.add_row(name, f"{result['sentences_per_s']:.0f}", f"{result['gflops']:.0f}",
-                          f"{100 * result['gflops'] / gpu['bf16_peak_gflops']:.1f}%", f"{result['peak_gpu_mb']:.0f}")
-        console.print(f"GPU bf16 matmul peak: {gpu['bf16_peak_gflops']:.0f} GFLOP/s")
-        console.print(table)
+        print_gpu_report(report["gpu"])
     if "default job" in report:
         table = Table(title="the default job (configs/multitask.toml): its first training steps")
         for column in ("step", "examples/s", "warm-up s", "graphs", "padding", "peak RSS MB"):
@@ -444,6 +556,39 @@ def print_report(report: dict) -> None:
                 cells.append(f"{b:.4f} ({b - a:+.4f})")
             table.add_row(task, f"{a:.4f}", *cells)
         console.print(table)
+
+
+def _figure(value: float) -> str:
+    """Whole numbers with thousands separators from 100 up; three significant digits below (a tiny CPU check's
+    figures would otherwise print as 0)."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def print_gpu_report(report: dict) -> None:
+    """The GPU bench's table: one row per engine, its ratio to HF eager, the peak its share is taken of."""
+    from rich.table import Table
+
+    console = make_console()
+    shape = report["shape"]
+    console.print(f"{report['device']}: torch {report['torch']}, transformers {report['transformers'] or '-'}; "
+                  f"bf16 peak {_figure(report['peak_tflops'])} TFLOP/s ({report['peak_source']}), measured bf16 "
+                  f"matmul {_figure(report['matmul_tflops'])} TFLOP/s")
+    table = Table(title=f"training, random weights: {shape['layers']} layers, hidden {shape['hidden']}, "
+                        f"{shape['heads']} heads; batch {shape['batch_size']} x {shape['seq_length']} tokens, "
+                        f"{report['precision']}, {report['steps']} timed steps after {report['warmup_steps']}")
+    columns = ("engine", "sentences/s", "tokens/s", "vs hf eager", "ms/step", "TFLOP/s", "% of bf16 peak",
+               "peak GPU MB")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "engine" else "right")
+    for name, row in report["engines"].items():
+        if "error" in row:
+            table.add_row(name, row["error"], *[""] * (len(columns) - 2))
+            continue
+        table.add_row(name, _figure(row["sentences_per_s"]), _figure(row["tokens_per_s"]),
+                      f"{row['vs_hf_eager']:.2f}x" if row["vs_hf_eager"] else "-", _figure(row["step_ms"]),
+                      _figure(row["tflops"]), f"{100 * row['peak_share']:.1f}%",
+                      "-" if row["peak_gpu_mb"] is None else f"{row['peak_gpu_mb']:,.0f}")
+    console.print(table)
 
 
 def write_report(report: dict, path: str | Path) -> None:

@@ -491,17 +491,38 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+GPU_BENCH_FLAGS = ("--device", "--batch-size", "--seq-length", "--warmup-steps", "--layers", "--hidden", "--heads",
+                   "--peak-tflops")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from minbert.bench import print_report, run_bench, write_report
+    from minbert.errors import ConfigError
     from minbert.outputs import check_output_file
 
     if args.output:
         check_output_file(args.output)
-    report = run_bench(args.data_dir, steps=args.steps, run_dir=args.run, job_steps=args.job_steps)
+    gpu_flags = {flag: getattr(args, flag.removeprefix("--").replace("-", "_")) for flag in GPU_BENCH_FLAGS}
+    if not args.gpu:
+        if given := [flag for flag, value in gpu_flags.items() if value is not None]:
+            raise ConfigError(f"{given[0]}: a GPU bench option, given without --gpu")
+        report = run_bench(args.data_dir, steps=20 if args.steps is None else args.steps, run_dir=args.run,
+                           job_steps=args.job_steps)
+    else:
+        from minbert.bench import gpu_bench, print_gpu_report
+
+        if args.run or args.job_steps:
+            raise ConfigError(f"{'--run' if args.run else '--job-steps'}: not with --gpu (the GPU bench trains "
+                              "random weights)")
+        options = {flag.removeprefix("--").replace("-", "_"): value for flag, value in gpu_flags.items()
+                   if value is not None}
+        report = gpu_bench(**options, **({} if args.steps is None else {"steps": args.steps}))
     if args.json:
         import json
 
         print(json.dumps(report, indent=2))
+    elif args.gpu:
+        print_gpu_report(report)
     else:
         print_report(report)
     if args.output:
@@ -680,11 +701,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="minbert vs HF transformers: inference and training speed, memory")
     data_dir_flag(bench)
-    bench.add_argument("--steps", type=int, default=20, help="timed training steps per engine")
+    bench.add_argument("--steps", type=positive_int, default=None,
+                       help="timed training steps per engine (default: 20; 50 with --gpu)")
     bench.add_argument("--run", default=None,
                        help="also compare a trained run's dev metrics in fp32, bf16 (where fast) and int8 (CPU)")
     bench.add_argument("--job-steps", type=int, default=0, metavar="N",
                        help="also time N steps of the default job, eager and compiled (rate, padding, peak memory)")
+    bench.add_argument("--gpu", action="store_true",
+                       help="the GPU training bench instead: minbert, HF eager, HF sdpa at bert-base's shape (random "
+                            "weights, synthetic batches), bf16 autocast; sentences/s, tokens/s, %% of bf16 peak, "
+                            "peak GPU memory")
+    gpu = bench.add_argument_group("with --gpu")
+    gpu.add_argument("--device", choices=("cuda", "cpu"), default=None,
+                     help="where it trains (default: cuda; cpu checks the bench itself, with a tiny shape)")
+    gpu.add_argument("--batch-size", type=positive_int, default=None, help="sentences per step (default: 32)")
+    gpu.add_argument("--seq-length", type=positive_int, default=None, help="tokens per sentence (default: 128)")
+    gpu.add_argument("--warmup-steps", type=int, default=None, help="untimed steps first (default: 5)")
+    gpu.add_argument("--layers", type=positive_int, default=None, help="encoder layers (default: 12)")
+    gpu.add_argument("--hidden", type=positive_int, default=None,
+                     help="hidden size; the feed-forward is 4x (default: 768)")
+    gpu.add_argument("--heads", type=positive_int, default=None, help="attention heads (default: 12)")
+    gpu.add_argument("--peak-tflops", type=finite_number(0, low_allowed=False), default=None,
+                     help="the card's dense bf16 peak (default: a datasheet table by device name, else the "
+                          "measured matmul)")
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
     bench.add_argument("--output", default=None, help="also write the JSON report here")
     bench.set_defaults(handler=cmd_bench)
