@@ -432,7 +432,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     limits = Limits(args.max_texts, args.max_chars, args.timeout, args.max_body_bytes)
     serve(args.run, args.host, args.port, limits, Batching(args.max_batch, args.max_wait_ms), args.precision,
-          args.backend, args.onnx)
+          args.backend, args.onnx, args.timeline)
     return 0
 
 
@@ -443,7 +443,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     if args.output:
         check_output_file(args.output)
     results = load_test(args.run, args.clients, args.requests, args.time_limit, max_batch=args.max_batch,
-                        max_wait_ms=args.max_wait_ms, backends=args.backends)
+                        max_wait_ms=args.max_wait_ms, backends=args.backends, timeline=args.timeline)
     text = table(results)
     print(text)
     if args.output and args.output != STANDARD_STREAM:  # with -, the table printed above is the output
@@ -535,14 +535,17 @@ def batching_flags(parser: argparse.ArgumentParser) -> None:
                         help="texts per model call; 1 serves one text at a time (default: 64)")
     parser.add_argument("--max-wait-ms", type=finite_number(0, low_allowed=True), default=5.0,
                         help="how long a text waits for others to share its model call (default: 5)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="record where each request's time goes (a Server-Timing header on every answer)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from minbert import __version__
+    from minbert.allocator import active_allocator
 
     parser = argparse.ArgumentParser(prog="minbert", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    parser.add_argument("--version", action="version", version=f"minbert {__version__}")
+    parser.add_argument("--version", action="version", version=f"minbert {__version__} (malloc: {active_allocator()})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="print a model's configuration and parameter counts")
@@ -764,12 +767,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `minbert` command: under jemalloc where the system has it, with a bounded oneDNN kernel cache
-    (minbert/allocator.py), then `main`."""
+    """The `minbert` command: under mimalloc from its wheel (else jemalloc where the system has it, or the
+    allocator MINBERT_ALLOCATOR names), with a bounded oneDNN kernel cache (minbert/allocator.py), then `main`."""
     from minbert.allocator import limit_onednn_kernel_cache, reexec_with_fast_allocator
 
     limit_onednn_kernel_cache(os.environ)
-    reexec_with_fast_allocator()
+    try:
+        reexec_with_fast_allocator()
+    except MinbertError as exc:  # an allocator chosen but not installed: one line, before any work
+        print(f"minbert: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(main())
 
 

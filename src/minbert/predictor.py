@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minbert.data.batching import Batch
+from minbert.data.batching import Batch, TaskData
 from minbert.data.files import Example
 from minbert.data.spec import builtin_name
 from minbert.device import INFERENCE_PRECISIONS, autocast, quantize_int8, resolve_device, resolve_precision
@@ -109,10 +109,13 @@ class MultitaskBERT:
     def outputs(self, task: str, examples: Sequence[Example], soft: bool = True) -> np.ndarray:
         """`task`'s soft outputs (class probabilities, paraphrase probability, score: what ensembles average and
         teachers pass on), or with soft=False its predictions, for examples (only their texts are read)."""
-        data = self.model.heads[task].kind.task_data(list(examples), self.tokenizer, self.config.model.max_length,
+        return predict(self.model, self.task_data(task, examples), self.inference, soft=soft)
+
+    def task_data(self, task: str, examples: Sequence[Example]) -> TaskData:
+        """`examples` tokenized for `task` (all at once), as `outputs` predicts them."""
+        return self.model.heads[task].kind.task_data(list(examples), self.tokenizer, self.config.model.max_length,
                                                      siamese=self.model.heads[task].siamese,
                                                      both_orders=self.config.tasks[task].predict_order == "both")
-        return predict(self.model, data, self.inference, soft=soft)
 
     def answers(self, task: str, rows: Sequence[tuple[str, ...]]) -> list[dict]:
         """Each example in its kind's natural form, a row of texts (serve's body, predict's --text, --question, ...:

@@ -23,10 +23,10 @@ from tests.tasks.test_tag_kind import NER, tagged, write_conll
 
 @contextmanager
 def running_server(model: MultitaskBERT, limits: Limits | None = None,
-                   batching: Batching | None = None) -> Iterator[str]:
+                   batching: Batching | None = None, timeline: bool = False) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(model, limits, batching), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(model, limits, batching, timeline), host="127.0.0.1",
+                                           port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

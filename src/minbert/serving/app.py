@@ -30,8 +30,10 @@ from pydantic import BaseModel, Field, ValidationError
 
 from minbert.data.spec import builtin_name
 from minbert.errors import ConfigError, MinbertError
+from minbert.evaluation.predict import predict
 from minbert.predictor import MultitaskBERT
 from minbert.sentence_encoder import SentenceEncoder
+from minbert.serving.timeline import CURRENT, Timeline, TimelineRecorder, mark_all
 from minbert.tasks.kinds import refuse
 
 
@@ -111,25 +113,37 @@ class Service:
         self.precision = {None: "fp32"}.get(model.inference.autocast_dtype, "bf16")
         self.max_length = model.config.model.max_length
 
-    def run(self, endpoint: str, rows: Sequence[tuple[str, ...]]) -> list[dict]:
+    def run(self, endpoint: str, rows: Sequence[tuple[str, ...]],
+            timelines: Sequence[Timeline | None] = ()) -> list[dict]:
         """Answers for rows of one text (sentiment, embedding) or two (paraphrase, similarity), in order; a task's
-        rows are its kind's natural form (TaskKind.serve_rows), answered as its kind answers them."""
+        rows are its kind's natural form (TaskKind.serve_rows), answered as its kind answers them. `timelines`: the
+        rows' requests' timelines (None where not recorded), marked at the end of each stage."""
+        mark_all(timelines, "wake")
         if endpoint == "embedding":
             vectors = self.encoder.encode([r[0] for r in rows], batch_size=self.model.inference.batch_size,
                                           precision=self.precision, max_length=self.max_length)
+            mark_all(timelines, "model")
             return [{"embedding": v} for v in vectors.tolist()]
         if endpoint.startswith(TASK_PREFIX):
-            return self.model.answers(endpoint.removeprefix(TASK_PREFIX), rows)
+            answers = self.model.answers(endpoint.removeprefix(TASK_PREFIX), rows)
+            mark_all(timelines, "model")
+            return answers
         task = self.tasks[endpoint]
-        soft = self.model.outputs(task, self.kinds[task].serve_examples(rows, self.model.tokenizer), soft=True)
+        data = self.model.task_data(task, self.kinds[task].serve_examples(rows, self.model.tokenizer))
+        mark_all(timelines, "tokenize")
+        soft = predict(self.model.model, data, self.model.inference, soft=True)
+        mark_all(timelines, "model")
         decided = self.kinds[task].decide(soft)
         if endpoint == "sentiment":
             names = self.labels[endpoint]
-            return [{"label": int(d), "name": names[int(d)], "probabilities": p.tolist()}
-                    for d, p in zip(decided, soft, strict=True)]
-        if endpoint == "paraphrase":
-            return [{"paraphrase": bool(d), "probability": float(p)} for d, p in zip(decided, soft, strict=True)]
-        return [{"similarity": float(s)} for s in np.asarray(soft, dtype=float)]
+            answers = [{"label": int(d), "name": names[int(d)], "probabilities": p.tolist()}
+                       for d, p in zip(decided, soft, strict=True)]
+        elif endpoint == "paraphrase":
+            answers = [{"paraphrase": bool(d), "probability": float(p)} for d, p in zip(decided, soft, strict=True)]
+        else:
+            answers = [{"similarity": float(s)} for s in np.asarray(soft, dtype=float)]
+        mark_all(timelines, "answer")
+        return answers
 
 
 TASK_PREFIX = "task:"  # the batcher's name for POST /predict/{task}
@@ -140,6 +154,7 @@ class Pending:
     endpoint: str
     row: tuple[str, ...]
     future: asyncio.Future
+    timeline: Timeline | None = None  # with `serve --timeline`
 
 
 class Batcher:
@@ -163,7 +178,10 @@ class Batcher:
 
     async def submit(self, endpoint: str, rows: Sequence[tuple[str, ...]]) -> list[dict]:
         loop = asyncio.get_running_loop()
-        pending = [Pending(endpoint, row, loop.create_future()) for row in rows]
+        timeline = CURRENT.get()
+        if timeline is not None:
+            timeline.mark("parse")
+        pending = [Pending(endpoint, row, loop.create_future(), timeline) for row in rows]
         for item in pending:
             self.queue.put_nowait(item)
         self.stats["requests"] += 1
@@ -173,19 +191,23 @@ class Batcher:
         """What is queued, up to max_batch texts. Under load (the last batch held several texts) it also waits
         up to max_wait_ms for more; a lone client is answered at once."""
         batch = [await self.queue.get()]
+        mark_all([batch[0].timeline], "queue")
         wait = self.batching.max_wait_ms / 1000 if self.last_batch > 1 else 0.0
         deadline = time.perf_counter() + wait
         while len(batch) < self.batching.max_batch:
             if not self.queue.empty():
                 batch.append(self.queue.get_nowait())
+                mark_all([batch[-1].timeline], "queue")
                 continue
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
             try:
                 batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                mark_all([batch[-1].timeline], "queue")
             except TimeoutError:
                 break
+        mark_all([item.timeline for item in batch], "batch")
         self.last_batch = len(batch)
         return [item for item in batch if not item.future.done()]  # a timed-out request's texts are dropped
 
@@ -204,7 +226,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         try:
             answers = await loop.run_in_executor(self.executor, self.service.run, endpoint,
-                                                 [item.row for item in items])
+                                                 [item.row for item in items], [item.timeline for item in items])
         except Exception as exc:
             if len(items) > 1:
                 for item in items:
@@ -303,8 +325,10 @@ def page_policy(nonce: str) -> str:
             "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Batching | None = None) -> FastAPI:
-    """The API of one loaded run. Every endpoint takes a list, so clients may batch too."""
+def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Batching | None = None,
+               timeline: bool = False) -> FastAPI:
+    """The API of one loaded run. Every endpoint takes a list, so clients may batch too. With `timeline`, each
+    answer carries its request's stages in a Server-Timing header (minbert.serving.timeline)."""
     limits, batching = limits or Limits(), batching or Batching()
     service = Service(model)
     batcher = Batcher(service, batching)
@@ -321,6 +345,8 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
                          "run, and any task of it by name. Every endpoint takes a list; concurrent requests are "
                          "batched together.")
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    if timeline:  # outermost: its clock starts before the body limit is checked
+        app.add_middleware(TimelineRecorder)
     app.state.batcher, app.state.limits = batcher, limits
     pages = Environment(loader=PackageLoader("minbert.serving", "templates"), autoescape=True)
 
@@ -345,7 +371,9 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
                                 f"{', '.join(model.config.tasks)})")
         check_limits(rows, limits)
         try:
-            return await asyncio.wait_for(batcher.submit(endpoint, rows), limits.timeout_seconds)
+            answers = await asyncio.wait_for(batcher.submit(endpoint, rows), limits.timeout_seconds)
+            mark_all([CURRENT.get()], "return")
+            return answers
         except TimeoutError:
             raise LimitExceeded(408, "timeout_seconds", limits.timeout_seconds,
                                 f"no answer within {limits.timeout_seconds} s (the server is overloaded)") from None
@@ -392,7 +420,8 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
     async def health() -> dict:
         return {"status": "ok", "run": model.config.name, "tasks": service.tasks,
                 "task_endpoints": {task: f"/predict/{task}" for task in service.kinds}, "limits": limits.__dict__,
-                "batching": batching.__dict__, "queued": batcher.queue.qsize(), "served": batcher.stats}
+                "batching": batching.__dict__, "timeline": timeline, "queued": batcher.queue.qsize(),
+                "served": batcher.stats}
 
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -408,12 +437,13 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
 
 def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
           batching: Batching | None = None, precision: str | None = None, backend: str = "torch",
-          onnx_dir: str | Path | None = None) -> None:
+          onnx_dir: str | Path | None = None, timeline: bool = False) -> None:
     """Load the run (a failure stops here, before any port is opened), then serve until interrupted. `backend`:
-    torch (the run's checkpoint) or onnx (its ONNX export, run by ONNX Runtime)."""
+    torch (the run's checkpoint) or onnx (its ONNX export, run by ONNX Runtime); `timeline`: each answer says
+    where its request's time went (a Server-Timing header)."""
     import uvicorn
 
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a port number (1 to 65535)")
     model = MultitaskBERT.load(run, precision, backend, onnx_dir)
-    uvicorn.run(create_app(model, limits, batching), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(model, limits, batching, timeline), host=host, port=port, log_level="warning")

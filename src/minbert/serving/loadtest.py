@@ -3,7 +3,8 @@
 For each serving mode a server process is started on a free port, warmed up, and then hit by 1, 8, 32, ...
 concurrent clients, each sending one sentence per request until the level's request count is reached or its time
 limit passes. Reported per level: requests answered, failures, requests per second, p50 and p99 latency; per mode:
-the server's resident memory after warm-up and at the end.
+the server's resident memory after warm-up and at the end. With `timeline`, the servers record where each
+request's time goes (`serve --timeline`) and a second table gives each level's mean per stage.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import aiohttp
 import numpy as np
 
 from minbert.errors import ConfigError, MinbertError
+from minbert.serving.timeline import HEADER, STAGES, parse_header
 
 SENTENCES = [
     "A gripping, beautifully acted film.",
@@ -47,6 +49,7 @@ class Level:
     failed: int = 0
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    stages_ms: list[dict[str, float]] = field(default_factory=list)  # each answer's Server-Timing, with --timeline
 
     @property
     def rps(self) -> float:
@@ -85,9 +88,10 @@ def health(url: str) -> dict:
 
 
 def start_server(run: Path, port: int, max_batch: int, max_wait_ms: float, log: Path,
-                 backend: str = "torch") -> subprocess.Popen:
+                 backend: str = "torch", timeline: bool = False) -> subprocess.Popen:
     command = [sys.executable, "-m", "minbert", "serve", "--run", str(run), "--port", str(port),
-               "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--backend", backend]
+               "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--backend", backend,
+               *(["--timeline"] if timeline else [])]
     with open(log, "w", encoding="utf-8") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
     deadline = time.monotonic() + 120
@@ -115,14 +119,18 @@ async def run_level(url: str, mode: str, clients: int, requests: int, time_limit
             issued += 1
             sentence = SENTENCES[(issued + number) % len(SENTENCES)]
             started = time.perf_counter()
+            timing = None
             try:
                 async with http.post(f"{url}/sentiment", json={"texts": [sentence]}) as response:
                     ok = response.status == 200 and len((await response.json())["results"]) == 1
+                    timing = response.headers.get(HEADER)
             except (aiohttp.ClientError, TimeoutError):
                 ok = False
             if ok:
                 level.answered += 1
                 level.latencies_ms.append(1000 * (time.perf_counter() - started))
+                if timing:
+                    level.stages_ms.append(parse_header(timing))
             else:
                 level.failed += 1
 
@@ -138,9 +146,11 @@ async def run_level(url: str, mode: str, clients: int, requests: int, time_limit
 
 def load_test(run: str | Path, clients: Sequence[int] = (1, 8, 32), requests: int = 300, time_limit: float = 60,
               modes: Sequence[str] = ("one-at-a-time", "batched"), max_batch: int = 64, max_wait_ms: float = 5,
-              log_dir: str | Path | None = None, backends: Sequence[str] = ("torch",)) -> list[ModeResult]:
+              log_dir: str | Path | None = None, backends: Sequence[str] = ("torch",),
+              timeline: bool = False) -> list[ModeResult]:
     """Every backend's and mode's server in turn (never two at once: they would share the cores), every level in
-    turn. With more than one backend, each mode is named with its backend ("batched, onnx")."""
+    turn. With more than one backend, each mode is named with its backend ("batched, onnx"). With `timeline`, the
+    servers record where each request's time goes (`timeline_table`)."""
     # refused before any server starts: 0 or -3 clients would measure nothing and report nan
     if not clients or min(clients) < 1:
         raise ConfigError(f"clients must be whole numbers >= 1, got {list(clients)}")
@@ -158,7 +168,7 @@ def load_test(run: str | Path, clients: Sequence[int] = (1, 8, 32), requests: in
         port = free_port()
         batch = 1 if mode_of_server == "one-at-a-time" else max_batch
         server = start_server(run, port, batch, 0 if batch == 1 else max_wait_ms,
-                              log_dir / f"serve-{mode_of_server}-{backend}.log", backend)
+                              log_dir / f"serve-{mode_of_server}-{backend}.log", backend, timeline)
         url = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(run_level(url, mode, max(clients), 2 * max(clients), time_limit))  # warm-up
@@ -196,4 +206,24 @@ def table(results: list[ModeResult]) -> str:
                     ratio = by_mode[batched][clients].rps / single.rps
                     lines.append(f"- {clients} clients: {batched} serves {ratio:.2f}x the requests per second of "
                                  f"{single_mode}")
+    if any(level.stages_ms for r in results for level in r.levels):
+        lines += ["", timeline_table(results)]
     return "\n".join(lines) + "\n"
+
+
+def timeline_table(results: list[ModeResult]) -> str:
+    """Each level's mean milliseconds per stage of a request (`serve --timeline`; the stages sum to `server`),
+    and `outside`: the client's mean latency less the server's, i.e. the wire, uvicorn's reading of the request
+    line and headers, and the client itself."""
+    lines = [f"| serving | clients | {' | '.join(STAGES)} | server | outside | client |",
+             "| --- | ---: |" + " ---: |" * (len(STAGES) + 3)]
+    for result in results:
+        for level in result.levels:
+            if not level.stages_ms:
+                continue
+            mean = {name: float(np.mean([s.get(name, 0.0) for s in level.stages_ms])) for name in [*STAGES, "total"]}
+            client = float(np.mean(level.latencies_ms))
+            cells = [f"{mean[name]:.3f}" for name in STAGES]
+            lines.append(f"| {result.mode} | {level.clients} | {' | '.join(cells)} | {mean['total']:.3f} | "
+                         f"{client - mean['total']:.3f} | {client:.3f} |")
+    return "\n".join(lines)
