@@ -3,38 +3,12 @@ built in a temporary directory, for tests that load Hub models and data sets off
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
 
-
-def repo_folder(cache: Path, name: str, repo_type: str = "model") -> Path:
-    """Where huggingface_hub keeps repository `name` in `cache`: models--org--name, datasets--org--name."""
-    return cache / f"{repo_type}s--{name.replace('/', '--')}"
-
-
-def add_snapshot(repo: Path, commit: str, files: Path) -> None:
-    """Every file under the directory `files` as huggingface_hub stores it: a content-addressed blob, and the
-    snapshot's name (same relative path, sub-folders kept) linking to it."""
-    snapshot = repo / "snapshots" / commit
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    for file in sorted(p for p in files.rglob("*") if p.is_file()):
-        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
-        shutil.copyfile(file, blob)
-        link = snapshot / file.relative_to(files)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-
-
-def set_ref(repo: Path, ref: str, commit: str) -> None:
-    """refs/<ref> (a branch, a tag, or refs/convert/parquet) points at `commit`."""
-    path = repo / "refs" / ref
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(commit)
+from bench.data_copies import add_snapshot, repo_folder, set_ref  # noqa: F401 (the cache's layout, for tests)
 
 
 def use_cache(monkeypatch: pytest.MonkeyPatch, cache: Path, offline: bool = True) -> None:

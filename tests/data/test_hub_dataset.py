@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench.data_copies import MRPC_NAMES, glue_files, mrpc_rows
+from bench.data_copies import write_mrpc_parquet as write_parquet
 from minbert.cli import main
 from minbert.data.assembly import TaskSource, read_split
 from minbert.data.spec import DataSpec, check_spec
@@ -34,54 +36,7 @@ NAME = "minbert-test/glue"
 MAIN = "c" * 40  # refs/main: all of MRPC
 OLDER = "d" * 40  # an older commit (tag v1): MRPC's first 10 train rows
 CONVERTED = "e" * 40  # refs/convert/parquet of a data set whose own files are CSV
-MRPC_NAMES = ["not_equivalent", "equivalent"]
-FEATURES = {"sentence1": {"dtype": "string", "_type": "Value"}, "sentence2": {"dtype": "string", "_type": "Value"},
-            "label": {"names": MRPC_NAMES, "_type": "ClassLabel"}, "idx": {"dtype": "int32", "_type": "Value"}}
-CARD = """---
-configs:
-- config_name: mrpc
-  data_files:
-  - split: train
-    path: mrpc/train-*
-  - split: validation
-    path: mrpc/validation-*
-  - split: test
-    path: mrpc/test-*
-- config_name: rte
-  data_files:
-  - split: train
-    path: rte/train-*
----
-# GLUE (a test copy of its MRPC)
-"""
 TEXT = {"text": ["sentence1", "sentence2"], "label": "label"}
-
-
-def mrpc_rows(path: Path) -> list[tuple[str, str, int]]:
-    """(sentence1, sentence2, label) of a GLUE MRPC TSV (BOM, tab-separated, no quoting), read without minbert."""
-    lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8-sig").split("\n")[1:] if line]
-    return [(fields[3], fields[4], int(fields[0])) for fields in (line.split("\t") for line in lines)]
-
-
-def write_parquet(path: Path, rows: list[tuple[str, str, int]], features: dict = FEATURES) -> Path:
-    """Rows as HF `datasets` writes a split: its columns, and its features in the schema's `huggingface` metadata."""
-    table = pa.table({"sentence1": [r[0] for r in rows], "sentence2": [r[1] for r in rows],
-                      "label": pa.array([r[2] for r in rows], pa.int64()),
-                      "idx": pa.array(range(len(rows)), pa.int32())})
-    table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
-    return path
-
-
-def glue_files(directory: Path, train: list, dev: list) -> Path:
-    """A snapshot's files: the card, MRPC's three splits (test unlabelled: -1, as GLUE's)."""
-    directory.mkdir(parents=True)
-    (directory / "README.md").write_text(CARD, encoding="utf-8")
-    write_parquet(directory / "mrpc" / "train-00000-of-00001.parquet", train)
-    write_parquet(directory / "mrpc" / "validation-00000-of-00001.parquet", dev)
-    write_parquet(directory / "mrpc" / "test-00000-of-00001.parquet", [(a, b, -1) for a, b, _ in dev])
-    return directory
 
 
 @pytest.fixture()

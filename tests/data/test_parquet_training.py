@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from bench.data_copies import conll_to_parquet
 from minbert.cli import main
 from minbert.data.formats import DATA_FORMATS, ReadContext, tag_labels
 from tests.conftest import write_tiny_config
@@ -23,25 +21,19 @@ dev = "ner/dev.parquet"
 """
 
 
-def to_parquet(conll, path):
-    """The conll file's sentences as HF's conll2003 rows: tokens, and ner_tags as indices of a ClassLabel."""
-    options = DATA_FORMATS.options_of("conll")()
-    sentences = DATA_FORMATS["conll"].read(conll, options, ReadContext()).examples
-    names = list(tag_labels(sentences, "iob1"))[::-1]  # an order of their own: only the names must match
-    features = {"tokens": {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"},
-                "ner_tags": {"feature": {"names": names, "_type": "ClassLabel"}, "_type": "Sequence"}}
-    schema = pa.schema([("tokens", pa.list_(pa.string())), ("ner_tags", pa.list_(pa.int64()))],
-                       metadata={b"huggingface": json.dumps({"info": {"features": features}}).encode()})
-    rows = [{"tokens": list(s.words), "ner_tags": [names.index(t) for t in s.tags]} for s in sentences]
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=10)
+def reversed_label_set(conll):
+    """The file's label set in an order of its own, for the copy's ClassLabel: only the names must match."""
+    sentences = DATA_FORMATS["conll"].read(conll, DATA_FORMATS.options_of("conll")(), ReadContext()).examples
+    return list(tag_labels(sentences, "iob1"))[::-1]
 
 
 def test_a_tag_task_from_parquet_trains_to_the_conll_figures(tmp_path, tiny_model_dir):
     from tests.tasks.test_tag_kind import NER
 
     data = write_tag_data(tmp_path / "data")
+    names = reversed_label_set(data / "ner" / "train.txt")
     for split in ("train", "dev"):
-        to_parquet(data / "ner" / f"{split}.txt", data / "ner" / f"{split}.parquet")
+        conll_to_parquet(data / "ner" / f"{split}.txt", data / "ner" / f"{split}.parquet", names, row_group_size=10)
     figures = {}
     for name, tasks in (("conll", NER.replace('test = "ner/test.txt"\n', "")), ("parquet", PARQUET)):
         config = write_tiny_config(tmp_path / f"{name}.toml", tmp_path / "runs", tiny_model_dir, tasks=tasks,

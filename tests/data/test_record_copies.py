@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench.data_copies import hf_metadata
 from minbert.cli import main
 from minbert.data.formats import DATA_FORMATS, ReadContext, tag_labels
 from tests.conftest import write_tiny_config
@@ -42,10 +43,6 @@ def write_csv(path, rows):
         for row in rows:
             writer.writerow([json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v
                              for v in row.values()])
-
-
-def hf_metadata(features: dict) -> dict[bytes, bytes]:
-    return {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
 
 
 def test_conll2003_as_jsonl_parquet_and_csv_reads_as_the_conll_text(data_dir, tmp_path):
