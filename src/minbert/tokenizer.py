@@ -159,10 +159,11 @@ class Tokenizer:
             self.backend.no_truncation()
         return windows
 
-    def pad(self, rows: Sequence[tuple[Sequence[int], Sequence[int] | None]]) -> dict[str, torch.Tensor]:
-        """Pad (ids, type ids) rows to the longest: `input_ids`, `attention_mask`, `token_type_ids` tensors (type ids
-        None: all 0)."""
-        longest = max((len(ids) for ids, _ in rows), default=0)
+    def pad(self, rows: Sequence[tuple[Sequence[int], Sequence[int] | None]], width: int = 0
+            ) -> dict[str, torch.Tensor]:
+        """Pad (ids, type ids) rows to the longest, or to `width` if that is wider (a bucket's width): `input_ids`,
+        `attention_mask`, `token_type_ids` tensors (type ids None: all 0)."""
+        longest = max(width, max((len(ids) for ids, _ in rows), default=0))
         input_ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
         token_type_ids = torch.zeros((len(rows), longest), dtype=torch.long)
         attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)

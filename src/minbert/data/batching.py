@@ -8,6 +8,7 @@ form each pair).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from minbert.data.files import Example
 from minbert.tokenizer import Tokenizer
 
 BUCKET_BATCHES = 50  # training sorts by length within windows of this many batches, then shuffles the batches
+# token-budget batches pad every row to a multiple of this many tokens (tensor cores' tile), so shapes repeat
+BUCKET_MULTIPLE = 8
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class Batch:
 class TaskData:
     """One split of one task, tokenized."""
 
+    # > 1: `collate` pads to a multiple of this (capped at the split's longest row), not to the batch's longest row,
+    # so that token-budget batches repeat a few shapes (the trainer sets it on training data)
+    pad_multiple: int = 1
+
     def __init__(self, task: str, examples: list[Example], tokenizer: Tokenizer, max_length: int,
                  siamese: bool = False, label_dtype: torch.dtype = torch.long, sources: list[ExtraSource] = (),
                  both_orders: bool = False, random_order: bool = False):
@@ -95,12 +102,17 @@ class TaskData:
         return len(self.examples)
 
     def batches(self, batch_size: int, shuffle: bool, bucketing: bool, rng: np.random.Generator | None = None,
-                positions: np.ndarray | None = None) -> list[list[int]]:
+                positions: np.ndarray | None = None, max_tokens: int = 0) -> list[list[int]]:
         """Example positions (default: all; repeats allowed) per batch. Without shuffling, bucketing sorts globally
-        (inference: least padding); with shuffling, it sorts within random windows, then shuffles the batches."""
+        (inference: least padding); with shuffling, it sorts within random windows, then shuffles the batches.
+        `max_tokens` > 0: batches of up to that many padded tokens instead of `batch_size` examples
+        (`token_batches`)."""
         order = np.arange(len(self)) if positions is None else np.asarray(positions)
         if shuffle:
             order = order[rng.permutation(len(order))]
+        if max_tokens:
+            batches = self.token_batches(order, max_tokens, bucketing)
+            return [batches[i] for i in rng.permutation(len(batches))] if shuffle else batches
         if bucketing and len(order):
             window = batch_size * BUCKET_BATCHES if shuffle else len(order)
             order = np.concatenate([chunk[np.argsort(self.lengths[chunk], kind="stable")]
@@ -109,6 +121,57 @@ class TaskData:
         if shuffle and bucketing:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
+
+    def token_batches(self, order: np.ndarray, max_tokens: int, bucketing: bool) -> list[list[int]]:
+        """The examples at `order` as batches of at most `max_tokens` tokens as `collate` pads them (rows times the
+        bucket width of the longest; a siamese batch's distinct sentences, a question's every choice), filled in
+        order. With `bucketing`, each batch holds examples of one bucket width only, so almost every batch of a
+        width has the same shape. An example over the budget by itself (a question whose choices together exceed
+        it) is a batch of its own."""
+        widths = self.bucket_width(self.lengths[order])
+        if bucketing:
+            sort = np.argsort(widths, kind="stable")  # the draw's order within each width
+            order, widths = order[sort], widths[sort]
+        counts = self.rows_per_example(order)
+        pairs = self.pair_rows[order].tolist() if self.siamese else None
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        rows, width, seen = 0, 0, set()
+        for i, (p, w, alone) in enumerate(zip(order.tolist(), widths.tolist(), counts.tolist(), strict=True)):
+            pair = set(pairs[i]) if pairs is not None else set()
+            added = len(pair - seen) if pairs is not None else alone  # a sentence in the batch is encoded once
+            if batch and ((bucketing and w != width) or (rows + added) * max(width, w) > max_tokens):
+                batches.append(batch)
+                batch, rows, width, seen, added = [], 0, 0, set(), alone
+            batch.append(p)
+            rows, width = rows + added, max(width, w)
+            seen |= pair
+        if batch:
+            batches.append(batch)
+        return batches
+
+    def rows_per_example(self, positions: np.ndarray) -> np.ndarray:
+        """How many rows `collate` pads for each example alone (a siamese pair: its distinct sentences)."""
+        if self.siamese:
+            pairs = self.pair_rows[np.asarray(positions, dtype=np.int64)]
+            return 1 + (pairs[:, 0] != pairs[:, 1])
+        return np.ones(len(positions), dtype=np.int64)
+
+    @cached_property
+    def longest_row(self) -> int:
+        return int(self.row_lengths.max(initial=0))
+
+    def bucket_width(self, lengths: np.ndarray | int) -> np.ndarray | int:
+        """The padded width of a batch whose longest row has `lengths` tokens: itself, or with `pad_multiple` the
+        next multiple of it, capped at the split's longest row (which stays within model.max_length)."""
+        if self.pad_multiple <= 1:
+            return lengths
+        return np.minimum(-(-np.asarray(lengths) // self.pad_multiple) * self.pad_multiple, self.longest_row)
+
+    def pad(self, rows: list) -> dict[str, Tensor]:
+        """(ids, type ids) rows padded to the batch's width (`bucket_width`)."""
+        longest = max((len(ids) for ids, _ in rows), default=0)
+        return self.tokenizer.pad(rows, width=int(self.bucket_width(longest)))
 
     def collate(self, positions: list[int]) -> Batch:
         """A batch of the examples at `positions` (with both orders, a position past the examples is one of them
@@ -119,11 +182,11 @@ class TaskData:
         labels = self.labels[positions] if self.labels is not None else None
         teacher = torch.from_numpy(self.teacher[positions]) if self.teacher is not None else None
         if not self.siamese:
-            inputs = self.tokenizer.pad([self.rows[r] for r in rows])
+            inputs = self.pad([self.rows[r] for r in rows])
             return Batch(self.task, inputs, labels, positions, None, rows, self.cache, teacher)
         pair_rows = self.pair_rows[positions]  # (B, 2) rows in self.rows
         distinct, index = np.unique(pair_rows, return_inverse=True)  # each distinct sentence is encoded once
-        inputs = self.tokenizer.pad([self.rows[r] for r in distinct])
+        inputs = self.pad([self.rows[r] for r in distinct])
         return Batch(self.task, inputs, labels, positions, torch.from_numpy(index.reshape(-1, 2)), distinct.tolist(),
                      self.cache, teacher)
 
@@ -205,6 +268,6 @@ class WindowData(TaskData):
 
     def collate(self, positions: list[int]) -> Batch:
         windows = [self.windows[p] for p in positions]
-        inputs = self.tokenizer.pad([(w.input_ids, getattr(w, "token_type_ids", None)) for w in windows])
+        inputs = self.pad([(w.input_ids, getattr(w, "token_type_ids", None)) for w in windows])
         labels = self.batch_labels(list(positions), inputs["input_ids"].shape[1])
         return Batch(self.task, inputs, labels, list(positions), None, list(positions), self.cache, None)

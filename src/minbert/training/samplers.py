@@ -23,6 +23,8 @@ class Sequential:
     """All batches of the first task, then all of the next (in config order)."""
 
     Options = NoOptions
+    # token budgets (train.max_tokens_per_batch): batches hold different numbers of examples (set by the trainer)
+    uneven_batches = False
 
     def __init__(self, options: object):
         self.options = options
@@ -59,7 +61,9 @@ class RoundRobin(Sequential):
 
 class Proportional(Sequential):
     """Each step draws a task with p_t ~ N_t ** alpha (1: proportional to size, 0.5: square root, 0: uniform) and
-    takes that task's next batch, cycling through a fresh shuffle when the task runs out."""
+    takes that task's next batch, cycling through a fresh shuffle when the task runs out. With uneven batches (token
+    budgets: a batch of short sentences holds more examples than one of long pairs), p_t ~ N_t ** alpha / b_t, b_t
+    the task's mean examples per batch, so that the examples drawn, not the steps, follow N_t ** alpha."""
 
     @dataclass
     class Options:
@@ -72,6 +76,8 @@ class Proportional(Sequential):
     def probabilities(self, batches: Batches, epoch: int, epochs: int) -> np.ndarray:
         sizes = np.array([sum(len(b) for b in task_batches) for task_batches in batches.values()], dtype=float)
         weights = sizes ** self.alpha(epoch, epochs)
+        if self.uneven_batches:
+            weights = weights * np.array([len(b) for b in batches.values()], dtype=float) / np.maximum(sizes, 1)
         return weights / weights.sum()
 
     def plan(self, batches: Batches, epoch: int, epochs: int, rng: np.random.Generator) -> list[Step]:

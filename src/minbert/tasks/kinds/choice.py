@@ -154,12 +154,16 @@ class ChoiceData(TaskData):
     def collate(self, positions: list[int]) -> Batch:
         counts = self.counts[positions]
         rows = [int(row) for p in positions for row in range(self.starts[p], self.starts[p] + self.counts[p])]
-        inputs = self.tokenizer.pad([self.rows[r] for r in rows])
+        inputs = self.pad([self.rows[r] for r in rows])
         real = np.arange(int(counts.max(initial=1)))[None, :] < counts[:, None]  # (B, C)
         index = np.full(real.shape, -1, dtype=np.int64)
         index[real] = np.arange(len(rows))  # row-major: question by question, choice by choice
         labels = self.labels[positions] if self.labels is not None else None
         return Batch(self.task, inputs, labels, list(positions), torch.from_numpy(index), rows, self.cache, None)
+
+    def rows_per_example(self, positions: np.ndarray) -> np.ndarray:
+        """Each question's choices: the rows collate pads for it (what a token budget counts)."""
+        return self.counts[np.asarray(positions, dtype=np.int64)]
 
     def batch_row_lengths(self, positions: list[int]) -> np.ndarray:
         """Every choice row of the questions at `positions`: what collate pads together."""
