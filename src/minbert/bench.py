@@ -457,9 +457,12 @@ def in_child(fn: Callable, *args) -> dict:
 
 def run_bench(data_dir: str | None = None, steps: int = 20, run_dir: str | None = None,
               job_steps: int = 0) -> dict:
+    from minbert.allocator import active_allocator
+
     have_hf = _importable("transformers")
     fast_bf16 = cpu_has_fast_bf16() or torch.cuda.is_available()
-    report: dict = {"threads": torch.get_num_threads(), "fast_bf16": fast_bf16,
+    # every figure's child process inherits this malloc (LD_PRELOAD); its peak RSS depends on it
+    report: dict = {"threads": torch.get_num_threads(), "fast_bf16": fast_bf16, "allocator": active_allocator(),
                     "peak_gflops": {"fp32": matmul_peak(torch.float32)}}
     report["peak_gflops"]["bf16"] = matmul_peak(torch.bfloat16, size=1024 if fast_bf16 else 256, seconds=1.0)
     precisions = ["fp32", "bf16"] if fast_bf16 else ["fp32"]
@@ -506,7 +509,7 @@ def print_report(report: dict) -> None:
     peaks = report["peak_gflops"]
     console.print(f"matmul peak here: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s "
                   f"({'native' if report['fast_bf16'] else 'emulated: no AVX-512 BF16/AMX, bf16 not used'}); "
-                  f"{report['threads']} threads")
+                  f"{report['threads']} threads, malloc: {report.get('allocator', 'not recorded')}")
     for section, unit in (("inference", "SST dev, file order"), ("training", "SST train, batch 32, AdamW")):
         rows = report[section]
         table = Table(title=f"{section}: {unit}")

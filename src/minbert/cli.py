@@ -541,10 +541,11 @@ def batching_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from minbert import __version__
+    from minbert.allocator import active_allocator
 
     parser = argparse.ArgumentParser(prog="minbert", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    parser.add_argument("--version", action="version", version=f"minbert {__version__}")
+    parser.add_argument("--version", action="version", version=f"minbert {__version__} (malloc: {active_allocator()})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="print a model's configuration and parameter counts")
@@ -766,12 +767,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `minbert` command: under jemalloc where the system has it, with a bounded oneDNN kernel cache
-    (minbert/allocator.py), then `main`."""
+    """The `minbert` command: under mimalloc from its wheel (else jemalloc where the system has it, or the
+    allocator MINBERT_ALLOCATOR names), with a bounded oneDNN kernel cache (minbert/allocator.py), then `main`."""
     from minbert.allocator import limit_onednn_kernel_cache, reexec_with_fast_allocator
 
     limit_onednn_kernel_cache(os.environ)
-    reexec_with_fast_allocator()
+    try:
+        reexec_with_fast_allocator()
+    except MinbertError as exc:  # an allocator chosen but not installed: one line, before any work
+        print(f"minbert: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(main())
 
 

@@ -343,7 +343,8 @@ def print_summary(config: RunConfig, metrics: dict) -> None:
     table.add_column("")
     for item in scores:
         table.add_column(f"{item.task}\n{item.metric}", justify="right")
-    for column in ("overall", "minutes", "peak GiB"):
+    allocator = metrics.get("environment", {}).get("allocator")  # the peak depends on it
+    for column in ("overall", "minutes", f"peak GiB\n{allocator}" if allocator else "peak GiB"):
         table.add_column(column, justify="right")
     peak = f"{metrics['peak_rss_mb'] / 1024:.2f}" if "peak_rss_mb" in metrics else ""
     table.add_row("this run", *(f"{item.value:.4f}" for item in scores), "" if value is None else f"{value:.4f}",

@@ -71,6 +71,8 @@ class TrainConfig:
     keep_checkpoints: int = option(2, low=0)  # the newest N resumable checkpoints are kept
     # on glibc's malloc: hand freed memory back to the system every N steps and after each evaluation (0: never)
     malloc_trim_every: int = option(20, low=0)
+    # the same under mimalloc (mi_collect), off: mimalloc purges freed pages itself (minbert/allocator.py)
+    mimalloc_collect_every: int = option(0, low=0)
     on_nan: str = option("stop", choices=("stop", "skip"))  # stop: naming step, task, ids; skip: drop, count
     fused_adamw: str = option("auto", choices=("auto", "on", "off"))  # auto: on when 5M+ parameters train
     compile: bool = False  # torch.compile the encoder (dynamic shapes); pays a compile time up front

@@ -202,37 +202,28 @@ class Checkpointing(Hook):
 
 
 class ReturnFreedMemory(Hook):
-    """On glibc's malloc, `malloc_trim(0)` every `train.malloc_trim_every` steps and after each epoch's evaluation.
-    glibc keeps what the ever-changing batch shapes freed in its heap and seldom gives it back, so the resident
-    memory climbs through a run (jemalloc, which the command prefers where the system has it, does not need this).
-    A trim hands the free pages back; on the default job it costs about 2 ms (allocator.py and results/README.md
-    have the figures)."""
+    """Hands the allocator's free pages back to the system every N steps and after each epoch's evaluation.
 
-    def __init__(self, every: int):
-        self.every = every
-        self.trim = glibc_malloc_trim() if every else None
+    On glibc's malloc: `malloc_trim(0)` every `train.malloc_trim_every` steps. glibc keeps what the ever-changing
+    batch shapes freed in its heap and seldom gives it back, so the resident memory climbs through a run; a trim
+    costs about 2 ms on the default job (allocator.py and results/README.md have the figures). Under mimalloc:
+    `mi_collect(true)` every `train.mimalloc_collect_every` steps, off by default: mimalloc purges emptied pages
+    by itself, and glibc's heap, which malloc_trim would walk, holds next to nothing there. jemalloc: never."""
+
+    def __init__(self, glibc_every: int, mimalloc_every: int = 0):
+        from minbert.allocator import active_allocator, release_freed_memory
+
+        self.allocator = active_allocator()
+        self.every = {"glibc": glibc_every, "mimalloc": mimalloc_every}.get(self.allocator, 0)
+        self.release = release_freed_memory(self.allocator) if self.every else None
 
     def after_step(self, trainer: TrainerView) -> None:
-        if self.trim is not None and trainer.step % self.every == 0:
-            self.trim(0)
+        if self.release is not None and trainer.step % self.every == 0:
+            self.release()
 
     def epoch_ended(self, trainer: TrainerView, record: dict) -> None:
-        if self.trim is not None:
-            self.trim(0)
-
-
-def glibc_malloc_trim() -> Callable[[int], int] | None:
-    """libc's malloc_trim when this process allocates through glibc's malloc, else None."""
-    from minbert.allocator import active_allocator
-
-    if active_allocator() != "glibc":
-        return None
-    import ctypes
-
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
+        if self.release is not None:
+            self.release()
 
 
 class GracefulStop(Hook):

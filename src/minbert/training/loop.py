@@ -78,7 +78,7 @@ def default_hooks(train: TrainConfig, distillation: bool) -> list[Hook]:
     if train.grad_clip > 0:
         hooks.append(GradientClipping(train.grad_clip))
     return [*hooks, NonFiniteLoss(train.on_nan), ProgressReport(), Checkpointing(train.checkpoint_every),
-            ReturnFreedMemory(train.malloc_trim_every), GracefulStop()]
+            ReturnFreedMemory(train.malloc_trim_every, train.mimalloc_collect_every), GracefulStop()]
 
 
 class TaskLoss(nn.Module):
