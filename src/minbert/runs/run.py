@@ -64,7 +64,7 @@ from minbert.training.checkpoint import (
 from minbert.training.config import TRAINED_WITH, RunConfig, check_trained_with, teachers_of, trained_with
 from minbert.training.distributed import World, init_world, shutdown
 from minbert.training.experiment import SPLITS, Experiment, build_experiment, load_task_data, task_file
-from minbert.training.hooks import Hook
+from minbert.training.hooks import Hook, StepFigures
 from minbert.training.loop import Trainer
 from minbert.training.tracking import Tracking, check_trackers
 
@@ -292,10 +292,11 @@ class RunRecorder(Hook):
         config = config or best.exp.config
         self.tracking = Tracking(config.train.tracking, config.name, run_dir, config.to_dict(), tracking_group)
 
-    def after_update(self, trainer: Trainer, losses: dict[str, float]) -> None:
-        figures = {f"train_loss/{task}": value for task, value in losses.items()}
-        figures["lr"] = trainer.optimizer.param_groups[0]["lr"]
-        self.tracking.log_step(trainer.step, figures)
+    def steps_read(self, trainer: Trainer, steps: list[StepFigures]) -> None:
+        for step in steps:  # each row under the update's count, as trainer.step reads after it
+            if not step.skipped:
+                figures = {f"train_loss/{task}": value for task, value in step.losses.items()}
+                self.tracking.log_step(step.step + 1, {**figures, "lr": step.lr})
 
     def epoch_ended(self, trainer: Trainer, record: dict) -> None:
         self.metrics["epochs"] = list(trainer.history)

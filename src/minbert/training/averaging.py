@@ -94,7 +94,7 @@ class ExponentialMovingAverage(AveragedWeights):
         self.decay, self.every = options.decay, options.every
 
     @torch.no_grad()
-    def after_update(self, trainer: TrainerView, losses: dict[str, float]) -> None:
+    def after_update(self, trainer: TrainerView, losses: dict[str, Tensor]) -> None:
         if trainer.stage_step % self.every == 0:
             averaged, current = self.pairs(trainer.model)
             if averaged:
@@ -121,7 +121,7 @@ class StochasticWeightAveraging(AveragedWeights):
         return trainer.epoch >= trainer.stages[trainer.stage].epochs - self.epochs
 
     @torch.no_grad()
-    def after_update(self, trainer: TrainerView, losses: dict[str, float]) -> None:
+    def after_update(self, trainer: TrainerView, losses: dict[str, Tensor]) -> None:
         if not self.averaging(trainer) or trainer.stage_step % self.every:
             return
         averaged, current = self.pairs(trainer.model)

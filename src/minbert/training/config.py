@@ -74,6 +74,9 @@ class TrainConfig:
     # the same under mimalloc (mi_collect), off: mimalloc purges freed pages itself (minbert/allocator.py)
     mimalloc_collect_every: int = option(0, low=0)
     on_nan: str = option("stop", choices=("stop", "skip"))  # stop: naming step, task, ids; skip: drop, count
+    # steps between two reads of the training figures from the device (losses, the non-finite check): a step itself
+    # never waits on the host; epoch ends and checkpoints read them too (minbert.training.loop.Trainer.read_figures)
+    log_every: int = option(50, low=1)
     fused_adamw: str = option("auto", choices=("auto", "on", "off"))  # auto: on when 5M+ parameters train
     compile: bool = False  # torch.compile the encoder (dynamic shapes); pays a compile time up front
     bucketing: bool = True  # draw batches from length buckets (less padding), then shuffle the batches

@@ -13,8 +13,12 @@ given; a hook defines only the methods it needs (the base class's do nothing). T
     before_step(trainer, step_batches)         before the forward passes of an optimizer step
     after_backward(trainer, task)              after one task's backward pass
     before_update(trainer)                     after every backward pass, before the optimizer step
-    after_update(trainer, losses)              after the optimizer step ({task: loss})
+    after_update(trainer, losses)              after the optimizer step ({task: loss}, 0-d tensors still on the
+                                               device: reading one here would make every step wait for it)
     after_step(trainer)                        after the step is counted in the epoch
+    steps_read(trainer, steps)                 the figures of the steps since the last read, now on the host
+                                               (StepFigures; every train.log_every steps, at an epoch's end and
+                                               before a checkpoint)
     epoch_ended(trainer, record)               on the main rank, after the dev evaluation
     after_epoch(trainer)                       on every rank, once the epoch is closed
     state() / load_state(state, tensors)       what a resumable checkpoint keeps of the hook
@@ -28,6 +32,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -79,6 +84,19 @@ class TrainerView(Protocol):
     def selection_score(self, dev: dict[str, dict]) -> float: ...
 
 
+@dataclass
+class StepFigures:
+    """One optimizer step's figures: its losses stay on the device until `Trainer.read_figures` reads every unread
+    step's at once (then they are floats), with what naming a non-finite loss needs."""
+
+    step: int  # trainer.step when the step began (what a non-finite loss names; after the update it is step + 1)
+    epoch: int
+    lr: float  # the first parameter group's rate in this step
+    losses: dict[str, Tensor | float] = field(default_factory=dict)  # task -> its batch's loss
+    positions: dict[str, list[int]] = field(default_factory=dict)  # task -> the batch's example positions
+    skipped: bool = False  # dropped by on_nan = "skip" (its losses before the non-finite one still count)
+
+
 class Schedule(Protocol):
     """The keys of train (TrainConfig) that the learning-rate schedule reads."""
 
@@ -104,8 +122,9 @@ class Hook:
     def before_step(self, trainer: TrainerView, step_batches: list) -> None: ...
     def after_backward(self, trainer: TrainerView, task: str) -> None: ...
     def before_update(self, trainer: TrainerView) -> None: ...
-    def after_update(self, trainer: TrainerView, losses: dict[str, float]) -> None: ...
+    def after_update(self, trainer: TrainerView, losses: dict[str, Tensor]) -> None: ...
     def after_step(self, trainer: TrainerView) -> None: ...
+    def steps_read(self, trainer: TrainerView, steps: list[StepFigures]) -> None: ...
     def epoch_ended(self, trainer: TrainerView, record: dict) -> None: ...
     def after_epoch(self, trainer: TrainerView) -> None: ...
     def state(self) -> tuple[dict, dict[str, Tensor]]: return {}, {}
@@ -158,18 +177,28 @@ class TeacherShare(Hook):
 
 class NonFiniteLoss(Hook):
     """`train.on_nan`: a non-finite loss stops the run naming the step, task and example ids ("stop"), or drops
-    that step and counts it ("skip"). The count is checkpointed and reported in every epoch's record."""
+    that step and counts it ("skip"). The count is checkpointed and reported in every epoch's record.
+
+    "stop" checks the losses where the trainer reads them from the device (every `train.log_every` steps, at an
+    epoch's end, before every checkpoint), so a step never waits on the host: the run stops up to that many steps
+    after the bad one, and no checkpoint holds weights trained past it. "skip" must know before the update whether
+    to make it, so it reads each loss in its step (`per_step`): a GPU then waits once a step."""
 
     def __init__(self, policy: str):
         self.policy = policy
         self.skipped = 0
 
-    def handle(self, trainer: TrainerView, task: str, positions: list[int], loss: Tensor) -> None:
-        ids = trainer.exp.data[task]["train"].example_ids(positions)
-        message = (f"non-finite loss {loss.item()} at step {trainer.step} (epoch {trainer.epoch + 1}), task {task}; "
+    @property
+    def per_step(self) -> bool:
+        return self.policy == "skip"
+
+    def handle(self, trainer: TrainerView, figures: StepFigures, task: str, loss: float) -> None:
+        ids = trainer.exp.data[task]["train"].example_ids(figures.positions[task])
+        message = (f"non-finite loss {loss} at step {figures.step} (epoch {figures.epoch + 1}), task {task}; "
                    f"example ids: {', '.join(ids)}")
         if self.policy == "stop":
-            raise TrainingError(message + "; the last good checkpoint is kept")
+            found = f" (found at step {trainer.step})" if trainer.step > figures.step + 1 else ""
+            raise TrainingError(f"{message}; the last good checkpoint is kept{found}")
         self.skipped += 1
         log.warning("%s: step skipped (%d skipped so far)", message, self.skipped)
 

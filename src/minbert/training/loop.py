@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -46,6 +47,7 @@ from minbert.training.hooks import (
     NonFiniteLoss,
     ProgressReport,
     ReturnFreedMemory,
+    StepFigures,
     TeacherShare,
 )
 from minbert.training.layer_cache import LayerCache
@@ -148,6 +150,7 @@ class Trainer:
         self.step_in_epoch = 0
         self.epoch_rng_state: dict | None = None  # the sampler RNG at the start of the current epoch
         self.epoch_losses: dict[str, list[float]] = defaultdict(list)
+        self.unread: list[StepFigures] = []  # steps whose losses are still on the device (read_figures)
         self.epoch_seen = 0
         self.epoch_seconds = 0.0
         self.history: list[dict] = []
@@ -246,31 +249,50 @@ class Trainer:
         return dev_selection_score(dev, {t for t in dev if self.config.tasks[t].helper})
 
     def train_step(self, step_batches: list) -> int:
-        """One optimizer update over the step's batches; returns the number of examples seen."""
+        """One optimizer update over the step's batches; returns the number of examples seen. Nothing here reads a
+        device tensor on the host (but on_nan = "skip"'s check): the losses wait in `unread` for `read_figures`."""
         self.call("before_step", step_batches)
         self.optimizer.zero_grad(set_to_none=True)
-        seen, losses = 0, {}
+        seen = 0
+        figures = StepFigures(self.step, self.epoch, self.optimizer.param_groups[0]["lr"])
+        self.unread.append(figures)
         for task, positions in step_batches:
             positions = self.world.shard(positions)
             batch = self.exp.data[task]["train"].collate(positions).to(self.exp.device)
             with autocast(self.exp.device, self.exp.autocast_dtype):
                 loss = self.loss_module(batch)
-            if not torch.isfinite(loss):
-                self.nan_policy.handle(self, task, positions, loss)  # raises, or the step is dropped
+            figures.positions[task] = positions
+            if self.nan_policy.per_step and not torch.isfinite(loss):
+                figures.skipped = True
+                self.nan_policy.handle(self, figures, task, loss.item())  # the step is dropped
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 return seen
             self.scaler.scale(self.model.heads[task].loss_weight * loss).backward()
             self.call("after_backward", task)
-            losses[task] = loss.item()
-            self.epoch_losses[task].append(losses[task])
+            figures.losses[task] = loss.detach()
             seen += len(batch)
         self.call("before_update")
         self.scaler.step(self.optimizer)  # with fp16, skips the step when the scaled gradients overflowed
         self.scaler.update()
         self.step += 1
-        self.call("after_update", losses)
+        self.call("after_update", figures.losses)
         return seen
+
+    def read_figures(self) -> None:
+        """Every unread step's losses to the host in one read (every train.log_every steps, at an epoch's end and
+        before a checkpoint): the epoch's losses, the non-finite check of on_nan = "stop" (which raises here,
+        naming the first bad step), and the hooks' `steps_read` (the trackers' per-step rows)."""
+        unread, self.unread = self.unread, []
+        device_losses = [loss.float() for figures in unread for loss in figures.losses.values()]
+        values = iter(torch.stack(device_losses).tolist() if device_losses else [])
+        for figures in unread:
+            figures.losses = {task: next(values) for task in figures.losses}
+            for task, loss in figures.losses.items():
+                if not math.isfinite(loss):
+                    self.nan_policy.handle(self, figures, task, loss)  # "stop": raises
+                self.epoch_losses[task].append(loss)
+        self.call("steps_read", unread)
 
     def count_total_steps(self) -> int:
         """Steps in the whole stage (for warm-up and decay), from a probe of the first epoch's plan."""
@@ -319,8 +341,11 @@ class Trainer:
                 for step_batches in self.plan[self.step_in_epoch:]:
                     self.epoch_seen += self.train_step(step_batches)
                     self.step_in_epoch += 1
+                    if self.step % self.config.train.log_every == 0:
+                        self.read_figures()
                     self.epoch_seconds = time.perf_counter() - start
                     self.call("after_step")
+                self.read_figures()
                 if self.world.is_main:  # rank 0 evaluates, logs and saves
                     self.finish_epoch(epoch)
                 self.epoch, self.step_in_epoch = epoch + 1, 0
@@ -370,6 +395,7 @@ class Trainer:
     # --- resumable checkpoints ---------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> None:
+        self.read_figures()  # the epoch's losses are saved; weights trained past a non-finite loss never are
         if self.run_dir is None or not self.world.is_main:
             return
         rng_states, tensors = rng_state()
@@ -433,6 +459,7 @@ class Trainer:
         self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
         self.epoch_rng_state = state["epoch_rng_state"]
         self.epoch_losses = defaultdict(list, state["epoch_losses"])
+        self.unread = []
         self.epoch_seen, self.epoch_seconds = state["epoch_seen"], state["epoch_seconds"]
         self.history = state["history"]
         set_rng_state(state["rng"], tensors)  # last: building the model above drew from the torch RNG

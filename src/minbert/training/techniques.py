@@ -72,8 +72,8 @@ def pcgrad(gradients: list[Tensor], rng: np.random.Generator) -> Tensor:
                 continue
             other = gradients[j]
             dot = torch.dot(g, other)
-            if dot < 0:
-                g -= dot / other.dot(other).clamp_min(1e-20) * other
+            # selected on the device (an `if dot < 0` would wait for it); the kept side is bit for bit the same
+            g = torch.where(dot < 0, g - dot / other.dot(other).clamp_min(1e-20) * other, g)
         projected.append(g)
     return torch.stack(projected).sum(dim=0)
 
@@ -135,7 +135,7 @@ class Bregman(Hook):
         self.proximal = BregmanProximal(trainer.model, self.weight, self.momentum)
         return [(self.weight, self.proximal)]
 
-    def after_update(self, trainer: TrainerView, losses: dict[str, float]) -> None:
+    def after_update(self, trainer: TrainerView, losses: dict[str, Tensor]) -> None:
         self.proximal.update(trainer.model)
 
     def state(self) -> tuple[dict, dict[str, Tensor]]:
