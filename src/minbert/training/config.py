@@ -80,6 +80,9 @@ class TrainConfig:
     fused_adamw: str = option("auto", choices=("auto", "on", "off"))  # auto: on when 5M+ parameters train
     compile: bool = False  # torch.compile the encoder (dynamic shapes); pays a compile time up front
     bucketing: bool = True  # draw batches from length buckets (less padding), then shuffle the batches
+    # > 0: each training batch holds at most this many tokens (rows x padded width, widths rounded up to a multiple
+    # of 8) instead of batch_size examples, one bucket width per batch, so shapes repeat (minbert.data.batching)
+    max_tokens_per_batch: int = option(0, low=0)
     eval_batch_size: int = option(64, low=0, low_open=True)
     cache_frozen: bool = True  # compute the frozen bottom's outputs once and reuse them in later epochs
     cache_budget_mb: int = option(4096, low=0)  # in memory up to this; a memory-mapped file beyond it
@@ -437,6 +440,21 @@ def check_run_name(name: str, key: str = "name") -> None:
     check_name(name, key)
 
 
+def check_token_budget(config: RunConfig) -> None:
+    """A token budget must hold one sequence of model.max_length, and sizes every task's batches."""
+    budget = config.train.max_tokens_per_batch
+    if not budget:
+        return
+    if budget < config.model.max_length:
+        raise ConfigError(f"train.max_tokens_per_batch = {budget} is below model.max_length = "
+                          f"{config.model.max_length}: a batch must hold one sequence of the longest length (raise it, "
+                          "or 0 for batches of train.batch_size examples)")
+    for name, task in config.tasks.items():
+        if task.batch_size:
+            raise ConfigError(f"tasks.{name}.batch_size = {task.batch_size} with train.max_tokens_per_batch = "
+                              f"{budget}: a token budget sizes every task's batches; drop one of the two")
+
+
 def validate(config: RunConfig) -> None:
     """What a single field cannot say: combinations, the stages' tasks, each chosen unit's own checks."""
     check_run_name(config.name)
@@ -455,6 +473,7 @@ def validate(config: RunConfig) -> None:
     if not config.tasks:
         raise ConfigError("no tasks: add at least one [tasks.NAME] table with a `data` format")
     parse_balancing(config.train.balancing, len(config.tasks))
+    check_token_budget(config)
     for name, options in config.train.techniques.items():
         TECHNIQUES.check(name, options, TaskContext(config, f"train.techniques.{name}"))
     check_task_layers(config.model, config.tasks)  # here too, before any data loads

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from minbert.data.batching import Batch
+from minbert.data.batching import BUCKET_MULTIPLE, Batch
 from minbert.device import autocast
 from minbert.evaluation.predict import evaluate_tasks
 from minbert.interrupts import STOP
@@ -133,6 +133,10 @@ class Trainer:
         self.regularizers = {name: build_regularizers(task.regularizers) for name, task in self.config.tasks.items()}
         sampler = self.config.train.sampler
         self.sampler = SAMPLERS[sampler.name](sampler.options)
+        if self.config.train.max_tokens_per_batch:  # token budgets: batches of repeatable widths, uneven in examples
+            self.sampler.uneven_batches = True
+            for splits in self.exp.data.values():
+                splits["train"].pad_multiple = BUCKET_MULTIPLE
         self.rng = np.random.default_rng(self.config.seed)
         self.distillation = None
         if teachers_of(self.config):
@@ -234,7 +238,8 @@ class Trainer:
         balancing = train.balancing if len(data) == len(self.config.tasks) else "full"  # ratios name every task
         chosen = balance({task: len(pool) for task, pool in pools.items()}, balancing, self.rng)
         batches = {task: d.batches(self.task_batch_size(task), shuffle=True, bucketing=train.bucketing,
-                                   rng=self.rng, positions=pools[task][chosen[task]]) for task, d in data.items()}
+                                   rng=self.rng, positions=pools[task][chosen[task]],
+                                   max_tokens=train.max_tokens_per_batch) for task, d in data.items()}
         plan = self.sampler.plan(batches, epoch, self.stages[self.stage].epochs, self.rng)
         if self.world.distributed:  # every rank needs a share of every batch: drop batches too small to split
             plan = [step for step in plan if all(len(positions) >= self.world.size for _, positions in step)]
@@ -295,9 +300,19 @@ class Trainer:
         self.call("steps_read", unread)
 
     def count_total_steps(self) -> int:
-        """Steps in the whole stage (for warm-up and decay), from a probe of the first epoch's plan."""
+        """Steps in the whole stage (for warm-up and decay), from a probe of the first epoch's plan: its length is
+        fixed by the config. Under a token budget how many batches an epoch's examples fill depends on their draw,
+        so each remaining epoch's plan is drawn ahead from the generator as the epochs will draw it (only the plans
+        draw from it), plus the steps already done in this stage (a resumed run)."""
         state = self.rng.bit_generator.state
-        total = len(self.epoch_plan(0)) * self.stages[self.stage].epochs  # a plan's length is fixed by the config
+        epochs = self.stages[self.stage].epochs
+        if not self.config.train.max_tokens_per_batch:
+            total = len(self.epoch_plan(0)) * epochs
+        else:
+            if self.epoch_rng_state is not None:
+                self.rng.bit_generator.state = self.epoch_rng_state
+            total = self.step - self.step_in_epoch - self.stage_start_step
+            total += sum(len(self.epoch_plan(epoch)) for epoch in range(self.epoch, epochs))
         self.rng.bit_generator.state = state  # the probe must not shift the real draws
         return total
 
