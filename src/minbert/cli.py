@@ -425,9 +425,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    # OpenMP's workers spin between operations by default, starving the event loop that reads requests on the
-    # same cores; sleeping workers serve more (it is read once, when torch loads, so it is set before that)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OpenMP's workers spin about 3 ms after each operation by default, starving the event loop that reads requests
+    # on the same cores; asleep at once (OMP_WAIT_POLICY=PASSIVE, before issue 46) they pay a wake-up at each of a
+    # forward pass's ~100 parallel regions. A short spin (about 0.1 ms) spans the gaps inside a forward pass and
+    # sleeps soon after it. Read once, when torch loads, so set before that; a user's OMP_WAIT_POLICY is kept.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    # the tokenizer encodes on the worker thread itself: its own thread pool would be a hand-off per batch, and its
+    # idle threads would compete with OpenMP's for the two cores
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from minbert.serving.app import Batching, Limits, serve
 
     limits = Limits(args.max_texts, args.max_chars, args.timeout, args.max_body_bytes)

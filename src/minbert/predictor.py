@@ -78,6 +78,19 @@ class MultitaskBERT:
                               f"changed since): export it again (minbert export {run_dir} --format onnx --overwrite)")
         return cls(config, model, Tokenizer.from_pretrained(onnx_dir), run_dir, "fp32", device="cpu")
 
+    def cast_weights_once(self) -> None:
+        """For serving: every Linear layer's weight and bias held in the autocast dtype, cast once here, where
+        autocast would cast each of them again on every model call (MiniLM: 21 M weights per call, one sentence or
+        64). Autocast stays on for the activations, so the outputs are the same bit for bit. Afterwards the model
+        runs under its autocast only (no training, no fp32 calls). Nothing to do in fp32 or int8, or on ONNX."""
+        dtype = self.inference.autocast_dtype
+        if dtype is None or not isinstance(self.model, MultitaskModel):
+            return
+        self.model.requires_grad_(False)
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.to(dtype)
+
     def resolve_task(self, task: str | None, sentiment: bool) -> str:
         if task is not None:
             if task not in self.config.tasks:

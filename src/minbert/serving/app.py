@@ -1,9 +1,10 @@
 """`minbert serve`: a trained run behind a JSON HTTP API (FastAPI on uvicorn), with a page to try it.
 
-Concurrent requests are batched: every text waits in one queue, and a single worker takes what has gathered (up
-to `max_batch` texts, waiting at most `max_wait_ms` for more), groups it by task and runs each group through the
-model's length-sorted inference path in one call. Under load that turns many one-sentence forward passes into a
-few large ones; `max_batch = 1` serves one text at a time, the baseline of the load test.
+Concurrent requests are batched: every text waits in one queue, and a single worker thread takes what has gathered
+(up to `max_batch` texts; while a wave of clients is coming back, waiting at most `max_wait_ms` for them), groups it
+by task and runs each group through the model's length-sorted inference path in one call. Under load that turns
+many one-sentence forward passes into a few large ones; `max_batch = 1` serves one text at a time, the baseline of
+the load test.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import secrets
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -72,7 +74,7 @@ class Limits:
 @dataclass(frozen=True)
 class Batching:
     max_batch: int = 64  # texts per model call; 1 serves one text at a time
-    max_wait_ms: float = 5.0  # how long a lone text waits for company
+    max_wait_ms: float = 5.0  # how long a batch waits for a wave of clients coming back (never a lone text)
 
     def __post_init__(self) -> None:
         check_positive(self, {"max_batch": 1})
@@ -149,100 +151,143 @@ class Service:
 TASK_PREFIX = "task:"  # the batcher's name for POST /predict/{task}
 
 
+class Asked:
+    """One HTTP request's texts, answered together once the last of them is."""
+
+    __slots__ = ("answers", "future", "left", "timeline")
+
+    def __init__(self, future: asyncio.Future, size: int, timeline: Timeline | None):
+        self.future, self.answers, self.left, self.timeline = future, [None] * size, size, timeline
+
+
 @dataclass
 class Pending:
     endpoint: str
     row: tuple[str, ...]
-    future: asyncio.Future
-    timeline: Timeline | None = None  # with `serve --timeline`
+    request: Asked
+    index: int  # the text's place in its request
+    arrived_ns: int  # time.perf_counter_ns when it was queued
 
 
 class Batcher:
-    """One queue, one worker: texts that arrive together are answered by one model call per task."""
+    """One queue, one warm worker thread: texts that arrive together are answered by one model call per task.
+
+    The thread sleeps on the queue while idle and takes a text the moment it is queued, so a lone text runs at once,
+    with no hop through the event loop on its way in and one on its way out (a batch's answers go back in one call).
+    It waits for company (up to max_wait_ms) only when a wave is coming: the previous batch held several texts and
+    was answered less than its model call's time before this text arrived (clients under load come back faster than
+    that), and it stops waiting as soon as the batch is as large as the previous one. What is queued always joins.
+    """
 
     def __init__(self, service: Service, batching: Batching):
         self.service, self.batching = service, batching
-        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minbert-model")
-        self.worker: asyncio.Task | None = None
-        self.last_batch = 0
+        self.queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()  # None: stop
+        self.thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.previous = (0, 0, 0)  # the last batch: texts, when it was answered, its model calls' time (ns)
+        self.stopping = False
         self.stats = {"requests": 0, "texts": 0, "model_calls": 0, "largest_batch": 0}
 
     def start(self) -> None:
-        self.worker = asyncio.get_running_loop().create_task(self.work())
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.Thread(target=self.work, name="minbert-model", daemon=True)
+        self.thread.start()
 
     async def stop(self) -> None:
-        if self.worker:
-            self.worker.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.queue.put(None)  # the thread ends after the batch in hand
 
     async def submit(self, endpoint: str, rows: Sequence[tuple[str, ...]]) -> list[dict]:
-        loop = asyncio.get_running_loop()
         timeline = CURRENT.get()
         if timeline is not None:
             timeline.mark("parse")
-        pending = [Pending(endpoint, row, loop.create_future(), timeline) for row in rows]
-        for item in pending:
-            self.queue.put_nowait(item)
+        request = Asked(self.loop.create_future(), len(rows), timeline)
+        now = time.perf_counter_ns()
+        for index, row in enumerate(rows):
+            self.queue.put(Pending(endpoint, row, request, index, now))
         self.stats["requests"] += 1
-        return await asyncio.gather(*(item.future for item in pending))
+        return await request.future
 
-    async def gather_batch(self) -> list[Pending]:
-        """What is queued, up to max_batch texts. Under load (the last batch held several texts) it also waits
-        up to max_wait_ms for more; a lone client is answered at once."""
-        batch = [await self.queue.get()]
-        mark_all([batch[0].timeline], "queue")
-        wait = self.batching.max_wait_ms / 1000 if self.last_batch > 1 else 0.0
-        deadline = time.perf_counter() + wait
+    def expected(self, arrived_ns: int) -> int:
+        """How many texts to wait for: the previous batch's, while its wave is still coming back; else 1."""
+        texts, answered_ns, call_ns = self.previous
+        return min(texts, self.batching.max_batch) if texts > 1 and arrived_ns - answered_ns < call_ns else 1
+
+    def gather_batch(self) -> list[Pending] | None:
+        """What is queued, up to max_batch texts, and what comes within max_wait_ms while a wave is expected
+        (`expected`). None once stopped."""
+        first = self.queue.get()  # an idle worker sleeps here
+        if first is None:
+            return None
+        batch = [first]
+        mark_all([first.request.timeline], "queue")
+        wanted = self.expected(first.arrived_ns)
+        deadline = time.perf_counter_ns() + int(self.batching.max_wait_ms * 1e6)
         while len(batch) < self.batching.max_batch:
-            if not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-                mark_all([batch[-1].timeline], "queue")
-                continue
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
             try:
-                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
-                mark_all([batch[-1].timeline], "queue")
-            except TimeoutError:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.perf_counter_ns()
+                if len(batch) >= wanted or remaining <= 0:
+                    break
+                try:
+                    item = self.queue.get(timeout=remaining / 1e9)
+                except queue.Empty:
+                    break
+            if item is None:
+                self.stopping = True
                 break
-        mark_all([item.timeline for item in batch], "batch")
-        self.last_batch = len(batch)
-        return [item for item in batch if not item.future.done()]  # a timed-out request's texts are dropped
+            batch.append(item)
+            mark_all([item.request.timeline], "queue")
+        mark_all([item.request.timeline for item in batch], "batch")
+        return [item for item in batch if not item.request.future.done()]  # a timed-out request's texts are dropped
 
-    async def work(self) -> None:
-        while True:
-            batch = await self.gather_batch()
+    def work(self) -> None:
+        while not self.stopping and (batch := self.gather_batch()) is not None:
             groups: dict[str, list[Pending]] = defaultdict(list)
             for item in batch:
                 groups[item.endpoint].append(item)
+            began = time.perf_counter_ns()
             for endpoint, items in groups.items():
-                await self.answer(endpoint, items)
+                answered = self.answer(endpoint, items)
+                try:
+                    self.loop.call_soon_threadsafe(self.deliver, answered)
+                except RuntimeError:  # the event loop has closed: the server is gone
+                    return
+            if batch:
+                ended = time.perf_counter_ns()
+                self.previous = (len(batch), ended, ended - began)
 
-    async def answer(self, endpoint: str, items: list[Pending]) -> None:
+    def answer(self, endpoint: str, items: list[Pending]) -> list[tuple[Pending, dict | Exception]]:
         """One model call for the group; if it fails, each text alone, so that only the texts that fail get an
         error and the requests they shared the batch with are answered."""
-        loop = asyncio.get_running_loop()
         try:
-            answers = await loop.run_in_executor(self.executor, self.service.run, endpoint,
-                                                 [item.row for item in items], [item.timeline for item in items])
+            answers = self.service.run(endpoint, [item.row for item in items],
+                                       [item.request.timeline for item in items])
         except Exception as exc:
             if len(items) > 1:
-                for item in items:
-                    await self.answer(endpoint, [item])
-                return
+                return [answer for item in items for answer in self.answer(endpoint, [item])]
             log.warning("serve: %s failed on %r: %s: %s", endpoint, items[0].row, type(exc).__name__, exc)
-            if not items[0].future.done():
-                items[0].future.set_exception(LimitExceeded(500, "model", 0, f"the model could not process this "
-                                                            f"text ({type(exc).__name__}: {exc})"))
-            return
+            return [(items[0], LimitExceeded(500, "model", 0, f"the model could not process this text "
+                                             f"({type(exc).__name__}: {exc})"))]
         self.stats["model_calls"] += 1
         self.stats["texts"] += len(items)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(items))
-        for item, answer in zip(items, answers, strict=True):
-            if not item.future.done():
-                item.future.set_result(answer)
+        return list(zip(items, answers, strict=True))
+
+    @staticmethod
+    def deliver(answered: list[tuple[Pending, dict | Exception]]) -> None:
+        """On the event loop: each request whose last text is answered gets its answers (or its text's error)."""
+        for item, answer in answered:
+            request = item.request
+            if request.future.done():  # timed out, or failed by another of its texts
+                continue
+            if isinstance(answer, Exception):
+                request.future.set_exception(answer)
+                continue
+            request.answers[item.index] = answer
+            request.left -= 1
+            if not request.left:
+                request.future.set_result(request.answers)
 
 
 # --- the HTTP side ---
@@ -371,7 +416,8 @@ def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Bat
                                 f"{', '.join(model.config.tasks)})")
         check_limits(rows, limits)
         try:
-            answers = await asyncio.wait_for(batcher.submit(endpoint, rows), limits.timeout_seconds)
+            async with asyncio.timeout(limits.timeout_seconds):  # no task of its own, unlike wait_for
+                answers = await batcher.submit(endpoint, rows)
             mark_all([CURRENT.get()], "return")
             return answers
         except TimeoutError:
@@ -446,4 +492,5 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a port number (1 to 65535)")
     model = MultitaskBERT.load(run, precision, backend, onnx_dir)
+    model.cast_weights_once()
     uvicorn.run(create_app(model, limits, batching, timeline), host=host, port=port, log_level="warning")

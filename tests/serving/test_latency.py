@@ -1,0 +1,73 @@
+"""Issue 46: a lone request runs at once on a warm worker, concurrent ones still share model calls, and the weights
+cast once for serving give the same outputs as autocast casting them on every call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from minbert.predictor import MultitaskBERT
+from minbert.serving.app import Batching, Limits
+from tests.serving.conftest import running_server
+from tests.serving.test_api import SENTENCES
+
+
+def test_a_lone_request_never_waits_for_company_even_after_a_batch(tiny_model):
+    """max_wait_ms = 10 s: a lone request on a fresh server, and one after a batch of several texts (the old worker
+    waited for company after any such batch), are each answered far sooner."""
+    with running_server(tiny_model, Limits(timeout_seconds=30), Batching(max_batch=64, max_wait_ms=10_000)) as url, \
+            httpx.Client(base_url=url, timeout=30) as http:
+        started = time.perf_counter()
+        assert http.post("/sentiment", json={"texts": [SENTENCES[0]]}).status_code == 200
+        fresh = time.perf_counter() - started
+        assert http.post("/sentiment", json={"texts": SENTENCES * 3}).status_code == 200  # one batch of six
+        assert http.get("/health").json()["served"]["largest_batch"] == 6
+        time.sleep(1.0)  # longer than a model call: the wave is over, the worker idle
+        started = time.perf_counter()
+        assert http.post("/sentiment", json={"texts": [SENTENCES[1]]}).status_code == 200
+        after_batch = time.perf_counter() - started
+    assert fresh < 3 and after_batch < 3, (fresh, after_batch)
+
+
+async def lone_then_together(url: str, n: int) -> tuple[list[dict], list[dict]]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        lone = [(await http.post("/sentiment", json={"texts": [SENTENCES[i % 2]]})).json()["results"][0]
+                for i in range(2)]
+        together = await asyncio.gather(*(http.post("/sentiment", json={"texts": [SENTENCES[i % 2]]})
+                                          for i in range(n)))
+    return lone, [r.json()["results"][0] for r in together]
+
+
+def test_concurrent_requests_share_model_calls_and_answer_as_lone_ones(tiny_model):
+    with running_server(tiny_model, batching=Batching(max_batch=64, max_wait_ms=50)) as url:
+        lone, together = asyncio.run(lone_then_together(url, 24))
+        served = httpx.get(f"{url}/health").json()["served"]
+    assert served["largest_batch"] > 1 and served["model_calls"] < 2 + 24
+    for i, answer in enumerate(together):
+        assert answer["label"] == lone[i % 2]["label"]
+        assert answer["probabilities"] == pytest.approx(lone[i % 2]["probabilities"], abs=1e-5)
+
+
+def test_weights_cast_once_give_the_outputs_of_autocast_bit_for_bit(three_task_run):
+    model = MultitaskBERT.load(three_task_run, precision="bf16")
+    rows = [(s,) for s in [*SENTENCES, "good", "a bad bad film with a good actor and a boring plot"]]
+    kind = model.model.heads["sst"].kind
+    before = model.outputs("sst", kind.serve_examples(rows, model.tokenizer))
+    vectors_before = model.embed([r[0] for r in rows], task="sts")
+    model.cast_weights_once()
+    assert model.model.encoder.layers[0].attention.qkv.weight.dtype == torch.bfloat16
+    assert model.model.encoder.embeddings.word_embeddings.weight.dtype == torch.float32  # not a Linear
+    after = model.outputs("sst", kind.serve_examples(rows, model.tokenizer))
+    assert np.array_equal(before, after)
+    assert np.array_equal(vectors_before, model.embed([r[0] for r in rows], task="sts"))
+
+
+def test_casting_weights_once_leaves_an_fp32_model_as_it_was(tiny_model):
+    weight = tiny_model.model.encoder.layers[0].attention.qkv.weight
+    tiny_model.cast_weights_once()
+    assert tiny_model.inference.autocast_dtype is None and weight.dtype == torch.float32 and weight.requires_grad
