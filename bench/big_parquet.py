@@ -80,7 +80,11 @@ def check(config: Path, directory: Path) -> int:
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - began
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    print(done.stdout[-3000:], end="")
+    listed = 0  # a file's listed bad rows (up to a thousand): the first three of each shown
+    for line in done.stdout.splitlines():
+        listed = listed + 1 if line.startswith("      row ") else 0
+        if listed <= 3:
+            print(line)
     if done.returncode not in (0, 1):
         print(done.stderr[-3000:], file=sys.stderr)
     print(f"minbert data: exit {done.returncode}, {seconds:.0f} s, peak RSS {peak_kib / 1024:.0f} MiB")
