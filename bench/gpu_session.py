@@ -11,8 +11,8 @@ packages, its data files and the embedded MiniLM, whose 91 MB of fp32 weights al
 `prepare` writes .gpu/wheels/ (the missing packages, for CPython 3.12 on x86-64 Linux), .gpu/data.tar.xz (the
 default job's files from the data directory: never part of the repository), and .gpu/model/ (the embedded model
 with its weights stored in fp16 and xz: 41 MB, rounded once; `restore-model` widens them back to fp32, so the run starts
-from MiniLM's weights to within fp16's rounding, 2^-11 relative, which its report names), and adds /.gpu/ to
-.git/info/exclude. Then the device call: `run(command="bash bench/gpu_session.sh", carry=[".gpu"])`.
+from MiniLM's weights to within fp16's rounding, 2^-11 relative, which its report names), git-ignored by the
+repository's .gitignore. Then the device call: `run(command="bash bench/gpu_session.sh", carry=[".gpu"])`.
 """
 
 from __future__ import annotations
@@ -95,14 +95,6 @@ def restore_model(source: Path, target: Path) -> None:
               target / "model.safetensors", metadata={"format": "pt"})
 
 
-def exclude_staging() -> None:
-    exclude = ROOT / ".git" / "info" / "exclude"
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    lines = exclude.read_text(encoding="utf-8").splitlines() if exclude.exists() else []
-    if "/.gpu/" not in lines:
-        exclude.write_text("\n".join([*lines, "/.gpu/"]) + "\n", encoding="utf-8")
-
-
 def travelling_bytes(staging: Path) -> int:
     """What the device call sends: tracked and untracked-not-ignored files, and the staging folder."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
@@ -116,8 +108,6 @@ def prepare(data_dir: str | None, staging: Path) -> None:
     from minbert.data.spec import resolve_data_dir
     from minbert.model_dir import embedded_model_path
 
-    if staging == STAGING:
-        exclude_staging()
     if staging.exists():  # rebuilt whole, but only a folder this script made (an earlier .gpu/ may hold other work)
         if not (staging / MARKER).exists():
             sys.exit(f"gpu_session.py: {staging} exists and was not made by this script: move it away first")
