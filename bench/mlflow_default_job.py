@@ -1,15 +1,15 @@
 """Issue 45's MLflow goal on the real default job: logged to a real tracking server, killed, resumed, one MLflow run.
 
-    .venv/bin/python bench/mlflow_default_job.py --workdir DIR [--kill-after 600] [--config configs/multitask.toml]
-        [--data-dir ../shared/data] [key=value ...]
+    .venv/bin/python bench/mlflow_default_job.py --workdir DIR [--kill-after 600] [--replay-seconds 120]
+        [--config configs/multitask.toml] [--data-dir ../shared/data] [key=value ...]
 
 starts `mlflow server` on 127.0.0.1 (bench/mlflow_screenshots.py's: a SQLite store and the artifact root in WORKDIR),
 trains the default job (`minbert train --config CONFIG`, every stage) into WORKDIR/runs/default with `train.tracking =
-["tensorboard", { name = "mlflow", ... }]`, kills it with SIGKILL KILL_AFTER seconds in (or at its first checkpoint
-after that), resumes it (`minbert train --resume`) to the end, and then reads the server back: the runs of the
-experiment (one), every metric's steps (each once), every epoch's dev metrics beside metrics.json's, and the
-artifacts. It prints what it found and exits 1 if any of that is wrong. A second call with the same WORKDIR reuses a
-finished run and only reads the server back. key=value overrides go to the first `minbert train` (e.g.
+["tensorboard", { name = "mlflow", ... }]`, kills it with SIGKILL KILL_AFTER seconds in (or later, once its newest
+checkpoint is REPLAY_SECONDS old), resumes it (`minbert train --resume`) to the end, and then reads the server back:
+the runs of the experiment (one), every metric's steps (each once), every epoch's dev metrics beside metrics.json's,
+and the artifacts. It prints what it found and exits 1 if any of that is wrong. A second call with the same WORKDIR
+reuses a finished run and only reads the server back. key=value overrides go to the first `minbert train` (e.g.
 train.max_train_examples=300 for a quick look). The kill and the resume happen in one call: the server's port is new
 each start, and the run's config records the one it was started with.
 """
@@ -30,14 +30,17 @@ from bench.mlflow_screenshots import REPO, mlflow_server
 EXPERIMENT = "minbert-default-job"
 
 
-def train(command: list[str], kill_after: float | None = None, run_dir: Path | None = None) -> int:
-    """`minbert train ...`; with `kill_after`, SIGKILLed once that many seconds have passed and `run_dir` holds a
-    checkpoint (a kill before the first would leave nothing to resume). Its exit status."""
+def train(command: list[str], kill_after: float | None = None, run_dir: Path | None = None,
+          replay_seconds: float = 0.0) -> int:
+    """`minbert train ...`; with `kill_after`, SIGKILLed once that many seconds have passed and `run_dir`'s newest
+    checkpoint is `replay_seconds` old (a kill before the first would leave nothing to resume; one long after it
+    leaves steps that the tracker holds and the resumed run replays). Its exit status."""
     child = subprocess.Popen([sys.executable, "-m", "minbert", "train", *command])
     began = time.monotonic()
     while child.poll() is None:
-        if kill_after is not None and time.monotonic() - began > kill_after and \
-                any((run_dir / "checkpoints").glob("step-*")):
+        newest = max((p.stat().st_mtime for p in (run_dir / "checkpoints").glob("step-*")), default=None) \
+            if kill_after is not None else None
+        if newest is not None and time.monotonic() - began > kill_after and time.time() - newest > replay_seconds:
             child.send_signal(signal.SIGKILL)
             return child.wait()
         time.sleep(1)
@@ -98,6 +101,9 @@ def main() -> int:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "multitask.toml")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--kill-after", type=float, default=600.0, help="seconds before the SIGKILL")
+    parser.add_argument("--replay-seconds", type=float, default=120.0,
+                        help="how old the newest checkpoint must be at the kill: the steps logged since then come "
+                             "again when the run resumes")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_intermixed_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +116,8 @@ def main() -> int:
                            f'experiment = "{EXPERIMENT}"}}]'
                 began = time.monotonic()
                 status = train(["--config", str(args.config), *data, *args.overrides, tracking,
-                                f"output_dir={run_dir.parent}", f"name={run_dir.name}"], args.kill_after, run_dir)
+                                f"output_dir={run_dir.parent}", f"name={run_dir.name}"], args.kill_after, run_dir,
+                               args.replay_seconds)
                 print(f"first try: exit {status} after {time.monotonic() - began:.0f} s")
             status = train(["--resume", str(run_dir), *data])
             if status != 0:
