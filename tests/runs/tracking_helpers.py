@@ -19,10 +19,12 @@ FLUSH_EVERY_STEP = ("import runpy, sys; import minbert.training.tracking as trac
 
 
 def tracked_config(directory: Path, model_dir: Path, tracking: str, epochs: int = 2) -> Path:
-    """SST alone, `epochs` epochs of STEPS_PER_EPOCH steps, a checkpoint every 5 steps, the report written."""
+    """SST alone, `epochs` epochs of STEPS_PER_EPOCH steps, a checkpoint every 5 steps, the report written; every
+    step's figures read and handed to the trackers at once (log_every = 1), so a kill between checkpoints leaves
+    steps the tracker holds and the resumed run replays."""
     return write_tiny_config(directory / "run.toml", directory, model_dir,
-                             train=f"epochs = {epochs}\nbatch_size = 4\ncheckpoint_every = 5\nreport = true\n"
-                                   f"tracking = {tracking}")
+                             train=f"epochs = {epochs}\nbatch_size = 4\ncheckpoint_every = 5\nlog_every = 1\n"
+                                   f"report = true\ntracking = {tracking}")
 
 
 def train_killed_at(step: int, config: Path, data_dir: Path, env: dict[str, str] | None = None) -> None:
