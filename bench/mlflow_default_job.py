@@ -54,6 +54,14 @@ def artifacts(client, run_id: str, path: str | None = None) -> list[str]:
     return found
 
 
+def newest_step(url: str, run_dir: Path) -> int:
+    """The newest step of the run's `lr` metric that the server holds (0: none)."""
+    from mlflow.tracking import MlflowClient
+
+    run_id = json.loads((run_dir / "tracking.json").read_text(encoding="utf-8"))["mlflow"]["run_id"]
+    return max((m.step for m in MlflowClient(url).get_metric_history(run_id, "lr")), default=0)
+
+
 def read_back(url: str, run_dir: Path) -> bool:
     """What the server holds for the run, printed; True when it is all as it should be."""
     from mlflow.tracking import MlflowClient
@@ -119,6 +127,10 @@ def main() -> int:
                                 f"output_dir={run_dir.parent}", f"name={run_dir.name}"], args.kill_after, run_dir,
                                args.replay_seconds)
                 print(f"first try: exit {status} after {time.monotonic() - began:.0f} s")
+                newest = max(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*"))
+                held = newest_step(url, run_dir)
+                print(f"at the kill the server held steps up to {held}; the newest checkpoint is step {newest}: "
+                      f"the resumed run replays {max(held - newest, 0)} step(s) the server holds")
             status = train(["--resume", str(run_dir), *data])
             if status != 0:
                 print(f"the resumed run failed: exit {status}")
