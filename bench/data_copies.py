@@ -125,9 +125,10 @@ def glue_files(directory: Path, train: list, dev: list) -> Path:
     return directory
 
 
-def conll_to_parquet(conll: Path, path: Path, names: list[str] | None = None, row_group_size: int = 1000) -> None:
+def conll_to_parquet(conll: Path, path: Path, names: list[str] | None = None,
+                     row_group_size: int = 1000) -> list[str]:
     """A CoNLL file's sentences as HF's conll2003 rows: tokens, and ner_tags as indices of a ClassLabel whose names
-    are `names` (default: the file's label set in minbert's order)."""
+    are `names` (default: the file's label set in minbert's order); the names it used."""
     from minbert.data.formats import DATA_FORMATS, ReadContext, tag_labels
 
     sentences = DATA_FORMATS["conll"].read(conll, DATA_FORMATS.options_of("conll")(), ReadContext()).examples
@@ -139,6 +140,7 @@ def conll_to_parquet(conll: Path, path: Path, names: list[str] | None = None, ro
     rows = [{"tokens": list(s.words), "ner_tags": [names.index(t) for t in s.tags]} for s in sentences]
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=row_group_size)
+    return names
 
 
 def replace_data_spec(config: Path, table: str, spec: str) -> str:
@@ -167,14 +169,9 @@ def prepare_mrpc_hub(data_dir: Path, case: Path) -> tuple[Path, Path, dict[str, 
 
 def prepare_conll_parquet(data_dir: Path, case: Path) -> tuple[Path, Path, dict[str, str]]:
     """Parquet copies of CoNLL-2003's train and dev files (ClassLabel names of train's label set) and the config."""
-    from minbert.data.formats import DATA_FORMATS, ReadContext, tag_labels
-
     copies = case / "data" / "conll2003"
-    train = data_dir / "conll2003" / "train.txt"
     if not (copies / "dev.parquet").is_file():
-        options = DATA_FORMATS.options_of("conll")()
-        names = list(tag_labels(DATA_FORMATS["conll"].read(train, options, ReadContext()).examples, "iob1"))
-        conll_to_parquet(train, copies / "train.parquet", names)
+        names = conll_to_parquet(data_dir / "conll2003" / "train.txt", copies / "train.parquet")
         conll_to_parquet(data_dir / "conll2003" / "dev.txt", copies / "dev.parquet", names)
     original = ROOT / "configs" / "kinds" / "conll2003.toml"
     copy = case / "conll2003-parquet.toml"
