@@ -240,3 +240,22 @@ def test_a_nan_between_reads_without_a_checkpoint_is_found_at_the_log_interval(d
     assert main(["train", "--config", str(config), "--data-dir", str(data)]) == 2
     error = capsys.readouterr().err
     assert "non-finite loss nan at step 6 (epoch 1), task sst" in error and "(found at step 10)" in error
+
+
+def test_the_progress_line_says_the_loss_is_not_read_yet_rather_than_nan(default_job, monkeypatch, caplog):
+    """Before an epoch's first read (train.log_every steps) no loss is on the host: the line says so instead of
+    printing a NaN that reads as a diverged run."""
+    from minbert.training import hooks
+
+    monkeypatch.setattr(hooks, "PROGRESS_LOG_SECONDS", -1.0)  # a line every step (stdout is not a terminal here)
+    write, data = default_job
+    config = write("progress", train="log_every = 3")
+    with caplog.at_level("INFO", logger=hooks.log.name):
+        assert main(["train", "--config", str(config), "--data-dir", str(data)]) == 0
+    lines = [r.getMessage() for r in caplog.records if ", loss " in r.getMessage()]
+    first_epoch = [line for line in lines if line.startswith("epoch multitask 1/1: step ")]
+    assert first_epoch[0].startswith("epoch multitask 1/1: step 1/") and "loss not read yet," in first_epoch[0]
+    assert "loss not read yet," in first_epoch[1]
+    assert all("nan" not in line for line in lines), lines
+    read = [line for line in first_epoch[2:] if "not read yet" not in line]
+    assert read and all(float(line.split(", loss ")[1].split(",")[0]) > 0 for line in read)

@@ -27,7 +27,6 @@ given; a hook defines only the methods it needs (the base class's do nothing). T
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import sys
 import time
@@ -275,12 +274,15 @@ class GracefulStop(Hook):
         raise Interrupted(STOP.requested or signal.SIGTERM)  # another rank's signal: the launcher's SIGTERM
 
 
+NOT_READ_YET = "not read yet"  # the progress line's loss before the epoch's first read of the device's losses
+
+
 class ProgressReport(Hook):
     """A live bar on a terminal; in logs and pipes, a line a minute instead."""
 
     def fit_starting(self, trainer: TrainerView) -> None:
         columns = [TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
+                   TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]:.1f} ex/s"),
                    TimeRemainingColumn()]
         self.progress = Progress(*columns, transient=False, disable=not trainer.world.is_main)
         self.progress.start()
@@ -293,14 +295,16 @@ class ProgressReport(Hook):
     def epoch_starting(self, trainer: TrainerView, epoch: int, plan: list) -> None:
         self.epoch_text = f"{self.label}{epoch + 1}/{trainer.stages[trainer.stage].epochs}"
         self.bar = self.progress.add_task("train", total=len(plan), completed=trainer.step_in_epoch,
-                                          epoch=self.epoch_text, loss=math.nan, rate=0.0)
+                                          epoch=self.epoch_text, loss=NOT_READ_YET, rate=0.0)
         self.last_report = time.perf_counter()
 
     def after_step(self, trainer: TrainerView) -> None:
         recent = [v for task_losses in trainer.epoch_losses.values() for v in task_losses[-20:]]
-        loss, rate = float(np.mean(recent)) if recent else math.nan, trainer.epoch_seen / trainer.epoch_seconds
+        # losses reach the host every train.log_every steps: before the epoch's first read there is none to show
+        loss = f"{float(np.mean(recent)):.4f}" if recent else NOT_READ_YET
+        rate = trainer.epoch_seen / trainer.epoch_seconds
         self.progress.update(self.bar, advance=1, loss=loss, rate=rate)
         if not sys.stdout.isatty() and time.perf_counter() - self.last_report > PROGRESS_LOG_SECONDS:
             self.last_report = time.perf_counter()
-            log.info("epoch %s: step %d/%d, loss %.4f, %.1f ex/s, %.0f s", self.epoch_text, trainer.step_in_epoch,
+            log.info("epoch %s: step %d/%d, loss %s, %.1f ex/s, %.0f s", self.epoch_text, trainer.step_in_epoch,
                      len(trainer.plan), loss, rate, trainer.epoch_seconds)
