@@ -120,6 +120,12 @@ def read_examples(path: str | Path, fmt: FileFormat, labelled: bool = True, stri
 
 # csv's own line ends; str.splitlines would also split on \x0c, \x1c, \u2028, ... which may sit inside a sentence
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
+SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as surrogateescape decoded them
+
+
+def bad_bytes(text: str) -> bool:
+    return SURROGATE.search(text) is not None
+
 
 
 def split_line(line: str, delimiter: str, quoting: bool = True) -> tuple[list[str], str | None]:
@@ -182,7 +188,7 @@ def parse_examples(raw: bytes, path: Path, fmt: FileFormat, labelled: bool = Tru
             skip(line, f"{len(cells)} fields, the header has {len(header)}")
             continue
         values = dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=True))
-        bad = [c for c in needed if any("\udc80" <= ch <= "\udcff" for ch in values[c])]
+        bad = [c for c in needed if bad_bytes(values[c])]
         if bad:
             skip(line, f"non-UTF-8 bytes in {bad[0]}")
             continue

@@ -14,8 +14,6 @@ import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from nltk import Tree
-
 from minbert.data.files import Example, LoadedFile, SkippedRow
 from minbert.errors import DataError
 from minbert.outputs import check_input_file
@@ -27,17 +25,30 @@ TOKEN = r"[^ ()]+"
 def parse_tree(line: str, num_classes: int) -> list[tuple[str, int, bool]]:
     """(phrase text, label, is_root) for every node of one tree, root first. Raises ValueError on a malformed
     tree or a label outside 0..num_classes-1."""
+    from nltk import Tree  # nltk's package import costs seconds (scipy, sklearn): only where trees are read
+
     tree = Tree.fromstring(line, node_pattern=TOKEN, leaf_pattern=TOKEN)
     if not isinstance(tree, Tree):
         raise ValueError("not a tree (no brackets)")
+    # each node's words gathered once, bottom up (nltk's leaves() on every node walks each subtree again)
+    found: list[tuple[str, list[str]]] = []  # (label, words) per node, root first
+
+    def words_of(node: Tree) -> list[str]:
+        slot = len(found)
+        found.append((node.label(), []))
+        words = found[slot][1]
+        for child in node:
+            words.extend(words_of(child) if isinstance(child, Tree) else [child])
+        return words
+
+    words_of(tree)
     nodes = []
-    for node in tree.subtrees():
-        label = node.label()
+    for index, (label, words) in enumerate(found):
         if not label.isdigit() or not 0 <= int(label) < num_classes:
             raise ValueError(f"label {label!r} is not a class in 0..{num_classes - 1}")
-        if not node.leaves():
+        if not words:
             raise ValueError("a node without words")
-        nodes.append((" ".join(node.leaves()), int(label), node is tree))
+        nodes.append((" ".join(words), int(label), index == 0))
     return nodes
 
 

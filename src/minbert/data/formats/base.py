@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minbert.data.files import FileFormat, LoadedFile, SkippedRow
+from minbert.data.files import LINE_BREAK, FileFormat, LoadedFile, SkippedRow
 from minbert.errors import DataError
 from minbert.options import Registry, option
 from minbert.outputs import check_input_file
@@ -131,13 +130,6 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
 
-
-LINE_BREAK = re.compile(r"\r\n|\r|\n")
-SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-def bad_bytes(text: str) -> bool:
-    return SURROGATE.search(text) is not None
 
 
 def load_json(raw: bytes, path: Path) -> Any:

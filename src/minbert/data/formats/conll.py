@@ -25,14 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minbert.data.files import LoadedFile
+from minbert.data.files import LoadedFile, bad_bytes
 from minbert.data.formats.base import (
     DATA_FORMATS,
     ReadContext,
     Rows,
     TaggedExample,
     TagOptions,
-    bad_bytes,
     decode_lines,
     read_file,
 )

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from minbert.data.files import split_line
-from minbert.data.formats.base import DATA_FORMATS, bad_bytes, text_lines
+from minbert.data.files import bad_bytes, split_line
+from minbert.data.formats.base import DATA_FORMATS, text_lines
 from minbert.data.formats.records import LIST_ROLES, Record, RecordFile, RecordFormat, RecordOptions, each_path
 from minbert.errors import ConfigError, DataError
 

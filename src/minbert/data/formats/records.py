@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from minbert.data.files import Example, LoadedFile
+from minbert.data.files import Example, LoadedFile, bad_bytes
 from minbert.data.formats.base import (
     DATA_FORMATS,
     ChoiceExample,
@@ -41,7 +41,6 @@ from minbert.data.formats.base import (
     SpanOptions,
     TaggedExample,
     TagOptions,
-    bad_bytes,
     describe,
     load_json,
     read_file,
