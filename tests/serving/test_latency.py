@@ -1,5 +1,5 @@
 """Issue 46: a lone request runs at once on a warm worker, concurrent ones still share model calls, and the weights
-cast once for serving give the same outputs as autocast casting them on every call."""
+prepared for serving (cast once for bf16, laid out column-major for fp32) give the same outputs."""
 
 from __future__ import annotations
 
@@ -53,13 +53,13 @@ def test_concurrent_requests_share_model_calls_and_answer_as_lone_ones(tiny_mode
         assert answer["probabilities"] == pytest.approx(lone[i % 2]["probabilities"], abs=1e-5)
 
 
-def test_weights_cast_once_give_the_outputs_of_autocast_bit_for_bit(three_task_run):
+def test_weights_prepared_for_bf16_serving_give_the_outputs_of_autocast_bit_for_bit(three_task_run):
     model = MultitaskBERT.load(three_task_run, precision="bf16")
     rows = [(s,) for s in [*SENTENCES, "good", "a bad bad film with a good actor and a boring plot"]]
     kind = model.model.heads["sst"].kind
     before = model.outputs("sst", kind.serve_examples(rows, model.tokenizer))
     vectors_before = model.embed([r[0] for r in rows], task="sts")
-    model.cast_weights_once()
+    model.prepare_for_serving()
     assert model.model.encoder.layers[0].attention.qkv.weight.dtype == torch.bfloat16
     assert model.model.encoder.embeddings.word_embeddings.weight.dtype == torch.float32  # not a Linear
     after = model.outputs("sst", kind.serve_examples(rows, model.tokenizer))
@@ -67,7 +67,25 @@ def test_weights_cast_once_give_the_outputs_of_autocast_bit_for_bit(three_task_r
     assert np.array_equal(vectors_before, model.embed([r[0] for r in rows], task="sts"))
 
 
-def test_casting_weights_once_leaves_an_fp32_model_as_it_was(tiny_model):
-    weight = tiny_model.model.encoder.layers[0].attention.qkv.weight
-    tiny_model.cast_weights_once()
-    assert tiny_model.inference.autocast_dtype is None and weight.dtype == torch.float32 and weight.requires_grad
+def test_fp32_weights_prepared_for_serving_are_column_major_and_answer_alike(three_task_run):
+    """fp32 on a CPU: each Linear weight keeps its (out, in) shape but is held transposed in memory (MKL's fast
+    layout for a lone request's few rows); every task's outputs and the vectors stay within float rounding."""
+    model = MultitaskBERT.load(three_task_run, precision="fp32")
+    rows = [(s,) for s in [*SENTENCES, "good", "a bad bad film with a good actor and a boring plot"]]
+    pairs = [(a, b) for a, b in zip(SENTENCES, reversed(SENTENCES), strict=True)]
+    before = {task: model.outputs(task, model.model.heads[task].kind.serve_examples(
+        rows if task == "sst" else pairs, model.tokenizer)) for task in ("sst", "quora", "sts")}
+    vectors_before = model.embed([r[0] for r in rows], task="sts")
+    weight = model.model.encoder.layers[0].attention.qkv.weight
+    assert weight.is_contiguous()
+    model.prepare_for_serving()
+    weight = model.model.encoder.layers[0].attention.qkv.weight
+    assert model.inference.autocast_dtype is None and weight.dtype == torch.float32
+    assert weight.stride() == (1, weight.shape[0]) and not weight.requires_grad
+    linears = [m for m in model.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.t().is_contiguous() for m in linears)
+    for task, outputs in before.items():
+        after = model.outputs(task, model.model.heads[task].kind.serve_examples(
+            rows if task == "sst" else pairs, model.tokenizer))
+        np.testing.assert_allclose(after, outputs, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(model.embed([r[0] for r in rows], task="sts"), vectors_before, rtol=0, atol=1e-5)

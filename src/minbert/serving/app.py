@@ -492,5 +492,5 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a port number (1 to 65535)")
     model = MultitaskBERT.load(run, precision, backend, onnx_dir)
-    model.cast_weights_once()
+    model.prepare_for_serving()
     uvicorn.run(create_app(model, limits, batching, timeline), host=host, port=port, log_level="warning")
