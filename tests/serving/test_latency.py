@@ -89,3 +89,34 @@ def test_fp32_weights_prepared_for_serving_are_column_major_and_answer_alike(thr
             rows if task == "sst" else pairs, model.tokenizer))
         np.testing.assert_allclose(after, outputs, rtol=0, atol=1e-5)
     np.testing.assert_allclose(model.embed([r[0] for r in rows], task="sts"), vectors_before, rtol=0, atol=1e-5)
+
+
+def test_serve_runs_torch_ops_in_parallel_on_the_model_thread_only(three_task_run, monkeypatch):
+    """libgomp makes every op of a second thread team wait for a wake-up once teams outnumber the cores: `serve`
+    loads and runs the event loop on one intra-op thread and gives the process's count to the model thread."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from minbert.serving import app as app_module
+
+    seen = {}
+    answer = app_module.Batcher.answer
+
+    def recording_answer(self, endpoint, items):
+        seen["model thread"] = torch.get_num_threads()
+        return answer(self, endpoint, items)
+
+    def run(app, **kwargs):
+        seen["loading thread"] = torch.get_num_threads()
+        with TestClient(app) as client:
+            assert client.post("/sentiment", json={"texts": [SENTENCES[0]]}).status_code == 200
+
+    monkeypatch.setattr(app_module.Batcher, "answer", recording_answer)
+    monkeypatch.setattr(uvicorn, "run", run)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        app_module.serve(three_task_run)
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == {"loading thread": 1, "model thread": 2}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import torch
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -179,8 +180,8 @@ class Batcher:
     that), and it stops waiting as soon as the batch is as large as the previous one. What is queued always joins.
     """
 
-    def __init__(self, service: Service, batching: Batching):
-        self.service, self.batching = service, batching
+    def __init__(self, service: Service, batching: Batching, model_threads: int | None = None):
+        self.service, self.batching, self.model_threads = service, batching, model_threads
         self.queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()  # None: stop
         self.thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -242,6 +243,8 @@ class Batcher:
         return [item for item in batch if not item.request.future.done()]  # a timed-out request's texts are dropped
 
     def work(self) -> None:
+        if self.model_threads:  # see `serve`: this thread is the only one whose torch ops run in parallel
+            torch.set_num_threads(self.model_threads)
         while not self.stopping and (batch := self.gather_batch()) is not None:
             groups: dict[str, list[Pending]] = defaultdict(list)
             for item in batch:
@@ -371,12 +374,13 @@ def page_policy(nonce: str) -> str:
 
 
 def create_app(model: MultitaskBERT, limits: Limits | None = None, batching: Batching | None = None,
-               timeline: bool = False) -> FastAPI:
+               timeline: bool = False, model_threads: int | None = None) -> FastAPI:
     """The API of one loaded run. Every endpoint takes a list, so clients may batch too. With `timeline`, each
-    answer carries its request's stages in a Server-Timing header (minbert.serving.timeline)."""
+    answer carries its request's stages in a Server-Timing header (minbert.serving.timeline). `model_threads`:
+    torch's intra-op threads for the model thread (None: as the process has them)."""
     limits, batching = limits or Limits(), batching or Batching()
     service = Service(model)
-    batcher = Batcher(service, batching)
+    batcher = Batcher(service, batching, model_threads)
 
     async def lifespan(app: FastAPI):
         batcher.start()
@@ -491,6 +495,16 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
 
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a port number (1 to 65535)")
+    # Only the model thread runs torch ops in parallel: libgomp keeps a thread team for each thread that has run a
+    # parallel region, and once teams hold more threads than there are cores it stops spinning between regions,
+    # so every op of a second team pays a futex wake-up (exp of 8x1536 floats: 7 us on the first team, 68 us on a
+    # second; a lone request's model call 9 -> 16 ms, issue 46). This thread loads the run and runs the event loop
+    # on one intra-op thread, so it never builds a team; the model thread takes the process's count. (ONNX Runtime
+    # keeps its own pool, sized by torch's count when the session is made.)
+    model_threads = torch.get_num_threads() if backend == "torch" else None
+    if model_threads:
+        torch.set_num_threads(1)
     model = MultitaskBERT.load(run, precision, backend, onnx_dir)
     model.prepare_for_serving()
-    uvicorn.run(create_app(model, limits, batching, timeline), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(model, limits, batching, timeline, model_threads), host=host, port=port,
+                log_level="warning")
