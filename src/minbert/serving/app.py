@@ -498,9 +498,9 @@ def serve(run: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Li
     # Only the model thread runs torch ops in parallel: libgomp keeps a thread team for each thread that has run a
     # parallel region, and once teams hold more threads than there are cores it stops spinning between regions,
     # so every op of a second team pays a futex wake-up (exp of 8x1536 floats: 7 us on the first team, 68 us on a
-    # second; a lone request's model call 9 -> 16 ms, issue 46). This thread loads the run and runs the event loop
-    # on one intra-op thread, so it never builds a team; the model thread takes the process's count. (ONNX Runtime
-    # keeps its own pool, sized by torch's count when the session is made.)
+    # second; a lone request's model call took 16 ms instead of 9, issue 46). This thread loads the run and runs
+    # the event loop on one intra-op thread, so it never builds a team; the model thread takes the process's
+    # count. (ONNX Runtime keeps its own pool, sized by torch's count when the session is made.)
     model_threads = torch.get_num_threads() if backend == "torch" else None
     if model_threads:
         torch.set_num_threads(1)
