@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.mlflow_screenshots import REPO, mlflow_server
+from minbert.training.checkpoint import NAME as CHECKPOINT_NAME
+from minbert.training.checkpoint import list_checkpoints
 
 EXPERIMENT = "minbert-default-job"
 
@@ -38,7 +40,7 @@ def train(command: list[str], kill_after: float | None = None, run_dir: Path | N
     child = subprocess.Popen([sys.executable, "-m", "minbert", "train", *command])
     began = time.monotonic()
     while child.poll() is None:
-        newest = max((p.stat().st_mtime for p in (run_dir / "checkpoints").glob("step-*")), default=None) \
+        newest = max((p.stat().st_mtime for p in list_checkpoints(run_dir)), default=None) \
             if kill_after is not None else None
         if newest is not None and time.monotonic() - began > kill_after and time.time() - newest > replay_seconds:
             child.send_signal(signal.SIGKILL)
@@ -127,7 +129,7 @@ def main() -> int:
                                 f"output_dir={run_dir.parent}", f"name={run_dir.name}"], args.kill_after, run_dir,
                                args.replay_seconds)
                 print(f"first try: exit {status} after {time.monotonic() - began:.0f} s")
-                newest = max(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*"))
+                newest = int(CHECKPOINT_NAME.fullmatch(list_checkpoints(run_dir)[-1].name).group(1))
                 held = newest_step(url, run_dir)
                 print(f"at the kill the server held steps up to {held}; the newest checkpoint is step {newest}: "
                       f"the resumed run replays {max(held - newest, 0)} step(s) the server holds")

@@ -127,7 +127,6 @@ def bad_bytes(text: str) -> bool:
     return SURROGATE.search(text) is not None
 
 
-
 def split_line(line: str, delimiter: str, quoting: bool = True) -> tuple[list[str], str | None]:
     """One physical line's fields with csv's quoting rules, or ([], reason). A row is one line: a quote left open
     costs that line only, never the rest of the file."""

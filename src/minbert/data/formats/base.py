@@ -131,7 +131,6 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-
 def load_json(raw: bytes, path: Path) -> Any:
     """A whole-file JSON document; a file that is not UTF-8 or not JSON is one DataError naming where."""
     try:
