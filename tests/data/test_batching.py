@@ -50,3 +50,36 @@ def test_siamese_batches_encode_each_distinct_sentence_once(tiny_model_dir):
     decoded = [tok.backend.decode(row.tolist()) for row in batch.inputs["input_ids"]]
     for (a, b), (i, j) in zip(pairs, batch.index.tolist(), strict=True):
         assert (decoded[i], decoded[j]) == (a, b)
+
+
+def test_a_batch_knows_on_the_host_whether_any_row_is_padded(tiny_model_dir):
+    from minbert.model import BertModel
+    from minbert.tasks.model import MultitaskModel
+    from minbert.training.config import ModelConfig, TaskConfig
+
+    tok = Tokenizer.from_pretrained(tiny_model_dir)
+    data = TaskData("sst", examples(["good film", "bad film", "fun"], [0, 1, 2]), tok, max_length=64)
+    full, padded = data.collate([0, 1]), data.collate([0, 2])
+    assert not full.unpadded  # unknown until `to` reads the host's mask
+    moved = full.to(torch.device("cpu"))
+    assert moved.unpadded and moved.encoder_mask is None
+    assert moved.inputs["attention_mask"].tolist() == [[1] * 4] * 2  # pooling still has it
+    assert not padded.to(torch.device("cpu")).unpadded
+    assert padded.to(torch.device("cpu")).encoder_mask is padded.inputs["attention_mask"]
+    on_meta = full.to(torch.device("meta"))  # another device: decided before the copy, never read back
+    assert on_meta.unpadded and on_meta.inputs["input_ids"].device.type == "meta"
+    assert not padded.to(torch.device("meta")).unpadded
+
+    torch.manual_seed(0)
+    model = MultitaskModel(BertModel.from_pretrained(tiny_model_dir),
+                           {"sst": TaskConfig(data="sst", pooling="mean", dropout=0.0)}, ModelConfig()).eval()
+    masks = []
+    run_layers = model.encoder.run_layers
+    model.encoder.run_layers = lambda x, mask, *args: masks.append(mask) or run_layers(x, mask, *args)
+    with torch.no_grad():
+        given_none = model(moved).logits
+        given_mask = model(full).logits  # not moved: the mask of ones is handed on (and found empty there)
+        both = model(padded.to(torch.device("cpu"))).logits
+    assert masks[0] is None and masks[1] is full.inputs["attention_mask"] and masks[2] is not None
+    torch.testing.assert_close(given_none, given_mask, rtol=0, atol=0)
+    torch.testing.assert_close(both[0], given_none[0], rtol=0, atol=1e-5)  # row 0 unchanged beside a shorter row

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from minbert.cli import main
+from minbert.data.batching import Batch
 from minbert.model.bert import attention_mask_for
 from minbert.training.checkpoint import list_checkpoints
 from minbert.training.loop import Trainer
@@ -32,9 +33,10 @@ SYNCING_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", 
                "_unique", "_unique2", "unique_consecutive", "unique_dim", "repeat_interleave"}
 # Python-level reads that copy a whole tensor out (no aten op to see on a CPU, where the tensor already is there)
 COPYING_METHODS = ("tolist", "numpy", "cpu", "__array__")
-# Reads that a GPU never makes: attention_mask_for checks `attention_mask.is_cpu` before it looks at the mask
-# (test_the_mask_is_read_only_on_a_cpu below proves the skip).
-CPU_ONLY_SITES = {"model/bert.py:attention_mask_for"}
+# Reads that a GPU never makes: attention_mask_for and Batch.to check `attention_mask.is_cpu` before they look at
+# the mask (test_the_mask_is_read_only_on_a_cpu below proves the skip). Batch.to reads the collated batch's mask on
+# the host before the copy: on a GPU too, but a host tensor's read waits for nothing.
+CPU_ONLY_SITES = {"model/bert.py:attention_mask_for", "data/batching.py:to"}
 # What a step is: the step itself and the hook points around it (reading the figures and checkpoints are not)
 STEP_POINTS = {"before_step", "after_backward", "before_update", "after_update", "after_step"}
 
@@ -197,9 +199,13 @@ def test_the_mask_is_read_only_on_a_cpu(host_reads):
     try:
         assert attention_mask_for(mask) is None  # read on the CPU: nothing padded, no mask
         assert attention_mask_for(mask.to("meta")).shape == (2, 1, 1, 5)  # elsewhere: not read, always applied
+        batch = Batch("sst", {"input_ids": mask, "attention_mask": mask}, None, [0, 1])
+        assert batch.to(torch.device("meta")).unpadded  # read on the host, before the copy
+        on_device = Batch("sst", {k: v.to("meta") for k, v in batch.inputs.items()}, None, [0, 1])
+        assert not on_device.to(torch.device("meta")).unpadded  # already on a device: not read, mask applied
     finally:
         host_reads.record = original
-    assert reads == {"model/bert.py:attention_mask_for": 1}
+    assert reads == {"model/bert.py:attention_mask_for": 1, "data/batching.py:to": 1}
 
 
 def poison_loss_at(monkeypatch, step: int) -> None:

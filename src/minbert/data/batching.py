@@ -34,6 +34,15 @@ class ExtraSource:
     share: float = 0.0
 
 
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """A host tensor's copy on `device` that does not wait for the device's queue: a copy from pageable memory
+    is staged through a driver buffer and can block the host until the GPU has caught up, so a CUDA copy goes
+    from pinned memory (torch's caching host allocator reuses the pinned block once the copy is done)."""
+    if torch.device(device).type == "cuda" and tensor.is_cpu and not tensor.is_pinned():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 @dataclass
 class Batch:
     task: str
@@ -45,13 +54,24 @@ class Batch:
     # where the frozen layers' outputs for those rows are kept (a training.layer_cache.LayerCache: get/put), if any
     cache: Any = None
     teacher: Tensor | None = None  # distillation: the teacher's soft outputs for these examples
+    # known on the host (read by `to` before the copy): every row fills its width, so the encoder is handed no
+    # attention mask and a GPU may take its fastest attention kernel without reading the mask back from the device
+    unpadded: bool = False
 
     def to(self, device: torch.device) -> Batch:
-        inputs = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
-        labels = None if self.labels is None else self.labels.to(device, non_blocking=True)
-        index = None if self.index is None else self.index.to(device, non_blocking=True)
-        teacher = None if self.teacher is None else self.teacher.to(device, non_blocking=True)
-        return Batch(self.task, inputs, labels, self.positions, index, self.rows, self.cache, teacher)
+        mask = self.inputs.get("attention_mask")
+        unpadded = self.unpadded or (mask is not None and mask.is_cpu and bool(mask.all()))
+        inputs = {k: to_device(v, device) for k, v in self.inputs.items()}
+        labels = None if self.labels is None else to_device(self.labels, device)
+        index = None if self.index is None else to_device(self.index, device)
+        teacher = None if self.teacher is None else to_device(self.teacher, device)
+        return Batch(self.task, inputs, labels, self.positions, index, self.rows, self.cache, teacher, unpadded)
+
+    @property
+    def encoder_mask(self) -> Tensor | None:
+        """The attention mask the encoder applies: None where no row is padded (pooling still reads
+        `inputs["attention_mask"]`)."""
+        return None if self.unpadded else self.inputs.get("attention_mask")
 
     def __len__(self) -> int:
         return len(self.positions)

@@ -183,17 +183,18 @@ class MultitaskModel(nn.Module):
                 module.eval()
         return self
 
-    def frozen_bottom(self, inputs: dict[str, Tensor]) -> Tensor:
+    def frozen_bottom(self, batch: Batch) -> Tensor:
         """Hidden states after the embeddings and the frozen layers (no gradient)."""
         with torch.no_grad():
-            x = self.encoder.embeddings(inputs["input_ids"], inputs.get("token_type_ids"))
-            return self.encoder.run_layers(x, inputs["attention_mask"], 0, self.frozen_depth)
+            x = self.encoder.embeddings(batch.inputs["input_ids"], batch.inputs.get("token_type_ids"))
+            return self.encoder.run_layers(x, batch.encoder_mask, 0, self.frozen_depth)
 
     def encode(self, batch: Batch, word_embeds: Tensor | None = None) -> BertOutput:
-        inputs = batch.inputs
+        inputs, mask = batch.inputs, batch.encoder_mask
         pal = self.heads[batch.task].pal
         if not self.frozen_depth and not self.task_layers:
-            return self.encoder(**inputs, word_embeds=word_embeds, pal=pal)
+            return self.encoder(inputs["input_ids"], mask, inputs.get("token_type_ids"), word_embeds, pal,
+                                inputs.get("position_ids"))
         if not self.frozen_depth:
             hidden = self.encoder.embeddings(inputs["input_ids"], inputs.get("token_type_ids"), word_embeds)
         elif word_embeds is not None:
@@ -203,15 +204,15 @@ class MultitaskModel(nn.Module):
             if batch.cache is not None:
                 hidden = batch.cache.get(batch.rows, inputs["input_ids"].shape[1])
             if hidden is None:
-                hidden = self.frozen_bottom(inputs)
+                hidden = self.frozen_bottom(batch)
                 if batch.cache is not None:
                     hidden = batch.cache.put(batch.rows, hidden)  # rounded as a later cache hit will be
             hidden = hidden.to(inputs["input_ids"].device)
         own = batch.task in self.task_layers
-        top = self.encoder.run_layers(hidden, inputs["attention_mask"], self.frozen_depth,
+        top = self.encoder.run_layers(hidden, mask, self.frozen_depth,
                                       self.shared_depth if own else len(self.encoder.layers), pal)
         if own:
-            mask = attention_mask_for(inputs["attention_mask"])
+            mask = attention_mask_for(mask)
             for layer in self.task_layers[batch.task]:
                 top = layer(top, mask, None)
         if self.freeze == "encoder":
