@@ -92,11 +92,9 @@ def load_variant(run: Path, variant: str, rows: int) -> MultitaskBERT:
         model.model.requires_grad_(False)
         pack_linears(model.model, variant.split("-")[0], rows)
     elif variant.startswith("inductor"):
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True
         model.model.requires_grad_(False)
-        model.model.encoder = torch.compile(model.model.encoder, dynamic=variant == "inductor-dynamic")
+        model.model.encoder = torch.compile(model.model.encoder, dynamic=variant == "inductor-dynamic",
+                                            options={"freezing": True})
     return model
 
 
@@ -143,14 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", default=TEXT)
     parser.add_argument("--repeat", type=int, default=300)
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     results, reference = [], None
     for variant in args.variants:
         if variant == "onnx" and not (args.run / "onnx").is_dir():
             print(f"onnx: skipped ({args.run / 'onnx'} does not exist: minbert export RUN --format onnx)",
                   file=sys.stderr)
             continue
-        result = measure(args.run, variant, args.text, args.repeat, reference)
+        with torch.no_grad():
+            result = measure(args.run, variant, args.text, args.repeat, reference)
         if reference is None and variant == "row-major":
             reference = result["hidden"]
         results.append(result)
