@@ -106,6 +106,7 @@ def measure(run: Path, variant: str, text: str, repeat: int, reference: torch.Te
     task = endpoint.removeprefix(TASK_PREFIX) if endpoint.startswith(TASK_PREFIX) else service.tasks[endpoint]
     batch = probe.task_data(task, service.kinds[task].serve_examples([(text,)], probe.tokenizer)).collate([0])
     ids, mask = batch.inputs["input_ids"], batch.inputs["attention_mask"]
+    del probe, service  # one copy of the weights in memory while timing
     model = load_variant(run, variant, ids.numel())
     service = Service(model)
     result = {"variant": variant, "tokens": ids.shape[1], "encoder_ms": None, "max_diff": None, "hidden": None}
