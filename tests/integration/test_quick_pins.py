@@ -57,7 +57,7 @@ def test_quick_figures_do_not_change(config, request, data_dir, tmp_path):
         pytest.skip("the configs/seeds recipes are pinned too: run with MINBERT_ALL_PINS=1 (about 6 minutes)")
     pins = json.loads(PINS_FILE.read_text()).get(cpu_kind(), {})
     if config not in pins:
-        pytest.skip(f"no pinned --quick figures for {config} on a {cpu_kind()} CPU")
+        pytest.skip(f"no pinned --quick figures for {config} on this kind of CPU ({cpu_kind()})")
     if config == "multitask.toml":
         figures = epoch_figures(request.getfixturevalue("quick_default_metrics"))
     else:
