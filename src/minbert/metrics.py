@@ -115,36 +115,35 @@ class MatthewsCorrelation(Correlation):
         return float(sk.matthews_corrcoef(np.asarray(labels), np.asarray(predictions)))
 
 
-@METRICS.register("pearson")
-class Pearson(Correlation):
-    """Pearson's r between predicted and gold scores."""
+class ScoreCorrelation(Correlation):
+    """A correlation of predicted and gold scores, by one of scipy.stats' functions."""
 
     inputs = "scores"
+    name = ""
+    scipy_statistic = "pearsonr"  # the name of the function in scipy.stats
 
     def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
         predictions, labels = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
-        _check_inputs("pearson", predictions, labels, least=2)
+        _check_inputs(self.name, predictions, labels, least=2)
         if predictions.std() == 0:
             return 0.0
         from scipy import stats
 
-        return float(stats.pearsonr(predictions, labels).statistic)
+        return float(getattr(stats, self.scipy_statistic)(predictions, labels).statistic)
+
+
+@METRICS.register("pearson")
+class Pearson(ScoreCorrelation):
+    """Pearson's r between predicted and gold scores."""
+
+    name, scipy_statistic = "pearson", "pearsonr"
 
 
 @METRICS.register("spearman")
-class Spearman(Correlation):
+class Spearman(ScoreCorrelation):
     """Spearman's rank correlation between predicted and gold scores."""
 
-    inputs = "scores"
-
-    def __call__(self, predictions: Sequence, labels: Sequence, positive: int = 1) -> float:
-        predictions, labels = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
-        _check_inputs("spearman", predictions, labels, least=2)
-        if predictions.std() == 0:
-            return 0.0
-        from scipy import stats
-
-        return float(stats.spearmanr(predictions, labels).statistic)
+    name, scipy_statistic = "spearman", "spearmanr"
 
 
 # Token tagging. Entities are read as conlleval reads them by default (seqeval's default mode is a port of it): an
