@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from minbert.cli import main
@@ -73,6 +75,14 @@ cosent = ["tasks.sts.loss=cosent"]
     assert len(per_seed) == 2 and mean == pytest.approx(sum(per_seed) / 2, abs=1e-4)
     assert spread == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5, abs=1e-4)
     assert per_seed[0] != per_seed[1]  # different seeds, different runs
+    # each task's cell is its mean ± standard error over the two runs' own dev scores
+    header = next(line for line in (out / "ablation.md").read_text().splitlines() if line.startswith("| variant"))
+    sts = [c.strip() for c in header.strip("|").split("|")].index("sts")
+    runs = [json.loads((out / "baseline" / f"seed-{seed}" / "metrics.json").read_text())["final_dev"]["sts"]["score"]
+            for seed in (3, 4)]
+    sts_mean, sts_error = (float(v) for v in rows["baseline"][sts].split(" ± "))
+    assert sts_mean == pytest.approx(sum(runs) / 2, abs=1e-4)
+    assert sts_error == pytest.approx(abs(runs[0] - runs[1]) / 2, abs=1e-4)
 
 
 @pytest.mark.parametrize(("sweep", "message"), [

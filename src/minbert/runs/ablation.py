@@ -17,8 +17,9 @@ A variant whose run directory already holds final metrics is not run again (dele
 interrupted resumes from its newest checkpoint.
 
     seeds = [11711, 1, 2]                # optional: every variant once per seed (runs <variant>/seed-<S>); the
-                                         # table shows the mean and standard deviation, so differences can be
-                                         # weighed against seed noise
+                                         # table shows each task's mean and standard error and the overall
+                                         # score's standard deviation, so differences can be weighed against
+                                         # seed noise
 
 `jobs` > 1 trains that many runs at once in separate processes (a GPU, or a machine with many cores); the CPU
 threads are shared out between them.
@@ -217,12 +218,16 @@ def summarize(name: str, run_dirs: list[Path], variant: dict, base: Path | None)
     """One table row: the run's dev scores, or with several seeds their means (and per-seed overall scores)."""
     per_run = [score_run(run_dir) for run_dir in run_dirs]
     scores = {task: statistics.fmean(r["scores"][task] for r in per_run) for task in per_run[0]["scores"]}
+    # each task's standard error over the seeds: a gain counts when it beats twice it
+    errors = {task: statistics.stdev(r["scores"][task] for r in per_run) / len(per_run) ** 0.5
+              for task in scores} if len(per_run) > 1 else {}
     overall = [r["overall"] for r in per_run]
     # a variant with its own config shows it first in the overrides column
     shown = variant["overrides"] if variant["config"] in (base, None) else [variant["config"].name,
                                                                              *variant["overrides"]]
     return {"name": name, "overrides": shown, "overall": statistics.fmean(overall), "per_seed": overall,
             "overall_sd": statistics.stdev(overall) if len(overall) > 1 else None, "scores": scores,
+            "score_errors": errors,
             "overall_label": per_run[0]["overall_label"], "metrics": per_run[0]["metrics"],
             "best_epoch": "/".join(str(r["best_epoch"]) for r in per_run),
             "minutes": statistics.fmean(r["minutes"] for r in per_run)}
@@ -267,14 +272,15 @@ def write_table(rows: list[dict], path: Path, base: Path | None, budget: float |
         lines.append(f"**Budget: every variant trained on {budget:.0%} of each task's training examples**, so "
                      "absolute scores are below full runs; compare rows with each other.")
     if seeds:
-        lines.append(f"Every variant ran with seeds {', '.join(map(str, seeds))}: task columns are means over the "
-                     "seeds, `overall` is mean ± standard deviation, `per seed` lists each seed's overall score, "
-                     "minutes are per run.")
+        lines.append(f"Every variant ran with seeds {', '.join(map(str, seeds))}: task columns are mean ± standard "
+                     "error over the seeds, `overall` is mean ± standard deviation, `per seed` lists each seed's "
+                     "overall score, minutes are per run.")
     seed_column, seed_rule = (" per seed |", " --- |") if seeds else ("", "")
     lines += ["", f"| variant | overrides | overall | {' | '.join(columns)} |{seed_column} best epoch | minutes |",
               "| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + f" |{seed_rule} ---: | ---: |"]
     for row in rows:
-        cells = [f"{row['scores'][c]:.4f}" if c in row["scores"] else "-" for c in columns]
+        cells = [f"{row['scores'][c]:.4f}" + (f" ± {row['score_errors'][c]:.4f}" if c in row["score_errors"] else "")
+                 if c in row["scores"] else "-" for c in columns]
         overrides = ", ".join(f"`{o}`" for o in row["overrides"]) or "(base)"
         overall = f"{row['overall']:.4f}" + (f" ± {row['overall_sd']:.4f}" if row["overall_sd"] is not None else "")
         per_seed = f" {' / '.join(f'{v:.4f}' for v in row['per_seed'])} |" if seeds else ""
