@@ -215,7 +215,8 @@ def run_parallel(pending: list, data_dir: str | None, jobs: int, tracking_group:
 
 
 def summarize(name: str, run_dirs: list[Path], variant: dict, base: Path | None) -> dict:
-    """One table row: the run's dev scores, or with several seeds their means (and per-seed overall scores)."""
+    """One table row: the run's dev scores, or with several seeds their means and standard errors (and per-seed
+    overall scores)."""
     per_run = [score_run(run_dir) for run_dir in run_dirs]
     scores = {task: statistics.fmean(r["scores"][task] for r in per_run) for task in per_run[0]["scores"]}
     # each task's standard error over the seeds: a gain counts when it beats twice it
