@@ -4,7 +4,8 @@ so that what the server's `model` stage could gain is measured before it is buil
 
     .venv/bin/python bench/lone_request.py --run RUN [--variants ...] [--text "..."] [--repeat 300]
 
-Variants (`--variants` picks, in order; each starts from the run's weights as `MultitaskBERT.load` reads them):
+Variants (`--variants` picks, in order; each starts from the run's weights as `MultitaskBERT.load` reads them, in
+fp32 even where `auto` would serve bf16, since the layouts compared are fp32 layouts and the encoder is called bare):
   row-major       nn.Linear's own (out, in) weights, eager: what serving did before issue 46
   column-major    MultitaskBERT.prepare_for_serving: every fp32 weight held transposed in memory (what `serve` does)
   mkl-packed      MKL's packed sgemm (torch.ops.mkl._mkl_linear), packed for this sentence's row count: ATen takes
@@ -85,7 +86,7 @@ def pack_linears(model: torch.nn.Module, how: str, rows: int) -> None:
 def load_variant(run: Path, variant: str, rows: int) -> MultitaskBERT:
     if variant == "onnx":
         return MultitaskBERT.load(run, backend="onnx")
-    model = MultitaskBERT.load(run, precision="int8" if variant == "int8" else None)
+    model = MultitaskBERT.load(run, precision="int8" if variant == "int8" else "fp32")
     if variant in ("column-major", "int8"):
         model.prepare_for_serving()
     elif variant in ("mkl-packed", "onednn-packed"):
